@@ -1,0 +1,49 @@
+# NeurStore. `make demo` builds neurrun and runs the main job; `make test` runs the tests.
+
+GO       ?= go
+BIN      := bin/neurrun
+STORE    ?= ./neurstore-data
+OUT      ?= out/demo
+FUZZTIME ?= 2m
+FAMILY   := testdata/family
+
+.PHONY: all build demo test fuzz bench clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/neurrun
+
+# The main job: import the committed model family into the embedded store, print
+# the store's sizes, export every model and check it bit for bit against its source.
+demo: build
+	@mkdir -p $(OUT)
+	@set -e; for f in $(FAMILY)/*.safetensors $(FAMILY)/*.onnx $(FAMILY)/text-tiny-base-sharded; do \
+		$(BIN) --store $(STORE) import --force "$$f"; \
+	done
+	$(BIN) --store $(STORE) stats
+	@set -e; for f in $(FAMILY)/*.safetensors $(FAMILY)/*.onnx; do \
+		n=$$(basename "$$f"); m=$${n%.*}; \
+		$(BIN) --store $(STORE) export --force "$$m" "$(OUT)/$$n" >/dev/null; \
+		printf '%-40s ' "$$m"; $(BIN) compare "$$f" "$(OUT)/$$n"; \
+	done
+	@$(BIN) --store $(STORE) export --force text-tiny-base-sharded $(OUT)/text-tiny-base-sharded >/dev/null
+	@printf '%-40s ' text-tiny-base-sharded; $(BIN) compare $(FAMILY)/text-tiny-base-sharded $(OUT)/text-tiny-base-sharded
+	$(BIN) --store $(STORE) verify
+
+# The tests, as CI runs them (.ci/run).
+test:
+	$(GO) vet ./...
+	$(GO) test -race -count=1 ./...
+
+# Fuzz every parser for FUZZTIME each.
+fuzz:
+	$(GO) test ./graph -run '^$$' -fuzz '^FuzzSafetensorsHeader$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./graph -run '^$$' -fuzz '^FuzzONNX$$' -fuzztime $(FUZZTIME)
+
+# Import/export throughput on a generated 512 MiB safetensors file (see bench/io.sh).
+bench: build
+	sh bench/io.sh
+
+clean:
+	rm -rf bin out

@@ -1,0 +1,77 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"text/tabwriter"
+
+	"github.com/neurstore/neurstore/graph"
+	"github.com/spf13/cobra"
+)
+
+func lsCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "ls",
+		Short: "List the models in the store",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := openStore()
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			ms, err := s.Models()
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tFORMAT\tTENSORS\tSIZE\tIMPORTED")
+			for _, m := range ms {
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", m.Ref(), m.Format, len(m.Tensors),
+					humanBytes(m.LogicalBytes), m.Created.Local().Format("2006-01-02 15:04:05"))
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+func showCmd() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "show NAME[:TAG]",
+		Short: "Show a model: its origin, parameters and tensors",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := openStore()
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			m, err := s.Model(args[0])
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if asJSON {
+				enc := json.NewEncoder(out)
+				enc.SetIndent("", "  ")
+				return enc.Encode(m)
+			}
+			fmt.Fprintf(out, "model     %s\nformat    %s\nimported  %s\nmode      %s\n", m.Ref(), m.Format,
+				m.Created.Local().Format("2006-01-02 15:04:05"), m.Params.Mode)
+			for _, f := range m.Lineage.Files {
+				fmt.Fprintf(out, "from      %s\n", f)
+			}
+			fmt.Fprintf(out, "tensors   %d, %s\ngraph     %s\n\n", len(m.Tensors), humanBytes(m.LogicalBytes), humanBytes(m.GraphBytes))
+			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "TENSOR\tDTYPE\tSHAPE\tSIZE\tID")
+			for _, t := range m.Tensors {
+				size, _ := graph.ByteSize(t.DType, t.Shape)
+				fmt.Fprintf(tw, "%s\t%s\t%v\t%s\t%s\n", t.Name, t.DType, t.Shape, humanBytes(size), t.ID.Short())
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the manifest as JSON")
+	return cmd
+}

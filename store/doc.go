@@ -1,0 +1,38 @@
+// Package store is NeurStore's storage engine: it keeps models tensor by tensor in an
+// ordered key-value backend (Pebble, embedded, by default), deduplicates tensors by
+// content, and never lets a reader see half a model.
+//
+// # Data model
+//
+// A model (name:tag) is a manifest: its ordered tensor list (name, dtype, shape,
+// tensor id), import parameters, lineage and metadata, plus its architecture (graph)
+// blob. A tensor record describes one stored tensor value: its encoding, dtype, shape
+// and the pages holding its payload. Records are keyed by the SHA-256 of the tensor's
+// dtype, shape and bytes (the tensor id), so a value already stored is never stored
+// again, inside one model or across models. A record counts its references (refs);
+// it lives while a manifest refers to it.
+//
+// # Key layout (part of the format; do not change)
+//
+//	"F"                             -> store format version (1 byte)
+//	"N"                             -> next free blob number (uvarint), reserved ahead
+//	"m" <name:tag>                  -> manifest (see manifest.go)
+//	"g" <name:tag>                  -> graph blob (raw bytes)
+//	"t" <tensor id, 32 bytes>       -> tensor record (see record.go)
+//	"p" <blob, 8 bytes BE> <page, 4 bytes BE>
+//	                                -> page: crc32c(payload) (4 bytes LE) | payload
+//
+// Pages of one tensor share a blob number, so they are adjacent in key order and a
+// single range deletion removes them.
+//
+// # Writes and crashes
+//
+// An import writes pages first, unsynced, under freshly reserved blob numbers, and
+// then commits, in one synced batch, the new tensor records, the updated refcounts,
+// the graph and the manifest. A crash before that commit leaves only pages that no
+// record refers to: readers cannot reach them, Verify reports them as orphans, and GC
+// deletes them. A failed import deletes its own pages before it returns.
+//
+// store must never modify a model in place: a manifest is replaced only by a whole new
+// one in a single batch, and a page is never rewritten once a record refers to it.
+package store

@@ -1,0 +1,193 @@
+package store
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/neurstore/neurstore/graph"
+)
+
+// ExportOptions control Export.
+type ExportOptions struct {
+	// Force replaces an existing output file or folder.
+	Force bool
+	// Progress, when set, is called as tensor bytes are written.
+	Progress func(done, total int64)
+}
+
+// Export writes model ref to out. The format follows out's name: ".safetensors"
+// writes one safetensors file, ".onnx" an ONNX model (only for models imported from
+// ONNX); any other name writes the model as it was imported (a sharded model as a
+// folder of shards). The output appears atomically: it is written under a temporary
+// name and renamed. Export refuses an existing out unless opts.Force is set, and
+// returns an error wrapping ErrCorruption if a page fails its checksum.
+func (s *Store) Export(ref, out string, opts ExportOptions) error {
+	snap, err := s.be.Snapshot()
+	if err != nil {
+		return err
+	}
+	defer snap.Close()
+	m, err := getManifest(snap, ref)
+	if err != nil {
+		return err
+	}
+	format := m.Format
+	sharded := m.Sharded
+	switch strings.ToLower(filepath.Ext(out)) {
+	case ".safetensors":
+		format, sharded = graph.FormatSafetensors, false
+	case ".onnx":
+		format = graph.FormatONNX
+	}
+	if format == graph.FormatONNX && m.Format != graph.FormatONNX {
+		return fmt.Errorf("store: export %s: the model was imported from %s and has no ONNX graph; export it as .safetensors", m.Ref(), m.Format)
+	}
+	if _, err := os.Lstat(out); err == nil && !opts.Force {
+		return fmt.Errorf("store: export %s: %s already exists (use --force to replace it)", m.Ref(), out)
+	}
+
+	tensors := m.Info()
+	var total, done int64
+	for _, t := range tensors {
+		total += t.Size
+	}
+	data := func(i int, w io.Writer) error {
+		return copyTensor(snap, m.Tensors[i].ID, w, func(n int64) {
+			done += n
+			if opts.Progress != nil {
+				opts.Progress(done, total)
+			}
+		})
+	}
+
+	if sharded {
+		return writeAtomicDir(out, opts.Force, func(dir string) error {
+			return graph.WriteShardedSafetensors(dir, m.Metadata, tensors, data)
+		})
+	}
+	return writeAtomicFile(out, func(w io.Writer) error {
+		if format == graph.FormatONNX {
+			g, err := snap.Get(graphKey(m.Name, m.Tag))
+			if err != nil {
+				return fmt.Errorf("store: export %s: graph: %w", m.Ref(), err)
+			}
+			return graph.WriteONNX(w, g, tensors, data)
+		}
+		return graph.WriteSafetensors(w, m.Metadata, tensors, data)
+	})
+}
+
+// ReadTensor writes the bytes of tensor id to w, checking every page's checksum.
+func (s *Store) ReadTensor(id TensorID, w io.Writer) error {
+	return copyTensor(s.be, id, w, nil)
+}
+
+// copyTensor writes the bytes of tensor id, read through r, to w.
+func copyTensor(r Reader, id TensorID, w io.Writer, progress func(int64)) error {
+	rec, err := getRecord(r, id)
+	if err != nil {
+		return err
+	}
+	if rec.Encoding != EncRaw {
+		return fmt.Errorf("store: tensor %s: encoding %s is not supported by this version", id.Short(), rec.Encoding)
+	}
+	for p := int64(0); p < rec.Pages; p++ {
+		payload, err := readPage(r, id, rec, p)
+		if err != nil {
+			return err
+		}
+		if _, err := w.Write(payload); err != nil {
+			return err
+		}
+		if progress != nil {
+			progress(int64(len(payload)))
+		}
+	}
+	return nil
+}
+
+// readPage returns the payload of page p of rec, checking its checksum and size.
+func readPage(r Reader, id TensorID, rec *Record, p int64) ([]byte, error) {
+	v, err := r.Get(pageKey(rec.Blob, uint32(p)))
+	if errors.Is(err, ErrNotFound) {
+		return nil, corruptf("tensor %s: page %d of %d is missing", id.Short(), p, rec.Pages)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := checkPage(id, rec, p, v); err != nil {
+		return nil, err
+	}
+	return v[4:], nil
+}
+
+func checkPage(id TensorID, rec *Record, p int64, v []byte) error {
+	want := min(rec.PageSize, rec.Stored-p*rec.PageSize)
+	if int64(len(v)) != want+4 {
+		return corruptf("tensor %s: page %d holds %d bytes, want %d", id.Short(), p, len(v)-4, want)
+	}
+	if binary.LittleEndian.Uint32(v) != crc32.Checksum(v[4:], crcTable) {
+		return corruptf("tensor %s: page %d: checksum mismatch", id.Short(), p)
+	}
+	return nil
+}
+
+// writeAtomicFile writes path through a temporary file in the same folder and renames
+// it into place once write succeeded and the data is synced.
+func writeAtomicFile(path string, write func(io.Writer) error) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	tmp := f.Name()
+	bw := bufio.NewWriterSize(f, 4<<20)
+	err = write(bw)
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return nil
+}
+
+// writeAtomicDir writes a folder through a temporary folder beside it and renames it
+// into place; with force, an existing folder at path is replaced.
+func writeAtomicDir(path string, force bool, write func(dir string) error) error {
+	tmp, err := os.MkdirTemp(filepath.Dir(filepath.Clean(path)), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	if err := write(tmp); err != nil {
+		os.RemoveAll(tmp)
+		return err
+	}
+	if force {
+		if err := os.RemoveAll(path); err != nil {
+			os.RemoveAll(tmp)
+			return fmt.Errorf("store: %w", err)
+		}
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.RemoveAll(tmp)
+		return fmt.Errorf("store: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,365 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash"
+	"hash/crc32"
+	"io"
+	"time"
+
+	"github.com/neurstore/neurstore/graph"
+)
+
+// smallTensor is the size up to which import reads a tensor into memory once; larger
+// tensors are read twice (hash, then pages) so memory stays bounded.
+const smallTensor = 16 << 20
+
+// flushBytes is how many page bytes an import collects before writing them.
+const flushBytes = 8 << 20
+
+var crcTable = crc32.MakeTable(crc32.Castagnoli)
+
+// ImportOptions control Import.
+type ImportOptions struct {
+	// Ref is the model's "name[:tag]".
+	Ref string
+	// Force replaces an existing model of the same name and tag.
+	Force bool
+	// Progress, when set, is called as tensor bytes are processed.
+	Progress func(done, total int64)
+}
+
+// ImportResult says what an import stored.
+type ImportResult struct {
+	Manifest *Manifest
+	// NewTensors and NewBytes count tensor values stored for the first time;
+	// DedupTensors counts tensors found already stored (or repeated in the model).
+	NewTensors, DedupTensors int
+	NewBytes                 int64
+}
+
+// Import stores the model src under opts.Ref. It writes the new tensors' pages, then
+// commits the records, refcounts, graph and manifest in one atomic, synced write; on
+// any error (bad input, a full disk, ctx cancelled) it deletes what it wrote and the
+// store is as it was. It returns an error wrapping ErrExists when the name is taken
+// and opts.Force is off, and one wrapping ErrDiskFull when the disk runs short.
+func (s *Store) Import(ctx context.Context, src *graph.Source, opts ImportOptions) (*ImportResult, error) {
+	name, tag, err := ParseRef(opts.Ref)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkSource(src); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+
+	old, err := getManifest(s.be, name+":"+tag)
+	switch {
+	case err == nil && !opts.Force:
+		return nil, fmt.Errorf("%w: %s:%s (use --force to replace it)", ErrExists, name, tag)
+	case err != nil && !errors.Is(err, ErrNotFound):
+		return nil, err
+	case err != nil:
+		old = nil
+	}
+
+	im := &importer{s: s, ctx: ctx, src: src, opts: opts, pending: map[TensorID]*Record{}, total: src.TotalBytes()}
+	res, err := im.run(name, tag, old)
+	if err != nil {
+		im.cleanup()
+		return nil, err
+	}
+	return res, nil
+}
+
+// checkSource rejects sources whose tensor list is inconsistent.
+func checkSource(src *graph.Source) error {
+	seen := make(map[string]bool, len(src.Tensors))
+	for _, t := range src.Tensors {
+		if seen[t.Name] {
+			return fmt.Errorf("store: duplicate tensor name %q", t.Name)
+		}
+		seen[t.Name] = true
+		size, err := graph.ByteSize(t.DType, t.Shape)
+		if err != nil {
+			return fmt.Errorf("store: tensor %q: %v", t.Name, err)
+		}
+		if size != t.Size {
+			return fmt.Errorf("store: tensor %q: shape %v of %s needs %d bytes, source has %d", t.Name, t.Shape, t.DType, size, t.Size)
+		}
+	}
+	return nil
+}
+
+// importer holds the state of one Import.
+type importer struct {
+	s       *Store
+	ctx     context.Context
+	src     *graph.Source
+	opts    ImportOptions
+	pending map[TensorID]*Record // records new or changed by this import
+	blobs   []uint64             // blobs written, deleted again on failure
+	batch   Batch
+	bufs    [][]byte // page buffers referenced by batch
+	free    [][]byte // page buffers free for reuse
+	done    int64
+	total   int64
+	res     ImportResult
+}
+
+func (im *importer) run(name, tag string, old *Manifest) (*ImportResult, error) {
+	m := &Manifest{
+		Name: name, Tag: tag, Format: im.src.Format, Created: time.Now().UTC(),
+		Params:   ImportParams{Mode: "lossless"},
+		Lineage:  Lineage{Files: im.src.Files},
+		Metadata: im.src.Metadata,
+		Sharded:  im.src.Sharded,
+		Tensors:  make([]ManifestTensor, len(im.src.Tensors)),
+	}
+	for i, t := range im.src.Tensors {
+		id, err := im.tensor(i, t)
+		if err != nil {
+			return nil, fmt.Errorf("store: import %s: tensor %q: %w", m.Ref(), t.Name, err)
+		}
+		m.Tensors[i] = ManifestTensor{Name: t.Name, DType: t.DType, Shape: t.Shape, ID: id, Shard: t.Shard}
+		m.LogicalBytes += t.Size
+	}
+	if err := im.flush(); err != nil {
+		return nil, err
+	}
+	m.GraphBytes = int64(len(im.src.Graph))
+
+	// The commit: records, refcounts, graph, manifest; the old model's references are
+	// released in the same batch.
+	var b Batch
+	if old != nil {
+		if err := im.s.releaseLocked(&b, old, im.pending); err != nil {
+			return nil, err
+		}
+	}
+	for id, rec := range im.pending {
+		if rec.Refs == 0 {
+			b.Delete(recordKey(id))
+			start, end := blobRange(rec.Blob)
+			b.DeleteRange(start, end)
+			continue
+		}
+		b.Set(recordKey(id), rec.encode())
+	}
+	enc, err := m.encode()
+	if err != nil {
+		return nil, err
+	}
+	if len(im.src.Graph) > 0 {
+		b.Set(graphKey(name, tag), im.src.Graph)
+	} else {
+		b.Delete(graphKey(name, tag))
+	}
+	b.Set(manifestKey(name, tag), enc)
+	if err := im.ctx.Err(); err != nil {
+		return nil, fmt.Errorf("store: import %s: %w", m.Ref(), err)
+	}
+	if err := im.s.be.Apply(&b, true); err != nil {
+		return nil, fmt.Errorf("store: import %s: %w", m.Ref(), err)
+	}
+	im.res.Manifest = m
+	return &im.res, nil
+}
+
+// tensor stores tensor i (or finds it stored) and returns its id.
+func (im *importer) tensor(i int, t graph.TensorInfo) (TensorID, error) {
+	var data []byte // the whole tensor, for small ones
+	h := newTensorHash(t)
+	r, err := im.src.Open(i)
+	if err != nil {
+		return TensorID{}, err
+	}
+	if t.Size <= smallTensor {
+		data = make([]byte, t.Size)
+		if _, err := io.ReadFull(r, data); err != nil {
+			return TensorID{}, readErr(err, t.Size)
+		}
+		h.Write(data)
+	} else {
+		n, err := io.CopyBuffer(h, io.LimitReader(r, t.Size), make([]byte, DefaultPageSize))
+		if err != nil {
+			return TensorID{}, err
+		}
+		if n != t.Size {
+			return TensorID{}, readErr(io.ErrUnexpectedEOF, t.Size)
+		}
+	}
+	var id TensorID
+	h.Sum(id[:0])
+
+	if rec, err := im.lookup(id); err != nil {
+		return id, err
+	} else if rec != nil {
+		rec.Refs++
+		im.res.DedupTensors++
+		im.progress(t.Size)
+		return id, nil
+	}
+
+	free, err := im.s.freeBytes()
+	if err != nil {
+		return id, err
+	}
+	if free-t.Size < im.s.reserveBytes {
+		return id, fmt.Errorf("%w: %s needs %d bytes, %d free (%d kept in reserve)", ErrDiskFull, t.Name, t.Size, free, im.s.reserveBytes)
+	}
+	blob, err := im.s.allocBlobLocked()
+	if err != nil {
+		return id, err
+	}
+	im.blobs = append(im.blobs, blob)
+	rec := &Record{
+		Encoding: EncRaw, DType: t.DType, Shape: t.Shape, Size: t.Size, Stored: t.Size,
+		Blob: blob, PageSize: DefaultPageSize, Refs: 1,
+	}
+	rec.Pages = (rec.Stored + rec.PageSize - 1) / rec.PageSize
+	if data != nil {
+		err = im.writePages(rec, bytes.NewReader(data), nil)
+	} else {
+		// Second pass over a large tensor; the hash proves the bytes did not change.
+		if r, err = im.src.Open(i); err != nil {
+			return id, err
+		}
+		h2 := newTensorHash(t)
+		if err = im.writePages(rec, io.LimitReader(r, t.Size), h2); err == nil {
+			var again TensorID
+			h2.Sum(again[:0])
+			if again != id {
+				err = errors.New("the file changed while it was being imported")
+			}
+		}
+	}
+	if err != nil {
+		return id, err
+	}
+	im.pending[id] = rec
+	im.res.NewTensors++
+	im.res.NewBytes += t.Size
+	return id, nil
+}
+
+// lookup returns the record of id if it is stored or pending, nil if not.
+func (im *importer) lookup(id TensorID) (*Record, error) {
+	if rec := im.pending[id]; rec != nil {
+		return rec, nil
+	}
+	rec, err := getRecord(im.s.be, id)
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	im.pending[id] = rec
+	return rec, nil
+}
+
+// writePages reads rec.Stored bytes from r into pages of rec's blob, hashing them
+// into h when h is not nil.
+func (im *importer) writePages(rec *Record, r io.Reader, h hash.Hash) error {
+	for p := int64(0); p < rec.Pages; p++ {
+		if err := im.ctx.Err(); err != nil {
+			return err
+		}
+		n := min(rec.PageSize, rec.Stored-p*rec.PageSize)
+		buf := im.pageBuf(int(n) + 4)
+		if _, err := io.ReadFull(r, buf[4:]); err != nil {
+			return readErr(err, rec.Stored)
+		}
+		if h != nil {
+			h.Write(buf[4:])
+		}
+		binary.LittleEndian.PutUint32(buf, crc32.Checksum(buf[4:], crcTable))
+		im.batch.Set(pageKey(rec.Blob, uint32(p)), buf)
+		im.progress(n)
+		if im.batch.Bytes() >= flushBytes {
+			if err := im.flush(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (im *importer) pageBuf(n int) []byte {
+	var b []byte
+	if k := len(im.free); k > 0 && cap(im.free[k-1]) >= n {
+		b, im.free = im.free[k-1][:n], im.free[:k-1]
+	} else {
+		b = make([]byte, n, max(n, DefaultPageSize+4))
+	}
+	im.bufs = append(im.bufs, b)
+	return b
+}
+
+// flush writes the collected pages, unsynced: the commit's sync makes them durable.
+func (im *importer) flush() error {
+	if im.batch.Len() == 0 {
+		return nil
+	}
+	if err := im.s.be.Apply(&im.batch, false); err != nil {
+		return err
+	}
+	im.batch.Reset()
+	im.free = append(im.free, im.bufs...)
+	im.bufs = im.bufs[:0]
+	return nil
+}
+
+func (im *importer) progress(n int64) {
+	im.done += n
+	if im.opts.Progress != nil {
+		im.opts.Progress(im.done, im.total)
+	}
+}
+
+// cleanup deletes the pages of a failed import. It is best effort: what it cannot
+// delete stays an orphan that GC removes.
+func (im *importer) cleanup() {
+	var b Batch
+	for _, blob := range im.blobs {
+		start, end := blobRange(blob)
+		b.DeleteRange(start, end)
+	}
+	if b.Len() > 0 {
+		im.s.be.Apply(&b, false)
+	}
+}
+
+// newTensorHash returns a SHA-256 primed with t's dtype and shape (see hashHeader).
+func newTensorHash(t graph.TensorInfo) hash.Hash {
+	h := sha256.New()
+	h.Write(hashHeader(t.DType, t.Shape))
+	return h
+}
+
+// hashHeader returns what a tensor id hashes before the tensor's bytes (part of the
+// format; do not change):
+//
+//	"neurstore.tensor.v1" | dtype (1 byte) | ndims (uvarint) | dims (uvarint each)
+func hashHeader(dt graph.DType, shape []int64) []byte {
+	hdr := append([]byte("neurstore.tensor.v1"), byte(dt))
+	hdr = binary.AppendUvarint(hdr, uint64(len(shape)))
+	for _, d := range shape {
+		hdr = binary.AppendUvarint(hdr, uint64(d))
+	}
+	return hdr
+}
+
+func readErr(err error, want int64) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return fmt.Errorf("tensor data ends early (want %d bytes): truncated file?", want)
+	}
+	return err
+}

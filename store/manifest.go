@@ -1,0 +1,114 @@
+package store
+
+import (
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/neurstore/neurstore/graph"
+)
+
+// manifestVersion is the manifest format version. A stored manifest is this byte
+// followed by the Manifest as JSON (part of the format; do not change).
+const manifestVersion = 1
+
+// Manifest is a stored model: everything but its tensors' bytes and its graph blob.
+type Manifest struct {
+	Name    string    `json:"name"`
+	Tag     string    `json:"tag"`
+	Format  string    `json:"format"` // graph.FormatSafetensors or graph.FormatONNX
+	Created time.Time `json:"created"`
+	// Params are the import parameters.
+	Params ImportParams `json:"params"`
+	// Lineage says where the model came from.
+	Lineage Lineage `json:"lineage"`
+	// Metadata is the safetensors __metadata__ map.
+	Metadata map[string]string `json:"metadata,omitempty"`
+	// Sharded is true when the model was imported from a sharded safetensors folder;
+	// tensors then name their shard and export recreates the folder.
+	Sharded bool `json:"sharded,omitempty"`
+	// Tensors is the ordered tensor list.
+	Tensors []ManifestTensor `json:"tensors"`
+	// LogicalBytes is the sum of the tensors' sizes.
+	LogicalBytes int64 `json:"logical_bytes"`
+	// GraphBytes is the size of the graph blob.
+	GraphBytes int64 `json:"graph_bytes"`
+	// Metrics holds quality metrics the user measured (for example accuracy).
+	Metrics map[string]float64 `json:"metrics,omitempty"`
+}
+
+// ImportParams are the parameters a model was imported with.
+type ImportParams struct {
+	Mode string  `json:"mode"` // "lossless"
+	Tau  float64 `json:"tau"`
+}
+
+// Lineage records a model's origin.
+type Lineage struct {
+	Files []string `json:"files,omitempty"` // the paths it was imported from
+}
+
+// ManifestTensor is one entry of a manifest's tensor list.
+type ManifestTensor struct {
+	Name  string      `json:"name"`
+	DType graph.DType `json:"dtype"`
+	Shape []int64     `json:"shape"`
+	ID    TensorID    `json:"id"`
+	Shard string      `json:"shard,omitempty"`
+}
+
+// Ref returns "name:tag".
+func (m *Manifest) Ref() string { return m.Name + ":" + m.Tag }
+
+// Info returns the tensor list as graph.TensorInfo.
+func (m *Manifest) Info() []graph.TensorInfo {
+	out := make([]graph.TensorInfo, len(m.Tensors))
+	for i, t := range m.Tensors {
+		size, _ := graph.ByteSize(t.DType, t.Shape)
+		out[i] = graph.TensorInfo{Name: t.Name, DType: t.DType, Shape: t.Shape, Size: size, Shard: t.Shard}
+	}
+	return out
+}
+
+func (m *Manifest) encode() ([]byte, error) {
+	j, err := json.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("store: encode manifest %s: %w", m.Ref(), err)
+	}
+	return append([]byte{manifestVersion}, j...), nil
+}
+
+func decodeManifest(b []byte) (*Manifest, error) {
+	if len(b) == 0 || b[0] != manifestVersion {
+		return nil, corruptf("manifest: unsupported version")
+	}
+	m := new(Manifest)
+	if err := json.Unmarshal(b[1:], m); err != nil {
+		return nil, corruptf("manifest: %v", err)
+	}
+	return m, nil
+}
+
+var (
+	namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+	tagPattern  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+)
+
+// ParseRef splits "name[:tag]" (tag defaults to "latest") and checks both parts:
+// letters, digits, '.', '_' and '-', starting with a letter or digit; names up to
+// 128 characters, tags up to 64.
+func ParseRef(ref string) (name, tag string, err error) {
+	name, tag, ok := strings.Cut(ref, ":")
+	if !ok {
+		tag = "latest"
+	}
+	if !namePattern.MatchString(name) {
+		return "", "", fmt.Errorf("store: invalid model name %q: use letters, digits, '.', '_' and '-', starting with a letter or digit, at most 128 characters", name)
+	}
+	if !tagPattern.MatchString(tag) {
+		return "", "", fmt.Errorf("store: invalid tag %q: use letters, digits, '.', '_' and '-', starting with a letter or digit, at most 64 characters", tag)
+	}
+	return name, tag, nil
+}

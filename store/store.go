@@ -1,0 +1,267 @@
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+)
+
+// formatVersion is the store format version kept under key "F".
+const formatVersion = 1
+
+// DefaultPageSize is the payload size of a full page.
+const DefaultPageSize = 1 << 20
+
+// blobReserve is how many blob numbers one reservation takes.
+const blobReserve = 1024
+
+// Key prefixes (see the package comment).
+const (
+	prefixFormat   = 'F'
+	prefixNextBlob = 'N'
+	prefixManifest = 'm'
+	prefixGraph    = 'g'
+	prefixRecord   = 't'
+	prefixPage     = 'p'
+)
+
+// Store is a model store over a Backend. Its methods are safe for concurrent use:
+// writers (Import, Remove, GC) run one at a time; readers work on snapshots.
+type Store struct {
+	be Backend
+
+	// mu serializes writers and guards nextBlob and reserved.
+	mu       sync.Mutex
+	nextBlob uint64
+	reserved uint64 // blob numbers below this are reserved on disk
+
+	// freeBytes reports free disk space; tests replace it.
+	freeBytes func() (int64, error)
+	// reserveBytes is the free space an import must leave untouched.
+	reserveBytes int64
+}
+
+// Open opens the store in dir with the embedded Pebble backend, creating it if needed.
+func Open(dir string) (*Store, error) {
+	be, err := OpenPebble(dir)
+	if err != nil {
+		return nil, err
+	}
+	s, err := New(be)
+	if err != nil {
+		be.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// New returns a Store over be, initialising an empty backend.
+func New(be Backend) (*Store, error) {
+	s := &Store{be: be, freeBytes: be.FreeBytes, reserveBytes: 64 << 20}
+	v, err := be.Get([]byte{prefixFormat})
+	switch {
+	case errors.Is(err, ErrNotFound):
+		var b Batch
+		b.Set([]byte{prefixFormat}, []byte{formatVersion})
+		if err := be.Apply(&b, true); err != nil {
+			return nil, err
+		}
+	case err != nil:
+		return nil, err
+	case len(v) != 1 || v[0] != formatVersion:
+		return nil, fmt.Errorf("store: format version %v is not supported (want %d)", v, formatVersion)
+	}
+	v, err = be.Get([]byte{prefixNextBlob})
+	switch {
+	case errors.Is(err, ErrNotFound):
+		s.nextBlob, s.reserved = 1, 1
+	case err != nil:
+		return nil, err
+	default:
+		n, k := binary.Uvarint(v)
+		if k <= 0 {
+			return nil, corruptf("next blob number %x", v)
+		}
+		s.nextBlob, s.reserved = n, n
+	}
+	return s, nil
+}
+
+// Close closes the backend.
+func (s *Store) Close() error { return s.be.Close() }
+
+// Backend returns the store's backend.
+func (s *Store) Backend() Backend { return s.be }
+
+// allocBlobLocked returns a fresh blob number, reserving a new range on disk first
+// when the current one is used up, so that a number is never handed out twice, even
+// across crashes.
+func (s *Store) allocBlobLocked() (uint64, error) {
+	if s.nextBlob >= s.reserved {
+		var b Batch
+		b.Set([]byte{prefixNextBlob}, binary.AppendUvarint(nil, s.nextBlob+blobReserve))
+		if err := s.be.Apply(&b, false); err != nil {
+			return 0, err
+		}
+		s.reserved = s.nextBlob + blobReserve
+	}
+	n := s.nextBlob
+	s.nextBlob++
+	return n, nil
+}
+
+func manifestKey(name, tag string) []byte {
+	return append([]byte{prefixManifest}, name+":"+tag...)
+}
+
+func graphKey(name, tag string) []byte {
+	return append([]byte{prefixGraph}, name+":"+tag...)
+}
+
+func recordKey(id TensorID) []byte {
+	return append([]byte{prefixRecord}, id[:]...)
+}
+
+func pageKey(blob uint64, page uint32) []byte {
+	k := make([]byte, 13)
+	k[0] = prefixPage
+	binary.BigEndian.PutUint64(k[1:], blob)
+	binary.BigEndian.PutUint32(k[9:], page)
+	return k
+}
+
+// blobRange returns the key range holding every page of blob.
+func blobRange(blob uint64) (start, end []byte) {
+	return pageKey(blob, 0), pageKey(blob+1, 0)
+}
+
+// Model returns the manifest of ref ("name[:tag]"), or an error wrapping ErrNotFound.
+func (s *Store) Model(ref string) (*Manifest, error) {
+	return getManifest(s.be, ref)
+}
+
+func getManifest(r Reader, ref string) (*Manifest, error) {
+	name, tag, err := ParseRef(ref)
+	if err != nil {
+		return nil, err
+	}
+	v, err := r.Get(manifestKey(name, tag))
+	if errors.Is(err, ErrNotFound) {
+		return nil, fmt.Errorf("%w: model %s:%s", ErrNotFound, name, tag)
+	}
+	if err != nil {
+		return nil, err
+	}
+	m, err := decodeManifest(v)
+	if err != nil {
+		return nil, fmt.Errorf("model %s:%s: %w", name, tag, err)
+	}
+	return m, nil
+}
+
+// Models returns every manifest, sorted by name and tag.
+func (s *Store) Models() ([]*Manifest, error) {
+	return listManifests(s.be)
+}
+
+func listManifests(r Reader) ([]*Manifest, error) {
+	var out []*Manifest
+	err := r.Scan([]byte{prefixManifest}, []byte{prefixManifest + 1}, func(k, v []byte) error {
+		m, err := decodeManifest(v)
+		if err != nil {
+			return fmt.Errorf("model %s: %w", k[1:], err)
+		}
+		out = append(out, m)
+		return nil
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].Ref() < out[j].Ref() })
+	return out, err
+}
+
+// Record returns the record of tensor id, or an error wrapping ErrNotFound.
+func (s *Store) Record(id TensorID) (*Record, error) {
+	return getRecord(s.be, id)
+}
+
+func getRecord(r Reader, id TensorID) (*Record, error) {
+	v, err := r.Get(recordKey(id))
+	if errors.Is(err, ErrNotFound) {
+		return nil, fmt.Errorf("%w: tensor %s", ErrNotFound, id.Short())
+	}
+	if err != nil {
+		return nil, err
+	}
+	rec, err := decodeRecord(v)
+	if err != nil {
+		return nil, fmt.Errorf("tensor %s: %w", id.Short(), err)
+	}
+	return rec, nil
+}
+
+// Graph returns the graph blob of ref.
+func (s *Store) Graph(ref string) ([]byte, error) {
+	name, tag, err := ParseRef(ref)
+	if err != nil {
+		return nil, err
+	}
+	g, err := s.be.Get(graphKey(name, tag))
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil
+	}
+	return g, err
+}
+
+// Remove deletes model ref. Tensors no other model uses are deleted with it, in the
+// same atomic write. It returns an error wrapping ErrNotFound if ref does not exist.
+func (s *Store) Remove(ref string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m, err := getManifest(s.be, ref)
+	if err != nil {
+		return err
+	}
+	var b Batch
+	b.Delete(manifestKey(m.Name, m.Tag))
+	b.Delete(graphKey(m.Name, m.Tag))
+	if err := s.releaseLocked(&b, m, nil); err != nil {
+		return err
+	}
+	return s.be.Apply(&b, true)
+}
+
+// releaseLocked adds to b the refcount decrements for m's tensors, deleting records
+// (and their pages) that reach zero. pending holds records already changed in this
+// batch (by id); it may be nil.
+func (s *Store) releaseLocked(b *Batch, m *Manifest, pending map[TensorID]*Record) error {
+	counts := map[TensorID]int64{}
+	for _, t := range m.Tensors {
+		counts[t.ID]++
+	}
+	for id, n := range counts {
+		rec := pending[id]
+		if rec == nil {
+			var err error
+			if rec, err = getRecord(s.be, id); err != nil {
+				return fmt.Errorf("store: remove %s: %w", m.Ref(), err)
+			}
+		}
+		rec.Refs -= n
+		if rec.Refs < 0 {
+			return corruptf("tensor %s: refcount below zero", id.Short())
+		}
+		if pending != nil {
+			pending[id] = rec
+			continue
+		}
+		if rec.Refs == 0 {
+			b.Delete(recordKey(id))
+			start, end := blobRange(rec.Blob)
+			b.DeleteRange(start, end)
+		} else {
+			b.Set(recordKey(id), rec.encode())
+		}
+	}
+	return nil
+}

@@ -1,0 +1,495 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"sync"
+	"testing"
+
+	"github.com/neurstore/neurstore/graph"
+)
+
+// memModel is an in-memory model for tests.
+type memModel struct {
+	tensors []graph.TensorInfo
+	data    [][]byte
+}
+
+func (m *memModel) add(name string, dt graph.DType, shape []int64, data []byte) {
+	m.tensors = append(m.tensors, graph.TensorInfo{Name: name, DType: dt, Shape: shape, Size: int64(len(data))})
+	m.data = append(m.data, data)
+}
+
+func (m *memModel) source() *graph.Source {
+	return graph.NewSource(graph.FormatSafetensors, m.tensors, nil, func(i int) (io.Reader, error) {
+		return bytes.NewReader(m.data[i]), nil
+	})
+}
+
+func randBytes(r *rand.Rand, n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	return b
+}
+
+// testModel returns a model with a large tensor (several pages, the two-pass path),
+// a duplicate inside the model, a zero-size tensor and a scalar.
+func testModel(seed uint64) *memModel {
+	r := rand.New(rand.NewPCG(seed, 1))
+	m := &memModel{}
+	big := randBytes(r, smallTensor+DefaultPageSize/2+3)
+	m.add("big", graph.U8, []int64{int64(len(big))}, big)
+	w := randBytes(r, 4*64*3)
+	m.add("w", graph.F32, []int64{64, 3}, w)
+	m.add("w.copy", graph.F32, []int64{64, 3}, w)
+	m.add("empty", graph.F32, []int64{0, 5}, nil)
+	m.add("scalar", graph.I64, []int64{}, randBytes(r, 8))
+	return m
+}
+
+func openTest(t *testing.T) *Store {
+	t.Helper()
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func mustImport(t *testing.T, s *Store, m *memModel, ref string) *ImportResult {
+	t.Helper()
+	res, err := s.Import(context.Background(), m.source(), ImportOptions{Ref: ref})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+// checkModel checks that ref reads back exactly as m.
+func checkModel(t *testing.T, s *Store, ref string, m *memModel) {
+	t.Helper()
+	man, err := s.Model(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(man.Tensors) != len(m.tensors) {
+		t.Fatalf("%s: %d tensors, want %d", ref, len(man.Tensors), len(m.tensors))
+	}
+	for i, mt := range man.Tensors {
+		want := m.tensors[i]
+		if mt.Name != want.Name || mt.DType != want.DType || fmt.Sprint(mt.Shape) != fmt.Sprint(want.Shape) {
+			t.Fatalf("%s: tensor %d is %s %s%v, want %s %s%v", ref, i, mt.Name, mt.DType, mt.Shape, want.Name, want.DType, want.Shape)
+		}
+		var buf bytes.Buffer
+		if err := s.ReadTensor(mt.ID, &buf); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(buf.Bytes(), m.data[i]) {
+			t.Fatalf("%s: tensor %s: bytes differ", ref, mt.Name)
+		}
+	}
+}
+
+func mustVerify(t *testing.T, s *Store) *VerifyReport {
+	t.Helper()
+	rep, err := s.Verify(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.OK() {
+		t.Fatalf("verify: %q", rep.Faults)
+	}
+	return rep
+}
+
+func TestImportRoundTripAndDedup(t *testing.T) {
+	s := openTest(t)
+	m := testModel(1)
+	res := mustImport(t, s, m, "a")
+	if res.NewTensors != 4 || res.DedupTensors != 1 {
+		t.Fatalf("first import: %d new, %d dedup; want 4 new, 1 dedup (w.copy)", res.NewTensors, res.DedupTensors)
+	}
+	checkModel(t, s, "a:latest", m)
+	st1, _ := s.Stats()
+
+	res = mustImport(t, s, m, "b:v2")
+	if res.NewTensors != 0 || res.NewBytes != 0 {
+		t.Fatalf("second import stored %d tensors (%d bytes), want none", res.NewTensors, res.NewBytes)
+	}
+	checkModel(t, s, "b:v2", m)
+	st2, _ := s.Stats()
+	if st2.StoredBytes != st1.StoredBytes || st2.LogicalBytes != 2*st1.LogicalBytes {
+		t.Fatalf("stats after a duplicate import: %+v, before %+v", st2, st1)
+	}
+	rec, err := s.Record(mustModel(t, s, "a").Tensors[1].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Refs != 4 {
+		t.Fatalf("w is referenced %d times, want 4 (two per model)", rec.Refs)
+	}
+	mustVerify(t, s)
+
+	if err := s.Remove("a"); err != nil {
+		t.Fatal(err)
+	}
+	checkModel(t, s, "b:v2", m)
+	mustVerify(t, s)
+	if err := s.Remove("b:v2"); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := s.Stats()
+	if st.Models != 0 || st.Tensors != 0 || st.StoredBytes != 0 {
+		t.Fatalf("empty store has %+v", st)
+	}
+	rep := mustVerify(t, s)
+	if rep.Pages != 0 {
+		t.Fatalf("%d pages left after removing every model", rep.Pages)
+	}
+	if err := s.Remove("b:v2"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("removing a missing model: %v, want ErrNotFound", err)
+	}
+}
+
+func mustModel(t *testing.T, s *Store, ref string) *Manifest {
+	t.Helper()
+	m, err := s.Model(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func TestImportExistsAndForce(t *testing.T) {
+	s := openTest(t)
+	a, b := testModel(1), testModel(2)
+	mustImport(t, s, a, "m")
+	_, err := s.Import(context.Background(), b.source(), ImportOptions{Ref: "m"})
+	if !errors.Is(err, ErrExists) {
+		t.Fatalf("import over an existing name: %v, want ErrExists", err)
+	}
+	checkModel(t, s, "m", a)
+	if _, err := s.Import(context.Background(), b.source(), ImportOptions{Ref: "m", Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	checkModel(t, s, "m", b)
+	// a's tensors are gone: nothing else used them.
+	st, _ := s.Stats()
+	if want := int64(len(b.data[0]) + len(b.data[1]) + len(b.data[4])); st.StoredBytes != want {
+		t.Fatalf("stored %d bytes after replacing, want %d", st.StoredBytes, want)
+	}
+	mustVerify(t, s)
+}
+
+func TestImportBadInput(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		m    *memModel
+		ref  string
+	}{
+		{"bad name", testModel(1), "../etc/passwd"},
+		{"bad tag", testModel(1), "a:b:c"},
+		{"duplicate tensor", func() *memModel {
+			m := &memModel{}
+			m.add("x", graph.U8, []int64{1}, []byte{1})
+			m.add("x", graph.U8, []int64{1}, []byte{2})
+			return m
+		}(), "m"},
+		{"size mismatch", func() *memModel {
+			m := &memModel{}
+			m.add("x", graph.F32, []int64{3}, []byte{1, 2, 3, 4})
+			return m
+		}(), "m"},
+		{"truncated data", func() *memModel {
+			m := testModel(3)
+			m.data[1] = m.data[1][:10]
+			return m
+		}(), "m"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := openTest(t)
+			mustImport(t, s, testModel(9), "keep")
+			before := snapshotKeys(t, s)
+			if _, err := s.Import(context.Background(), tc.m.source(), ImportOptions{Ref: tc.ref}); err == nil {
+				t.Fatal("import succeeded")
+			} else {
+				t.Log(err)
+			}
+			if after := snapshotKeys(t, s); after != before {
+				t.Fatalf("store changed:\nbefore %s\nafter  %s", before, after)
+			}
+			checkModel(t, s, "keep", testModel(9))
+		})
+	}
+}
+
+// snapshotKeys summarises every key and value of the store except the blob counter.
+func snapshotKeys(t *testing.T, s *Store) string {
+	t.Helper()
+	var out bytes.Buffer
+	err := s.be.Scan([]byte{0}, []byte{0xff}, func(k, v []byte) error {
+		if k[0] != prefixNextBlob {
+			fmt.Fprintf(&out, "%x=%d;", k, len(v))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out.String()
+}
+
+func TestImportDiskFull(t *testing.T) {
+	s := openTest(t)
+	mustImport(t, s, testModel(9), "keep")
+	before := snapshotKeys(t, s)
+	calls := 0
+	s.freeBytes = func() (int64, error) {
+		calls++
+		if calls > 1 {
+			return s.reserveBytes + 100, nil // the disk fills after the first tensor
+		}
+		return 1 << 40, nil
+	}
+	_, err := s.Import(context.Background(), testModel(2).source(), ImportOptions{Ref: "m"})
+	if !errors.Is(err, ErrDiskFull) {
+		t.Fatalf("import on a full disk: %v, want ErrDiskFull", err)
+	}
+	t.Log(err)
+	if after := snapshotKeys(t, s); after != before {
+		t.Fatalf("store changed:\nbefore %s\nafter  %s", before, after)
+	}
+	mustVerify(t, s)
+}
+
+func TestImportCancelled(t *testing.T) {
+	s := openTest(t)
+	before := snapshotKeys(t, s)
+	ctx, cancel := context.WithCancel(context.Background())
+	_, err := s.Import(ctx, testModel(2).source(), ImportOptions{Ref: "m", Progress: func(done, total int64) {
+		if done > DefaultPageSize {
+			cancel()
+		}
+	}})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled import: %v", err)
+	}
+	if after := snapshotKeys(t, s); after != before {
+		t.Fatalf("store changed:\nbefore %s\nafter  %s", before, after)
+	}
+}
+
+func TestImportFileChanged(t *testing.T) {
+	s := openTest(t)
+	m := testModel(1)
+	opens := 0
+	src := graph.NewSource(graph.FormatSafetensors, m.tensors, nil, func(i int) (io.Reader, error) {
+		data := m.data[i]
+		if i == 0 {
+			if opens++; opens > 1 { // the second pass sees other bytes
+				data = bytes.Clone(data)
+				data[len(data)-1]++
+			}
+		}
+		return bytes.NewReader(data), nil
+	})
+	if _, err := s.Import(context.Background(), src, ImportOptions{Ref: "m"}); err == nil {
+		t.Fatal("import of a file that changed under it succeeded")
+	}
+	mustVerify(t, s)
+}
+
+// crashBackend fails every Apply after the first failAfter ones, like a process that
+// dies: nothing is cleaned up.
+type crashBackend struct {
+	Backend
+	mu        sync.Mutex
+	failAfter int
+}
+
+var errCrash = errors.New("crash")
+
+func (c *crashBackend) Apply(b *Batch, sync bool) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.failAfter <= 0 {
+		return errCrash
+	}
+	c.failAfter--
+	return c.Backend.Apply(b, sync)
+}
+
+func TestCrashLeavesOnlyOrphans(t *testing.T) {
+	for failAfter := 0; failAfter < 8; failAfter++ {
+		t.Run(fmt.Sprint(failAfter), func(t *testing.T) {
+			dir := t.TempDir()
+			s, err := Open(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mustImport(t, s, testModel(9), "keep")
+			cb := &crashBackend{Backend: s.be, failAfter: failAfter}
+			s.be = cb
+			_, err = s.Import(context.Background(), testModel(2).source(), ImportOptions{Ref: "m"})
+			if err == nil {
+				// The import fit in failAfter writes: it must be complete.
+				checkModel(t, s, "m", testModel(2))
+			}
+			s.be = cb.Backend
+			s.Close()
+
+			s, err = Open(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			rep := mustVerify(t, s)
+			checkModel(t, s, "keep", testModel(9))
+			if _, err := s.Model("m"); err == nil {
+				checkModel(t, s, "m", testModel(2))
+			}
+			n, err := s.GC()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n != rep.OrphanPages {
+				t.Fatalf("gc deleted %d pages, verify saw %d orphans", n, rep.OrphanPages)
+			}
+			if rep := mustVerify(t, s); rep.OrphanPages != 0 {
+				t.Fatalf("%d orphans after gc", rep.OrphanPages)
+			}
+			// A later import reuses nothing it should not.
+			mustImport(t, s, testModel(2), "m2")
+			checkModel(t, s, "m2", testModel(2))
+			mustVerify(t, s)
+		})
+	}
+}
+
+func TestVerifyFindsCorruption(t *testing.T) {
+	s := openTest(t)
+	m := testModel(1)
+	mustImport(t, s, m, "a")
+	man := mustModel(t, s, "a")
+	rec, err := s.Record(man.Tensors[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := pageKey(rec.Blob, 1)
+	page, err := s.be.Get(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page[100] ^= 1
+	var b Batch
+	b.Set(key, page)
+	if err := s.be.Apply(&b, true); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := s.Verify(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.OK() {
+		t.Fatal("verify missed a flipped bit")
+	}
+	t.Log(rep.Faults)
+	if err := s.ReadTensor(man.Tensors[0].ID, io.Discard); !IsCorruption(err) {
+		t.Fatalf("reading a corrupt page: %v, want ErrCorruption", err)
+	}
+
+	// A wrong refcount is a fault too.
+	rec, _ = s.Record(man.Tensors[1].ID)
+	rec.Refs++
+	b.Reset()
+	b.Set(recordKey(man.Tensors[1].ID), rec.encode())
+	s.be.Apply(&b, true)
+	rep, _ = s.Verify(nil)
+	if len(rep.Faults) != 2 {
+		t.Fatalf("faults: %q, want the checksum and the refcount", rep.Faults)
+	}
+}
+
+func TestConcurrentReadersAndWriters(t *testing.T) {
+	s := openTest(t)
+	models := []*memModel{testModel(1), testModel(2), testModel(3)}
+	mustImport(t, s, models[0], "m0")
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for r := 0; r < 3; r++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 5; i++ {
+				man, err := s.Model("m0")
+				if err != nil {
+					errs <- err
+					return
+				}
+				var buf bytes.Buffer
+				if err := s.ReadTensor(man.Tensors[1].ID, &buf); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	for w := 1; w < 3; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ref := fmt.Sprintf("m%d", w)
+			if _, err := s.Import(context.Background(), models[w].source(), ImportOptions{Ref: ref}); err != nil {
+				errs <- err
+				return
+			}
+			if err := s.Remove(ref); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	checkModel(t, s, "m0", models[0])
+	mustVerify(t, s)
+}
+
+func TestRecordEncoding(t *testing.T) {
+	r := &Record{Encoding: EncRaw, DType: graph.BF16, Shape: []int64{3, 0, 7}, Size: 0, Stored: 5,
+		Blob: 1 << 40, PageSize: 4, Pages: 2, Refs: 3, Base: []byte{1, 2}, Params: []byte("p")}
+	got, err := decodeRecord(r.encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(r) {
+		t.Fatalf("decoded %+v, want %+v", got, r)
+	}
+	enc := r.encode()
+	for i := range enc {
+		if _, err := decodeRecord(enc[:i]); err == nil {
+			t.Fatalf("a record cut to %d bytes decoded", i)
+		}
+	}
+}
+
+func TestParseRef(t *testing.T) {
+	for ref, want := range map[string]string{
+		"a": "a:latest", "llama-7b.v2:ft_1": "llama-7b.v2:ft_1",
+		"": "", "a/b": "", "..": "", ".hidden": "", "a:": "", "a:b:c": "", "a b": "",
+	} {
+		n, tag, err := ParseRef(ref)
+		if got := n + ":" + tag; err == nil && got != want || err != nil && want != "" {
+			t.Errorf("ParseRef(%q) = %q, %v; want %q", ref, got, err, want)
+		}
+	}
+}

@@ -1,0 +1,304 @@
+package store
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"hash"
+	"slices"
+	"sort"
+
+	"github.com/neurstore/neurstore/graph"
+)
+
+// VerifyReport is what Verify found.
+type VerifyReport struct {
+	Models, Tensors, Pages int
+	Bytes                  int64 // payload bytes read
+	// OrphanPages are pages no record refers to (left by a crash); GC removes them.
+	// They are not faults: no reader can reach them.
+	OrphanPages int
+	// Faults lists every problem found, one line each; empty means the store is sound.
+	Faults []string
+}
+
+// OK reports whether Verify found no fault.
+func (r *VerifyReport) OK() bool { return len(r.Faults) == 0 }
+
+// Verify re-reads every manifest, record and page of a consistent snapshot: page
+// checksums and sizes, every tensor's SHA-256 against its id, manifest entries against
+// their records, and refcounts against the references counted. Progress, when set, is
+// called with the payload bytes read so far. Problems are listed in the report; the
+// error is for failures to read at all.
+func (s *Store) Verify(progress func(bytes int64)) (*VerifyReport, error) {
+	snap, err := s.be.Snapshot()
+	if err != nil {
+		return nil, err
+	}
+	defer snap.Close()
+	rep := &VerifyReport{}
+	faultf := func(format string, args ...any) {
+		rep.Faults = append(rep.Faults, fmt.Sprintf(format, args...))
+	}
+
+	// Manifests: references per tensor id.
+	refs := map[TensorID]int64{}
+	type use struct {
+		model string
+		t     ManifestTensor
+	}
+	var uses []use
+	err = snap.Scan([]byte{prefixManifest}, []byte{prefixManifest + 1}, func(k, v []byte) error {
+		rep.Models++
+		m, err := decodeManifest(v)
+		if err != nil {
+			faultf("model %s: %v", k[1:], err)
+			return nil
+		}
+		if string(k[1:]) != m.Ref() {
+			faultf("model %s: manifest names itself %s", k[1:], m.Ref())
+		}
+		var logical int64
+		for _, t := range m.Tensors {
+			refs[t.ID]++
+			uses = append(uses, use{m.Ref(), t})
+			if size, err := graph.ByteSize(t.DType, t.Shape); err == nil {
+				logical += size
+			} else {
+				faultf("model %s: tensor %q: %v", m.Ref(), t.Name, err)
+			}
+		}
+		if logical != m.LogicalBytes {
+			faultf("model %s: logical bytes %d, tensors add up to %d", m.Ref(), m.LogicalBytes, logical)
+		}
+		if m.GraphBytes > 0 {
+			g, err := snap.Get(graphKey(m.Name, m.Tag))
+			if err != nil {
+				faultf("model %s: graph: %v", m.Ref(), err)
+			} else if int64(len(g)) != m.GraphBytes {
+				faultf("model %s: graph of %d bytes, manifest says %d", m.Ref(), len(g), m.GraphBytes)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	// Records.
+	records := map[TensorID]*Record{}
+	byBlob := map[uint64]TensorID{}
+	err = snap.Scan([]byte{prefixRecord}, []byte{prefixRecord + 1}, func(k, v []byte) error {
+		rep.Tensors++
+		if len(k) != 33 {
+			faultf("record key %x: bad length", k)
+			return nil
+		}
+		var id TensorID
+		copy(id[:], k[1:])
+		rec, err := decodeRecord(v)
+		if err != nil {
+			faultf("tensor %s: %v", id.Short(), err)
+			return nil
+		}
+		if other, dup := byBlob[rec.Blob]; dup {
+			faultf("tensors %s and %s share blob %d", id.Short(), other.Short(), rec.Blob)
+		}
+		records[id] = rec
+		byBlob[rec.Blob] = id
+		if rec.Refs != refs[id] {
+			faultf("tensor %s: refcount %d, but %d references found", id.Short(), rec.Refs, refs[id])
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, u := range uses {
+		rec := records[u.t.ID]
+		if rec == nil {
+			faultf("model %s: tensor %q: record %s is missing", u.model, u.t.Name, u.t.ID.Short())
+			continue
+		}
+		if rec.DType != u.t.DType || !slices.Equal(rec.Shape, u.t.Shape) {
+			faultf("model %s: tensor %q is %s%v, its record %s%v", u.model, u.t.Name, u.t.DType, u.t.Shape, rec.DType, rec.Shape)
+		}
+	}
+
+	// Pages, in key order: blob by blob, page by page.
+	var (
+		cur     TensorID
+		curRec  *Record
+		curBlob uint64
+		next    int64
+		h       hash.Hash
+		bad     bool // a page of the current tensor failed its check
+	)
+	finish := func() {
+		if curRec == nil {
+			return
+		}
+		if next != curRec.Pages {
+			faultf("tensor %s: %d of %d pages found", cur.Short(), next, curRec.Pages)
+		} else if curRec.Encoding == EncRaw && !bad {
+			var got TensorID
+			h.Sum(got[:0])
+			if got != cur {
+				faultf("tensor %s: content hash mismatch (%s)", cur.Short(), got.Short())
+			}
+		}
+		delete(byBlob, curBlob)
+		curRec = nil
+	}
+	err = snap.Scan([]byte{prefixPage}, []byte{prefixPage + 1}, func(k, v []byte) error {
+		rep.Pages++
+		if len(k) != 13 {
+			faultf("page key %x: bad length", k)
+			return nil
+		}
+		blob, page := binary.BigEndian.Uint64(k[1:]), int64(binary.BigEndian.Uint32(k[9:]))
+		if curRec == nil || blob != curBlob {
+			finish()
+			id, ok := byBlob[blob]
+			if !ok {
+				rep.OrphanPages++
+				return nil
+			}
+			cur, curRec, curBlob, next, bad = id, records[id], blob, 0, false
+			h = sha256.New()
+			h.Write(hashHeader(curRec.DType, curRec.Shape))
+		}
+		if page != next {
+			faultf("tensor %s: page %d found where page %d was expected", cur.Short(), page, next)
+			next = page
+		}
+		if page >= curRec.Pages {
+			faultf("tensor %s: extra page %d", cur.Short(), page)
+			return nil
+		}
+		if err := checkPage(cur, curRec, page, v); err != nil {
+			faultf("%v", err)
+			bad = true
+		} else {
+			h.Write(v[4:])
+			rep.Bytes += int64(len(v) - 4)
+			if progress != nil {
+				progress(rep.Bytes)
+			}
+		}
+		next++
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	finish()
+	var missing []string
+	for blob, id := range byBlob {
+		if records[id].Pages > 0 {
+			missing = append(missing, fmt.Sprintf("tensor %s: all %d pages of blob %d are missing", id.Short(), records[id].Pages, blob))
+		}
+	}
+	sort.Strings(missing)
+	rep.Faults = append(rep.Faults, missing...)
+	return rep, nil
+}
+
+// GC deletes pages that no record refers to, the leftovers of a crashed import. It
+// returns the number of pages deleted. Space comes back after compaction.
+func (s *Store) GC() (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	live := map[uint64]bool{}
+	err := s.be.Scan([]byte{prefixRecord}, []byte{prefixRecord + 1}, func(k, v []byte) error {
+		rec, err := decodeRecord(v)
+		if err != nil {
+			return fmt.Errorf("store: gc: tensor %x: %w", k[1:], err)
+		}
+		live[rec.Blob] = true
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	var (
+		b       Batch
+		deleted int
+		last    uint64
+		haveAny bool
+	)
+	err = s.be.Scan([]byte{prefixPage}, []byte{prefixPage + 1}, func(k, v []byte) error {
+		if len(k) != 13 {
+			b.Delete(append([]byte(nil), k...))
+			deleted++
+			return nil
+		}
+		blob := binary.BigEndian.Uint64(k[1:])
+		if live[blob] {
+			return nil
+		}
+		deleted++
+		if !haveAny || blob != last {
+			start, end := blobRange(blob)
+			b.DeleteRange(start, end)
+			last, haveAny = blob, true
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	if b.Len() == 0 {
+		return 0, nil
+	}
+	return deleted, s.be.Apply(&b, true)
+}
+
+// Compact asks the backend to reclaim the space of deleted data.
+func (s *Store) Compact() error { return s.be.Compact() }
+
+// Stats are the store's sizes.
+type Stats struct {
+	Models  int `json:"models"`
+	Tensors int `json:"tensors"` // distinct stored tensor values
+	// LogicalBytes is the sum of every model's tensor bytes, as imported.
+	LogicalBytes int64 `json:"logical_bytes"`
+	// StoredBytes is the sum of the payloads of distinct stored tensors.
+	StoredBytes int64 `json:"stored_bytes"`
+	// PhysicalBytes is every byte the store keeps on disk: data, indexes, logs.
+	PhysicalBytes int64 `json:"physical_bytes"`
+	// Ratio is LogicalBytes / PhysicalBytes.
+	Ratio float64 `json:"ratio"`
+}
+
+// Stats returns the store's sizes.
+func (s *Store) Stats() (*Stats, error) {
+	st := &Stats{}
+	ms, err := s.Models()
+	if err != nil {
+		return nil, err
+	}
+	st.Models = len(ms)
+	for _, m := range ms {
+		st.LogicalBytes += m.LogicalBytes
+	}
+	err = s.be.Scan([]byte{prefixRecord}, []byte{prefixRecord + 1}, func(k, v []byte) error {
+		rec, err := decodeRecord(v)
+		if err != nil {
+			return err
+		}
+		st.Tensors++
+		st.StoredBytes += rec.Stored
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if st.PhysicalBytes, err = s.be.DiskBytes(); err != nil {
+		return nil, err
+	}
+	if st.PhysicalBytes > 0 {
+		st.Ratio = float64(st.LogicalBytes) / float64(st.PhysicalBytes)
+	}
+	return st, nil
+}
