@@ -21,6 +21,8 @@ type Backend interface {
 	Reader
 	// Snapshot returns a consistent view that later writes do not change.
 	Snapshot() (Snapshot, error)
+	// NewLoader returns a Loader for bulk writes of keys no other write touches.
+	NewLoader() (Loader, error)
 	// Apply writes b atomically. With sync, the write is durable when Apply returns,
 	// and so is every write applied before it.
 	Apply(b *Batch, sync bool) error
@@ -32,6 +34,17 @@ type Backend interface {
 	// Compact rewrites the data so that deleted keys stop taking space.
 	Compact() error
 	Close() error
+}
+
+// Loader writes key-value pairs in strictly ascending key order, in bulk, without
+// going through the backend's log: the pairs are written once, and become visible,
+// durably and all together, when Finish returns. Abort drops them.
+type Loader interface {
+	Set(key, value []byte) error
+	// Bytes returns the size of the keys and values set so far.
+	Bytes() int64
+	Finish() error
+	Abort()
 }
 
 type opKind uint8

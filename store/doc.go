@@ -27,11 +27,13 @@
 //
 // # Writes and crashes
 //
-// An import writes pages first, unsynced, under freshly reserved blob numbers, and
-// then commits, in one synced batch, the new tensor records, the updated refcounts,
-// the graph and the manifest. A crash before that commit leaves only pages that no
-// record refers to: readers cannot reach them, Verify reports them as orphans, and GC
-// deletes them. A failed import deletes its own pages before it returns.
+// An import first writes the pages of its new tensors, under freshly reserved blob
+// numbers, as bulk-loaded tables (Backend.NewLoader: no log copy, one write of each
+// byte), and then commits, in one synced batch, the new tensor records, the updated
+// refcounts, the graph and the manifest. A crash before that commit leaves only pages
+// that no record refers to: readers cannot reach them, Verify reports them as
+// orphans, and GC deletes them. A failed import deletes its own pages before it
+// returns.
 //
 // store must never modify a model in place: a manifest is replaced only by a whole new
 // one in a single batch, and a page is never rewritten once a record refers to it.

@@ -19,8 +19,9 @@ import (
 // tensors are read twice (hash, then pages) so memory stays bounded.
 const smallTensor = 16 << 20
 
-// flushBytes is how many page bytes an import collects before writing them.
-const flushBytes = 8 << 20
+// loadBytes is how many page bytes one Loader takes before it is finished and a new
+// one started, so that a failed import never leaves much to clean up.
+const loadBytes = 256 << 20
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
@@ -105,9 +106,8 @@ type importer struct {
 	opts    ImportOptions
 	pending map[TensorID]*Record // records new or changed by this import
 	blobs   []uint64             // blobs written, deleted again on failure
-	batch   Batch
-	bufs    [][]byte // page buffers referenced by batch
-	free    [][]byte // page buffers free for reuse
+	loader  Loader               // nil until the first new page
+	buf     []byte               // one page, reused
 	done    int64
 	total   int64
 	res     ImportResult
@@ -130,7 +130,7 @@ func (im *importer) run(name, tag string, old *Manifest) (*ImportResult, error) 
 		m.Tensors[i] = ManifestTensor{Name: t.Name, DType: t.DType, Shape: t.Shape, ID: id, Shard: t.Shard}
 		m.LogicalBytes += t.Size
 	}
-	if err := im.flush(); err != nil {
+	if err := im.finishLoad(); err != nil {
 		return nil, err
 	}
 	m.GraphBytes = int64(len(im.src.Graph))
@@ -268,12 +268,15 @@ func (im *importer) lookup(id TensorID) (*Record, error) {
 // writePages reads rec.Stored bytes from r into pages of rec's blob, hashing them
 // into h when h is not nil.
 func (im *importer) writePages(rec *Record, r io.Reader, h hash.Hash) error {
+	if im.buf == nil {
+		im.buf = make([]byte, DefaultPageSize+4)
+	}
 	for p := int64(0); p < rec.Pages; p++ {
 		if err := im.ctx.Err(); err != nil {
 			return err
 		}
 		n := min(rec.PageSize, rec.Stored-p*rec.PageSize)
-		buf := im.pageBuf(int(n) + 4)
+		buf := im.buf[:n+4]
 		if _, err := io.ReadFull(r, buf[4:]); err != nil {
 			return readErr(err, rec.Stored)
 		}
@@ -281,10 +284,18 @@ func (im *importer) writePages(rec *Record, r io.Reader, h hash.Hash) error {
 			h.Write(buf[4:])
 		}
 		binary.LittleEndian.PutUint32(buf, crc32.Checksum(buf[4:], crcTable))
-		im.batch.Set(pageKey(rec.Blob, uint32(p)), buf)
+		if im.loader == nil {
+			var err error
+			if im.loader, err = im.s.be.NewLoader(); err != nil {
+				return err
+			}
+		}
+		if err := im.loader.Set(pageKey(rec.Blob, uint32(p)), buf); err != nil {
+			return err
+		}
 		im.progress(n)
-		if im.batch.Bytes() >= flushBytes {
-			if err := im.flush(); err != nil {
+		if im.loader.Bytes() >= loadBytes {
+			if err := im.finishLoad(); err != nil {
 				return err
 			}
 		}
@@ -292,29 +303,14 @@ func (im *importer) writePages(rec *Record, r io.Reader, h hash.Hash) error {
 	return nil
 }
 
-func (im *importer) pageBuf(n int) []byte {
-	var b []byte
-	if k := len(im.free); k > 0 && cap(im.free[k-1]) >= n {
-		b, im.free = im.free[k-1][:n], im.free[:k-1]
-	} else {
-		b = make([]byte, n, max(n, DefaultPageSize+4))
-	}
-	im.bufs = append(im.bufs, b)
-	return b
-}
-
-// flush writes the collected pages, unsynced: the commit's sync makes them durable.
-func (im *importer) flush() error {
-	if im.batch.Len() == 0 {
+// finishLoad makes the pages loaded so far durable (but unreferenced until the commit).
+func (im *importer) finishLoad() error {
+	if im.loader == nil {
 		return nil
 	}
-	if err := im.s.be.Apply(&im.batch, false); err != nil {
-		return err
-	}
-	im.batch.Reset()
-	im.free = append(im.free, im.bufs...)
-	im.bufs = im.bufs[:0]
-	return nil
+	l := im.loader
+	im.loader = nil
+	return l.Finish()
 }
 
 func (im *importer) progress(n int64) {
@@ -327,6 +323,10 @@ func (im *importer) progress(n int64) {
 // cleanup deletes the pages of a failed import. It is best effort: what it cannot
 // delete stays an orphan that GC removes.
 func (im *importer) cleanup() {
+	if im.loader != nil {
+		im.loader.Abort()
+		im.loader = nil
+	}
 	var b Batch
 	for _, blob := range im.blobs {
 		start, end := blobRange(blob)

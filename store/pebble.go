@@ -9,18 +9,28 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/objstorage/objstorageprovider"
+	"github.com/cockroachdb/pebble/v2/sstable"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"golang.org/x/sys/unix"
 )
 
 // pebbleBackend is the embedded default Backend.
 type pebbleBackend struct {
-	db  *pebble.DB
-	dir string
+	db   *pebble.DB
+	opts *pebble.Options
+	dir  string
+	// loads is the folder where Loaders build their tables before ingestion.
+	loads string
+	seq   atomic.Uint64 // names loader files
 }
+
+// loadsDir is the folder, inside the store, that holds tables being built.
+const loadsDir = "loading"
 
 // quietLogger drops Pebble's informational messages and keeps its errors.
 type quietLogger struct{}
@@ -45,6 +55,12 @@ func OpenPebble(dir string) (Backend, error) {
 		Logger:             quietLogger{},
 		FormatMajorVersion: pebble.FormatNewest,
 	}
+	opts.EnsureDefaults()
+	// Tables of a load that a crash interrupted were never ingested: drop them.
+	loads := filepath.Join(dir, loadsDir)
+	if err := os.RemoveAll(loads); err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
 	db, err := pebble.Open(dir, opts)
 	if err != nil {
 		if strings.Contains(err.Error(), "lock") {
@@ -52,7 +68,11 @@ func OpenPebble(dir string) (Backend, error) {
 		}
 		return nil, fmt.Errorf("store: open %s: %w", dir, err)
 	}
-	return &pebbleBackend{db: db, dir: dir}, nil
+	if err := os.MkdirAll(loads, 0o755); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	return &pebbleBackend{db: db, opts: opts, dir: dir, loads: loads}, nil
 }
 
 func (p *pebbleBackend) Get(key []byte) ([]byte, error) {
@@ -137,6 +157,58 @@ func (p *pebbleBackend) Apply(b *Batch, sync bool) error {
 		return fmt.Errorf("store: commit: %w", err)
 	}
 	return nil
+}
+
+// pebbleLoader builds an sstable and ingests it into the LSM: the pages of an import
+// are written once, with no write-ahead log copy and no memtable flush.
+type pebbleLoader struct {
+	p     *pebbleBackend
+	path  string
+	w     *sstable.Writer
+	bytes int64
+}
+
+func (p *pebbleBackend) NewLoader() (Loader, error) {
+	path := filepath.Join(p.loads, fmt.Sprintf("load-%d-%d.sst", os.Getpid(), p.seq.Add(1)))
+	f, err := vfs.Default.Create(path, vfs.WriteCategoryUnspecified)
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	wo := p.opts.MakeWriterOptions(0, p.db.TableFormat())
+	// Tensor payloads are written as they are: their codecs (if any) live above.
+	wo.Compression = sstable.NoCompression
+	return &pebbleLoader{p: p, path: path, w: sstable.NewWriter(objstorageprovider.NewFileWritable(f), wo)}, nil
+}
+
+func (l *pebbleLoader) Set(key, value []byte) error {
+	if err := l.w.Set(key, value); err != nil {
+		return fmt.Errorf("store: load: %w", err)
+	}
+	l.bytes += int64(len(key) + len(value))
+	return nil
+}
+
+func (l *pebbleLoader) Bytes() int64 { return l.bytes }
+
+func (l *pebbleLoader) Finish() error {
+	err := l.w.Close() // syncs the file
+	l.w = nil
+	if err == nil && l.bytes > 0 {
+		err = l.p.db.Ingest(context.Background(), []string{l.path})
+	}
+	os.Remove(l.path) // Ingest removes it on success
+	if err != nil {
+		return fmt.Errorf("store: ingest: %w", err)
+	}
+	return nil
+}
+
+func (l *pebbleLoader) Abort() {
+	if l.w != nil {
+		l.w.Close()
+		l.w = nil
+	}
+	os.Remove(l.path)
 }
 
 func (p *pebbleBackend) DiskBytes() (int64, error) {
