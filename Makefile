@@ -19,16 +19,14 @@ build:
 demo: build
 	@mkdir -p $(OUT)
 	@set -e; for f in $(FAMILY)/*.safetensors $(FAMILY)/*.onnx $(FAMILY)/text-tiny-base-sharded; do \
-		$(BIN) --store $(STORE) import --force "$$f"; \
+		$(BIN) --store $(STORE) import --force --name "$$(basename $$f)" "$$f"; \
 	done
 	$(BIN) --store $(STORE) stats
-	@set -e; for f in $(FAMILY)/*.safetensors $(FAMILY)/*.onnx; do \
-		n=$$(basename "$$f"); m=$${n%.*}; \
-		$(BIN) --store $(STORE) export --force "$$m" "$(OUT)/$$n" >/dev/null; \
-		printf '%-40s ' "$$m"; $(BIN) compare "$$f" "$(OUT)/$$n"; \
+	@set -e; for f in $(FAMILY)/*.safetensors $(FAMILY)/*.onnx $(FAMILY)/text-tiny-base-sharded; do \
+		n=$$(basename "$$f"); \
+		$(BIN) --store $(STORE) export --force "$$n" "$(OUT)/$$n" >/dev/null; \
+		printf '%-40s ' "$$n"; $(BIN) compare "$$f" "$(OUT)/$$n"; \
 	done
-	@$(BIN) --store $(STORE) export --force text-tiny-base-sharded $(OUT)/text-tiny-base-sharded >/dev/null
-	@printf '%-40s ' text-tiny-base-sharded; $(BIN) compare $(FAMILY)/text-tiny-base-sharded $(OUT)/text-tiny-base-sharded
 	$(BIN) --store $(STORE) verify
 
 # The tests, as CI runs them (.ci/run).

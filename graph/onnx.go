@@ -34,6 +34,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -163,8 +164,8 @@ func OpenONNX(path string) (*Source, error) {
 // dimension, both raw_data and typed data, typed data in the wrong field, an unknown
 // data_location, external_data without data_location EXTERNAL, or data whose size
 // does not match its dims; and on external data whose location is absolute or
-// leaves dir, whose file is missing, or whose offset and length do not fit the file
-// or the dims.
+// leaves dir (also through a symbolic link), whose file is missing or not a regular
+// file, or whose offset and length do not fit the file or the dims.
 func ParseONNX(r io.ReaderAt, size int64, dir string) (*Source, error) {
 	return parseONNX(r, size, dir, "<reader>")
 }
@@ -485,37 +486,50 @@ func (p *onnxParser) externalData(entries [][2]string, size int64) (io.ReaderAt,
 	if length != size {
 		return nil, 0, fmt.Errorf("external data length is %d bytes, dims need %d", length, size)
 	}
-	ef, err := p.openExternal(filepath.Join(p.dir, rel))
+	ef, err := p.openExternal(rel)
 	if err != nil {
-		return nil, 0, fmt.Errorf("external data: %w", err)
+		return nil, 0, fmt.Errorf("external data %s: %w", quote(location), err)
 	}
 	if offset > ef.size-length {
-		return nil, 0, fmt.Errorf("external data at offset %d, %d bytes long, runs past the end of %s (%d bytes)", offset, length, ef.path, ef.size)
+		return nil, 0, fmt.Errorf("external data at offset %d, %d bytes long, runs past the end of %s (%d bytes)", offset, length, quote(location), ef.size)
 	}
 	return ef.f, offset, nil
 }
 
-// openExternal opens the external-data file at path, once per parse.
-func (p *onnxParser) openExternal(path string) (*externalFile, error) {
+// openExternal opens the external-data file at rel, a local path, in p.dir, once
+// per parse. Symbolic links that lead out of p.dir are refused. Its errors leave out
+// the path, which comes from the model and may hold any character; they wrap the
+// file system's error (fs.ErrNotExist, ...).
+func (p *onnxParser) openExternal(rel string) (*externalFile, error) {
+	path := filepath.Join(p.dir, rel)
 	if ef, ok := p.external[path]; ok {
 		return ef, nil
 	}
-	f, err := os.Open(path)
+	f, err := os.OpenInRoot(p.dir, rel)
 	if err != nil {
-		return nil, err
+		return nil, pathless(err)
 	}
 	fi, err := f.Stat()
 	if err == nil && !fi.Mode().IsRegular() {
-		err = fmt.Errorf("%s is not a regular file", path)
+		err = errors.New("not a regular file")
 	}
 	if err != nil {
 		f.Close()
-		return nil, err
+		return nil, pathless(err)
 	}
 	ef := &externalFile{path: path, f: f, size: fi.Size()}
 	p.external[path] = ef
 	p.files = append(p.files, ef)
 	return ef, nil
+}
+
+// pathless returns the error inside an *fs.PathError, without the path.
+func pathless(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }
 
 // tensorHead is what a first pass over a TensorProto learns.

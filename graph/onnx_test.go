@@ -542,6 +542,7 @@ var onnxErrorCases = []struct {
 	{"external parent", onnxSmall(onnxInitializer(onnxHead("w", 1), onnxExternal("../weights.bin", "", ""))), "leaves the model's folder"},
 	{"external parent after clean", onnxSmall(onnxInitializer(onnxHead("w", 1), onnxExternal("a/../../weights.bin", "", ""))), "leaves the model's folder"},
 	{"external missing", onnxSmall(onnxInitializer(onnxHead("w", 1), onnxExternal("missing.bin", "", ""))), "no such file"},
+	{"external newline", onnxSmall(onnxInitializer(onnxHead("w", 1), onnxExternal("a\nb", "", ""))), `external data "a\nb": no such file`},
 	{"external folder", onnxSmall(onnxInitializer(onnxHead("w", 1), onnxExternal("sub", "", ""))), "not a regular file"},
 	{"external past end", onnxSmall(onnxInitializer(onnxHead("w", 1, 4), onnxExternal("weights.bin", "20", ""))), "runs past the end"},
 	{"external length", onnxSmall(onnxInitializer(onnxHead("w", 1, 4), onnxExternal("weights.bin", "0", "8"))), "external data length is 8 bytes, dims need 16"},
@@ -640,6 +641,18 @@ func TestONNXExternalData(t *testing.T) {
 	checkONNXTensors(t, src.Tensors, readONNXTensors(t, src),
 		[]TensorInfo{*onnxTensor("a", F32, 2), *onnxTensor("b", F32)},
 		[][]byte{f32Bytes(1, 2), f32Bytes(3)})
+
+	// A symbolic link in the folder that leads out of it is refused.
+	outside := filepath.Join(t.TempDir(), "outside.bin")
+	if err := os.WriteFile(outside, f32Bytes(1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, filepath.Join(dir, "link.bin")); err != nil {
+		t.Skip("no symbolic links:", err)
+	}
+	model = onnxSmall(onnxInitializer(onnxHead("a", 1), onnxExternal("link.bin", "", "")))
+	_, err = ParseONNX(bytes.NewReader(model), int64(len(model)), dir)
+	checkONNXError(t, err, "graph: onnx <reader>: ", `external data "link.bin": `)
 }
 
 func TestWriteONNXErrors(t *testing.T) {
@@ -866,5 +879,43 @@ func TestONNXLargeModel(t *testing.T) {
 	for _, n := range []int{10, len(model) / 2, len(model) - 1} {
 		_, err := ParseONNX(bytes.NewReader(model[:n]), int64(len(model)), "")
 		checkONNXError(t, err, "graph: onnx <reader>: ", "unexpected EOF")
+	}
+}
+
+// TestONNXFamilyModels reads the torch exports in testdata/family (when present):
+// writing one back gives the same file, since torch puts raw_data last in each
+// initializer, and the external-data export gives the same model as the inline one.
+func TestONNXFamilyModels(t *testing.T) {
+	paths, _ := filepath.Glob(filepath.Join("..", "testdata", "family", "*.onnx"))
+	if len(paths) == 0 {
+		t.Skip("no models in testdata/family")
+	}
+	written := make(map[string][]byte)
+	for _, path := range paths {
+		src, err := OpenONNX(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data := readONNXTensors(t, src)
+		var out bytes.Buffer
+		if err := WriteONNX(&out, src.Graph, src.Tensors, onnxTensorData(data)); err != nil {
+			t.Fatal(err)
+		}
+		src.Close()
+		written[filepath.Base(path)] = out.Bytes()
+		if len(src.Files) > 1 {
+			continue
+		}
+		orig, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(out.Bytes(), orig) {
+			t.Errorf("%s: written model differs from the file", path)
+		}
+	}
+	ext, inline := written["digits-cnn-base-ext.onnx"], written["digits-cnn-base.onnx"]
+	if ext != nil && inline != nil && !bytes.Equal(ext, inline) {
+		t.Errorf("digits-cnn-base-ext.onnx written back differs from digits-cnn-base.onnx")
 	}
 }

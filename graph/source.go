@@ -42,7 +42,7 @@ type Source struct {
 	// shard's). Nil for ONNX.
 	Metadata map[string]string
 	// Graph is the model's architecture. For ONNX it is the ModelProto with the data of
-	// every top-level initializer removed (see ONNXArchitecture); nil for safetensors.
+	// every top-level initializer removed (the layout is described at the top of onnx.go); nil for safetensors.
 	Graph []byte
 	// Files lists the paths read, main file first.
 	Files []string

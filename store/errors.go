@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Errors returned by the store. Test for them with errors.Is.
@@ -26,3 +27,21 @@ func corruptf(format string, args ...any) error {
 
 // IsCorruption reports whether err says that stored data is damaged.
 func IsCorruption(err error) bool { return errors.Is(err, ErrCorruption) }
+
+// wrapError adds context to an error from this package without repeating its
+// "store: " prefix, and keeps it testable with errors.Is.
+type wrapError struct {
+	msg string
+	err error
+}
+
+func (e *wrapError) Error() string { return e.msg }
+func (e *wrapError) Unwrap() error { return e.err }
+
+// wrapf returns "store: <context>: <err without its store: prefix>".
+func wrapf(err error, format string, args ...any) error {
+	return &wrapError{
+		msg: "store: " + fmt.Sprintf(format, args...) + ": " + strings.TrimPrefix(err.Error(), "store: "),
+		err: err,
+	}
+}

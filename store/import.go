@@ -15,9 +15,9 @@ import (
 	"github.com/neurstore/neurstore/graph"
 )
 
-// smallTensor is the size up to which import reads a tensor into memory once; larger
-// tensors are read twice (hash, then pages) so memory stays bounded.
-const smallTensor = 16 << 20
+// defaultSmallTensor is the size up to which import reads a tensor into memory once;
+// larger tensors are read twice (hash, then pages) so memory stays bounded.
+const defaultSmallTensor = 16 << 20
 
 // loadBytes is how many page bytes one Loader takes before it is finished and a new
 // one started, so that a failed import never leaves much to clean up.
@@ -125,7 +125,7 @@ func (im *importer) run(name, tag string, old *Manifest) (*ImportResult, error) 
 	for i, t := range im.src.Tensors {
 		id, err := im.tensor(i, t)
 		if err != nil {
-			return nil, fmt.Errorf("store: import %s: tensor %q: %w", m.Ref(), t.Name, err)
+			return nil, wrapf(err, "import %s: tensor %q", m.Ref(), t.Name)
 		}
 		m.Tensors[i] = ManifestTensor{Name: t.Name, DType: t.DType, Shape: t.Shape, ID: id, Shard: t.Shard}
 		m.LogicalBytes += t.Size
@@ -163,10 +163,10 @@ func (im *importer) run(name, tag string, old *Manifest) (*ImportResult, error) 
 	}
 	b.Set(manifestKey(name, tag), enc)
 	if err := im.ctx.Err(); err != nil {
-		return nil, fmt.Errorf("store: import %s: %w", m.Ref(), err)
+		return nil, wrapf(err, "import %s", m.Ref())
 	}
 	if err := im.s.be.Apply(&b, true); err != nil {
-		return nil, fmt.Errorf("store: import %s: %w", m.Ref(), err)
+		return nil, wrapf(err, "import %s", m.Ref())
 	}
 	im.res.Manifest = m
 	return &im.res, nil
@@ -180,7 +180,7 @@ func (im *importer) tensor(i int, t graph.TensorInfo) (TensorID, error) {
 	if err != nil {
 		return TensorID{}, err
 	}
-	if t.Size <= smallTensor {
+	if t.Size <= im.s.smallTensor {
 		data = make([]byte, t.Size)
 		if _, err := io.ReadFull(r, data); err != nil {
 			return TensorID{}, readErr(err, t.Size)
@@ -212,7 +212,7 @@ func (im *importer) tensor(i int, t graph.TensorInfo) (TensorID, error) {
 		return id, err
 	}
 	if free-t.Size < im.s.reserveBytes {
-		return id, fmt.Errorf("%w: %s needs %d bytes, %d free (%d kept in reserve)", ErrDiskFull, t.Name, t.Size, free, im.s.reserveBytes)
+		return id, fmt.Errorf("%w: the tensor needs %d bytes, %d are free and %d are kept in reserve", ErrDiskFull, t.Size, free, im.s.reserveBytes)
 	}
 	blob, err := im.s.allocBlobLocked()
 	if err != nil {

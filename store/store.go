@@ -41,6 +41,8 @@ type Store struct {
 	freeBytes func() (int64, error)
 	// reserveBytes is the free space an import must leave untouched.
 	reserveBytes int64
+	// smallTensor is the size up to which import reads a tensor in one pass.
+	smallTensor int64
 }
 
 // Open opens the store in dir with the embedded Pebble backend, creating it if needed.
@@ -59,7 +61,7 @@ func Open(dir string) (*Store, error) {
 
 // New returns a Store over be, initialising an empty backend.
 func New(be Backend) (*Store, error) {
-	s := &Store{be: be, freeBytes: be.FreeBytes, reserveBytes: 64 << 20}
+	s := &Store{be: be, freeBytes: be.FreeBytes, reserveBytes: 64 << 20, smallTensor: defaultSmallTensor}
 	v, err := be.Get([]byte{prefixFormat})
 	switch {
 	case errors.Is(err, ErrNotFound):

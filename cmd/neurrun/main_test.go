@@ -149,11 +149,12 @@ func familyFiles(t *testing.T) []string {
 func TestRoundTripFamily(t *testing.T) {
 	store, out := t.TempDir(), t.TempDir()
 	for _, f := range familyFiles(t) {
-		mustRun(t, store, "import", f)
+		// The .onnx and .safetensors of one model would share a default name.
+		mustRun(t, store, "import", "--name", filepath.Base(f), f)
 	}
 	ls := mustRun(t, store, "ls")
 	for _, f := range familyFiles(t) {
-		name := modelNameFromPath(f)
+		name := filepath.Base(f)
 		if !strings.Contains(ls, name+":latest") {
 			t.Fatalf("ls does not list %s:\n%s", name, ls)
 		}
@@ -340,4 +341,37 @@ func TestHelp(t *testing.T) {
 	if r := neurrun(t, t.TempDir(), "frobnicate"); r.code == 0 {
 		t.Error("an unknown command succeeded")
 	}
+}
+
+// TestFullDisk imports a model larger than a small real file system (a tmpfs, so
+// it needs root; skipped otherwise): the import must fail with a clear error and
+// leave the store as it was.
+func TestFullDisk(t *testing.T) {
+	mnt := t.TempDir()
+	if err := exec.Command("mount", "-t", "tmpfs", "-o", "size=160m", "tmpfs", mnt).Run(); err != nil {
+		t.Skipf("cannot mount a tmpfs (needs root): %v", err)
+	}
+	t.Cleanup(func() { exec.Command("umount", mnt).Run() })
+	store, dir := filepath.Join(mnt, "store"), t.TempDir()
+	small := writeModel(t, dir, "small.safetensors", 4<<20, 20)
+	mustRun(t, store, "import", "--name", "keep", small)
+	before := stats(t, store)
+
+	big := writeModel(t, dir, "big.safetensors", 200<<20, 21)
+	r := neurrun(t, store, "import", "--name", "big", big)
+	msg := strings.TrimSpace(r.stderr)
+	if r.code == 0 || !strings.Contains(msg, "disk space") || strings.Contains(msg, "\n") {
+		t.Fatalf("import onto a full disk: exit %d, stderr:\n%s", r.code, msg)
+	}
+	t.Log(msg)
+	after := stats(t, store)
+	if after.Models != before.Models || after.StoredBytes != before.StoredBytes || after.Tensors != before.Tensors {
+		t.Fatalf("store changed: before %+v, after %+v", before, after)
+	}
+	mustRun(t, store, "verify")
+	out := filepath.Join(dir, "keep.safetensors")
+	mustRun(t, store, "export", "keep", out)
+	sameTensors(t, small, out)
+	// The space is usable again: a model that fits imports.
+	mustRun(t, store, "import", "--name", "fits", writeModel(t, dir, "fits.safetensors", 24<<20, 22))
 }
