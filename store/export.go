@@ -3,7 +3,6 @@ package store
 import (
 	"bufio"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
@@ -98,34 +97,32 @@ func copyTensor(r Reader, id TensorID, w io.Writer, progress func(int64)) error 
 	if rec.Encoding != EncRaw {
 		return fmt.Errorf("store: tensor %s: encoding %s is not supported by this version", id.Short(), rec.Encoding)
 	}
-	for p := int64(0); p < rec.Pages; p++ {
-		payload, err := readPage(r, id, rec, p)
-		if err != nil {
+	next := int64(0)
+	start, end := blobRange(rec.Blob)
+	err = r.Scan(start, end, func(k, v []byte) error {
+		p := int64(binary.BigEndian.Uint32(k[9:]))
+		if p != next {
+			return corruptf("tensor %s: page %d found where page %d was expected", id.Short(), p, next)
+		}
+		if err := checkPage(id, rec, p, v); err != nil {
 			return err
 		}
-		if _, err := w.Write(payload); err != nil {
+		next++
+		if _, err := w.Write(v[4:]); err != nil {
 			return err
 		}
 		if progress != nil {
-			progress(int64(len(payload)))
+			progress(int64(len(v) - 4))
 		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if next != rec.Pages {
+		return corruptf("tensor %s: %d of %d pages found", id.Short(), next, rec.Pages)
 	}
 	return nil
-}
-
-// readPage returns the payload of page p of rec, checking its checksum and size.
-func readPage(r Reader, id TensorID, rec *Record, p int64) ([]byte, error) {
-	v, err := r.Get(pageKey(rec.Blob, uint32(p)))
-	if errors.Is(err, ErrNotFound) {
-		return nil, corruptf("tensor %s: page %d of %d is missing", id.Short(), p, rec.Pages)
-	}
-	if err != nil {
-		return nil, err
-	}
-	if err := checkPage(id, rec, p, v); err != nil {
-		return nil, err
-	}
-	return v[4:], nil
 }
 
 func checkPage(id TensorID, rec *Record, p int64, v []byte) error {

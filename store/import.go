@@ -175,6 +175,7 @@ func (im *importer) run(name, tag string, old *Manifest) (*ImportResult, error) 
 // tensor stores tensor i (or finds it stored) and returns its id.
 func (im *importer) tensor(i int, t graph.TensorInfo) (TensorID, error) {
 	var data []byte // the whole tensor, for small ones
+	var firstCRC hash.Hash32
 	h := newTensorHash(t)
 	r, err := im.src.Open(i)
 	if err != nil {
@@ -187,7 +188,9 @@ func (im *importer) tensor(i int, t graph.TensorInfo) (TensorID, error) {
 		}
 		h.Write(data)
 	} else {
-		n, err := io.CopyBuffer(h, io.LimitReader(r, t.Size), make([]byte, DefaultPageSize))
+		// A CRC of the first pass tells whether the second one read the same bytes.
+		firstCRC = crc32.New(crcTable)
+		n, err := io.CopyBuffer(io.MultiWriter(h, firstCRC), io.LimitReader(r, t.Size), make([]byte, DefaultPageSize))
 		if err != nil {
 			return TensorID{}, err
 		}
@@ -227,15 +230,13 @@ func (im *importer) tensor(i int, t graph.TensorInfo) (TensorID, error) {
 	if data != nil {
 		err = im.writePages(rec, bytes.NewReader(data), nil)
 	} else {
-		// Second pass over a large tensor; the hash proves the bytes did not change.
+		// Second pass over a large tensor; its CRC must match the first pass's.
 		if r, err = im.src.Open(i); err != nil {
 			return id, err
 		}
-		h2 := newTensorHash(t)
-		if err = im.writePages(rec, io.LimitReader(r, t.Size), h2); err == nil {
-			var again TensorID
-			h2.Sum(again[:0])
-			if again != id {
+		again := crc32.New(crcTable)
+		if err = im.writePages(rec, io.LimitReader(r, t.Size), again); err == nil {
+			if again.Sum32() != firstCRC.Sum32() {
 				err = errors.New("the file changed while it was being imported")
 			}
 		}
