@@ -42,8 +42,9 @@ func (p *progress) Set(done, total int64) {
 		every = 100 * time.Millisecond
 	}
 	if now := time.Now(); now.Sub(p.lastDraw) >= every || (done == total && p.tty) {
-		p.lastDraw = now
-		p.drawLocked()
+		if p.drawLocked() {
+			p.lastDraw = now
+		}
 	}
 }
 
@@ -57,9 +58,10 @@ func (p *progress) Done() {
 	}
 }
 
-func (p *progress) drawLocked() {
+// drawLocked draws the current state and reports whether it did.
+func (p *progress) drawLocked() bool {
 	if !p.tty && time.Since(p.start) < 2*time.Second {
-		return // short jobs print nothing when not on a terminal
+		return false // short jobs print nothing when not on a terminal
 	}
 	p.drawn = true
 	if p.tty {
@@ -67,6 +69,7 @@ func (p *progress) drawLocked() {
 	} else {
 		fmt.Fprintln(p.w, p.String())
 	}
+	return true
 }
 
 // String renders the current state: label, bar, bytes, rate and time left.
