@@ -125,6 +125,17 @@ func (s *Store) Verify(progress func(bytes int64)) (*VerifyReport, error) {
 		}
 	}
 
+	// Every blob in use must lie below the reserved blob counter, or a later import
+	// could reuse it.
+	var nextBlob uint64 = 1
+	if v, err := snap.Get([]byte{prefixNextBlob}); err == nil {
+		n, k := binary.Uvarint(v)
+		if k <= 0 {
+			faultf("blob counter %x cannot be decoded", v)
+		}
+		nextBlob = n
+	}
+
 	// Pages, in key order: blob by blob, page by page.
 	var (
 		cur     TensorID
@@ -157,6 +168,9 @@ func (s *Store) Verify(progress func(bytes int64)) (*VerifyReport, error) {
 			return nil
 		}
 		blob, page := binary.BigEndian.Uint64(k[1:]), int64(binary.BigEndian.Uint32(k[9:]))
+		if blob >= nextBlob && page == 0 {
+			faultf("blob %d is in use but not below the blob counter %d", blob, nextBlob)
+		}
 		if curRec == nil || blob != curBlob {
 			finish()
 			id, ok := byBlob[blob]
