@@ -579,7 +579,7 @@ def build_text_tiny():
 
     seed_all(0)
     base = TextTiny()
-    train_text(base, C["licenses"]["train"], steps=2500, lr=3e-3, seed=300, warmup=100, cosine=True)
+    train_text(base, C["licenses"]["train"], steps=2000, lr=3e-3, seed=300, warmup=100, cosine=True)
     base_sd = clone_sd(base)
 
     def shard_hook(entry, ob, sd):
@@ -600,7 +600,7 @@ def build_text_tiny():
     mk("text-tiny-ft2", "finetune", ft, "python", "text-tiny-base", base_sd)
     corp = {k: {kk: v[kk] for kk in ("bytes", "sha256", "files")} for k, v in C.items()}
     return {
-        "base": "seed 0, 2500 steps Adam lr 3e-3 (100 warmup, cosine to 3e-4), batch 64x32, corpus licenses",
+        "base": "seed 0, 2000 steps Adam lr 3e-3 (100 warmup, cosine to 3e-4), batch 64x32, corpus licenses",
         "ft1": "base + 400 steps Adam lr 3e-4 on Go source (corpus go)",
         "ft2": "base + 400 steps Adam lr 3e-4 on Python stdlib source (corpus python)",
         "corpora": corp,
@@ -662,6 +662,8 @@ def main():
             e["name"], e["params"], m["accuracy"], m["loss"],
             "-" if d is None else "%.4f" % d, human(st), human(on)))
     b = MODELS[0]["metrics"]
+    print("(digits: test accuracy / cross-entropy; text: next-byte accuracy / nats per byte on the "
+          "model's own held-out text; delta = ||w - w_base|| / ||w_base||)")
     print("digits-mlp-base bf16 acc %.4f  f16 acc %.4f" % (b["accuracy_bf16"], b["accuracy_f16"]))
     print("total size of testdata/family: %s in %d files (+ family.json, README.md)" % (human(total), len(files)))
     print("runtime: %.1fs" % (time.time() - T0))
@@ -701,6 +703,10 @@ Families (all fine-tunes are continued training from `base`, so they are close t
   stdlib source. ONNX input `tokens` int64 [batch, 32], output `logits` [batch, 32, 256].
   `text-tiny-base-sharded/` = the base in the Hugging Face 3-shard layout
   (`model.safetensors.index.json` with `metadata.total_size` and `weight_map`).
+
+Check with `/usr/bin/python3 bench/family/check_family.py` (sizes/sha256,
+safetensors layout, casts and shards, onnx.checker, ONNX initializers vs
+safetensors, ONNX outputs vs `ref/` through a small numpy interpreter).
 
 Formats: safetensors written by the script's own writer (tensor order = torch
 state_dict order, `__metadata__ = {"format": "pt"}`, header padded with spaces to a
