@@ -1,0 +1,23 @@
+package hnsw
+
+// dotU8 returns the integer dot product sum(a[i]*b[i]) of two equally long code
+// slices. It is the inner loop of every distance computation; it is kept alone in
+// this file so a SIMD version can replace it. len(a) must equal len(b).
+func dotU8(a, b []uint8) uint64 {
+	n := len(a)
+	b = b[:n]
+	var s0, s1, s2, s3 uint64
+	i := 0
+	for ; i+8 <= n; i += 8 {
+		x := a[i : i+8 : i+8]
+		y := b[i : i+8 : i+8]
+		s0 += uint64(x[0])*uint64(y[0]) + uint64(x[4])*uint64(y[4])
+		s1 += uint64(x[1])*uint64(y[1]) + uint64(x[5])*uint64(y[5])
+		s2 += uint64(x[2])*uint64(y[2]) + uint64(x[6])*uint64(y[6])
+		s3 += uint64(x[3])*uint64(y[3]) + uint64(x[7])*uint64(y[7])
+	}
+	for ; i < n; i++ {
+		s0 += uint64(a[i]) * uint64(b[i])
+	}
+	return s0 + s1 + s2 + s3
+}
