@@ -1,0 +1,277 @@
+package quant
+
+// Encoded Codes: a self-describing blob (part of the format; do not change).
+//
+//	+---------+-------+-------+-------+
+//	| version | codec | width | flags |   4 bytes: version 1, codec 0|1, width 0..64, 0
+//	+---------+-------+-------+-------+
+//	| count  uvarint                  |   number of elements
+//	+---------------------------------+
+//	| tau    float64 little-endian    |   8 bytes
+//	+---------------------------------+
+//	| nexc   uvarint                  |   exceptions, indices strictly increasing:
+//	| nexc x (gap uvarint, bits u32le)|   index = previous index + 1 + gap (first: gap)
+//	+---------------------------------+
+//	| nesc   uvarint                  |   escapes: zig-zagged codes wider than width,
+//	| nesc x (gap uvarint, val uvarint)   same index coding; their slot in the payload is 0
+//	+---------------------------------+
+//	| payload                         |   codec 0: PackBits of the zig-zagged codes at
+//	|                                 |            width bits, ceil(count*width/8) bytes
+//	|                                 |   codec 1: ceil(width/8) byte planes (plane k =
+//	|                                 |            byte k of every zig-zagged code), each
+//	|                                 |            an entropy stream (entropy.go)
+//	+---------------------------------+
+//
+// Codes are zig-zagged (0,-1,1,-2.. -> 0,1,2,3..) so deltas near 0 stay small.
+// Exception slots carry any code (the encoder writes 0); the exception wins.
+// The encoder builds the byte-plane form (width rounded up to whole bytes, only
+// outliers rarer than 1 in 4096 escaped) and the packed form at the width that
+// minimizes packed bits plus escapes, and keeps the smaller.
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"math/bits"
+)
+
+const (
+	formatVersion = 1
+	codecPacked   = 0
+	codecPlanes   = 1
+)
+
+// Encode returns the smallest encoding of c it finds.
+func Encode(c *Codes) ([]byte, error) {
+	if err := checkTau(c.Tau); err != nil {
+		return nil, err
+	}
+	n := len(c.Q)
+	var hist [65]int
+	for _, q := range c.Q {
+		hist[bits.Len64(zigzag(q))]++
+	}
+	// width minimizing n*width + the escapes' bits (a gap of about 2 bytes and
+	// the value as a uvarint)
+	width, bestCost := 64, uint64(math.MaxUint64)
+	var escCost uint64 // bits of escaping every element longer than w
+	for l := 1; l <= 64; l++ {
+		escCost += uint64(hist[l]) * uint64(8*(2+(l+6)/7))
+	}
+	for w := 0; w <= 64; w++ {
+		if w > 0 {
+			escCost -= uint64(hist[w]) * uint64(8*(2+(w+6)/7))
+		}
+		if cost := uint64(n)*uint64(w) + escCost; cost < bestCost {
+			width, bestCost = w, cost
+		}
+	}
+	// For entropy-coded byte planes the width only sets the number of planes:
+	// escape just the rare outliers (at most 1 in 4096) and round up to whole bytes.
+	planeWidth, over := 64, 0
+	for w := 64; w > 0; w-- {
+		if over+hist[w] > n/4096 {
+			break
+		}
+		over += hist[w]
+		planeWidth = w - 1
+	}
+	planeWidth = (planeWidth + 7) / 8 * 8
+
+	if width == 0 {
+		return encodeAs(c, codecPacked, 0, math.MaxInt)
+	}
+	planes, err := encodeAs(c, codecPlanes, planeWidth, math.MaxInt)
+	if err != nil {
+		return nil, err
+	}
+	// the packed form is only built when it would be smaller
+	if packed, err := encodeAs(c, codecPacked, width, len(planes)); err != nil || packed != nil {
+		return packed, err
+	}
+	return planes, nil
+}
+
+// encodeAs writes the blob of codec and width for c. For the packed codec it
+// returns nil if the blob would not be smaller than limit bytes.
+func encodeAs(c *Codes, codec byte, width int, limit int) ([]byte, error) {
+	n := len(c.Q)
+	var escIdx []int
+	if width < 64 {
+		for i, q := range c.Q {
+			if zigzag(q)>>width != 0 {
+				escIdx = append(escIdx, i)
+			}
+		}
+	}
+	out := []byte{formatVersion, codec, byte(width), 0}
+	out = binary.AppendUvarint(out, uint64(n))
+	out = binary.LittleEndian.AppendUint64(out, math.Float64bits(c.Tau))
+	out = binary.AppendUvarint(out, uint64(len(c.Exceptions)))
+	prev := -1
+	for _, e := range c.Exceptions {
+		if int(e.Index) <= prev || int(e.Index) >= n {
+			return nil, fmt.Errorf("quant: exceptions not sorted or out of range at %d", e.Index)
+		}
+		out = binary.AppendUvarint(out, uint64(int(e.Index)-prev-1))
+		out = binary.LittleEndian.AppendUint32(out, e.Bits)
+		prev = int(e.Index)
+	}
+	out = binary.AppendUvarint(out, uint64(len(escIdx)))
+	prev = -1
+	for _, i := range escIdx {
+		out = binary.AppendUvarint(out, uint64(i-prev-1))
+		out = binary.AppendUvarint(out, zigzag(c.Q[i]))
+		prev = i
+	}
+	var mask uint64 = math.MaxUint64
+	if width < 64 {
+		mask = 1<<width - 1
+	}
+	if codec == codecPacked {
+		if len(out)+PackedLen(n, width) >= limit {
+			return nil, nil
+		}
+		// PackBits keeps only the low width bits; escaped slots must read as 0
+		zz := make([]uint64, n)
+		for i, q := range c.Q {
+			if u := zigzag(q); u&^mask == 0 {
+				zz[i] = u
+			}
+		}
+		return append(out, PackBits(zz, width)...), nil
+	}
+	plane := make([]byte, n)
+	for k := 0; k < (width+7)/8; k++ {
+		sh := 8 * k
+		for i, q := range c.Q {
+			if u := zigzag(q); u&^mask == 0 {
+				plane[i] = byte(u >> sh)
+			} else {
+				plane[i] = 0
+			}
+		}
+		out = appendStream(out, plane)
+	}
+	return out, nil
+}
+
+// Decode parses a blob written by Encode. It refuses blobs of more than maxElems
+// elements and never allocates much more than maxElems codes or len(b) bytes.
+func Decode(b []byte, maxElems int) (*Codes, error) {
+	if len(b) < 4 || b[0] != formatVersion || b[1] > codecPlanes || b[2] > 64 || b[3] != 0 {
+		return nil, errCorrupt
+	}
+	codec, width := b[1], int(b[2])
+	p := b[4:]
+	cnt, err := uvarint(&p)
+	if err != nil || cnt > uint64(max(maxElems, 0)) || cnt > math.MaxUint32 {
+		return nil, errCorrupt
+	}
+	n := int(cnt)
+	if len(p) < 8 {
+		return nil, errCorrupt
+	}
+	tau := math.Float64frombits(binary.LittleEndian.Uint64(p))
+	p = p[8:]
+	if checkTau(tau) != nil {
+		return nil, errCorrupt
+	}
+	// Enough input must back the output: a packed payload is n*width/8 bytes and a
+	// plane stream expands a chunk of >= 2 bytes to at most 128 KiB (zstd frames
+	// are held to the same ratio bound below).
+	if codec == codecPacked && uint64(len(p)) < uint64(PackedLen(n, width)) {
+		return nil, errCorrupt
+	}
+	if codec == codecPlanes && uint64(n) > uint64(len(p))*chunkSize {
+		return nil, errCorrupt
+	}
+	c := &Codes{Tau: tau}
+
+	nexc, err := uvarint(&p)
+	if err != nil || nexc > uint64(n) || nexc > uint64(len(p))/5 {
+		return nil, errCorrupt
+	}
+	c.Exceptions = make([]Exception, nexc)
+	prev := -1
+	for i := range c.Exceptions {
+		gap, err := uvarint(&p)
+		if err != nil || gap >= uint64(n-prev-1) || len(p) < 4 {
+			return nil, errCorrupt
+		}
+		prev += int(gap) + 1
+		c.Exceptions[i] = Exception{uint32(prev), binary.LittleEndian.Uint32(p)}
+		p = p[4:]
+	}
+	nesc, err := uvarint(&p)
+	if err != nil || nesc > uint64(n) || nesc > uint64(len(p))/2 {
+		return nil, errCorrupt
+	}
+	escIdx := make([]int, nesc)
+	escVal := make([]uint64, nesc)
+	prev = -1
+	for i := range escIdx {
+		gap, err := uvarint(&p)
+		if err != nil || gap >= uint64(n-prev-1) {
+			return nil, errCorrupt
+		}
+		prev += int(gap) + 1
+		escIdx[i] = prev
+		if escVal[i], err = uvarint(&p); err != nil {
+			return nil, errCorrupt
+		}
+	}
+
+	// c.Q holds the zig-zagged codes until the end
+	switch codec {
+	case codecPacked:
+		if len(p) != PackedLen(n, width) {
+			return nil, errCorrupt
+		}
+		z, err := UnpackBits(p, n, width)
+		if err != nil {
+			return nil, err
+		}
+		c.Q = make([]int64, n)
+		for i, u := range z {
+			c.Q[i] = int64(u)
+		}
+	case codecPlanes:
+		c.Q = make([]int64, n)
+		for k := 0; k < (width+7)/8; k++ {
+			var plane []byte
+			if plane, p, err = readStream(p, n); err != nil {
+				return nil, err
+			}
+			sh := 8 * k
+			if k == 0 {
+				for i, v := range plane {
+					c.Q[i] = int64(v)
+				}
+				continue
+			}
+			for i, v := range plane {
+				c.Q[i] |= int64(v) << sh
+			}
+		}
+		if len(p) != 0 {
+			return nil, errCorrupt
+		}
+	}
+	for i, idx := range escIdx {
+		c.Q[idx] = int64(escVal[i])
+	}
+	for i, u := range c.Q {
+		c.Q[i] = unzigzag(uint64(u))
+	}
+	return c, nil
+}
+
+func uvarint(p *[]byte) (uint64, error) {
+	v, k := binary.Uvarint(*p)
+	if k <= 0 {
+		return 0, errCorrupt
+	}
+	*p = (*p)[k:]
+	return v, nil
+}

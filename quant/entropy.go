@@ -1,0 +1,247 @@
+package quant
+
+// Entropy coding of byte streams whose decoded length the reader already knows.
+//
+// A stream is (part of the format; do not change):
+//
+//	+------+-----------------+------------------+
+//	| kind | payload length  | payload          |
+//	| u8   | uvarint         | length bytes     |
+//	+------+-----------------+------------------+
+//
+//	kind 0 raw:     the bytes as they are
+//	kind 1 chunked: the bytes cut into chunks of 128 KiB (the last shorter), each
+//	                chunk = ckind u8 | uvarint len | len bytes, where ckind is
+//	                0 raw, 1 RLE (one byte repeated), 2 huff0 4X, 3 huff0 1X, 4 FSE
+//	kind 2 zstd:    one zstd frame (github.com/klauspost/compress/zstd)
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/klauspost/compress/fse"
+	"github.com/klauspost/compress/huff0"
+	"github.com/klauspost/compress/zstd"
+)
+
+const (
+	streamRaw     = 0
+	streamChunked = 1
+	streamZstd    = 2
+
+	chunkRaw    = 0
+	chunkRLE    = 1
+	chunkHuff4X = 2
+	chunkHuff1X = 3
+	chunkFSE    = 4
+
+	chunkSize = 1 << 17
+)
+
+var errCorrupt = errors.New("quant: corrupt input")
+
+var (
+	zOnce sync.Once
+	zEnc  *zstd.Encoder
+	zDec  *zstd.Decoder
+	zErr  error
+)
+
+func zstdCodecs() (*zstd.Encoder, *zstd.Decoder, error) {
+	zOnce.Do(func() {
+		zEnc, zErr = zstd.NewWriter(nil,
+			zstd.WithEncoderLevel(zstd.SpeedFastest),
+			zstd.WithEncoderCRC(false),
+			zstd.WithZeroFrames(true))
+		if zErr != nil {
+			return
+		}
+		zDec, zErr = zstd.NewReader(nil,
+			zstd.WithDecodeAllCapLimit(true),
+			zstd.WithDecoderConcurrency(0),
+			zstd.WithDecoderMaxWindow(1<<27),
+			zstd.WithDecoderMaxMemory(1<<32))
+	})
+	return zEnc, zDec, zErr
+}
+
+type scratch struct {
+	h huff0.Scratch
+	f fse.Scratch
+}
+
+var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
+
+// appendStream appends the smallest encoding of src it finds to dst.
+func appendStream(dst, src []byte) []byte {
+	best := streamRaw
+	var bestPayload = src
+	ch, prefixIn, prefixOut := encodeChunks(src)
+	if len(ch) < len(bestPayload) {
+		best, bestPayload = streamChunked, ch
+	}
+	// zstd also models repeats, which helps structured planes. It costs more
+	// than the chunked coders, so it is tried only when they left enough on the
+	// table and, for long inputs, when it wins on a prefix first.
+	if len(src) >= 64 && len(bestPayload) > len(src)/16 {
+		if enc, _, err := zstdCodecs(); err == nil {
+			try := true
+			if len(src) > 4*probeSize {
+				z := enc.EncodeAll(src[:prefixIn], nil)
+				try = len(z) < prefixOut
+			}
+			if try {
+				z := enc.EncodeAll(src, make([]byte, 0, len(bestPayload)))
+				if len(z) < len(bestPayload) {
+					best, bestPayload = streamZstd, z
+				}
+			}
+		}
+	}
+	dst = append(dst, byte(best))
+	dst = binary.AppendUvarint(dst, uint64(len(bestPayload)))
+	return append(dst, bestPayload...)
+}
+
+// probeSize is the prefix on which zstd must win before it is run on everything.
+const probeSize = 2 * chunkSize
+
+// encodeChunks codes src chunk by chunk; it also returns how many input bytes the
+// first probeSize bytes' chunks hold and their coded size (capped at raw size).
+func encodeChunks(src []byte) (out []byte, prefixIn, prefixOut int) {
+	s := scratchPool.Get().(*scratch)
+	defer scratchPool.Put(s)
+	out = make([]byte, 0, len(src)/2+16)
+	for off := 0; off < len(src); off += chunkSize {
+		c := src[off:min(off+chunkSize, len(src))]
+		kind, payload := chunkRaw, c
+		s.h.Reuse = huff0.ReusePolicyNone
+		h, _, err := huff0.Compress4X(c, &s.h)
+		switch {
+		case err == huff0.ErrUseRLE:
+			kind, payload = chunkRLE, c[:1]
+		case err == nil && len(h) < len(payload):
+			kind, payload = chunkHuff4X, h
+		}
+		// FSE beats Huffman where symbols cost well under a bit or two; above
+		// that the gain is a fraction of a percent and not worth the time.
+		if kind == chunkHuff4X && len(h) < len(c)/3 {
+			if f, err := fse.Compress(c, &s.f); err == nil && len(f) < len(payload) {
+				kind, payload = chunkFSE, f
+			}
+		}
+		out = append(out, byte(kind))
+		out = binary.AppendUvarint(out, uint64(len(payload)))
+		out = append(out, payload...)
+		if off < probeSize {
+			prefixIn, prefixOut = off+len(c), len(out)
+		}
+	}
+	return out, prefixIn, prefixOut
+}
+
+// readStream decodes one stream of exactly n bytes from b and returns the rest of b.
+func readStream(b []byte, n int) (out, rest []byte, err error) {
+	if len(b) < 1 {
+		return nil, nil, errCorrupt
+	}
+	kind := b[0]
+	l, k := binary.Uvarint(b[1:])
+	if k <= 0 || l > uint64(len(b)-1-k) {
+		return nil, nil, errCorrupt
+	}
+	payload := b[1+k : 1+k+int(l)]
+	rest = b[1+k+int(l):]
+	switch kind {
+	case streamRaw:
+		if len(payload) != n {
+			return nil, nil, errCorrupt
+		}
+		return payload, rest, nil
+	case streamChunked:
+		out, err = decodeChunks(payload, n)
+		return out, rest, err
+	case streamZstd:
+		_, dec, err := zstdCodecs()
+		if err != nil {
+			return nil, nil, err
+		}
+		// a frame cannot expand by more than its block limits allow; refuse
+		// absurd claims before allocating n bytes.
+		if n > 0 && len(payload) == 0 {
+			return nil, nil, errCorrupt
+		}
+		out, err = dec.DecodeAll(payload, make([]byte, 0, n))
+		if err != nil || len(out) != n {
+			return nil, nil, errCorrupt
+		}
+		return out, rest, nil
+	}
+	return nil, nil, fmt.Errorf("quant: unknown stream kind %d", kind)
+}
+
+func decodeChunks(b []byte, n int) ([]byte, error) {
+	// Every chunk costs at least 2 bytes and holds at most chunkSize bytes: check
+	// that before allocating the output.
+	if uint64(n) > uint64(len(b))/2*chunkSize+chunkSize {
+		return nil, errCorrupt
+	}
+	out := make([]byte, 0, n)
+	var hs huff0.Scratch
+	var fs fse.Scratch
+	for len(out) < n {
+		want := min(chunkSize, n-len(out))
+		if len(b) < 1 {
+			return nil, errCorrupt
+		}
+		kind := b[0]
+		l, k := binary.Uvarint(b[1:])
+		if k <= 0 || l > uint64(len(b)-1-k) {
+			return nil, errCorrupt
+		}
+		p := b[1+k : 1+k+int(l)]
+		b = b[1+k+int(l):]
+		var got []byte
+		var err error
+		switch kind {
+		case chunkRaw:
+			got = p
+		case chunkRLE:
+			if len(p) != 1 {
+				return nil, errCorrupt
+			}
+			for range want {
+				out = append(out, p[0])
+			}
+			continue
+		case chunkHuff4X, chunkHuff1X:
+			hs.MaxDecodedSize = want
+			var s *huff0.Scratch
+			var remain []byte
+			s, remain, err = huff0.ReadTable(p, &hs)
+			if err != nil {
+				return nil, errCorrupt
+			}
+			if kind == chunkHuff4X {
+				got, err = s.Decoder().Decompress4X(make([]byte, 0, want), remain)
+			} else {
+				got, err = s.Decoder().Decompress1X(make([]byte, 0, want), remain)
+			}
+		case chunkFSE:
+			fs.DecompressLimit = want
+			got, err = fse.Decompress(p, &fs)
+		default:
+			return nil, errCorrupt
+		}
+		if err != nil || len(got) != want {
+			return nil, errCorrupt
+		}
+		out = append(out, got...)
+	}
+	if len(b) != 0 {
+		return nil, errCorrupt
+	}
+	return out, nil
+}
