@@ -338,6 +338,15 @@ func TestHelp(t *testing.T) {
 			t.Errorf("--help does not mention %s", cmd)
 		}
 	}
+	dir := t.TempDir()
+	t.Chdir(dir) // restored when the test ends
+	r := neurrun(t, "postgres://u:secret@localhost/db", "ls")
+	if r.code == 0 || !strings.Contains(r.stderr, "PostgreSQL") || strings.Contains(r.stderr, "secret") {
+		t.Errorf("postgres store: exit %d, %s", r.code, r.stderr)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("a postgres URL created files: %v", entries)
+	}
 	if r := neurrun(t, t.TempDir(), "frobnicate"); r.code == 0 {
 		t.Error("an unknown command succeeded")
 	}
