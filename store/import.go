@@ -108,6 +108,7 @@ type importer struct {
 	blobs   []uint64             // blobs written, deleted again on failure
 	loader  Loader               // nil until the first new page
 	buf     []byte               // one page, reused
+	small   []byte               // a whole small tensor, reused
 	done    int64
 	total   int64
 	res     ImportResult
@@ -128,7 +129,6 @@ func (im *importer) run(name, tag string, old *Manifest) (*ImportResult, error) 
 			return nil, wrapf(err, "import %s: tensor %q", m.Ref(), t.Name)
 		}
 		m.Tensors[i] = ManifestTensor{Name: t.Name, DType: t.DType, Shape: t.Shape, ID: id, Shard: t.Shard}
-		m.LogicalBytes += t.Size
 	}
 	if err := im.finishLoad(); err != nil {
 		return nil, err
@@ -137,21 +137,13 @@ func (im *importer) run(name, tag string, old *Manifest) (*ImportResult, error) 
 
 	// The commit: records, refcounts, graph, manifest; the old model's references are
 	// released in the same batch.
-	var b Batch
 	if old != nil {
-		if err := im.s.releaseLocked(&b, old, im.pending); err != nil {
+		if err := im.s.releaseLocked(old, im.pending); err != nil {
 			return nil, err
 		}
 	}
-	for id, rec := range im.pending {
-		if rec.Refs == 0 {
-			b.Delete(recordKey(id))
-			start, end := blobRange(rec.Blob)
-			b.DeleteRange(start, end)
-			continue
-		}
-		b.Set(recordKey(id), rec.encode())
-	}
+	var b Batch
+	writeRecords(&b, im.pending)
 	enc, err := m.encode()
 	if err != nil {
 		return nil, err
@@ -182,7 +174,10 @@ func (im *importer) tensor(i int, t graph.TensorInfo) (TensorID, error) {
 		return TensorID{}, err
 	}
 	if t.Size <= im.s.smallTensor {
-		data = make([]byte, t.Size)
+		if int64(cap(im.small)) < t.Size {
+			im.small = make([]byte, t.Size)
+		}
+		data = im.small[:t.Size]
 		if _, err := io.ReadFull(r, data); err != nil {
 			return TensorID{}, readErr(err, t.Size)
 		}
@@ -190,7 +185,7 @@ func (im *importer) tensor(i int, t graph.TensorInfo) (TensorID, error) {
 	} else {
 		// A CRC of the first pass tells whether the second one read the same bytes.
 		firstCRC = crc32.New(crcTable)
-		n, err := io.CopyBuffer(io.MultiWriter(h, firstCRC), io.LimitReader(r, t.Size), make([]byte, DefaultPageSize))
+		n, err := io.CopyBuffer(io.MultiWriter(h, firstCRC), io.LimitReader(r, t.Size), im.pageBuf()[4:])
 		if err != nil {
 			return TensorID{}, err
 		}
@@ -269,15 +264,12 @@ func (im *importer) lookup(id TensorID) (*Record, error) {
 // writePages reads rec.Stored bytes from r into pages of rec's blob, hashing them
 // into h when h is not nil.
 func (im *importer) writePages(rec *Record, r io.Reader, h hash.Hash) error {
-	if im.buf == nil {
-		im.buf = make([]byte, DefaultPageSize+4)
-	}
 	for p := int64(0); p < rec.Pages; p++ {
 		if err := im.ctx.Err(); err != nil {
 			return err
 		}
 		n := min(rec.PageSize, rec.Stored-p*rec.PageSize)
-		buf := im.buf[:n+4]
+		buf := im.pageBuf()[:n+4]
 		if _, err := io.ReadFull(r, buf[4:]); err != nil {
 			return readErr(err, rec.Stored)
 		}
@@ -302,6 +294,14 @@ func (im *importer) writePages(rec *Record, r io.Reader, h hash.Hash) error {
 		}
 	}
 	return nil
+}
+
+// pageBuf returns the importer's page buffer: a CRC and one page of payload.
+func (im *importer) pageBuf() []byte {
+	if im.buf == nil {
+		im.buf = make([]byte, DefaultPageSize+4)
+	}
+	return im.buf
 }
 
 // finishLoad makes the pages loaded so far durable (but unreferenced until the commit).

@@ -31,8 +31,6 @@ type Manifest struct {
 	Sharded bool `json:"sharded,omitempty"`
 	// Tensors is the ordered tensor list.
 	Tensors []ManifestTensor `json:"tensors"`
-	// LogicalBytes is the sum of the tensors' sizes.
-	LogicalBytes int64 `json:"logical_bytes"`
 	// GraphBytes is the size of the graph blob.
 	GraphBytes int64 `json:"graph_bytes"`
 	// Metrics holds quality metrics the user measured (for example accuracy).
@@ -61,6 +59,15 @@ type ManifestTensor struct {
 
 // Ref returns "name:tag".
 func (m *Manifest) Ref() string { return m.Name + ":" + m.Tag }
+
+// LogicalBytes returns the sum of the tensors' sizes.
+func (m *Manifest) LogicalBytes() int64 {
+	var n int64
+	for _, t := range m.Info() {
+		n += t.Size
+	}
+	return n
+}
 
 // Info returns the tensor list as graph.TensorInfo.
 func (m *Manifest) Info() []graph.TensorInfo {

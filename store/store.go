@@ -224,46 +224,46 @@ func (s *Store) Remove(ref string) error {
 	if err != nil {
 		return err
 	}
+	pending := map[TensorID]*Record{}
+	if err := s.releaseLocked(m, pending); err != nil {
+		return err
+	}
 	var b Batch
 	b.Delete(manifestKey(m.Name, m.Tag))
 	b.Delete(graphKey(m.Name, m.Tag))
-	if err := s.releaseLocked(&b, m, nil); err != nil {
-		return err
-	}
+	writeRecords(&b, pending)
 	return s.be.Apply(&b, true)
 }
 
-// releaseLocked adds to b the refcount decrements for m's tensors, deleting records
-// (and their pages) that reach zero. pending holds records already changed in this
-// batch (by id); it may be nil.
-func (s *Store) releaseLocked(b *Batch, m *Manifest, pending map[TensorID]*Record) error {
-	counts := map[TensorID]int64{}
+// releaseLocked decrements the refcounts of m's tensors in pending, the records
+// changed by the write being built (loaded from the store when not there yet).
+func (s *Store) releaseLocked(m *Manifest, pending map[TensorID]*Record) error {
 	for _, t := range m.Tensors {
-		counts[t.ID]++
-	}
-	for id, n := range counts {
-		rec := pending[id]
+		rec := pending[t.ID]
 		if rec == nil {
 			var err error
-			if rec, err = getRecord(s.be, id); err != nil {
-				return fmt.Errorf("store: remove %s: %w", m.Ref(), err)
+			if rec, err = getRecord(s.be, t.ID); err != nil {
+				return wrapf(err, "release %s", m.Ref())
 			}
+			pending[t.ID] = rec
 		}
-		rec.Refs -= n
-		if rec.Refs < 0 {
-			return corruptf("tensor %s: refcount below zero", id.Short())
-		}
-		if pending != nil {
-			pending[id] = rec
-			continue
-		}
-		if rec.Refs == 0 {
-			b.Delete(recordKey(id))
-			start, end := blobRange(rec.Blob)
-			b.DeleteRange(start, end)
-		} else {
-			b.Set(recordKey(id), rec.encode())
+		if rec.Refs--; rec.Refs < 0 {
+			return corruptf("tensor %s: refcount below zero", t.ID.Short())
 		}
 	}
 	return nil
+}
+
+// writeRecords adds the changed records to b: a record no longer referenced is
+// deleted with its pages, the others are rewritten.
+func writeRecords(b *Batch, pending map[TensorID]*Record) {
+	for id, rec := range pending {
+		if rec.Refs > 0 {
+			b.Set(recordKey(id), rec.encode())
+			continue
+		}
+		b.Delete(recordKey(id))
+		start, end := blobRange(rec.Blob)
+		b.DeleteRange(start, end)
+	}
 }

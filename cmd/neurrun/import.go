@@ -76,8 +76,8 @@ func importOne(cmd *cobra.Command, s *store.Store, path, ref string, force bool)
 	m := res.Manifest
 	secs := time.Since(start).Seconds()
 	fmt.Fprintf(cmd.OutOrStdout(), "imported %s: %d tensors (%d new, %d already stored), %s, %s new, %.2fs (%s/s)\n",
-		m.Ref(), len(m.Tensors), res.NewTensors, res.DedupTensors, humanBytes(m.LogicalBytes),
-		humanBytes(res.NewBytes), secs, humanBytes(int64(float64(m.LogicalBytes)/max(secs, 1e-9))))
+		m.Ref(), len(m.Tensors), res.NewTensors, res.DedupTensors, humanBytes(m.LogicalBytes()),
+		humanBytes(res.NewBytes), secs, humanBytes(int64(float64(m.LogicalBytes())/max(secs, 1e-9))))
 	return nil
 }
 

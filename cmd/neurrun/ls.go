@@ -28,7 +28,7 @@ func lsCmd() *cobra.Command {
 			fmt.Fprintln(tw, "NAME\tFORMAT\tTENSORS\tSIZE\tIMPORTED")
 			for _, m := range ms {
 				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", m.Ref(), m.Format, len(m.Tensors),
-					humanBytes(m.LogicalBytes), m.Created.Local().Format("2006-01-02 15:04:05"))
+					humanBytes(m.LogicalBytes()), m.Created.Local().Format("2006-01-02 15:04:05"))
 			}
 			return tw.Flush()
 		},
@@ -62,7 +62,7 @@ func showCmd() *cobra.Command {
 			for _, f := range m.Lineage.Files {
 				fmt.Fprintf(out, "from      %s\n", f)
 			}
-			fmt.Fprintf(out, "tensors   %d, %s\ngraph     %s\n\n", len(m.Tensors), humanBytes(m.LogicalBytes), humanBytes(m.GraphBytes))
+			fmt.Fprintf(out, "tensors   %d, %s\ngraph     %s\n\n", len(m.Tensors), humanBytes(m.LogicalBytes()), humanBytes(m.GraphBytes))
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "TENSOR\tDTYPE\tSHAPE\tSIZE\tID")
 			for _, t := range m.Tensors {

@@ -23,12 +23,8 @@ unreachable by readers) are reported but are not faults: neurrun gc removes them
 			}
 			defer s.Close()
 			start := time.Now()
-			st, err := s.Stats()
-			if err != nil {
-				return err
-			}
 			bar := newProgress("verify")
-			rep, err := s.Verify(func(n int64) { bar.Set(n, st.StoredBytes) })
+			rep, err := s.Verify(bar.Set)
 			bar.Done()
 			if err != nil {
 				return err
