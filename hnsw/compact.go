@@ -24,14 +24,27 @@ import (
 // For a sketch the result is scaled by dim/n to estimate the full distance.
 
 // SketchThreshold is the largest element count for which nodes keep codes for every
-// element. Above it nodes keep a sketch: the codes of SketchSize positions, one drawn
-// at random from each of SketchSize equal strata of [0, dim), with a generator seeded
-// by dim alone, so every vector (and every index) of that dim samples the same
-// positions.
+// element. Above it nodes keep a sketch: the codes of SketchSize(dim) positions, one
+// drawn at random from each of that many equal strata of [0, dim), with a generator
+// seeded by dim alone, so every vector (and every index) of that dim samples the
+// same positions. A sketch keeps the index small next to the tensors it points at
+// (about 1/64 of a byte per element) while the distance estimate stays far finer
+// than the gap between a fine-tune's base and an unrelated tensor; callers re-rank
+// the nearest hits exactly.
 const (
-	SketchThreshold = 1 << 20
-	SketchSize      = 1 << 18
+	SketchThreshold = 512
+	minSketch       = 512
+	maxSketch       = 1 << 16
 )
+
+// SketchSize returns how many codes a node of a dim-element vector keeps: dim up to
+// SketchThreshold, else dim/64 clamped to [512, 65536].
+func SketchSize(dim int) int {
+	if dim <= SketchThreshold {
+		return dim
+	}
+	return min(max(dim/64, minSketch), maxSketch)
+}
 
 const sketchSeed = 0x736b657463680001
 
@@ -50,11 +63,12 @@ func sketchPositions(dim int) []int {
 	if dim <= SketchThreshold {
 		return nil
 	}
+	n := SketchSize(dim)
 	r := rand.New(rand.NewPCG(sketchSeed, uint64(dim)))
-	pos := make([]int, SketchSize)
+	pos := make([]int, n)
 	for j := range pos {
-		lo := j * dim / SketchSize
-		hi := (j + 1) * dim / SketchSize
+		lo := j * dim / n
+		hi := (j + 1) * dim / n
 		pos[j] = lo + r.IntN(hi-lo)
 	}
 	return pos
@@ -65,8 +79,10 @@ func checkVector(vec []float32, dim int) error {
 	if len(vec) != dim {
 		return fmt.Errorf("hnsw: vector has %d elements, index dim is %d", len(vec), dim)
 	}
+	// NaN and ±Inf are exactly the float32 values whose exponent bits are all ones.
+	const exp = 0x7f800000
 	for i, v := range vec {
-		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+		if math.Float32bits(v)&exp == exp {
 			return fmt.Errorf("hnsw: vector element %d is %v", i, v)
 		}
 	}
@@ -75,22 +91,33 @@ func checkVector(vec []float32, dim int) error {
 
 // quantize returns the compact form of vec (already checked) over pos (nil: all).
 func quantize(vec []float32, pos []int) compact {
-	n := len(vec)
 	if pos != nil {
-		n = len(pos)
-	}
-	at := func(i int) float32 {
-		if pos != nil {
-			return vec[pos[i]]
+		g := make([]float32, len(pos))
+		for j, p := range pos {
+			g[j] = vec[p]
 		}
-		return vec[i]
+		vec = g
 	}
-	lo, hi := float32(math.Inf(1)), float32(math.Inf(-1))
-	for i := range n {
-		v := at(i)
-		lo = min(lo, v)
-		hi = max(hi, v)
+	n := len(vec)
+	// min and max over four interleaved runs (the builtins are associative and
+	// commutative on NaN-free input, -0 < +0 included, so the result is the same as
+	// one run's).
+	inf := float32(math.Inf(1))
+	lo0, lo1, lo2, lo3 := inf, inf, inf, inf
+	hi0, hi1, hi2, hi3 := -inf, -inf, -inf, -inf
+	i := 0
+	for ; i+4 <= n; i += 4 {
+		v := vec[i : i+4 : i+4]
+		lo0, hi0 = min(lo0, v[0]), max(hi0, v[0])
+		lo1, hi1 = min(lo1, v[1]), max(hi1, v[1])
+		lo2, hi2 = min(lo2, v[2]), max(hi2, v[2])
+		lo3, hi3 = min(lo3, v[3]), max(hi3, v[3])
 	}
+	for ; i < n; i++ {
+		lo0, hi0 = min(lo0, vec[i]), max(hi0, vec[i])
+	}
+	lo, hi := min(lo0, lo1, lo2, lo3), max(hi0, hi1, hi2, hi3)
+
 	c := compact{code: make([]uint8, n), min: lo}
 	scale := (float64(hi) - float64(lo)) / 255
 	c.scale = float32(scale)
@@ -98,12 +125,29 @@ func quantize(vec []float32, pos []int) compact {
 		return c
 	}
 	inv := 1 / float64(c.scale)
-	for i := range n {
-		q := math.Round((float64(at(i)) - float64(lo)) * inv)
-		q = min(max(q, 0), 255)
-		c.code[i] = uint8(q)
+	lo64 := float64(lo)
+	const half = 0x3fe0000000000000 // math.Float64bits(0.5)
+	code := c.code[:n]
+	var s, s2 uint64
+	for i, v := range vec {
+		// q = min(max(round(x), 0), 255) with round half away from zero, as
+		// math.Round. x >= 0 (v >= lo, inv > 0), so the max is a no-op, and below 255
+		// round(x) is the truncation t plus one when r = x-t >= 0.5 (r is exact).
+		// That test is a coin toss for a branch, so it is done on the bits: for
+		// r >= 0, r >= 0.5 exactly when bits(r) >= bits(0.5), that is when
+		// bits(r)-bits(0.5) does not wrap (top bit clear).
+		x := (float64(v) - lo64) * inv
+		q := uint64(255)
+		if x < 255 {
+			t := int64(x)
+			r := math.Float64bits(x - float64(t))
+			q = uint64(t) + 1 - (r-half)>>63
+		}
+		code[i] = uint8(q)
+		s += q
+		s2 += q * q
 	}
-	c.sumQ, c.sumQ2 = codeSums(c.code)
+	c.sumQ, c.sumQ2 = s, s2
 	return c
 }
 

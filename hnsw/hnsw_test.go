@@ -172,6 +172,12 @@ func bruteNearest(q []float32, vecs [][]float32) int {
 	return best
 }
 
+// TestRecallSynthetic checks recall@1 after an exact re-rank of the top hits, over
+// queries that have a usable base: one closer to them than zero is (a delta
+// against it is smaller than the tensor). Queries unrelated to every base (one in
+// five here) have all bases at nearly the same distance; a sketch cannot order such
+// near-ties and need not, since no answer would be used. For them the test checks
+// that the answer is indeed no usable base.
 func TestRecallSynthetic(t *testing.T) {
 	dim, nb, nq := 16384, 200, 100
 	if raceEnabled || testing.Short() {
@@ -180,9 +186,9 @@ func TestRecallSynthetic(t *testing.T) {
 	bases, queries, parent := family(11, dim, nb, nq)
 	x := build(t, dim, DefaultParams(dim), bases)
 	exact := func(id ID) ([]float32, error) { return bases[id-1000], nil }
-	hits, ftHits, fts := 0, 0, 0
+	hits, usable, ftHits, fts := 0, 0, 0, 0
 	for i, q := range queries {
-		res, err := x.Search(q, 5)
+		res, err := x.Search(q, 8)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -191,6 +197,17 @@ func TestRecallSynthetic(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := bruteNearest(q, bases)
+		var energy float64
+		for _, v := range q {
+			energy += float64(v) * float64(v)
+		}
+		if sqL2(q, bases[want]) >= energy {
+			if res[0].Dist < energy {
+				t.Errorf("query %d: no base is usable, but the index returned one at %g < %g", i, res[0].Dist, energy)
+			}
+			continue
+		}
+		usable++
 		if int(res[0].ID-1000) == want {
 			hits++
 		}
@@ -201,13 +218,13 @@ func TestRecallSynthetic(t *testing.T) {
 			}
 		}
 	}
-	recall := float64(hits) / float64(len(queries))
-	t.Logf("dim %d, %d bases, %d queries: recall@1 %.3f, fine-tunes to own base %d/%d", dim, nb, nq, recall, ftHits, fts)
+	recall := float64(hits) / float64(usable)
+	t.Logf("dim %d, %d bases, %d queries (%d with a usable base): recall@1 %.3f, fine-tunes to own base %d/%d", dim, nb, nq, usable, recall, ftHits, fts)
 	if recall < 0.99 {
 		t.Errorf("recall@1 %.3f < 0.99", recall)
 	}
-	if ftHits != fts {
-		t.Errorf("fine-tunes found their base %d/%d", ftHits, fts)
+	if ftHits != fts || usable < nq/2 {
+		t.Errorf("fine-tunes found their base %d/%d (%d usable queries)", ftHits, fts, usable)
 	}
 }
 
@@ -215,11 +232,11 @@ func TestSketch(t *testing.T) {
 	if raceEnabled || testing.Short() {
 		t.Skip("large vectors")
 	}
-	dim := SketchThreshold + 12345
+	dim := 1<<16 + 12345
 	bases, queries, parent := family(12, dim, 8, 10)
 	x := build(t, dim, DefaultParams(dim), bases)
-	if len(x.nodes[0].vec.code) != SketchSize {
-		t.Fatalf("node keeps %d codes, want sketch of %d", len(x.nodes[0].vec.code), SketchSize)
+	if len(x.nodes[0].vec.code) != SketchSize(dim) {
+		t.Fatalf("node keeps %d codes, want sketch of %d", len(x.nodes[0].vec.code), SketchSize(dim))
 	}
 	for i, q := range queries {
 		res, err := x.Search(q, 1)
@@ -230,8 +247,11 @@ func TestSketch(t *testing.T) {
 		if parent[i] >= 0 && int(res[0].ID-1000) != want {
 			t.Errorf("query %d (parent %d): got %d, want %d", i, parent[i], res[0].ID-1000, want)
 		}
-		// the sketch distance estimates the full one
-		if e := sqL2(q, bases[res[0].ID-1000]); math.Abs(res[0].Dist-e) > 0.1*e {
+		// the sketch distance estimates the full one: a sum of n sampled squared
+		// differences has a relative standard deviation of about sqrt(2/n) for
+		// Gaussian differences; allow four of them
+		tol := 4 * math.Sqrt(2/float64(SketchSize(dim)))
+		if e := sqL2(q, bases[res[0].ID-1000]); math.Abs(res[0].Dist-e) > tol*e {
 			t.Errorf("query %d: sketch distance %g, exact %g", i, res[0].Dist, e)
 		}
 	}

@@ -23,7 +23,7 @@ package hnsw
 // ver is the format version byte. level is the node's top HNSW layer (0..31). id is
 // the caller's node id, seq the node's insertion sequence number (Load orders nodes by
 // it, which restores the entry point and every tie-break exactly). n is the code
-// count: dim, or SketchSize when dim > SketchThreshold. min and scale are the 8-bit
+// count: SketchSize(dim) (dim itself up to SketchThreshold). min and scale are the 8-bit
 // quantizer's zero point and step (float32 bits); the two sums are over the codes.
 // Neighbour lists name neighbours by id.
 

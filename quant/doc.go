@@ -21,6 +21,14 @@
 //     about 2 tau; never use it to store data.
 //   - Lossless codecs for tau = 0 (lossless.go): byte planes of the raw values, or of
 //     the XOR against a base, entropy coded; bit-exact for any bytes.
+//   - Half precision (half.go): exact f16 / bf16 <-> float32 conversions (round to
+//     nearest even) and little-endian slice helpers.
+//   - Target-aware quantization (target.go): QuantizeFor keeps the bound after the
+//     reconstruction is rounded to the tensor's own f16 / bf16 type, and
+//     DequantizeFor applies that rounding.
+//   - A per-group packed form for compute kernels (group.go): a zero point per group
+//     of elements, codes at 1..8 or 16 bits, rare outliers as exceptions, built from
+//     Codes or straight from an Encode blob.
 //
 // What it must never do:
 //
@@ -29,6 +37,8 @@
 //   - return a reconstruction that leaves the bound: for tau > 0 every element of
 //     Dequantize satisfies |float64(w') - float64(w)| <= tau, after the final
 //     rounding to float32, for every input (NaN and Inf come back bit for bit);
+//     for QuantizeFor's codes the same holds after the rounding to the target, for
+//     every input the target represents exactly;
 //   - panic or allocate without bound on corrupt input: every decoder checks each
 //     length against the input size and a caller-given maximum element count.
 package quant

@@ -158,7 +158,10 @@ func encodeAs(c *Codes, codec byte, width int, limit int) ([]byte, error) {
 
 // Decode parses a blob written by Encode. It refuses blobs of more than maxElems
 // elements and never allocates much more than maxElems codes or len(b) bytes.
-func Decode(b []byte, maxElems int) (*Codes, error) {
+func Decode(b []byte, maxElems int) (*Codes, error) { return decode(b, maxElems, nil) }
+
+// decode is Decode writing the codes into buf's array when it holds enough.
+func decode(b []byte, maxElems int, buf []int64) (*Codes, error) {
 	if len(b) < 4 || b[0] != formatVersion || b[1] > codecPlanes || b[2] > 64 || b[3] != 0 {
 		return nil, errCorrupt
 	}
@@ -222,36 +225,47 @@ func Decode(b []byte, maxElems int) (*Codes, error) {
 		}
 	}
 
-	// c.Q holds the zig-zagged codes until the end
+	if cap(buf) >= n {
+		c.Q = buf[:n]
+	} else {
+		c.Q = make([]int64, n)
+	}
 	switch codec {
 	case codecPacked:
 		if len(p) != PackedLen(n, width) {
 			return nil, errCorrupt
 		}
-		z, err := UnpackBits(p, n, width)
-		if err != nil {
-			return nil, err
-		}
-		c.Q = make([]int64, n)
-		for i, u := range z {
-			c.Q[i] = int64(u)
-		}
+		unpackZigzag(c.Q, p, width)
 	case codecPlanes:
-		c.Q = make([]int64, n)
-		for k := 0; k < (width+7)/8; k++ {
+		// c.Q holds the zig-zagged codes until the last plane
+		planes := (width + 7) / 8
+		if planes == 0 {
+			clear(c.Q)
+		}
+		for k := 0; k < planes; k++ {
 			var plane []byte
 			if plane, p, err = readStream(p, n); err != nil {
 				return nil, err
 			}
+			plane = plane[:n]
 			sh := 8 * k
-			if k == 0 {
+			switch {
+			case k == 0 && planes == 1:
+				for i, v := range plane {
+					c.Q[i] = unzigzag(uint64(v))
+				}
+			case k == 0:
 				for i, v := range plane {
 					c.Q[i] = int64(v)
 				}
-				continue
-			}
-			for i, v := range plane {
-				c.Q[i] |= int64(v) << sh
+			case k == planes-1:
+				for i, v := range plane {
+					c.Q[i] = unzigzag(uint64(c.Q[i]) | uint64(v)<<sh)
+				}
+			default:
+				for i, v := range plane {
+					c.Q[i] |= int64(v) << sh
+				}
 			}
 		}
 		if len(p) != 0 {
@@ -259,12 +273,40 @@ func Decode(b []byte, maxElems int) (*Codes, error) {
 		}
 	}
 	for i, idx := range escIdx {
-		c.Q[idx] = int64(escVal[i])
-	}
-	for i, u := range c.Q {
-		c.Q[i] = unzigzag(uint64(u))
+		c.Q[idx] = unzigzag(escVal[i])
 	}
 	return c, nil
+}
+
+// unpackZigzag reads len(dst) values of width bits in the PackBits layout from b
+// (at least PackedLen(len(dst), width) bytes) and stores them unzig-zagged.
+func unpackZigzag(dst []int64, b []byte, width int) {
+	if width == 0 {
+		clear(dst)
+		return
+	}
+	if width > 56 {
+		r := &bitReader{in: b}
+		for i := range dst {
+			lo := r.get(32)
+			dst[i] = unzigzag(lo | r.get(width-32)<<32)
+		}
+		return
+	}
+	// a value starts at bit offset <= 7 of its first byte, so one 8-byte load
+	// holds it whole; the last few values read the bytes one at a time
+	mask := uint64(1)<<width - 1
+	i, bit := 0, uint64(0)
+	for ; i < len(dst) && bit/8+8 <= uint64(len(b)); i, bit = i+1, bit+uint64(width) {
+		dst[i] = unzigzag(binary.LittleEndian.Uint64(b[bit/8:]) >> (bit % 8) & mask)
+	}
+	for ; i < len(dst); i, bit = i+1, bit+uint64(width) {
+		var win uint64
+		for k, o := uint64(0), bit/8; k < 8 && o+k < uint64(len(b)); k++ {
+			win |= uint64(b[o+k]) << (8 * k)
+		}
+		dst[i] = unzigzag(win >> (bit % 8) & mask)
+	}
 }
 
 func uvarint(p *[]byte) (uint64, error) {

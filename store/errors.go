@@ -45,3 +45,5 @@ func wrapf(err error, format string, args ...any) error {
 		err: err,
 	}
 }
+
+func isNotFound(err error) bool { return errors.Is(err, ErrNotFound) }

@@ -88,41 +88,30 @@ func (s *Store) ReadTensor(id TensorID, w io.Writer) error {
 	return copyTensor(s.be, id, w, nil)
 }
 
-// copyTensor writes the bytes of tensor id, read through r, to w.
+// copyTensor writes the bytes of tensor id, read through r, to w, decoding its
+// encoding.
 func copyTensor(r Reader, id TensorID, w io.Writer, progress func(int64)) error {
 	rec, err := getRecord(r, id)
 	if err != nil {
 		return err
 	}
-	if rec.Encoding != EncRaw {
-		return fmt.Errorf("store: tensor %s: encoding %s is not supported by this version", id.Short(), rec.Encoding)
-	}
-	next := int64(0)
-	start, end := blobRange(rec.Blob)
-	err = r.Scan(start, end, func(k, v []byte) error {
-		p := int64(binary.BigEndian.Uint32(k[9:]))
-		if p != next {
-			return corruptf("tensor %s: page %d found where page %d was expected", id.Short(), p, next)
+	var n int64
+	err = readTensor(r, id, rec, func(b []byte) error {
+		if n += int64(len(b)); n > rec.Size {
+			return corruptf("tensor %s: decodes to more than %d bytes", id.Short(), rec.Size)
 		}
-		if err := checkPage(id, rec, p, v); err != nil {
-			return err
-		}
-		next++
-		if _, err := w.Write(v[4:]); err != nil {
+		if _, err := w.Write(b); err != nil {
 			return err
 		}
 		if progress != nil {
-			progress(int64(len(v) - 4))
+			progress(int64(len(b)))
 		}
 		return nil
 	})
-	if err != nil {
-		return err
+	if err == nil && n != rec.Size {
+		err = corruptf("tensor %s: decodes to %d bytes, want %d", id.Short(), n, rec.Size)
 	}
-	if next != rec.Pages {
-		return corruptf("tensor %s: %d of %d pages found", id.Short(), next, rec.Pages)
-	}
-	return nil
+	return err
 }
 
 func checkPage(id TensorID, rec *Record, p int64, v []byte) error {

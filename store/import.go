@@ -10,9 +10,11 @@ import (
 	"hash"
 	"hash/crc32"
 	"io"
+	"math"
 	"time"
 
 	"github.com/neurstore/neurstore/graph"
+	"github.com/neurstore/neurstore/hnsw"
 )
 
 // defaultSmallTensor is the size up to which import reads a tensor into memory once;
@@ -31,8 +33,27 @@ type ImportOptions struct {
 	Ref string
 	// Force replaces an existing model of the same name and tag.
 	Force bool
+	// Tau is the per-element error bound: 0 (the default) stores every tensor bit for
+	// bit; tau > 0 stores float tensors of two or more dimensions on the grid of step
+	// 2 tau, each element within tau of the original (after rounding to its dtype).
+	// One-dimensional tensors (biases, norms) and non-float tensors stay exact.
+	Tau float64
+	// Base, when set, names a stored model ("name[:tag]") whose tensor of the same
+	// name is tried as a delta base, besides the index's nearest tensors.
+	Base string
 	// Progress, when set, is called as tensor bytes are processed.
 	Progress func(done, total int64)
+}
+
+// CheckTau returns an error unless tau is a usable error bound: finite and >= 0.
+func CheckTau(tau float64) error {
+	if math.IsNaN(tau) || math.IsInf(tau, 0) || tau < 0 {
+		return fmt.Errorf("store: tau must be a finite number >= 0, got %v", tau)
+	}
+	if tau > 0 && (tau < 1e-30 || tau > 1e30) {
+		return fmt.Errorf("store: tau %v is outside [1e-30, 1e30]", tau)
+	}
+	return nil
 }
 
 // ImportResult says what an import stored.
@@ -42,6 +63,10 @@ type ImportResult struct {
 	// DedupTensors counts tensors found already stored (or repeated in the model).
 	NewTensors, DedupTensors int
 	NewBytes                 int64
+	// DeltaTensors counts the new tensors stored as deltas against a base;
+	// StoredBytes is the payload bytes written for the new tensors.
+	DeltaTensors int
+	StoredBytes  int64
 }
 
 // Import stores the model src under opts.Ref. It writes the new tensors' pages, then
@@ -57,8 +82,17 @@ func (s *Store) Import(ctx context.Context, src *graph.Source, opts ImportOption
 	if err := checkSource(src); err != nil {
 		return nil, err
 	}
+	if err := CheckTau(opts.Tau); err != nil {
+		return nil, err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	var base *Manifest
+	if opts.Base != "" {
+		if base, err = getManifest(s.be, opts.Base); err != nil {
+			return nil, wrapf(err, "import: base model")
+		}
+	}
 
 	old, err := getManifest(s.be, name+":"+tag)
 	switch {
@@ -70,7 +104,8 @@ func (s *Store) Import(ctx context.Context, src *graph.Source, opts ImportOption
 		old = nil
 	}
 
-	im := &importer{s: s, ctx: ctx, src: src, opts: opts, pending: map[TensorID]*Record{}, total: src.TotalBytes()}
+	im := &importer{s: s, ctx: ctx, src: src, opts: opts, pending: map[TensorID]*Record{}, total: src.TotalBytes(),
+		baseModel: base, loaderBlobs: map[uint64]bool{}, touched: map[int64]bool{}, changed: map[int64]map[hnsw.ID]bool{}}
 	res, err := im.run(name, tag, old)
 	if err != nil {
 		im.cleanup()
@@ -112,6 +147,12 @@ type importer struct {
 	done    int64
 	total   int64
 	res     ImportResult
+
+	baseModel   *Manifest                  // the --base model, or nil
+	loaderBlobs map[uint64]bool            // blobs with pages in the open loader
+	touched     map[int64]bool             // indexes changed in memory
+	changed     map[int64]map[hnsw.ID]bool // index nodes to write at the commit
+	curShape    []int64                    // shape of the tensor being imported
 }
 
 func (im *importer) run(name, tag string, old *Manifest) (*ImportResult, error) {
@@ -122,6 +163,12 @@ func (im *importer) run(name, tag string, old *Manifest) (*ImportResult, error) 
 		Metadata: im.src.Metadata,
 		Sharded:  im.src.Sharded,
 		Tensors:  make([]ManifestTensor, len(im.src.Tensors)),
+	}
+	if im.opts.Tau > 0 {
+		m.Params = ImportParams{Mode: "lossy", Tau: im.opts.Tau}
+	}
+	if im.baseModel != nil {
+		m.Lineage.Base = im.baseModel.Ref()
 	}
 	for i, t := range im.src.Tensors {
 		id, err := im.tensor(i, t)
@@ -143,7 +190,12 @@ func (im *importer) run(name, tag string, old *Manifest) (*ImportResult, error) 
 		}
 	}
 	var b Batch
-	writeRecords(&b, im.pending)
+	if err := im.s.writeRecordsLocked(&b, im.pending); err != nil {
+		return nil, err
+	}
+	if err := im.writeIndex(&b); err != nil {
+		return nil, err
+	}
 	enc, err := m.encode()
 	if err != nil {
 		return nil, err
@@ -166,6 +218,9 @@ func (im *importer) run(name, tag string, old *Manifest) (*ImportResult, error) 
 
 // tensor stores tensor i (or finds it stored) and returns its id.
 func (im *importer) tensor(i int, t graph.TensorInfo) (TensorID, error) {
+	if dedupable(t) {
+		return im.dedupTensor(i, t)
+	}
 	var data []byte // the whole tensor, for small ones
 	var firstCRC hash.Hash32
 	h := newTensorHash(t)
@@ -205,23 +260,10 @@ func (im *importer) tensor(i int, t graph.TensorInfo) (TensorID, error) {
 		return id, nil
 	}
 
-	free, err := im.s.freeBytes()
+	rec, err := im.newRecord(t, EncRaw, t.Size, nil)
 	if err != nil {
 		return id, err
 	}
-	if free-t.Size < im.s.reserveBytes {
-		return id, fmt.Errorf("%w: the tensor needs %d bytes, %d are free and %d are kept in reserve", ErrDiskFull, t.Size, free, im.s.reserveBytes)
-	}
-	blob, err := im.s.allocBlobLocked()
-	if err != nil {
-		return id, err
-	}
-	im.blobs = append(im.blobs, blob)
-	rec := &Record{
-		Encoding: EncRaw, DType: t.DType, Shape: t.Shape, Size: t.Size, Stored: t.Size,
-		Blob: blob, PageSize: DefaultPageSize, Refs: 1,
-	}
-	rec.Pages = (rec.Stored + rec.PageSize - 1) / rec.PageSize
 	if data != nil {
 		err = im.writePages(rec, bytes.NewReader(data), nil)
 	} else {
@@ -242,7 +284,124 @@ func (im *importer) tensor(i int, t graph.TensorInfo) (TensorID, error) {
 	im.pending[id] = rec
 	im.res.NewTensors++
 	im.res.NewBytes += t.Size
+	im.res.StoredBytes += rec.Stored
 	return id, nil
+}
+
+// dedupTensor stores float tensor i through the dedup engine: exact dedup, then the
+// smallest of raw bytes, a new base, or a delta against a similar stored base.
+func (im *importer) dedupTensor(i int, t graph.TensorInfo) (TensorID, error) {
+	r, err := im.src.Open(i)
+	if err != nil {
+		return TensorID{}, err
+	}
+	if int64(cap(im.small)) < t.Size {
+		im.small = make([]byte, t.Size)
+	}
+	data := im.small[:t.Size]
+	if _, err := io.ReadFull(r, data); err != nil {
+		return TensorID{}, readErr(err, t.Size)
+	}
+	h := newTensorHash(t)
+	h.Write(data)
+	var id TensorID
+	h.Sum(id[:0])
+	lossy := im.opts.Tau > 0 && len(t.Shape) >= 2
+	ids := []TensorID{id}
+	if lossy {
+		// an exact copy is as good as a grid one
+		ids = append(ids, gridID(id, im.opts.Tau))
+	}
+	for _, id := range ids {
+		if rec, err := im.lookup(id); err != nil {
+			return id, err
+		} else if rec != nil {
+			rec.Refs++
+			im.res.DedupTensors++
+			im.progress(t.Size)
+			return id, nil
+		}
+	}
+	id = ids[len(ids)-1]
+	if err := im.ctx.Err(); err != nil {
+		return id, err
+	}
+
+	im.curShape = t.Shape
+	vals := make([]float32, len(data)/t.DType.Size())
+	toFloat32(vals, data, t.DType)
+	cands, err := im.candidates(t.Name, t.DType, vals, !lossy)
+	if err != nil {
+		return id, err
+	}
+	var e encoded
+	if lossy {
+		e, err = im.encodeGrid(vals, t.DType, cands)
+	} else {
+		e, err = im.encodeLossless(data, t.DType, cands)
+	}
+	if err != nil {
+		return id, err
+	}
+
+	stored := int64(len(e.payload))
+	rec, err := im.newRecord(t, e.enc, stored, e.params)
+	if err != nil {
+		return id, err
+	}
+	if e.base != nil {
+		rec.Base = append([]byte(nil), e.base.id[:]...)
+		e.base.rec.Refs++
+		im.res.DeltaTensors++
+	}
+	if err := im.writePages(rec, bytes.NewReader(e.payload), nil); err != nil {
+		return id, err
+	}
+	im.pending[id] = rec
+	im.res.NewTensors++
+	im.res.NewBytes += t.Size
+	im.res.StoredBytes += stored
+	if e.base == nil {
+		recon := vals
+		if e.recon != nil {
+			recon = e.recon
+		}
+		if err := im.indexBase(id, rec, recon); err != nil {
+			return id, err
+		}
+	}
+	return id, nil
+}
+
+// newRecord returns the record of a new tensor t whose payload takes stored bytes,
+// under a fresh blob, once the disk has room for it.
+func (im *importer) newRecord(t graph.TensorInfo, enc Encoding, stored int64, params []byte) (*Record, error) {
+	if err := im.checkSpace(stored); err != nil {
+		return nil, err
+	}
+	blob, err := im.s.allocBlobLocked()
+	if err != nil {
+		return nil, err
+	}
+	im.blobs = append(im.blobs, blob)
+	rec := &Record{
+		Encoding: enc, DType: t.DType, Shape: t.Shape, Size: t.Size, Stored: stored,
+		Blob: blob, PageSize: DefaultPageSize, Refs: 1, Params: params,
+	}
+	rec.Pages = (rec.Stored + rec.PageSize - 1) / rec.PageSize
+	return rec, nil
+}
+
+// checkSpace fails with ErrDiskFull unless n more bytes leave the reserve free.
+func (im *importer) checkSpace(n int64) error {
+	free, err := im.s.freeBytes()
+	if err != nil {
+		return err
+	}
+	if free-n < im.s.reserveBytes {
+		return fmt.Errorf("%w: the tensor needs %d bytes, %d are free and %d are kept in reserve", ErrDiskFull, n, free, im.s.reserveBytes)
+	}
+	return nil
 }
 
 // lookup returns the record of id if it is stored or pending, nil if not.
@@ -286,6 +445,7 @@ func (im *importer) writePages(rec *Record, r io.Reader, h hash.Hash) error {
 		if err := im.loader.Set(pageKey(rec.Blob, uint32(p)), buf); err != nil {
 			return err
 		}
+		im.loaderBlobs[rec.Blob] = true
 		im.progress(n)
 		if im.loader.Bytes() >= loadBytes {
 			if err := im.finishLoad(); err != nil {
@@ -311,6 +471,7 @@ func (im *importer) finishLoad() error {
 	}
 	l := im.loader
 	im.loader = nil
+	clear(im.loaderBlobs)
 	return l.Finish()
 }
 
@@ -335,6 +496,10 @@ func (im *importer) cleanup() {
 	}
 	if b.Len() > 0 {
 		im.s.be.Apply(&b, false)
+	}
+	// the in-memory indexes may hold nodes that were never committed: reload them
+	for n := range im.touched {
+		delete(im.s.indexes, n)
 	}
 }
 

@@ -5,14 +5,39 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
 	"github.com/neurstore/neurstore/graph"
 )
 
-// manifestVersion is the manifest format version. A stored manifest is this byte
-// followed by the Manifest as JSON (part of the format; do not change).
-const manifestVersion = 1
+// Manifest formats (part of the format; do not change). A stored manifest is a
+// version byte and the Manifest as JSON: version 1 plain, version 2 compressed with
+// zstd (what Import writes: names, shapes and ids of many tensors compress well).
+const (
+	manifestPlain = 1
+	manifestZstd  = 2
+	// maxManifest bounds a decompressed manifest.
+	maxManifest = 256 << 20
+)
+
+var (
+	manifestCodecs sync.Once
+	manifestEnc    *zstd.Encoder
+	manifestDec    *zstd.Decoder
+	manifestErr    error
+)
+
+func manifestZ() (*zstd.Encoder, *zstd.Decoder, error) {
+	manifestCodecs.Do(func() {
+		manifestEnc, manifestErr = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedBetterCompression), zstd.WithEncoderConcurrency(1))
+		if manifestErr == nil {
+			manifestDec, manifestErr = zstd.NewReader(nil, zstd.WithDecoderMaxMemory(maxManifest), zstd.WithDecoderConcurrency(1))
+		}
+	})
+	return manifestEnc, manifestDec, manifestErr
+}
 
 // Manifest is a stored model: everything but its tensors' bytes and its graph blob.
 type Manifest struct {
@@ -39,13 +64,14 @@ type Manifest struct {
 
 // ImportParams are the parameters a model was imported with.
 type ImportParams struct {
-	Mode string  `json:"mode"` // "lossless"
+	Mode string  `json:"mode"` // "lossless" (tau 0) or "lossy" (tau > 0)
 	Tau  float64 `json:"tau"`
 }
 
 // Lineage records a model's origin.
 type Lineage struct {
 	Files []string `json:"files,omitempty"` // the paths it was imported from
+	Base  string   `json:"base,omitempty"`  // the --base model, if one was given
 }
 
 // ManifestTensor is one entry of a manifest's tensor list.
@@ -84,15 +110,29 @@ func (m *Manifest) encode() ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: encode manifest %s: %w", m.Ref(), err)
 	}
-	return append([]byte{manifestVersion}, j...), nil
+	enc, _, err := manifestZ()
+	if err != nil {
+		return nil, err
+	}
+	return enc.EncodeAll(j, []byte{manifestZstd}), nil
 }
 
 func decodeManifest(b []byte) (*Manifest, error) {
-	if len(b) == 0 || b[0] != manifestVersion {
+	if len(b) == 0 || b[0] != manifestPlain && b[0] != manifestZstd {
 		return nil, corruptf("manifest: unsupported version")
 	}
+	j := b[1:]
+	if b[0] == manifestZstd {
+		_, dec, err := manifestZ()
+		if err != nil {
+			return nil, err
+		}
+		if j, err = dec.DecodeAll(j, nil); err != nil {
+			return nil, corruptf("manifest: %v", err)
+		}
+	}
 	m := new(Manifest)
-	if err := json.Unmarshal(b[1:], m); err != nil {
+	if err := json.Unmarshal(j, m); err != nil {
 		return nil, corruptf("manifest: %v", err)
 	}
 	return m, nil

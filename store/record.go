@@ -47,18 +47,46 @@ type Encoding uint8
 const (
 	// EncRaw: the payload is the tensor's bytes, as imported.
 	EncRaw Encoding = 1
-	// Later encodings (lossless codecs, quantized bases, deltas against a base) take
-	// the next values; a record names its base in Base and its codec parameters in
-	// Params.
+	// EncPlanes: lossless; the bytes split into byte planes, each entropy coded
+	// (a chunk container, see codec.go).
+	EncPlanes Encoding = 2
+	// EncXOR: lossless delta against the record named in Base (same dtype and
+	// shape): the difference of each element's bit pattern from the base's (or
+	// their XOR; the chunk blob says which), as byte planes.
+	EncXOR Encoding = 3
+	// EncGrid: lossy base; codes on the grid of step 2 tau, entropy coded. Every
+	// element reconstructs within tau. Params holds tau (see gridParams).
+	EncGrid Encoding = 4
+	// EncGridDelta: lossy delta; the codes minus the codes of the record named in
+	// Base on the same grid. Reconstructs exactly as EncGrid would.
+	EncGridDelta Encoding = 5
 )
 
 func (e Encoding) String() string {
 	switch e {
 	case EncRaw:
 		return "raw"
+	case EncPlanes:
+		return "planes"
+	case EncXOR:
+		return "bit-delta"
+	case EncGrid:
+		return "grid"
+	case EncGridDelta:
+		return "grid-delta"
 	}
 	return fmt.Sprintf("encoding(%d)", uint8(e))
 }
+
+// isDelta reports whether records of encoding e need their base to decode.
+func (e Encoding) isDelta() bool { return e == EncXOR || e == EncGridDelta }
+
+// IsDelta reports whether records of encoding e are deltas against a base record.
+func (e Encoding) IsDelta() bool { return e.isDelta() }
+
+// Lossy reports whether records of encoding e reconstruct within tau rather than
+// bit for bit.
+func (e Encoding) Lossy() bool { return e == EncGrid || e == EncGridDelta }
 
 // recordVersion is the tensor record format version.
 //
@@ -140,6 +168,12 @@ func decodeRecord(b []byte) (*Record, error) {
 	}
 	if len(d.b) != 0 {
 		return nil, corruptf("tensor record has %d trailing bytes", len(d.b))
+	}
+	if r.Encoding < EncRaw || r.Encoding > EncGridDelta {
+		return nil, corruptf("tensor record with unknown encoding %d", uint8(r.Encoding))
+	}
+	if r.Encoding.isDelta() != (len(r.Base) == len(TensorID{})) || !r.Encoding.isDelta() && len(r.Base) != 0 {
+		return nil, corruptf("tensor record: %s with a base of %d bytes", r.Encoding, len(r.Base))
 	}
 	if !r.DType.Valid() {
 		return nil, corruptf("tensor record with invalid dtype %d", uint8(r.DType))

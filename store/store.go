@@ -43,6 +43,8 @@ type Store struct {
 	reserveBytes int64
 	// smallTensor is the size up to which import reads a tensor in one pass.
 	smallTensor int64
+	// indexes are the HNSW indexes loaded so far, by element count (guarded by mu).
+	indexes map[int64]*tensorIndex
 }
 
 // Open opens the store in dir with the embedded Pebble backend, creating it if needed.
@@ -231,7 +233,9 @@ func (s *Store) Remove(ref string) error {
 	var b Batch
 	b.Delete(manifestKey(m.Name, m.Tag))
 	b.Delete(graphKey(m.Name, m.Tag))
-	writeRecords(&b, pending)
+	if err := s.writeRecordsLocked(&b, pending); err != nil {
+		return err
+	}
 	return s.be.Apply(&b, true)
 }
 
@@ -254,9 +258,34 @@ func (s *Store) releaseLocked(m *Manifest, pending map[TensorID]*Record) error {
 	return nil
 }
 
-// writeRecords adds the changed records to b: a record no longer referenced is
-// deleted with its pages, the others are rewritten.
-func writeRecords(b *Batch, pending map[TensorID]*Record) {
+// writeRecordsLocked adds the changed records to b. A record no longer referenced is
+// deleted with its pages; a deleted delta releases its base (which may go too), and
+// a deleted base's index node is marked removed. The others are rewritten.
+func (s *Store) writeRecordsLocked(b *Batch, pending map[TensorID]*Record) error {
+	released := map[TensorID]bool{}
+	for again := true; again; {
+		again = false
+		for id, rec := range pending {
+			if rec.Refs > 0 || released[id] || !rec.Encoding.isDelta() {
+				continue
+			}
+			released[id] = true
+			var bid TensorID
+			copy(bid[:], rec.Base)
+			base := pending[bid]
+			if base == nil {
+				var err error
+				if base, err = getRecord(s.be, bid); err != nil {
+					return wrapf(err, "tensor %s: base", id.Short())
+				}
+				pending[bid] = base
+			}
+			if base.Refs--; base.Refs < 0 {
+				return corruptf("tensor %s: refcount below zero", bid.Short())
+			}
+			again = true
+		}
+	}
 	for id, rec := range pending {
 		if rec.Refs > 0 {
 			b.Set(recordKey(id), rec.encode())
@@ -265,5 +294,9 @@ func writeRecords(b *Batch, pending map[TensorID]*Record) {
 		b.Delete(recordKey(id))
 		start, end := blobRange(rec.Blob)
 		b.DeleteRange(start, end)
+		if err := s.markRemovedLocked(b, rec); err != nil {
+			return err
+		}
 	}
+	return nil
 }

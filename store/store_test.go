@@ -501,8 +501,20 @@ func TestConcurrentReadersAndWriters(t *testing.T) {
 }
 
 func TestRecordEncoding(t *testing.T) {
-	r := &Record{Encoding: EncRaw, DType: graph.BF16, Shape: []int64{3, 0, 7}, Size: 0, Stored: 5,
-		Blob: 1 << 40, PageSize: 4, Pages: 2, Refs: 3, Base: []byte{1, 2}, Params: []byte("p")}
+	base := make([]byte, 32)
+	base[0], base[31] = 1, 2
+	r := &Record{Encoding: EncXOR, DType: graph.BF16, Shape: []int64{3, 0, 7}, Size: 0, Stored: 5,
+		Blob: 1 << 40, PageSize: 4, Pages: 2, Refs: 3, Base: base, Params: []byte("p")}
+	for _, bad := range []*Record{
+		{Encoding: EncRaw, DType: graph.F32, PageSize: 1, Base: base},         // raw with a base
+		{Encoding: EncGridDelta, DType: graph.F32, PageSize: 1},               // delta without one
+		{Encoding: EncXOR, DType: graph.F32, PageSize: 1, Base: []byte{1, 2}}, // short base id
+		{Encoding: EncGridDelta + 1, DType: graph.F32, PageSize: 1},           // unknown encoding
+	} {
+		if _, err := decodeRecord(bad.encode()); !IsCorruption(err) {
+			t.Errorf("record %+v decoded (err %v)", bad, err)
+		}
+	}
 	got, err := decodeRecord(r.encode())
 	if err != nil {
 		t.Fatal(err)

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"sort"
 
 	"github.com/neurstore/neurstore/graph"
+	"github.com/neurstore/neurstore/hnsw"
 )
 
 // VerifyReport is what Verify found.
@@ -102,13 +104,28 @@ func (s *Store) Verify(progress func(done, total int64)) (*VerifyReport, error) 
 		records[id] = rec
 		byBlob[rec.Blob] = id
 		total += rec.Stored
-		if rec.Refs != refs[id] {
-			faultf("tensor %s: refcount %d, but %d references found", id.Short(), rec.Refs, refs[id])
-		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
+	}
+	// A delta refers to its base, which counts as one more reference.
+	for id, rec := range records {
+		if !rec.Encoding.isDelta() {
+			continue
+		}
+		var bid TensorID
+		copy(bid[:], rec.Base)
+		if base := records[bid]; base == nil {
+			faultf("tensor %s: its base %s is missing", id.Short(), bid.Short())
+		} else {
+			base.Refs--
+		}
+	}
+	for id, rec := range records {
+		if rec.Refs != refs[id] {
+			faultf("tensor %s: refcount %d, but %d references found", id.Short(), rec.Refs, refs[id])
+		}
 	}
 	for _, u := range uses {
 		rec := records[u.t.ID]
@@ -211,6 +228,49 @@ func (s *Store) Verify(progress func(done, total int64)) (*VerifyReport, error) 
 	}
 	sort.Strings(missing)
 	rep.Faults = append(rep.Faults, missing...)
+
+	// Encoded records: decode each and check what comes out against its id (exact
+	// encodings) or the id of its reconstruction (grid encodings).
+	var ids []TensorID
+	for id, rec := range records {
+		if rec.Encoding != EncRaw {
+			ids = append(ids, id)
+		}
+	}
+	slices.SortFunc(ids, func(a, b TensorID) int { return bytes.Compare(a[:], b[:]) })
+	for _, id := range ids {
+		rec := records[id]
+		want := id
+		if rec.Encoding.Lossy() {
+			gp, err := decodeGridParams(rec.Params)
+			if err != nil {
+				faultf("tensor %s: %v", id.Short(), err)
+				continue
+			}
+			want = gp.Recon
+		}
+		h := sha256.New()
+		h.Write(hashHeader(rec.DType, rec.Shape))
+		var n int64
+		err := readTensor(snap, id, rec, func(b []byte) error {
+			n += int64(len(b))
+			h.Write(b)
+			return nil
+		})
+		if err != nil {
+			faultf("tensor %s (%s): %v", id.Short(), rec.Encoding, err)
+			continue
+		}
+		var got TensorID
+		h.Sum(got[:0])
+		if n != rec.Size || got != want {
+			faultf("tensor %s (%s): decodes to %d bytes with hash %s, want %d bytes with hash %s", id.Short(), rec.Encoding, n, got.Short(), rec.Size, want.Short())
+		}
+	}
+
+	// The index: every node must decode, and a live node must name a base record
+	// whose blob is the node's id.
+	rep.Faults = append(rep.Faults, verifyIndex(snap, records)...)
 	return rep, nil
 }
 
@@ -271,20 +331,35 @@ func (s *Store) Compact() error { return s.be.Compact() }
 type Stats struct {
 	Models  int `json:"models"`
 	Tensors int `json:"tensors"` // distinct stored tensor values
+	// Deltas counts the stored tensors kept as deltas against a base.
+	Deltas int `json:"deltas"`
 	// LogicalBytes is the sum of every model's tensor bytes, as imported.
 	LogicalBytes int64 `json:"logical_bytes"`
 	// StoredBytes is the sum of the payloads of distinct stored tensors.
 	StoredBytes int64 `json:"stored_bytes"`
-	// PhysicalBytes is every byte the store keeps on disk: data, indexes, logs.
+	// IndexBytes is the size of the HNSW index nodes (keys and values).
+	IndexBytes int64 `json:"index_bytes"`
+	// KeptBytes counts every key and value the store holds: pages with their
+	// checksums, records, manifests, graphs and the index.
+	KeptBytes int64 `json:"kept_bytes"`
+	// PhysicalBytes is every byte the store takes on disk: data, logs and the
+	// backend's own overhead.
 	PhysicalBytes int64 `json:"physical_bytes"`
-	// Ratio is LogicalBytes / PhysicalBytes.
+	// Ratio is LogicalBytes / KeptBytes: the compression, every byte counted.
 	Ratio float64 `json:"ratio"`
+	// DiskRatio is LogicalBytes / PhysicalBytes.
+	DiskRatio float64 `json:"disk_ratio"`
 }
 
 // Stats returns the store's sizes.
 func (s *Store) Stats() (*Stats, error) {
 	st := &Stats{}
-	ms, err := s.Models()
+	snap, err := s.be.Snapshot()
+	if err != nil {
+		return nil, err
+	}
+	defer snap.Close()
+	ms, err := listManifests(snap)
 	if err != nil {
 		return nil, err
 	}
@@ -292,13 +367,22 @@ func (s *Store) Stats() (*Stats, error) {
 	for _, m := range ms {
 		st.LogicalBytes += m.LogicalBytes()
 	}
-	err = s.be.Scan([]byte{prefixRecord}, []byte{prefixRecord + 1}, func(k, v []byte) error {
-		rec, err := decodeRecord(v)
-		if err != nil {
-			return err
+	err = snap.Scan(nil, []byte{0xff}, func(k, v []byte) error {
+		st.KeptBytes += int64(len(k) + len(v))
+		switch k[0] {
+		case prefixIndex:
+			st.IndexBytes += int64(len(k) + len(v))
+		case prefixRecord:
+			rec, err := decodeRecord(v)
+			if err != nil {
+				return err
+			}
+			st.Tensors++
+			st.StoredBytes += rec.Stored
+			if rec.Encoding.isDelta() {
+				st.Deltas++
+			}
 		}
-		st.Tensors++
-		st.StoredBytes += rec.Stored
 		return nil
 	})
 	if err != nil {
@@ -307,8 +391,56 @@ func (s *Store) Stats() (*Stats, error) {
 	if st.PhysicalBytes, err = s.be.DiskBytes(); err != nil {
 		return nil, err
 	}
+	if st.KeptBytes > 0 {
+		st.Ratio = float64(st.LogicalBytes) / float64(st.KeptBytes)
+	}
 	if st.PhysicalBytes > 0 {
-		st.Ratio = float64(st.LogicalBytes) / float64(st.PhysicalBytes)
+		st.DiskRatio = float64(st.LogicalBytes) / float64(st.PhysicalBytes)
 	}
 	return st, nil
+}
+
+// verifyIndex checks the index nodes of snap against records.
+func verifyIndex(snap Reader, records map[TensorID]*Record) []string {
+	var faults []string
+	byCount := map[int64][][]byte{}
+	err := snap.Scan([]byte{prefixIndex}, []byte{prefixIndex + 1}, func(k, v []byte) error {
+		if len(k) != 17 || len(v) < 33 || v[0] > 1 {
+			faults = append(faults, fmt.Sprintf("index key %x: bad key or value", k))
+			return nil
+		}
+		n := int64(binary.BigEndian.Uint64(k[1:]))
+		node := binary.BigEndian.Uint64(k[9:])
+		byCount[n] = append(byCount[n], slices.Clone(v[33:]))
+		if v[0] == 0 {
+			return nil
+		}
+		var id TensorID
+		copy(id[:], v[1:33])
+		rec := records[id]
+		switch {
+		case rec == nil:
+			faults = append(faults, fmt.Sprintf("index node %d of size %d: tensor %s is missing", node, n, id.Short()))
+		case rec.Blob != node || rec.Encoding.isDelta() || numel(rec) != n:
+			faults = append(faults, fmt.Sprintf("index node %d of size %d: tensor %s is not that base", node, n, id.Short()))
+		}
+		return nil
+	})
+	if err != nil {
+		return append(faults, fmt.Sprintf("index: %v", err))
+	}
+	for n, recs := range byCount {
+		_, err := hnsw.Load(int(n), hnsw.DefaultParams(int(n)), func(yield func([]byte) bool) {
+			for _, r := range recs {
+				if !yield(r) {
+					return
+				}
+			}
+		})
+		if err != nil {
+			faults = append(faults, fmt.Sprintf("index of size %d: %v", n, err))
+		}
+	}
+	sort.Strings(faults)
+	return faults
 }

@@ -5,20 +5,29 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 
 	"github.com/neurstore/neurstore/graph"
+	"github.com/neurstore/neurstore/quant"
+	"github.com/neurstore/neurstore/store"
 	"github.com/spf13/cobra"
 )
 
 func compareCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "compare A B",
-		Short: "Check that two model files hold the same tensors, bit for bit",
+	var tol float64
+	cmd := &cobra.Command{
+		Use:   "compare [--tol T] A B",
+		Short: "Check that two model files hold the same tensors, bit for bit or within T",
 		Long: `Compare opens two model files or folders (any format neurrun imports) and checks
 that they hold the same tensors: same names, dtypes, shapes and bytes. It prints
 each difference and exits non-zero if there is any. Tensor order and file layout
-may differ.`,
+may differ.
+
+With --tol T, float tensors (f32, f16, bf16) may differ by at most T in every
+element (NaN and Inf must still match bit for bit); compare then prints the
+largest error found. Use it to check a model exported from an import at --tau T
+against the original.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			a, err := graph.OpenFile(args[0])
@@ -31,7 +40,10 @@ may differ.`,
 				return err
 			}
 			defer b.Close()
-			diffs, err := compareSources(a, b)
+			if err := store.CheckTau(tol); err != nil {
+				return fmt.Errorf("--tol: %w", err)
+			}
+			diffs, worst, err := compareSources(a, b, tol)
 			if err != nil {
 				return err
 			}
@@ -42,15 +54,24 @@ may differ.`,
 			if len(diffs) > 0 {
 				return fmt.Errorf("compare: %d differences", len(diffs))
 			}
+			if tol > 0 {
+				fmt.Fprintf(out, "within %g: %d tensors, %s, largest error %.3g\n", tol, len(a.Tensors), humanBytes(a.TotalBytes()), worst)
+				return nil
+			}
 			fmt.Fprintf(out, "same: %d tensors, %s\n", len(a.Tensors), humanBytes(a.TotalBytes()))
 			return nil
 		},
 	}
+	cmd.Flags().Float64Var(&tol, "tol", 0, "largest absolute difference allowed per float element (0: bit for bit)")
+	return cmd
 }
 
-// compareSources lists the differences between a's and b's tensors.
-func compareSources(a, b *graph.Source) ([]string, error) {
+// compareSources lists the differences between a's and b's tensors: any byte for
+// tol 0, else float elements further apart than tol. It also returns the largest
+// float error seen.
+func compareSources(a, b *graph.Source, tol float64) ([]string, float64, error) {
 	var diffs []string
+	var worst float64
 	index := map[string]int{}
 	for i, t := range b.Tensors {
 		index[t.Name] = i
@@ -67,13 +88,27 @@ func compareSources(a, b *graph.Source) ([]string, error) {
 			diffs = append(diffs, fmt.Sprintf("%s: %s%v in A, %s%v in B", ta.Name, ta.DType, ta.Shape, tb.DType, tb.Shape))
 			continue
 		}
+		if tol > 0 && isFloat(ta.DType) {
+			e, bad, err := maxError(a, i, b, j)
+			if err != nil {
+				return nil, 0, err
+			}
+			worst = max(worst, e)
+			switch {
+			case bad >= 0:
+				diffs = append(diffs, fmt.Sprintf("%s: element %d is NaN or Inf in one model only, or differently", ta.Name, bad))
+			case e > tol:
+				diffs = append(diffs, fmt.Sprintf("%s: differs by up to %.3g, more than %g", ta.Name, e, tol))
+			}
+			continue
+		}
 		ha, err := hashTensor(a, i)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		hb, err := hashTensor(b, j)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		if !bytes.Equal(ha, hb) {
 			diffs = append(diffs, fmt.Sprintf("%s: bytes differ", ta.Name))
@@ -84,7 +119,59 @@ func compareSources(a, b *graph.Source) ([]string, error) {
 			diffs = append(diffs, fmt.Sprintf("%s: only in B", t.Name))
 		}
 	}
-	return diffs, nil
+	return diffs, worst, nil
+}
+
+func isFloat(dt graph.DType) bool { return dt == graph.F32 || dt == graph.F16 || dt == graph.BF16 }
+
+// readFloats reads tensor i of s as float32 values.
+func readFloats(s *graph.Source, i int) ([]float32, error) {
+	t := s.Tensors[i]
+	r, err := s.Open(i)
+	if err != nil {
+		return nil, err
+	}
+	b := make([]byte, t.Size)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return nil, fmt.Errorf("compare: %s: %v", t.Name, err)
+	}
+	v := make([]float32, int(t.Size)/t.DType.Size())
+	switch t.DType {
+	case graph.F32:
+		quant.DecodeF32(v, b)
+	case graph.F16:
+		quant.DecodeF16(v, b)
+	case graph.BF16:
+		quant.DecodeBF16(v, b)
+	}
+	return v, nil
+}
+
+// maxError returns the largest |a - b| over the finite elements of two float
+// tensors, and the first element where a NaN or Inf does not match bit for bit
+// (-1 if none).
+func maxError(a *graph.Source, i int, b *graph.Source, j int) (float64, int, error) {
+	va, err := readFloats(a, i)
+	if err != nil {
+		return 0, -1, err
+	}
+	vb, err := readFloats(b, j)
+	if err != nil {
+		return 0, -1, err
+	}
+	var worst float64
+	for k, x := range va {
+		y := vb[k]
+		fx, fy := !math.IsNaN(float64(x)) && !math.IsInf(float64(x), 0), !math.IsNaN(float64(y)) && !math.IsInf(float64(y), 0)
+		if !fx || !fy {
+			if math.Float32bits(x) != math.Float32bits(y) {
+				return worst, k, nil
+			}
+			continue
+		}
+		worst = max(worst, math.Abs(float64(x)-float64(y)))
+	}
+	return worst, -1, nil
 }
 
 func hashTensor(s *graph.Source, i int) ([]byte, error) {

@@ -17,6 +17,7 @@ func importCmd() *cobra.Command {
 	var (
 		name  string
 		tau   float64
+		base  string
 		force bool
 	)
 	cmd := &cobra.Command{
@@ -28,14 +29,29 @@ files are read from beside it). Tensors already in the store are not stored agai
 
 The model is named after the file (without extension) unless --name is given;
 the tag defaults to "latest". An existing model is replaced only with --force.
-A failed import leaves the store exactly as it was.`,
+A failed import leaves the store exactly as it was.
+
+Each float tensor is compared with the most similar tensor already stored (an
+HNSW index per element count) and kept as whichever is smallest: its raw bytes,
+a new base, or a delta against that tensor.
+
+--tau 0 (the default) stores every tensor bit for bit: bases as entropy-coded
+byte planes, deltas as the XOR with their base. --tau T > 0 stores float
+tensors of two or more dimensions within T of the original, element by element
+(checked after rounding to the tensor's dtype): values go onto a grid of step
+2T and only the entropy-coded codes are kept. Biases, norms and other
+one-dimensional or non-float tensors stay exact. Typical values: 1e-4 (no
+measurable change), 1e-3, 1e-2 (check your metric).
+
+--base MODEL also tries MODEL's tensor of the same name as the base of each
+tensor (for example the model a fine-tune started from).`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if name != "" && len(args) > 1 {
 				return errors.New("--name names one model: import one FILE at a time with it")
 			}
-			if tau != 0 {
-				return fmt.Errorf("--tau %g: lossy import is not available in this version; omit --tau (or use 0) to store losslessly", tau)
+			if err := store.CheckTau(tau); err != nil {
+				return fmt.Errorf("--tau: %w", err)
 			}
 			s, err := openStore()
 			if err != nil {
@@ -47,7 +63,8 @@ A failed import leaves the store exactly as it was.`,
 				if ref == "" {
 					ref = modelNameFromPath(path)
 				}
-				if err := importOne(cmd, s, path, ref, force); err != nil {
+				opts := store.ImportOptions{Ref: ref, Force: force, Tau: tau, Base: base}
+				if err := importOne(cmd, s, path, opts); err != nil {
 					return err
 				}
 			}
@@ -55,29 +72,31 @@ A failed import leaves the store exactly as it was.`,
 		},
 	}
 	cmd.Flags().StringVar(&name, "name", "", "model name[:tag] (default: the file name)")
-	cmd.Flags().Float64Var(&tau, "tau", 0, "per-element error bound; 0 stores losslessly (the only mode in this version)")
+	cmd.Flags().Float64Var(&tau, "tau", 0, "per-element error bound for float matrices; 0 stores bit for bit")
+	cmd.Flags().StringVar(&base, "base", "", "a stored model NAME[:TAG] whose tensors to try as delta bases")
 	cmd.Flags().BoolVar(&force, "force", false, "replace a model of the same name")
 	return cmd
 }
 
-func importOne(cmd *cobra.Command, s *store.Store, path, ref string, force bool) error {
+func importOne(cmd *cobra.Command, s *store.Store, path string, opts store.ImportOptions) error {
 	start := time.Now()
 	src, err := graph.OpenFile(path)
 	if err != nil {
 		return err
 	}
 	defer src.Close()
-	bar := newProgress("import " + ref)
-	res, err := s.Import(cmd.Context(), src, store.ImportOptions{Ref: ref, Force: force, Progress: bar.Set})
+	bar := newProgress("import " + opts.Ref)
+	opts.Progress = bar.Set
+	res, err := s.Import(cmd.Context(), src, opts)
 	bar.Done()
 	if err != nil {
 		return err
 	}
 	m := res.Manifest
 	secs := time.Since(start).Seconds()
-	fmt.Fprintf(cmd.OutOrStdout(), "imported %s: %d tensors (%d new, %d already stored), %s, %s new, %.2fs (%s/s)\n",
-		m.Ref(), len(m.Tensors), res.NewTensors, res.DedupTensors, humanBytes(m.LogicalBytes()),
-		humanBytes(res.NewBytes), secs, humanBytes(int64(float64(m.LogicalBytes())/max(secs, 1e-9))))
+	fmt.Fprintf(cmd.OutOrStdout(), "imported %s: %d tensors (%d new, %d of them deltas, %d already stored), %s, %s written, %.2fs (%s/s)\n",
+		m.Ref(), len(m.Tensors), res.NewTensors, res.DeltaTensors, res.DedupTensors, humanBytes(m.LogicalBytes()),
+		humanBytes(res.StoredBytes), secs, humanBytes(int64(float64(m.LogicalBytes())/max(secs, 1e-9))))
 	return nil
 }
 

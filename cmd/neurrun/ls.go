@@ -6,6 +6,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/neurstore/neurstore/graph"
+	"github.com/neurstore/neurstore/store"
 	"github.com/spf13/cobra"
 )
 
@@ -51,23 +52,52 @@ func showCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			storage := make([]*store.Storage, len(m.Tensors))
+			for i, t := range m.Tensors {
+				if storage[i], err = s.Storage(t.ID); err != nil {
+					return fmt.Errorf("tensor %q: %w", t.Name, err)
+				}
+			}
 			out := cmd.OutOrStdout()
 			if asJSON {
 				enc := json.NewEncoder(out)
 				enc.SetIndent("", "  ")
-				return enc.Encode(m)
+				return enc.Encode(struct {
+					*store.Manifest
+					Storage []*store.Storage `json:"storage"`
+				}{m, storage})
+			}
+			mode := m.Params.Mode
+			if m.Params.Tau > 0 {
+				mode = fmt.Sprintf("%s, tau %g", mode, m.Params.Tau)
 			}
 			fmt.Fprintf(out, "model     %s\nformat    %s\nimported  %s\nmode      %s\n", m.Ref(), m.Format,
-				m.Created.Local().Format("2006-01-02 15:04:05"), m.Params.Mode)
+				m.Created.Local().Format("2006-01-02 15:04:05"), mode)
 			for _, f := range m.Lineage.Files {
 				fmt.Fprintf(out, "from      %s\n", f)
 			}
+			if m.Lineage.Base != "" {
+				fmt.Fprintf(out, "base      %s\n", m.Lineage.Base)
+			}
 			fmt.Fprintf(out, "tensors   %d, %s\ngraph     %s\n\n", len(m.Tensors), humanBytes(m.LogicalBytes()), humanBytes(m.GraphBytes))
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "TENSOR\tDTYPE\tSHAPE\tSIZE\tID")
-			for _, t := range m.Tensors {
+			fmt.Fprintln(tw, "TENSOR\tDTYPE\tSHAPE\tSIZE\tID\tENCODING\tBASE\tWIDTH\tBITS/EL\tSTORED")
+			for i, t := range m.Tensors {
 				size, _ := graph.ByteSize(t.DType, t.Shape)
-				fmt.Fprintf(tw, "%s\t%s\t%v\t%s\t%s\n", t.Name, t.DType, t.Shape, humanBytes(size), t.ID.Short())
+				n, _ := graph.NumElements(t.Shape)
+				st := storage[i]
+				base, width, bits := "-", "-", "-"
+				if st.Base != nil {
+					base = st.Base.Short()
+				}
+				if st.Width > 0 {
+					width = fmt.Sprint(st.Width)
+				}
+				if n > 0 {
+					bits = fmt.Sprintf("%.2f", float64(st.Stored)*8/float64(n))
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%v\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.Name, t.DType, t.Shape, humanBytes(size),
+					t.ID.Short(), st.Encoding, base, width, bits, humanBytes(st.Stored))
 			}
 			return tw.Flush()
 		},

@@ -58,6 +58,7 @@ embedded Pebble database. Only one process can use a store at a time.`,
 		gcCmd(),
 		compactCmd(),
 		compareCmd(),
+		benchCmd(),
 	)
 	return root
 }

@@ -33,11 +33,14 @@ their ratio.`,
 				return enc.Encode(st)
 			}
 			fmt.Fprintf(out, "models          %d\n", st.Models)
-			fmt.Fprintf(out, "tensors         %d distinct\n", st.Tensors)
-			fmt.Fprintf(out, "logical bytes   %d (%s)\n", st.LogicalBytes, humanBytes(st.LogicalBytes))
-			fmt.Fprintf(out, "stored bytes    %d (%s)\n", st.StoredBytes, humanBytes(st.StoredBytes))
-			fmt.Fprintf(out, "physical bytes  %d (%s)\n", st.PhysicalBytes, humanBytes(st.PhysicalBytes))
-			fmt.Fprintf(out, "ratio           %.2fx\n", st.Ratio)
+			fmt.Fprintf(out, "tensors         %d distinct, %d of them deltas\n", st.Tensors, st.Deltas)
+			fmt.Fprintf(out, "logical bytes   %d (%s)   the models' tensors as imported\n", st.LogicalBytes, humanBytes(st.LogicalBytes))
+			fmt.Fprintf(out, "stored bytes    %d (%s)   tensor payloads\n", st.StoredBytes, humanBytes(st.StoredBytes))
+			fmt.Fprintf(out, "index bytes     %d (%s)   HNSW nodes\n", st.IndexBytes, humanBytes(st.IndexBytes))
+			fmt.Fprintf(out, "kept bytes      %d (%s)   every key and value: payloads, checksums, records, manifests, graphs, index\n", st.KeptBytes, humanBytes(st.KeptBytes))
+			fmt.Fprintf(out, "physical bytes  %d (%s)   on disk, with the database's logs and overhead\n", st.PhysicalBytes, humanBytes(st.PhysicalBytes))
+			fmt.Fprintf(out, "ratio           %.2fx   logical / kept\n", st.Ratio)
+			fmt.Fprintf(out, "disk ratio      %.2fx   logical / physical\n", st.DiskRatio)
 			return nil
 		},
 	}

@@ -1,0 +1,456 @@
+package store
+
+// Tensor payload codecs: how the bytes of a record's pages turn back into the tensor.
+//
+// Every encoding but EncRaw keeps its payload as a chunk container (part of the
+// format; do not change):
+//
+//	+------+---------+----------------------+
+//	| 'C'  | version | chunk elems uvarint  |   version 1
+//	+------+---------+----------------------+
+//	| for each chunk: length uvarint | blob |   ceil(elements / chunk elems) chunks
+//	+---------------------------------------+
+//
+// Chunk i covers elements [i*chunk, min((i+1)*chunk, n)). A delta and its base are
+// always cut at the same boundaries, so chunk i of a delta needs only chunk i of its
+// base. The blob of a chunk depends on the encoding:
+//
+//	EncPlanes     quant.LosslessEncode(bytes, nil, element size)
+//	EncXOR        quant.LosslessEncodeDiff(bytes, base bytes, element size)
+//	EncGrid       quant.Encode(codes on the grid of step 2 tau)
+//	EncGridDelta  quant.Encode(codes - base codes)
+//
+// Grid records keep in Params: tau (float64 LE), the id of the reconstructed tensor
+// (32 bytes: what a tensor id would be for the bytes export writes), and the widest
+// code width of any chunk (1 byte, for display).
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"math"
+
+	"github.com/neurstore/neurstore/graph"
+	"github.com/neurstore/neurstore/quant"
+)
+
+const (
+	containerMagic   = 'C'
+	containerVersion = 1
+	// chunkElems is how many elements one chunk of an encoded payload holds.
+	chunkElems = 1 << 18
+	// maxChunkBlob bounds the length of one chunk blob a decoder accepts.
+	maxChunkBlob = 64 << 20
+)
+
+// gridParams are the Params of an EncGrid or EncGridDelta record.
+type gridParams struct {
+	Tau   float64
+	Recon TensorID // tensor id of the reconstruction
+	Width uint8    // widest code width of any chunk
+}
+
+func (p gridParams) encode() []byte {
+	b := binary.LittleEndian.AppendUint64(nil, math.Float64bits(p.Tau))
+	b = append(b, p.Recon[:]...)
+	return append(b, p.Width)
+}
+
+func decodeGridParams(b []byte) (gridParams, error) {
+	var p gridParams
+	if len(b) != 41 {
+		return p, corruptf("grid parameters of %d bytes, want 41", len(b))
+	}
+	p.Tau = math.Float64frombits(binary.LittleEndian.Uint64(b))
+	copy(p.Recon[:], b[8:40])
+	p.Width = b[40]
+	if !(p.Tau > 0) || math.IsInf(p.Tau, 0) {
+		return p, corruptf("grid record with tau %v", p.Tau)
+	}
+	return p, nil
+}
+
+// gridID is the id of the record holding tensor exact (its exact id) on the grid of
+// tau: importing the same tensor at the same tau finds it again.
+func gridID(exact TensorID, tau float64) TensorID {
+	h := sha256.New()
+	h.Write([]byte("neurstore.grid.v1"))
+	h.Write(exact[:])
+	binary.Write(h, binary.LittleEndian, math.Float64bits(tau))
+	var id TensorID
+	h.Sum(id[:0])
+	return id
+}
+
+// floatTarget returns the quantization target of a float dtype, and false for every
+// other dtype (which the grid and the delta codecs do not handle).
+func floatTarget(dt graph.DType) (quant.Target, bool) {
+	switch dt {
+	case graph.F32:
+		return quant.TargetF32, true
+	case graph.F16:
+		return quant.TargetF16, true
+	case graph.BF16:
+		return quant.TargetBF16, true
+	}
+	return 0, false
+}
+
+// toFloat32 converts little-endian elements of float dtype dt into dst.
+func toFloat32(dst []float32, src []byte, dt graph.DType) {
+	t, ok := floatTarget(dt)
+	if !ok {
+		panic("store: toFloat32 on " + dt.String())
+	}
+	t.Decode(dst, src)
+}
+
+// fromFloat32 writes src as little-endian elements of float dtype dt (rounding to
+// nearest even).
+func fromFloat32(dst []byte, src []float32, dt graph.DType) {
+	t, ok := floatTarget(dt)
+	if !ok {
+		panic("store: fromFloat32 on " + dt.String())
+	}
+	t.Encode(dst, src)
+}
+
+// containerWriter builds a chunk container.
+type containerWriter struct {
+	buf bytes.Buffer
+}
+
+func newContainer() *containerWriter {
+	w := &containerWriter{}
+	w.buf.Write([]byte{containerMagic, containerVersion})
+	w.buf.Write(binary.AppendUvarint(nil, chunkElems))
+	return w
+}
+
+func (w *containerWriter) add(blob []byte) {
+	w.buf.Write(binary.AppendUvarint(nil, uint64(len(blob))))
+	w.buf.Write(blob)
+}
+
+func (w *containerWriter) bytes() []byte { return w.buf.Bytes() }
+
+// pageReader reads a record's payload page by page, checking every page's checksum.
+type pageReader struct {
+	r   Reader
+	id  TensorID
+	rec *Record
+	p   int64
+	cur []byte
+}
+
+func (pr *pageReader) Read(b []byte) (int, error) {
+	for len(pr.cur) == 0 {
+		if pr.p >= pr.rec.Pages {
+			return 0, io.EOF
+		}
+		v, err := pr.r.Get(pageKey(pr.rec.Blob, uint32(pr.p)))
+		if err != nil {
+			if isNotFound(err) {
+				return 0, corruptf("tensor %s: page %d of %d is missing", pr.id.Short(), pr.p, pr.rec.Pages)
+			}
+			return 0, err
+		}
+		if err := checkPage(pr.id, pr.rec, pr.p, v); err != nil {
+			return 0, err
+		}
+		pr.cur = v[4:]
+		pr.p++
+	}
+	n := copy(b, pr.cur)
+	pr.cur = pr.cur[n:]
+	return n, nil
+}
+
+// chunks calls fn with each chunk blob of an encoded record's payload, in order.
+// The blob is valid only during the call.
+func chunks(r Reader, id TensorID, rec *Record, fn func(i int, lo, hi int64, blob []byte) error) error {
+	n, err := graph.NumElements(rec.Shape)
+	if err != nil {
+		return corruptf("tensor %s: %v", id.Short(), err)
+	}
+	br := bufio.NewReaderSize(&pageReader{r: r, id: id, rec: rec}, 1<<16)
+	var hdr [2]byte
+	if _, err := io.ReadFull(br, hdr[:]); err != nil {
+		return payloadErr(id, err)
+	}
+	if hdr[0] != containerMagic || hdr[1] != containerVersion {
+		return corruptf("tensor %s: payload is not a version %d chunk container", id.Short(), containerVersion)
+	}
+	ce, err := binary.ReadUvarint(br)
+	if err != nil {
+		return payloadErr(id, err)
+	}
+	if ce != chunkElems {
+		return corruptf("tensor %s: chunks of %d elements, want %d", id.Short(), ce, chunkElems)
+	}
+	var blob []byte
+	for i, lo := 0, int64(0); lo < n || i == 0; i, lo = i+1, lo+chunkElems {
+		hi := min(lo+chunkElems, n)
+		l, err := binary.ReadUvarint(br)
+		if err != nil {
+			return payloadErr(id, err)
+		}
+		if l > maxChunkBlob {
+			return corruptf("tensor %s: chunk %d of %d bytes", id.Short(), i, l)
+		}
+		if uint64(cap(blob)) < l {
+			blob = make([]byte, l)
+		}
+		blob = blob[:l]
+		if _, err := io.ReadFull(br, blob); err != nil {
+			return payloadErr(id, err)
+		}
+		if err := fn(i, lo, hi, blob); err != nil {
+			return err
+		}
+		if n == 0 {
+			break
+		}
+	}
+	if _, err := br.ReadByte(); err != io.EOF {
+		return corruptf("tensor %s: payload runs past its last chunk", id.Short())
+	}
+	return nil
+}
+
+func payloadErr(id TensorID, err error) error {
+	if err == io.EOF || err == io.ErrUnexpectedEOF {
+		return corruptf("tensor %s: payload ends early", id.Short())
+	}
+	return err
+}
+
+// readTensor writes the bytes of tensor id (its record rec) to w in its dtype,
+// decoding whatever encoding it has. emit is called with consecutive pieces.
+func readTensor(r Reader, id TensorID, rec *Record, emit func([]byte) error) error {
+	switch rec.Encoding {
+	case EncRaw:
+		pr := &pageReader{r: r, id: id, rec: rec}
+		for pr.p < rec.Pages {
+			if _, err := pr.Read(nil); err != nil && err != io.EOF {
+				return err
+			}
+			if err := emit(pr.cur); err != nil {
+				return err
+			}
+			pr.cur = nil
+		}
+		return nil
+	case EncPlanes, EncXOR:
+		var base []byte
+		if rec.Encoding == EncXOR {
+			var err error
+			if base, err = baseBytes(r, id, rec); err != nil {
+				return err
+			}
+		}
+		es := int64(rec.DType.Size())
+		return chunks(r, id, rec, func(i int, lo, hi int64, blob []byte) error {
+			var b []byte
+			if base != nil {
+				b = base[lo*es : hi*es]
+			}
+			out, err := quant.LosslessDecode(blob, b, int((hi-lo)*es))
+			if err != nil {
+				return corruptf("tensor %s: chunk %d: %v", id.Short(), i, err)
+			}
+			if int64(len(out)) != (hi-lo)*es {
+				return corruptf("tensor %s: chunk %d holds %d bytes, want %d", id.Short(), i, len(out), (hi-lo)*es)
+			}
+			return emit(out)
+		})
+	case EncGrid, EncGridDelta:
+		gp, err := decodeGridParams(rec.Params)
+		if err != nil {
+			return fmt.Errorf("tensor %s: %w", id.Short(), err)
+		}
+		if _, ok := floatTarget(rec.DType); !ok {
+			return corruptf("tensor %s: grid record of dtype %s", id.Short(), rec.DType)
+		}
+		var base []*quant.Codes
+		if rec.Encoding == EncGridDelta {
+			if base, err = baseCodes(r, id, rec, gp.Tau); err != nil {
+				return err
+			}
+		}
+		vals := make([]float32, min(chunkElems, numel(rec)))
+		out := make([]byte, len(vals)*rec.DType.Size())
+		return chunks(r, id, rec, func(i int, lo, hi int64, blob []byte) error {
+			c, err := quant.Decode(blob, int(hi-lo))
+			if err != nil {
+				return corruptf("tensor %s: chunk %d: %v", id.Short(), i, err)
+			}
+			if int64(len(c.Q)) != hi-lo || c.Tau != gp.Tau {
+				return corruptf("tensor %s: chunk %d has %d codes at tau %v, want %d at %v", id.Short(), i, len(c.Q), c.Tau, hi-lo, gp.Tau)
+			}
+			if base != nil {
+				if i >= len(base) {
+					return corruptf("tensor %s: chunk %d has no base chunk", id.Short(), i)
+				}
+				if c, err = c.AddBase(base[i]); err != nil {
+					return corruptf("tensor %s: chunk %d: %v", id.Short(), i, err)
+				}
+			}
+			v := vals[:hi-lo]
+			c.Dequantize(v)
+			o := out[:len(v)*rec.DType.Size()]
+			fromFloat32(o, v, rec.DType)
+			return emit(o)
+		})
+	}
+	return corruptf("tensor %s: unknown encoding %d", id.Short(), uint8(rec.Encoding))
+}
+
+func numel(rec *Record) int64 {
+	n, _ := graph.NumElements(rec.Shape)
+	return n
+}
+
+// loadBase returns the record of rec's base, which must not itself be a delta.
+func loadBase(r Reader, id TensorID, rec *Record) (TensorID, *Record, error) {
+	var bid TensorID
+	if len(rec.Base) != len(bid) {
+		return bid, nil, corruptf("tensor %s: delta without a base", id.Short())
+	}
+	copy(bid[:], rec.Base)
+	brec, err := getRecord(r, bid)
+	if err != nil {
+		if isNotFound(err) {
+			return bid, nil, corruptf("tensor %s: its base %s is missing", id.Short(), bid.Short())
+		}
+		return bid, nil, err
+	}
+	if brec.Encoding.isDelta() {
+		return bid, nil, corruptf("tensor %s: its base %s is itself a delta", id.Short(), bid.Short())
+	}
+	if numel(brec) != numel(rec) {
+		return bid, nil, corruptf("tensor %s: base %s has another element count", id.Short(), bid.Short())
+	}
+	return bid, brec, nil
+}
+
+// baseBytes returns the whole reconstruction of rec's base, in the base's dtype,
+// which must be rec's dtype.
+func baseBytes(r Reader, id TensorID, rec *Record) ([]byte, error) {
+	bid, brec, err := loadBase(r, id, rec)
+	if err != nil {
+		return nil, err
+	}
+	if brec.DType != rec.DType {
+		return nil, corruptf("tensor %s: XOR delta of %s against a %s base", id.Short(), rec.DType, brec.DType)
+	}
+	return wholeTensor(r, bid, brec)
+}
+
+// wholeTensor returns the reconstruction of a tensor in one slice.
+func wholeTensor(r Reader, id TensorID, rec *Record) ([]byte, error) {
+	out := make([]byte, 0, rec.Size)
+	err := readTensor(r, id, rec, func(b []byte) error {
+		if int64(len(out)+len(b)) > rec.Size {
+			return corruptf("tensor %s: decodes to more than %d bytes", id.Short(), rec.Size)
+		}
+		out = append(out, b...)
+		return nil
+	})
+	if err == nil && int64(len(out)) != rec.Size {
+		err = corruptf("tensor %s: decodes to %d bytes, want %d", id.Short(), len(out), rec.Size)
+	}
+	return out, err
+}
+
+// wholeValues returns the reconstruction of a float tensor as float32 values.
+func wholeValues(r Reader, id TensorID, rec *Record) ([]float32, error) {
+	b, err := wholeTensor(r, id, rec)
+	if err != nil {
+		return nil, err
+	}
+	v := make([]float32, numel(rec))
+	toFloat32(v, b, rec.DType)
+	return v, nil
+}
+
+// baseCodes returns, chunk by chunk, the codes on the grid of tau that a grid delta
+// against rec's base adds to: the base's own codes when it is a grid record of the
+// same tau, else its reconstruction quantized onto the grid.
+func baseCodes(r Reader, id TensorID, rec *Record, tau float64) ([]*quant.Codes, error) {
+	bid, brec, err := loadBase(r, id, rec)
+	if err != nil {
+		return nil, err
+	}
+	if brec.Encoding == EncGrid {
+		gp, err := decodeGridParams(brec.Params)
+		if err != nil {
+			return nil, fmt.Errorf("tensor %s: %w", bid.Short(), err)
+		}
+		if gp.Tau == tau {
+			return baseCodesOf(r, bid, brec, tau)
+		}
+	}
+	if _, ok := floatTarget(brec.DType); !ok {
+		return nil, corruptf("tensor %s: base %s of dtype %s", id.Short(), bid.Short(), brec.DType)
+	}
+	v, err := wholeValues(r, bid, brec)
+	if err != nil {
+		return nil, err
+	}
+	return quantizeChunks(v, tau)
+}
+
+// quantizeChunks puts reference values on the grid of tau, chunk by chunk.
+func quantizeChunks(v []float32, tau float64) ([]*quant.Codes, error) {
+	var out []*quant.Codes
+	for lo := 0; lo < len(v) || lo == 0; lo += chunkElems {
+		c, err := quant.Quantize(v[lo:min(lo+chunkElems, len(v))], tau)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+		if len(v) == 0 {
+			break
+		}
+	}
+	return out, nil
+}
+
+// Storage says how a stored tensor is kept.
+type Storage struct {
+	Encoding Encoding  `json:"encoding"`
+	Base     *TensorID `json:"base,omitempty"` // the base of a delta
+	Tau      float64   `json:"tau,omitempty"`  // grid encodings: the error bound
+	Width    int       `json:"width,omitempty"`
+	Stored   int64     `json:"stored_bytes"` // payload bytes
+	Refs     int64     `json:"refs"`
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (e Encoding) MarshalText() ([]byte, error) { return []byte(e.String()), nil }
+
+// Storage returns how tensor id is stored.
+func (s *Store) Storage(id TensorID) (*Storage, error) {
+	rec, err := getRecord(s.be, id)
+	if err != nil {
+		return nil, err
+	}
+	st := &Storage{Encoding: rec.Encoding, Stored: rec.Stored, Refs: rec.Refs}
+	if rec.Encoding.isDelta() {
+		var b TensorID
+		copy(b[:], rec.Base)
+		st.Base = &b
+	}
+	if rec.Encoding.Lossy() {
+		gp, err := decodeGridParams(rec.Params)
+		if err != nil {
+			return nil, fmt.Errorf("tensor %s: %w", id.Short(), err)
+		}
+		st.Tau, st.Width = gp.Tau, int(gp.Width)
+	}
+	return st, nil
+}

@@ -1,0 +1,554 @@
+package store
+
+// The dedup engine: for each new float tensor, find the most similar stored base with
+// the HNSW index of its element count, and keep whichever is smallest of the raw
+// bytes, a standalone encoding (a new base) and a delta against that base.
+//
+// Index keys (part of the format; do not change):
+//
+//	"h" <element count, 8 bytes BE> <node id, 8 bytes BE>
+//	    -> state (1 byte: 1 live, 0 removed) | tensor id (32 bytes) | hnsw node record
+//
+// A node id is the blob number of the base's record, which is never reused. When a
+// base record is deleted its node stays in the graph (other nodes link through it)
+// but is marked removed, and searches skip it.
+
+import (
+	"encoding/binary"
+	"math"
+	"slices"
+
+	"github.com/neurstore/neurstore/graph"
+	"github.com/neurstore/neurstore/hnsw"
+	"github.com/neurstore/neurstore/quant"
+)
+
+const prefixIndex = 'h'
+
+// Dedup thresholds.
+const (
+	// minDedupElems: float tensors with fewer elements are kept raw.
+	minDedupElems = 64
+	// maxDedupBytes: float tensors above this size are kept raw, streamed, so import
+	// memory stays bounded.
+	maxDedupBytes = 1 << 30
+	// searchK is how many nodes a lookup asks the index for; rerankK how many of
+	// them are compared exactly.
+	searchK = 8
+	rerankK = 2
+)
+
+// tensorIndex is the in-memory HNSW index of one element count.
+type tensorIndex struct {
+	x    *hnsw.Index
+	ids  map[hnsw.ID]TensorID
+	dead map[hnsw.ID]bool
+}
+
+func indexKey(n int64, node hnsw.ID) []byte {
+	k := make([]byte, 17)
+	k[0] = prefixIndex
+	binary.BigEndian.PutUint64(k[1:], uint64(n))
+	binary.BigEndian.PutUint64(k[9:], uint64(node))
+	return k
+}
+
+func indexRange(n int64) (start, end []byte) {
+	return indexKey(n, 0), indexKey(n+1, 0)
+}
+
+// indexLocked returns the index of element count n, loading it from the backend the
+// first time. The caller holds s.mu.
+func (s *Store) indexLocked(n int64) (*tensorIndex, error) {
+	if ti := s.indexes[n]; ti != nil {
+		return ti, nil
+	}
+	ti := &tensorIndex{ids: map[hnsw.ID]TensorID{}, dead: map[hnsw.ID]bool{}}
+	var recs [][]byte
+	start, end := indexRange(n)
+	err := s.be.Scan(start, end, func(k, v []byte) error {
+		if len(v) < 33 || v[0] > 1 {
+			return corruptf("index node %x: bad value", k)
+		}
+		node := hnsw.ID(binary.BigEndian.Uint64(k[9:]))
+		var id TensorID
+		copy(id[:], v[1:33])
+		ti.ids[node] = id
+		if v[0] == 0 {
+			ti.dead[node] = true
+		}
+		recs = append(recs, slices.Clone(v[33:]))
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	ti.x, err = hnsw.Load(int(n), hnsw.DefaultParams(int(n)), func(yield func([]byte) bool) {
+		for _, r := range recs {
+			if !yield(r) {
+				return
+			}
+		}
+	})
+	if err != nil {
+		return nil, corruptf("index of %d elements: %v", n, err)
+	}
+	if s.indexes == nil {
+		s.indexes = map[int64]*tensorIndex{}
+	}
+	s.indexes[n] = ti
+	return ti, nil
+}
+
+// markRemovedLocked marks the index node of a deleted base record as removed, in b
+// and in memory. Records that never had a node are left alone.
+func (s *Store) markRemovedLocked(b *Batch, rec *Record) error {
+	if _, ok := floatTarget(rec.DType); !ok || rec.Encoding.isDelta() {
+		return nil
+	}
+	n := numel(rec)
+	key := indexKey(n, hnsw.ID(rec.Blob))
+	v, err := s.be.Get(key)
+	if isNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if len(v) < 33 {
+		return corruptf("index node %x: bad value", key)
+	}
+	v[0] = 0
+	b.Set(key, v)
+	if ti := s.indexes[n]; ti != nil {
+		ti.dead[hnsw.ID(rec.Blob)] = true
+	}
+	return nil
+}
+
+// overlay reads the backend as this import sees it: records it created or changed
+// come from memory, and pages still in the open loader are made visible first.
+type overlay struct{ im *importer }
+
+func (o overlay) Get(k []byte) ([]byte, error) {
+	im := o.im
+	switch {
+	case len(k) == 33 && k[0] == prefixRecord:
+		var id TensorID
+		copy(id[:], k[1:])
+		if rec := im.pending[id]; rec != nil {
+			return rec.encode(), nil
+		}
+	case len(k) == 13 && k[0] == prefixPage:
+		if im.loaderBlobs[binary.BigEndian.Uint64(k[1:])] {
+			if err := im.finishLoad(); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return im.s.be.Get(k)
+}
+
+func (o overlay) Scan(lower, upper []byte, fn func(k, v []byte) error) error {
+	return o.im.s.be.Scan(lower, upper, fn)
+}
+
+// candidate is a possible base for a new tensor.
+type candidate struct {
+	id   TensorID
+	rec  *Record
+	vals []float32 // its reconstruction, when it was needed to rank candidates
+}
+
+// dedupable reports whether tensor t goes through the dedup engine.
+func dedupable(t graph.TensorInfo) bool {
+	_, ok := floatTarget(t.DType)
+	n, _ := graph.NumElements(t.Shape)
+	return ok && n >= minDedupElems && n <= math.MaxInt32 && t.Size <= maxDedupBytes
+}
+
+// closeFactor: index hits farther than this many times the nearest hit's (compact)
+// distance are not considered, nor hits farther from the tensor than zero is. A
+// fine-tune's base is orders of magnitude closer than any unrelated tensor, so this
+// only drops hopeless candidates before they cost a decode.
+const closeFactor = 2
+
+// candidates returns the best bases for a tensor of dt with values vals, nearest
+// first: the same-named tensor of the --base model, then the index's nearest nodes.
+// When more than one qualifies they are ranked by exact distance. With sameDType
+// only bases of dtype dt qualify (an XOR delta needs equal element sizes).
+func (im *importer) candidates(name string, dt graph.DType, vals []float32, sameDType bool) ([]candidate, error) {
+	n := int64(len(vals))
+	var ids []TensorID
+	seen := map[TensorID]bool{}
+	consider := func(id TensorID) error {
+		if seen[id] {
+			return nil
+		}
+		seen[id] = true
+		rec, err := im.lookup(id)
+		if err != nil || rec == nil {
+			return err
+		}
+		if rec.Encoding.isDelta() {
+			// bases are never deltas: use this delta's own base
+			var bid TensorID
+			copy(bid[:], rec.Base)
+			if seen[bid] {
+				return nil
+			}
+			seen[bid] = true
+			if rec, err = im.lookup(bid); err != nil || rec == nil {
+				return err
+			}
+			id = bid
+		}
+		if _, ok := floatTarget(rec.DType); !ok || numel(rec) != n || sameDType && rec.DType != dt {
+			return nil
+		}
+		ids = append(ids, id)
+		return nil
+	}
+	if im.baseModel != nil {
+		for _, t := range im.baseModel.Tensors {
+			if t.Name == name {
+				if err := consider(t.ID); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	if finiteAll(vals) {
+		ti, err := im.s.indexLocked(n)
+		if err != nil {
+			return nil, err
+		}
+		res, err := ti.x.Search(vals, searchK)
+		if err != nil {
+			return nil, err
+		}
+		// A base no closer to the tensor than zero is cannot make a smaller delta.
+		var energy float64
+		for _, x := range vals {
+			energy += float64(x) * float64(x)
+		}
+		nearest := -1.0
+		for _, r := range res {
+			if ti.dead[r.ID] {
+				continue
+			}
+			if r.Dist > energy {
+				break
+			}
+			if nearest < 0 {
+				nearest = r.Dist
+			} else if r.Dist > closeFactor*nearest {
+				break
+			}
+			if err := consider(ti.ids[r.ID]); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if len(ids) > rerankK {
+		ids = ids[:rerankK]
+	}
+	out := make([]candidate, 0, len(ids))
+	for _, id := range ids {
+		out = append(out, candidate{id: id, rec: im.pending[id]})
+	}
+	if len(out) < 2 {
+		return out, nil
+	}
+	dist := make(map[TensorID]float64, len(out))
+	for i := range out {
+		c := &out[i]
+		v, err := wholeValues(overlay{im}, c.id, c.rec)
+		if err != nil {
+			return nil, wrapf(err, "base %s", c.id.Short())
+		}
+		c.vals, dist[c.id] = v, sqDist(vals, v)
+	}
+	slices.SortStableFunc(out, func(a, b candidate) int {
+		switch da, db := dist[a.id], dist[b.id]; {
+		case da < db:
+			return -1
+		case da > db:
+			return 1
+		}
+		return 0
+	})
+	return out, nil
+}
+
+func finiteAll(v []float32) bool {
+	for _, x := range v {
+		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+			return false
+		}
+	}
+	return true
+}
+
+func sqDist(a, b []float32) float64 {
+	var s float64
+	for i, x := range a {
+		d := float64(x) - float64(b[i])
+		s += d * d
+	}
+	if math.IsNaN(s) {
+		return math.Inf(1)
+	}
+	return s
+}
+
+// encoded is one way to store a tensor.
+type encoded struct {
+	enc     Encoding
+	payload []byte
+	base    *candidate
+	params  []byte
+	recon   []float32 // grid encodings: the reconstruction
+}
+
+// clearWin: a delta at most this fraction of its base's stored size is taken
+// without encoding the tensor as a new base to compare: the base is a close
+// estimate of what that would cost. Otherwise both are encoded and the smaller
+// is kept.
+const clearWin = 0.75
+
+// encodeLossless returns the smallest exact encoding of data (elements of dt):
+// raw, byte planes, or an XOR delta against a candidate of the same dtype.
+func (im *importer) encodeLossless(data []byte, dt graph.DType, cands []candidate) (encoded, error) {
+	best := encoded{enc: EncRaw, payload: data}
+	es := dt.Size()
+	try := func(enc Encoding, c *candidate, base []byte) error {
+		w := newContainer()
+		for lo := 0; lo < len(data) || lo == 0; lo += chunkElems * es {
+			hi := min(lo+chunkElems*es, len(data))
+			var b []byte
+			if base != nil {
+				b = base[lo:hi]
+			}
+			var blob []byte
+			var err error
+			if b == nil {
+				blob, err = quant.LosslessEncode(data[lo:hi], nil, es)
+			} else {
+				blob, err = quant.LosslessEncodeDiff(data[lo:hi], b, es)
+			}
+			if err != nil {
+				return err
+			}
+			w.add(blob)
+			if len(data) == 0 {
+				break
+			}
+		}
+		if p := w.bytes(); len(p) < len(best.payload) {
+			best = encoded{enc: enc, payload: p, base: c}
+		}
+		return nil
+	}
+	for i := range cands {
+		c := &cands[i]
+		if c.rec.DType != dt {
+			continue
+		}
+		base, err := wholeTensor(overlay{im}, c.id, c.rec)
+		if err != nil {
+			return best, wrapf(err, "base %s", c.id.Short())
+		}
+		if err := try(EncXOR, c, base); err != nil {
+			return best, err
+		}
+	}
+	if best.base != nil && float64(len(best.payload)) <= clearWin*float64(best.base.rec.Stored) {
+		return best, nil
+	}
+	if err := try(EncPlanes, nil, nil); err != nil {
+		return best, err
+	}
+	return best, nil
+}
+
+// encodeGrid returns the smallest grid encoding of vals (from a tensor of dt) at
+// tau: a new base, or a delta against one of the candidates.
+func (im *importer) encodeGrid(vals []float32, dt graph.DType, cands []candidate) (encoded, error) {
+	target, _ := floatTarget(dt)
+	tau := gridTau(im.opts.Tau, dt)
+	var codes []*quant.Codes
+	for lo := 0; lo < len(vals); lo += chunkElems {
+		c, err := quant.QuantizeFor(vals[lo:min(lo+chunkElems, len(vals))], tau, target)
+		if err != nil {
+			return encoded{}, err
+		}
+		codes = append(codes, c)
+	}
+	// the reconstruction and its id, whatever the encoding
+	gp := gridParams{Tau: tau}
+	recon := make([]float32, len(vals))
+	rb := make([]byte, min(chunkElems, len(vals))*dt.Size())
+	hr := im.reconHash(dt)
+	for j, c := range codes {
+		r := recon[j*chunkElems : j*chunkElems+len(c.Q)]
+		c.Dequantize(r)
+		b := rb[:len(r)*dt.Size()]
+		fromFloat32(b, r, dt)
+		hr.Write(b)
+	}
+	hr.Sum(gp.Recon[:0])
+
+	encode := func(cs []*quant.Codes) ([]byte, uint8, error) {
+		w := newContainer()
+		var width uint8
+		for _, c := range cs {
+			blob, err := quant.Encode(c)
+			if err != nil {
+				return nil, 0, err
+			}
+			width = max(width, quant.BlobWidth(blob))
+			w.add(blob)
+		}
+		return w.bytes(), width, nil
+	}
+	var best encoded
+	for i := range cands {
+		c := &cands[i]
+		bc, err := im.gridCodes(c, tau)
+		if err != nil {
+			return encoded{}, err
+		}
+		ds := make([]*quant.Codes, len(codes))
+		for j := range codes {
+			if ds[j], err = quant.Delta(codes[j], bc[j]); err != nil {
+				return encoded{}, err
+			}
+		}
+		p, width, err := encode(ds)
+		if err != nil {
+			return encoded{}, err
+		}
+		if best.payload == nil || len(p) < len(best.payload) {
+			dp := gp
+			dp.Width = width
+			best = encoded{enc: EncGridDelta, payload: p, base: c, params: dp.encode(), recon: recon}
+		}
+	}
+	if best.base != nil && float64(len(best.payload)) <= clearWin*float64(best.base.rec.Stored) {
+		return best, nil
+	}
+	p, width, err := encode(codes)
+	if err != nil {
+		return encoded{}, err
+	}
+	if best.payload == nil || len(p) <= len(best.payload) {
+		gp.Width = width
+		best = encoded{enc: EncGrid, payload: p, params: gp.encode(), recon: recon}
+	}
+	return best, nil
+}
+
+// gridTau returns the grid's tau for a tensor of dt imported at tau. Half-precision
+// tensors use the largest power of two not above tau: on such a grid every
+// reconstruction survives the rounding to f16 or bf16 within the bound, while at
+// other values of tau close to the dtype's precision many elements could not (and
+// would be kept as costly exceptions). It costs at most one bit per element.
+func gridTau(tau float64, dt graph.DType) float64 {
+	if dt == graph.F32 {
+		return tau
+	}
+	_, e := math.Frexp(tau)
+	return math.Ldexp(1, e-1)
+}
+
+// gridCodes returns a candidate's codes on the grid of tau, chunk by chunk: its own
+// codes when it is a grid base of that tau, else its reconstruction put on the grid.
+func (im *importer) gridCodes(c *candidate, tau float64) ([]*quant.Codes, error) {
+	if c.rec.Encoding == EncGrid {
+		if cp, err := decodeGridParams(c.rec.Params); err == nil && cp.Tau == tau {
+			return baseCodesOf(overlay{im}, c.id, c.rec, tau)
+		}
+	}
+	if c.vals == nil {
+		v, err := wholeValues(overlay{im}, c.id, c.rec)
+		if err != nil {
+			return nil, wrapf(err, "base %s", c.id.Short())
+		}
+		c.vals = v
+	}
+	return quantizeChunks(c.vals, tau)
+}
+
+// reconHash returns a SHA-256 primed for the reconstruction of the current tensor.
+func (im *importer) reconHash(dt graph.DType) interface {
+	Write([]byte) (int, error)
+	Sum([]byte) []byte
+} {
+	return newTensorHash(graph.TensorInfo{DType: dt, Shape: im.curShape})
+}
+
+// indexBase adds a new base record to the index of its element count; the nodes
+// that changed are written at the commit.
+func (im *importer) indexBase(id TensorID, rec *Record, vals []float32) error {
+	if !finiteAll(vals) {
+		return nil
+	}
+	n := int64(len(vals))
+	ti, err := im.s.indexLocked(n)
+	if err != nil {
+		return err
+	}
+	im.touched[n] = true
+	changed, err := ti.x.Insert(hnsw.ID(rec.Blob), vals)
+	if err != nil {
+		return err
+	}
+	ti.ids[hnsw.ID(rec.Blob)] = id
+	if im.changed[n] == nil {
+		im.changed[n] = map[hnsw.ID]bool{}
+	}
+	for _, c := range changed {
+		im.changed[n][c] = true
+	}
+	return nil
+}
+
+// writeIndex adds the index nodes this import changed to b.
+func (im *importer) writeIndex(b *Batch) error {
+	for n, nodes := range im.changed {
+		ti := im.s.indexes[n]
+		for node := range nodes {
+			rec, err := ti.x.MarshalNode(node)
+			if err != nil {
+				return err
+			}
+			state := byte(1)
+			if ti.dead[node] {
+				state = 0
+			}
+			id := ti.ids[node]
+			v := make([]byte, 0, 33+len(rec))
+			v = append(append(append(v, state), id[:]...), rec...)
+			b.Set(indexKey(n, node), v)
+		}
+	}
+	return nil
+}
+
+// baseCodesOf decodes the codes of a grid record chunk by chunk.
+func baseCodesOf(r Reader, id TensorID, rec *Record, tau float64) ([]*quant.Codes, error) {
+	var out []*quant.Codes
+	err := chunks(r, id, rec, func(i int, lo, hi int64, blob []byte) error {
+		c, err := quant.Decode(blob, int(hi-lo))
+		if err != nil {
+			return corruptf("tensor %s: chunk %d: %v", id.Short(), i, err)
+		}
+		if int64(len(c.Q)) != hi-lo || c.Tau != tau {
+			return corruptf("tensor %s: chunk %d does not match its record", id.Short(), i)
+		}
+		out = append(out, c)
+		return nil
+	})
+	return out, err
+}

@@ -1,0 +1,475 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"path/filepath"
+	"testing"
+
+	"github.com/neurstore/neurstore/graph"
+	"github.com/neurstore/neurstore/hnsw"
+	"github.com/neurstore/neurstore/quant"
+)
+
+const familyDir = "../testdata/family"
+
+// familyModel loads a safetensors file of the test families into memory.
+func familyModel(t *testing.T, file string) *memModel {
+	t.Helper()
+	src, err := graph.OpenSafetensors(filepath.Join(familyDir, file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	m := &memModel{}
+	for i, ti := range src.Tensors {
+		r, err := src.Open(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := make([]byte, ti.Size)
+		if _, err := io.ReadFull(r, b); err != nil {
+			t.Fatal(err)
+		}
+		m.add(ti.Name, ti.DType, ti.Shape, b)
+	}
+	return m
+}
+
+func importOpts(t *testing.T, s *Store, m *memModel, opts ImportOptions) *ImportResult {
+	t.Helper()
+	res, err := s.Import(context.Background(), m.source(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+// checkWithin checks that every tensor of ref reads back within tau of m (exactly
+// for non-float and one-dimensional tensors), and returns the largest error.
+func checkWithin(t *testing.T, s *Store, ref string, m *memModel, tau float64) float64 {
+	t.Helper()
+	man := mustModel(t, s, ref)
+	worst := 0.0
+	for i, mt := range man.Tensors {
+		var buf bytes.Buffer
+		if err := s.ReadTensor(mt.ID, &buf); err != nil {
+			t.Fatal(err)
+		}
+		got, want := buf.Bytes(), m.data[i]
+		if len(got) != len(want) {
+			t.Fatalf("%s: %s: %d bytes, want %d", ref, mt.Name, len(got), len(want))
+		}
+		_, isFloat := floatTarget(mt.DType)
+		if !isFloat || len(mt.Shape) < 2 || tau == 0 {
+			if !bytes.Equal(got, want) {
+				t.Fatalf("%s: %s: not bit-exact", ref, mt.Name)
+			}
+			continue
+		}
+		n := len(got) / mt.DType.Size()
+		g, w := make([]float32, n), make([]float32, n)
+		toFloat32(g, got, mt.DType)
+		toFloat32(w, want, mt.DType)
+		for j := range g {
+			if math.IsNaN(float64(w[j])) || math.IsInf(float64(w[j]), 0) {
+				if math.Float32bits(g[j]) != math.Float32bits(w[j]) {
+					t.Fatalf("%s: %s[%d] = %v, want %v bit for bit", ref, mt.Name, j, g[j], w[j])
+				}
+				continue
+			}
+			e := math.Abs(float64(g[j]) - float64(w[j]))
+			if !(e <= tau) {
+				t.Fatalf("%s: %s[%d] = %v, want %v within %v (error %v)", ref, mt.Name, j, g[j], w[j], tau, e)
+			}
+			worst = max(worst, e)
+		}
+	}
+	return worst
+}
+
+var mlpFamily = []string{"base", "ft1", "ft2", "ft3", "other"}
+
+func TestLosslessDeltasOnFamily(t *testing.T) {
+	s := openTest(t)
+	var logical int64
+	for _, role := range mlpFamily {
+		m := familyModel(t, "digits-mlp-"+role+".safetensors")
+		res := importOpts(t, s, m, ImportOptions{Ref: "mlp-" + role})
+		t.Logf("%s: %d new (%d deltas), %d stored bytes of %d", role, res.NewTensors, res.DeltaTensors, res.StoredBytes, res.NewBytes)
+		switch role {
+		case "base", "other":
+			// An unrelated model may only use a delta where it is smaller, which
+			// happens for LayerNorm weights (all near 1); never for a matrix.
+			for _, mt := range mustModel(t, s, "mlp-"+role).Tensors {
+				if rec, _ := s.Record(mt.ID); rec.Encoding.IsDelta() && len(mt.Shape) > 1 {
+					t.Errorf("%s: %s stored as a delta against an unrelated tensor", role, mt.Name)
+				}
+			}
+		default:
+			if res.DeltaTensors < 3 {
+				t.Errorf("%s: only %d deltas; a fine-tune should be stored against its base", role, res.DeltaTensors)
+			}
+		}
+		checkModel(t, s, "mlp-"+role, m)
+		for _, d := range m.data {
+			logical += int64(len(d))
+		}
+	}
+	mustVerify(t, s)
+	st, err := s.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("stats: %+v", st)
+	if st.LogicalBytes != logical || st.Deltas == 0 || st.IndexBytes == 0 || st.KeptBytes >= logical {
+		t.Fatalf("stats %+v: want %d logical bytes, deltas, index bytes and a ratio above 1", st, logical)
+	}
+
+	// The index survives a reopen: a fine-tune imported later still finds its base.
+	dir := t.TempDir()
+	s2 := openDir(t, dir)
+	importOpts(t, s2, familyModel(t, "digits-mlp-base.safetensors"), ImportOptions{Ref: "base"})
+	s2.Close()
+	s2 = openDir(t, dir)
+	defer s2.Close()
+	res := importOpts(t, s2, familyModel(t, "digits-mlp-ft1.safetensors"), ImportOptions{Ref: "ft1"})
+	if res.DeltaTensors < 3 {
+		t.Fatalf("after a reopen: %d deltas", res.DeltaTensors)
+	}
+	mustVerify(t, s2)
+}
+
+func TestLossyWithinTau(t *testing.T) {
+	for _, tau := range []float64{1e-4, 1e-3, 1e-2} {
+		s := openTest(t)
+		prev := int64(math.MaxInt64)
+		for _, role := range mlpFamily {
+			m := familyModel(t, "digits-mlp-"+role+".safetensors")
+			ref := "mlp-" + role
+			res := importOpts(t, s, m, ImportOptions{Ref: ref, Tau: tau})
+			worst := checkWithin(t, s, ref, m, tau)
+			t.Logf("tau %g %s: %d deltas, %d stored bytes, worst error %.3g", tau, role, res.DeltaTensors, res.StoredBytes, worst)
+			if role != "base" && role != "other" && res.StoredBytes >= prev {
+				t.Errorf("tau %g: fine-tune %s takes %d bytes, not less than the base's %d", tau, role, res.StoredBytes, prev)
+			}
+			if role == "base" {
+				prev = res.StoredBytes
+			}
+		}
+		// Importing the same model at the same tau stores nothing new.
+		res := importOpts(t, s, familyModel(t, "digits-mlp-ft2.safetensors"), ImportOptions{Ref: "again", Tau: tau})
+		if res.NewTensors != 0 {
+			t.Errorf("tau %g: a re-import stored %d new tensors", tau, res.NewTensors)
+		}
+		mustVerify(t, s)
+		man := mustModel(t, s, "mlp-ft1")
+		if man.Params.Mode != "lossy" || man.Params.Tau != tau {
+			t.Errorf("params %+v", man.Params)
+		}
+	}
+}
+
+func TestLossyHalfPrecision(t *testing.T) {
+	s := openTest(t)
+	for _, f := range []string{"digits-mlp-base-f16.safetensors", "digits-mlp-base-bf16.safetensors"} {
+		m := familyModel(t, f)
+		for _, tau := range []float64{1e-4, 3e-3} {
+			ref := "h" + f[len(f)-16:len(f)-12] + "-" + string(rune('a'+int(tau*1e4)%26))
+			importOpts(t, s, m, ImportOptions{Ref: ref, Tau: tau})
+			checkWithin(t, s, ref, m, tau)
+		}
+	}
+	mustVerify(t, s)
+}
+
+// The reconstruction at tau > 0 does not depend on the base a delta is stored
+// against: the same fine-tune reads back the same bytes with or without its base.
+func TestLossyReconstructionIndependentOfBase(t *testing.T) {
+	ft := familyModel(t, "digits-mlp-ft1.safetensors")
+	read := func(withBase bool) [][]byte {
+		s := openTest(t)
+		if withBase {
+			importOpts(t, s, familyModel(t, "digits-mlp-base.safetensors"), ImportOptions{Ref: "base", Tau: 1e-3})
+		}
+		res := importOpts(t, s, ft, ImportOptions{Ref: "ft", Tau: 1e-3})
+		if withBase != (res.DeltaTensors > 0) {
+			t.Fatalf("with base %v: %d deltas", withBase, res.DeltaTensors)
+		}
+		var out [][]byte
+		for _, mt := range mustModel(t, s, "ft").Tensors {
+			var buf bytes.Buffer
+			if err := s.ReadTensor(mt.ID, &buf); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, buf.Bytes())
+		}
+		return out
+	}
+	a, b := read(false), read(true)
+	for i := range a {
+		if !bytes.Equal(a[i], b[i]) {
+			t.Fatalf("tensor %d differs with and without the base", i)
+		}
+	}
+}
+
+// A lossy import against a base stored losslessly, and a lossless import against a
+// lossy base, both work and stay within their bounds.
+func TestMixedModes(t *testing.T) {
+	s := openTest(t)
+	base := familyModel(t, "digits-mlp-base.safetensors")
+	ft1 := familyModel(t, "digits-mlp-ft1.safetensors")
+	ft2 := familyModel(t, "digits-mlp-ft2.safetensors")
+	importOpts(t, s, base, ImportOptions{Ref: "base"})
+	if res := importOpts(t, s, ft1, ImportOptions{Ref: "ft1", Tau: 1e-3}); res.DeltaTensors == 0 {
+		t.Error("a lossy fine-tune found no lossless base")
+	}
+	checkWithin(t, s, "ft1", ft1, 1e-3)
+	importOpts(t, s, ft2, ImportOptions{Ref: "ft2"})
+	checkModel(t, s, "ft2", ft2)
+	mustVerify(t, s)
+}
+
+func TestRemoveKeepsBasesOfLiveDeltas(t *testing.T) {
+	for _, tau := range []float64{0, 1e-3} {
+		s := openTest(t)
+		base := familyModel(t, "digits-mlp-base.safetensors")
+		ft1 := familyModel(t, "digits-mlp-ft1.safetensors")
+		importOpts(t, s, base, ImportOptions{Ref: "base", Tau: tau})
+		importOpts(t, s, ft1, ImportOptions{Ref: "ft1", Tau: tau})
+		if err := s.Remove("base"); err != nil {
+			t.Fatal(err)
+		}
+		checkWithin(t, s, "ft1", ft1, tau)
+		mustVerify(t, s)
+		if err := s.Remove("ft1"); err != nil {
+			t.Fatal(err)
+		}
+		st, err := s.Stats()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Tensors != 0 || st.StoredBytes != 0 {
+			t.Fatalf("tau %g: after removing every model: %+v", tau, st)
+		}
+		mustVerify(t, s)
+		// Removed bases stay in the graph but are never offered again.
+		res := importOpts(t, s, ft1, ImportOptions{Ref: "ft1", Tau: tau})
+		if res.DeltaTensors != 0 {
+			t.Fatalf("tau %g: %d deltas against removed bases", tau, res.DeltaTensors)
+		}
+		checkWithin(t, s, "ft1", ft1, tau)
+		mustVerify(t, s)
+	}
+}
+
+// Tensors of one model dedup against each other: a tensor close to an earlier
+// tensor of the same import is stored as a delta.
+func TestDedupInsideOneModel(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	a := make([]float32, 128*64)
+	for i := range a {
+		a[i] = float32(r.NormFloat64() * 0.05)
+	}
+	b := make([]float32, len(a))
+	for i := range b {
+		b[i] = a[i] + float32(r.NormFloat64()*1e-4)
+	}
+	m := &memModel{}
+	m.add("a", graph.F32, []int64{128, 64}, f32bytes(a))
+	m.add("b", graph.F32, []int64{128, 64}, f32bytes(b))
+	for _, tau := range []float64{0, 1e-4} {
+		s := openTest(t)
+		res := importOpts(t, s, m, ImportOptions{Ref: "m", Tau: tau})
+		if res.DeltaTensors != 1 {
+			t.Errorf("tau %g: %d deltas, want 1", tau, res.DeltaTensors)
+		}
+		checkWithin(t, s, "m", m, tau)
+		mustVerify(t, s)
+	}
+}
+
+func f32bytes(v []float32) []byte {
+	b := make([]byte, 4*len(v))
+	quant.EncodeF32(b, v)
+	return b
+}
+
+// NaN, Inf and extreme values come back bit for bit at tau > 0.
+func TestLossySpecialValues(t *testing.T) {
+	v := make([]float32, 32*32)
+	r := rand.New(rand.NewPCG(1, 2))
+	for i := range v {
+		v[i] = float32(r.NormFloat64())
+	}
+	v[3] = float32(math.NaN())
+	v[5] = float32(math.Inf(1))
+	v[7] = float32(math.Inf(-1))
+	v[9] = math.MaxFloat32
+	v[11] = math.SmallestNonzeroFloat32
+	m := &memModel{}
+	m.add("w", graph.F32, []int64{32, 32}, f32bytes(v))
+	s := openTest(t)
+	importOpts(t, s, m, ImportOptions{Ref: "m", Tau: 1e-2})
+	checkWithin(t, s, "m", m, 1e-2)
+	mustVerify(t, s)
+}
+
+func TestImportBadDedupInput(t *testing.T) {
+	s := openTest(t)
+	m := familyModel(t, "digits-mlp-base.safetensors")
+	importOpts(t, s, m, ImportOptions{Ref: "base"})
+	before := snapshotKeys(t, s)
+	for _, opts := range []ImportOptions{
+		{Ref: "x", Tau: -1e-3},
+		{Ref: "x", Tau: math.NaN()},
+		{Ref: "x", Tau: math.Inf(1)},
+		{Ref: "x", Base: "missing"},
+		{Ref: "x", Base: "bad/name"},
+	} {
+		_, err := s.Import(context.Background(), m.source(), opts)
+		if err == nil {
+			t.Errorf("import %+v succeeded", opts)
+			continue
+		}
+		t.Logf("%+v: %v", opts, err)
+		if opts.Base == "missing" && !errors.Is(err, ErrNotFound) {
+			t.Errorf("missing base: %v, want ErrNotFound", err)
+		}
+	}
+	if after := snapshotKeys(t, s); after != before {
+		t.Fatal("a failed import changed the store")
+	}
+}
+
+// --base offers the named model's tensors as bases.
+func TestImportWithBaseModel(t *testing.T) {
+	s := openTest(t)
+	importOpts(t, s, familyModel(t, "digits-mlp-base.safetensors"), ImportOptions{Ref: "base", Tau: 1e-3})
+	ft := familyModel(t, "digits-mlp-ft3.safetensors")
+	res := importOpts(t, s, ft, ImportOptions{Ref: "ft3", Tau: 1e-3, Base: "base"})
+	if res.DeltaTensors == 0 {
+		t.Fatal("no deltas against the --base model")
+	}
+	if got := mustModel(t, s, "ft3").Lineage.Base; got != "base:latest" {
+		t.Fatalf("lineage base %q", got)
+	}
+	checkWithin(t, s, "ft3", ft, 1e-3)
+}
+
+// A failed import after new bases entered the in-memory index leaves no trace: the
+// next import and verify see the store as it was.
+func TestFailedImportForgetsIndexChanges(t *testing.T) {
+	s := openTest(t)
+	m := familyModel(t, "digits-mlp-base.safetensors")
+	before := snapshotKeys(t, s)
+	ctx, cancel := context.WithCancel(context.Background())
+	n := 0
+	src := m.source()
+	open := src.Open
+	src = graph.NewSource(src.Format, src.Tensors, nil, func(i int) (io.Reader, error) {
+		if n++; n == len(m.tensors) {
+			cancel()
+		}
+		return open(i)
+	})
+	if _, err := s.Import(ctx, src, ImportOptions{Ref: "base"}); err == nil {
+		t.Fatal("cancelled import succeeded")
+	}
+	if s.GC(); snapshotKeys(t, s) != before {
+		t.Fatal("the failed import left keys behind")
+	}
+	res := importOpts(t, s, familyModel(t, "digits-mlp-ft1.safetensors"), ImportOptions{Ref: "ft1"})
+	if res.DeltaTensors != 0 {
+		t.Fatalf("%d deltas against bases of a failed import", res.DeltaTensors)
+	}
+	mustVerify(t, s)
+}
+
+// recordingBackend remembers the keys of the last batch applied.
+type recordingBackend struct {
+	Backend
+	last []string
+}
+
+func (r *recordingBackend) Apply(b *Batch, sync bool) error {
+	r.last = r.last[:0]
+	for _, op := range b.ops {
+		if op.kind == opSet {
+			r.last = append(r.last, string(op.key))
+		}
+	}
+	return r.Backend.Apply(b, sync)
+}
+
+// Adding a base to a large index writes only the nodes that changed.
+func TestIndexWritesOnlyChangedNodes(t *testing.T) {
+	be, err := OpenPebble(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb := &recordingBackend{Backend: be}
+	s, err := New(rb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	r := rand.New(rand.NewPCG(9, 9))
+	randModel := func(n int) *memModel {
+		m := &memModel{}
+		for i := 0; i < n; i++ {
+			v := make([]float32, 64)
+			for j := range v {
+				v[j] = float32(r.NormFloat64())
+			}
+			m.add(fmt.Sprintf("w%d", i), graph.F32, []int64{8, 8}, f32bytes(v))
+		}
+		return m
+	}
+	res := importOpts(t, s, randModel(300), ImportOptions{Ref: "a", Tau: 1e-2})
+	bases := res.NewTensors - res.DeltaTensors
+	countIndex := func(keys []string) int {
+		n := 0
+		for _, k := range keys {
+			if k[0] == prefixIndex {
+				n++
+			}
+		}
+		return n
+	}
+	if n := countIndex(rb.last); n != bases || bases < 250 {
+		t.Fatalf("first import wrote %d index nodes for %d bases", n, bases)
+	}
+	importOpts(t, s, randModel(1), ImportOptions{Ref: "b", Tau: 1e-2})
+	n := countIndex(rb.last)
+	p := hnsw.DefaultParams(64)
+	if n < 1 || n > 1+p.Mmax0+p.M*4 {
+		t.Fatalf("adding one base wrote %d index nodes of %d", n, bases+1)
+	}
+	t.Logf("adding one base to %d wrote %d nodes", bases, n)
+	mustVerify(t, s)
+}
+
+func TestGridTau(t *testing.T) {
+	for _, c := range []struct {
+		tau  float64
+		dt   graph.DType
+		want float64
+	}{
+		{1e-3, graph.F32, 1e-3},
+		{1e-3, graph.F16, 1.0 / 1024},
+		{1e-4, graph.BF16, 1.0 / 16384},
+		{0.5, graph.F16, 0.5},
+		{0.75, graph.BF16, 0.5},
+	} {
+		if got := gridTau(c.tau, c.dt); got != c.want || got > c.tau {
+			t.Errorf("gridTau(%g, %s) = %g, want %g", c.tau, c.dt, got, c.want)
+		}
+	}
+}
