@@ -1,9 +1,14 @@
 package hnsw
 
-// dotU8 returns the integer dot product sum(a[i]*b[i]) of two equally long code
-// slices. It is the inner loop of every distance computation; it is kept alone in
-// this file so a SIMD version can replace it. len(a) must equal len(b).
-func dotU8(a, b []uint8) uint64 {
+// dotU8 (the integer dot product sum(a[i]*b[i]) of two equally long code slices) is
+// the inner loop of every distance computation. Its pure-Go form, dotU8Generic, is
+// below; it is the reference the SIMD versions are tested against and the version
+// every other architecture (or a build with the purego tag) uses. dot_amd64.go
+// picks an AVX-512 VNNI or AVX2 version (dot_amd64.s) at run time; dot_other.go
+// maps dotU8 to dotU8Generic elsewhere.
+
+// dotU8Generic returns sum(a[i]*b[i]). len(a) must equal len(b).
+func dotU8Generic(a, b []uint8) uint64 {
 	n := len(a)
 	b = b[:n]
 	var s0, s1, s2, s3 uint64

@@ -84,11 +84,13 @@ func appendStream(dst, src []byte) []byte {
 	}
 	// zstd also models repeats, which helps structured planes. It costs more
 	// than the chunked coders, so it is tried only when they left enough on the
-	// table and, for long inputs, when it wins on a prefix first.
-	if len(src) >= 64 && len(bestPayload) > len(src)/16 {
+	// table but found some structure (a plane of noise, like the low mantissa
+	// bytes of floats, gains nothing from it either) and, for long inputs, when
+	// it wins on a prefix first.
+	if len(src) >= 64 && len(bestPayload) > len(src)/16 && len(bestPayload) < len(src)-len(src)/32 {
 		if enc, _, err := zstdCodecs(); err == nil {
 			try := true
-			if len(src) > 4*probeSize {
+			if len(src) >= 2*probeSize {
 				z := enc.EncodeAll(src[:prefixIn], nil)
 				try = len(z) < prefixOut
 			}
@@ -105,8 +107,10 @@ func appendStream(dst, src []byte) []byte {
 	return append(dst, bestPayload...)
 }
 
-// probeSize is the prefix on which zstd must win before it is run on everything.
-const probeSize = 2 * chunkSize
+// probeSize is the prefix on which zstd must win before it is run on everything
+// (inputs over twice as long only; zstd rarely wins on planes of codes, and then
+// the probe costs a third of a full try).
+const probeSize = chunkSize
 
 // encodeChunks codes src chunk by chunk; it also returns how many input bytes the
 // first probeSize bytes' chunks hold and their coded size (capped at raw size).

@@ -21,10 +21,10 @@ func ExampleStore_Import() {
 	}
 	defer s.Close()
 
-	weights := bytes.Repeat([]byte{1, 2, 3, 4}, 6) // six float32s
+	weights := bytes.Repeat([]byte{1, 2, 3, 4}, 600) // 600 float32s
 	tensors := []graph.TensorInfo{
-		{Name: "w", DType: graph.F32, Shape: []int64{2, 3}, Size: 24},
-		{Name: "w.tied", DType: graph.F32, Shape: []int64{2, 3}, Size: 24},
+		{Name: "w", DType: graph.F32, Shape: []int64{20, 30}, Size: 2400},
+		{Name: "w.tied", DType: graph.F32, Shape: []int64{20, 30}, Size: 2400},
 	}
 	src := graph.NewSource(graph.FormatSafetensors, tensors, nil, func(i int) (io.Reader, error) {
 		return bytes.NewReader(weights), nil
@@ -37,9 +37,9 @@ func ExampleStore_Import() {
 		fmt.Printf("%s: %d new, %d already stored\n", res.Manifest.Ref(), res.NewTensors, res.DedupTensors)
 	}
 	st, _ := s.Stats()
-	fmt.Printf("logical %d bytes, stored %d bytes\n", st.LogicalBytes, st.StoredBytes)
+	fmt.Printf("logical %d bytes, %d distinct tensor\n", st.LogicalBytes, st.Tensors)
 	// Output:
 	// base:latest: 1 new, 1 already stored
 	// copy:v1: 0 new, 2 already stored
-	// logical 96 bytes, stored 24 bytes
+	// logical 9600 bytes, 1 distinct tensor
 }

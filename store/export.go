@@ -58,6 +58,11 @@ func (s *Store) Export(ref, out string, opts ExportOptions) error {
 		total += t.Size
 	}
 	data := func(i int, w io.Writer) error {
+		if t := &m.Tensors[i]; t.Inline() {
+			done += int64(len(t.Data))
+			_, err := w.Write(t.Data)
+			return err
+		}
 		return copyTensor(snap, m.Tensors[i].ID, w, func(n int64) {
 			done += n
 			if opts.Progress != nil {
@@ -81,6 +86,16 @@ func (s *Store) Export(ref, out string, opts ExportOptions) error {
 		}
 		return graph.WriteSafetensors(w, m.Metadata, tensors, data)
 	})
+}
+
+// ReadModelTensor writes the bytes of tensor i of model m to w, decoding its
+// encoding and checking every page's checksum.
+func (s *Store) ReadModelTensor(m *Manifest, i int, w io.Writer) error {
+	if t := &m.Tensors[i]; t.Inline() {
+		_, err := w.Write(t.Data)
+		return err
+	}
+	return copyTensor(s.be, m.Tensors[i].ID, w, nil)
 }
 
 // ReadTensor writes the bytes of tensor id to w, checking every page's checksum.

@@ -67,6 +67,8 @@ type ImportResult struct {
 	// StoredBytes is the payload bytes written for the new tensors.
 	DeltaTensors int
 	StoredBytes  int64
+	// InlineTensors counts the tiny tensors kept in the manifest (see InlineMax).
+	InlineTensors int
 }
 
 // Import stores the model src under opts.Ref. It writes the new tensors' pages, then
@@ -171,11 +173,17 @@ func (im *importer) run(name, tag string, old *Manifest) (*ImportResult, error) 
 		m.Lineage.Base = im.baseModel.Ref()
 	}
 	for i, t := range im.src.Tensors {
-		id, err := im.tensor(i, t)
+		mt := ManifestTensor{Name: t.Name, DType: t.DType, Shape: t.Shape, Shard: t.Shard}
+		var err error
+		if t.Size <= InlineMax {
+			mt.Data, err = im.inline(i, t)
+		} else {
+			mt.ID, err = im.tensor(i, t)
+		}
 		if err != nil {
 			return nil, wrapf(err, "import %s: tensor %q", m.Ref(), t.Name)
 		}
-		m.Tensors[i] = ManifestTensor{Name: t.Name, DType: t.DType, Shape: t.Shape, ID: id, Shard: t.Shard}
+		m.Tensors[i] = mt
 	}
 	if err := im.finishLoad(); err != nil {
 		return nil, err
@@ -214,6 +222,21 @@ func (im *importer) run(name, tag string, old *Manifest) (*ImportResult, error) 
 	}
 	im.res.Manifest = m
 	return &im.res, nil
+}
+
+// inline reads tiny tensor i, which goes into the manifest.
+func (im *importer) inline(i int, t graph.TensorInfo) ([]byte, error) {
+	r, err := im.src.Open(i)
+	if err != nil {
+		return nil, err
+	}
+	data := make([]byte, t.Size)
+	if _, err := io.ReadFull(r, data); err != nil {
+		return nil, readErr(err, t.Size)
+	}
+	im.res.InlineTensors++
+	im.progress(t.Size)
+	return data, nil
 }
 
 // tensor stores tensor i (or finds it stored) and returns its id.

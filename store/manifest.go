@@ -81,7 +81,18 @@ type ManifestTensor struct {
 	Shape []int64     `json:"shape"`
 	ID    TensorID    `json:"id"`
 	Shard string      `json:"shard,omitempty"`
+	// Data holds the bytes of a tiny tensor (up to InlineMax bytes) kept in the
+	// manifest itself; its ID is then zero and no record exists for it.
+	Data []byte `json:"data,omitempty"`
 }
+
+// InlineMax is the size up to which a tensor is kept in its model's manifest
+// rather than as a record of its own: for biases, norms and counters of a few
+// dozen values, a record, its key and its id would cost more than the data.
+const InlineMax = 512
+
+// Inline reports whether the tensor is kept in the manifest (see Data).
+func (t *ManifestTensor) Inline() bool { return t.ID == TensorID{} }
 
 // Ref returns "name:tag".
 func (m *Manifest) Ref() string { return m.Name + ":" + m.Tag }

@@ -45,6 +45,9 @@ func (id *TensorID) UnmarshalText(b []byte) error {
 type Encoding uint8
 
 const (
+	// EncInline is not a record encoding: Storage reports it for a tiny tensor kept
+	// in its manifest (ManifestTensor.Data).
+	EncInline Encoding = 0
 	// EncRaw: the payload is the tensor's bytes, as imported.
 	EncRaw Encoding = 1
 	// EncPlanes: lossless; the bytes split into byte planes, each entropy coded
@@ -64,6 +67,8 @@ const (
 
 func (e Encoding) String() string {
 	switch e {
+	case EncInline:
+		return "inline"
 	case EncRaw:
 		return "raw"
 	case EncPlanes:

@@ -243,6 +243,9 @@ func (s *Store) Remove(ref string) error {
 // changed by the write being built (loaded from the store when not there yet).
 func (s *Store) releaseLocked(m *Manifest, pending map[TensorID]*Record) error {
 	for _, t := range m.Tensors {
+		if t.Inline() {
+			continue
+		}
 		rec := pending[t.ID]
 		if rec == nil {
 			var err error

@@ -61,11 +61,18 @@ func (s *Store) Verify(progress func(done, total int64)) (*VerifyReport, error) 
 			faultf("model %s: manifest names itself %s", k[1:], m.Ref())
 		}
 		for _, t := range m.Tensors {
-			refs[t.ID]++
-			uses = append(uses, use{m.Ref(), t})
-			if _, err := graph.ByteSize(t.DType, t.Shape); err != nil {
+			size, err := graph.ByteSize(t.DType, t.Shape)
+			if err != nil {
 				faultf("model %s: tensor %q: %v", m.Ref(), t.Name, err)
 			}
+			if t.Inline() {
+				if int64(len(t.Data)) != size {
+					faultf("model %s: tensor %q: %d inline bytes, want %d", m.Ref(), t.Name, len(t.Data), size)
+				}
+				continue
+			}
+			refs[t.ID]++
+			uses = append(uses, use{m.Ref(), t})
 		}
 		if m.GraphBytes > 0 {
 			g, err := snap.Get(graphKey(m.Name, m.Tag))

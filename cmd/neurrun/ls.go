@@ -54,6 +54,10 @@ func showCmd() *cobra.Command {
 			}
 			storage := make([]*store.Storage, len(m.Tensors))
 			for i, t := range m.Tensors {
+				if t.Inline() {
+					storage[i] = &store.Storage{Encoding: store.EncInline, Stored: int64(len(t.Data))}
+					continue
+				}
 				if storage[i], err = s.Storage(t.ID); err != nil {
 					return fmt.Errorf("tensor %q: %w", t.Name, err)
 				}
@@ -96,8 +100,12 @@ func showCmd() *cobra.Command {
 				if n > 0 {
 					bits = fmt.Sprintf("%.2f", float64(st.Stored)*8/float64(n))
 				}
+				id := "-"
+				if !t.Inline() {
+					id = t.ID.Short()
+				}
 				fmt.Fprintf(tw, "%s\t%s\t%v\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.Name, t.DType, t.Shape, humanBytes(size),
-					t.ID.Short(), st.Encoding, base, width, bits, humanBytes(st.Stored))
+					id, st.Encoding, base, width, bits, humanBytes(st.Stored))
 			}
 			return tw.Flush()
 		},
