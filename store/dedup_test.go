@@ -474,3 +474,28 @@ func TestGridTau(t *testing.T) {
 		}
 	}
 }
+
+// A tensor whose nearest base has another dtype: lossless imports fall back to a
+// base of their own (a bit-pattern delta needs equal element sizes); lossy ones
+// put the base on their grid and stay within tau.
+func TestCrossDTypeBases(t *testing.T) {
+	s := openTest(t)
+	base := familyModel(t, "digits-mlp-base.safetensors")
+	half := familyModel(t, "digits-mlp-base-bf16.safetensors")
+	importOpts(t, s, base, ImportOptions{Ref: "f32"})
+	res := importOpts(t, s, half, ImportOptions{Ref: "bf16"})
+	if res.DeltaTensors != 0 {
+		t.Errorf("lossless bf16 import made %d deltas against f32 bases", res.DeltaTensors)
+	}
+	checkModel(t, s, "bf16", half)
+	mustVerify(t, s)
+
+	s = openTest(t)
+	importOpts(t, s, base, ImportOptions{Ref: "f32", Tau: 1e-2})
+	res = importOpts(t, s, half, ImportOptions{Ref: "bf16", Tau: 1e-2})
+	if res.DeltaTensors == 0 {
+		t.Error("lossy bf16 import made no delta against the f32 copy of its weights")
+	}
+	checkWithin(t, s, "bf16", half, 1e-2)
+	mustVerify(t, s)
+}

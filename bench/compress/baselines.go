@@ -161,7 +161,7 @@ const paperRangeRule = 0.16
 // each other. Two choices are kinder than their code: the nearest base is found
 // exactly (not by HNSW), and the range rule is applied always instead of with a
 // probability. Other tensors and file headers are counted raw.
-func paperRule(models []model, tau float64, tmp string, eval func(map[string]string) (map[string]float64, error), drift func(map[string]float64) *float64) (Row, error) {
+func paperRule(models []model, tau float64, tmp string, eval func(map[string]string) (map[string]float64, error), drift func(*Row, map[string]float64)) (Row, error) {
 	var total int64
 	bases := map[int][][]float32{}
 	paths := map[string]string{}
@@ -220,7 +220,7 @@ func paperRule(models []model, tau float64, tmp string, eval func(map[string]str
 		if err != nil {
 			return Row{}, err
 		}
-		r.Drift = drift(after)
+		drift(&r, after)
 	}
 	return r, nil
 }
@@ -276,14 +276,20 @@ func Markdown(w io.Writer, fams []*Family) {
 	for _, f := range fams {
 		fmt.Fprintf(w, "### %s (%s; %d models, %d bytes of safetensors)\n\n", f.Name, strings.Join(f.Models, ", "), len(f.Models), f.RawBytes)
 		if f.Metric != "" {
-			fmt.Fprintf(w, "Metric: %s on each model's own held-out data; drift is the worst change over the models, in percent, positive = worse.\n\n", f.Metric)
+			fmt.Fprintf(w, "Metric: %s on each model's own held-out data; drift is the worst change over the models, in percent, positive = worse.\n", f.Metric)
+			fmt.Fprint(w, "Before (original files):")
+			for _, m := range f.Models {
+				fmt.Fprintf(w, " %s %.4g", m, f.Before[m])
+			}
+			fmt.Fprint(w, "\n\n")
 		}
-		fmt.Fprintln(w, "| method | bytes | ratio | worst drift | import s | deltas | note |")
-		fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---|")
+		fmt.Fprintln(w, "| method | bytes | ratio | worst drift | worst model: before -> after | import s | deltas | note |")
+		fmt.Fprintln(w, "|---|---:|---:|---:|---|---:|---:|---|")
 		for _, r := range f.Rows {
-			drift := "lossless"
+			drift, ba := "lossless", ""
 			if r.Drift != nil {
 				drift = fmt.Sprintf("%+.3f%%", *r.Drift)
+				ba = fmt.Sprintf("%s: %.4g -> %.4g", r.Worst, r.Before, r.After)
 			} else if strings.Contains(r.Method, "tau") {
 				drift = "not measured"
 			}
@@ -292,7 +298,7 @@ func Markdown(w io.Writer, fams []*Family) {
 				secs = fmt.Sprintf("%.2f", r.Seconds)
 				deltas = fmt.Sprint(r.Deltas)
 			}
-			fmt.Fprintf(w, "| %s | %d | %.2fx | %s | %s | %s | %s |\n", r.Method, r.Bytes, r.Ratio, drift, secs, deltas, r.Note)
+			fmt.Fprintf(w, "| %s | %d | %.2fx | %s | %s | %s | %s | %s |\n", r.Method, r.Bytes, r.Ratio, drift, ba, secs, deltas, r.Note)
 		}
 		fmt.Fprintln(w)
 	}

@@ -58,6 +58,9 @@ type Row struct {
 	Bytes   int64    `json:"bytes"`
 	Ratio   float64  `json:"ratio"`
 	Drift   *float64 `json:"worst_drift_pct,omitempty"` // worst metric change, percent (positive: worse)
+	// Worst names the model with the worst drift, and Before / After its metric.
+	Worst         string  `json:"worst_model,omitempty"`
+	Before, After float64 `json:",omitempty"`
 	Seconds float64  `json:"import_seconds,omitempty"`
 	Deltas  int      `json:"deltas,omitempty"`
 	Note    string   `json:"note,omitempty"`
@@ -187,7 +190,7 @@ func runFamily(ctx context.Context, opts Options, name string, models []model) (
 	// Metrics of the originals.
 	var (
 		eval  func(paths map[string]string) (map[string]float64, error)
-		drift func(after map[string]float64) *float64
+		drift func(r *Row, after map[string]float64)
 	)
 	if len(opts.Eval) > 0 {
 		ev := &evaluator{cmd: opts.Eval, family: name}
@@ -200,10 +203,11 @@ func runFamily(ctx context.Context, opts Options, name string, models []model) (
 			return nil, err
 		}
 		f.Metric = ev.metric
-		drift = func(after map[string]float64) *float64 {
+		drift = func(r *Row, after map[string]float64) {
 			worst := math.Inf(-1)
-			for role, b := range f.Before {
-				a, ok := after[role]
+			for _, m := range models {
+				b := f.Before[m.role]
+				a, ok := after[m.role]
 				if !ok {
 					continue
 				}
@@ -211,9 +215,11 @@ func runFamily(ctx context.Context, opts Options, name string, models []model) (
 				if ev.higherIsBetter {
 					d = -d
 				}
-				worst = max(worst, d)
+				if d > worst {
+					worst, r.Worst, r.Before, r.After = d, m.role, b, a
+				}
 			}
-			return &worst
+			r.Drift = &worst
 		}
 	}
 
@@ -278,7 +284,7 @@ func runFamily(ctx context.Context, opts Options, name string, models []model) (
 			if err != nil {
 				return Row{}, err
 			}
-			r.Drift = drift(after)
+			drift(&r, after)
 		}
 		return r, nil
 	}
