@@ -54,16 +54,16 @@ const MaxDrift = 0.5
 
 // Row is one method's result on a family.
 type Row struct {
-	Method  string   `json:"method"`
-	Bytes   int64    `json:"bytes"`
-	Ratio   float64  `json:"ratio"`
-	Drift   *float64 `json:"worst_drift_pct,omitempty"` // worst metric change, percent (positive: worse)
+	Method string   `json:"method"`
+	Bytes  int64    `json:"bytes"`
+	Ratio  float64  `json:"ratio"`
+	Drift  *float64 `json:"worst_drift_pct,omitempty"` // worst metric change, percent (positive: worse)
 	// Worst names the model with the worst drift, and Before / After its metric.
 	Worst         string  `json:"worst_model,omitempty"`
 	Before, After float64 `json:",omitempty"`
-	Seconds float64  `json:"import_seconds,omitempty"`
-	Deltas  int      `json:"deltas,omitempty"`
-	Note    string   `json:"note,omitempty"`
+	Seconds       float64 `json:"import_seconds,omitempty"`
+	Deltas        int     `json:"deltas,omitempty"`
+	Note          string  `json:"note,omitempty"`
 }
 
 // Family is the report of one family.
