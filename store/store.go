@@ -104,9 +104,12 @@ func (s *Store) Backend() Backend { return s.be }
 // across crashes.
 func (s *Store) allocBlobLocked() (uint64, error) {
 	if s.nextBlob >= s.reserved {
+		// Synced: pages under these numbers may become durable (bulk-loaded tables
+		// do not wait for the log) before any later synced write, and a crash
+		// must never let a number be handed out again while its pages survive.
 		var b Batch
 		b.Set([]byte{prefixNextBlob}, binary.AppendUvarint(nil, s.nextBlob+blobReserve))
-		if err := s.be.Apply(&b, false); err != nil {
+		if err := s.be.Apply(&b, true); err != nil {
 			return 0, err
 		}
 		s.reserved = s.nextBlob + blobReserve
