@@ -38,6 +38,12 @@ test:
 fuzz:
 	$(GO) test ./graph -run '^$$' -fuzz '^FuzzSafetensorsHeader$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./graph -run '^$$' -fuzz '^FuzzONNX$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./store -run '^$$' -fuzz '^FuzzDecodeRecord$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./store -run '^$$' -fuzz '^FuzzTensorPayload$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./quant -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./quant -run '^$$' -fuzz '^FuzzLosslessDecode$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./quant -run '^$$' -fuzz '^FuzzQuantizeFor$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./hnsw -run '^$$' -fuzz '^FuzzLoadNode$$' -fuzztime $(FUZZTIME)
 
 # Import/export throughput on a generated 512 MiB safetensors file (see bench/io.sh).
 bench: build
