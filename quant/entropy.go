@@ -19,6 +19,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 
 	"github.com/klauspost/compress/fse"
@@ -121,17 +122,19 @@ func encodeChunks(src []byte) (out []byte, prefixIn, prefixOut int) {
 	for off := 0; off < len(src); off += chunkSize {
 		c := src[off:min(off+chunkSize, len(src))]
 		kind, payload := chunkRaw, c
-		s.h.Reuse = huff0.ReusePolicyNone
-		h, _, err := huff0.Compress4X(c, &s.h)
-		switch {
-		case err == huff0.ErrUseRLE:
-			kind, payload = chunkRLE, c[:1]
-		case err == nil && len(h) < len(payload):
-			kind, payload = chunkHuff4X, h
+		if !nearlyRandom(c) {
+			s.h.Reuse = huff0.ReusePolicyNone
+			h, _, err := huff0.Compress4X(c, &s.h)
+			switch {
+			case err == huff0.ErrUseRLE:
+				kind, payload = chunkRLE, c[:1]
+			case err == nil && len(h) < len(payload):
+				kind, payload = chunkHuff4X, h
+			}
 		}
 		// FSE beats Huffman where symbols cost well under a bit or two; above
 		// that the gain is a fraction of a percent and not worth the time.
-		if kind == chunkHuff4X && len(h) < len(c)/3 {
+		if kind == chunkHuff4X && len(payload) < len(c)/3 {
 			if f, err := fse.Compress(c, &s.f); err == nil && len(f) < len(payload) {
 				kind, payload = chunkFSE, f
 			}
@@ -144,6 +147,29 @@ func encodeChunks(src []byte) (out []byte, prefixIn, prefixOut int) {
 		}
 	}
 	return out, prefixIn, prefixOut
+}
+
+// nearlyRandom reports whether the bytes of c are so evenly spread (order-0
+// entropy above 7.95 bits per byte) that no entropy coder can gain a percent on
+// them; the low mantissa bytes of floats are. It costs one pass over c, a fraction
+// of a failed Huffman attempt.
+func nearlyRandom(c []byte) bool {
+	if len(c) < 4096 {
+		return false
+	}
+	var hist [256]uint32
+	for _, b := range c {
+		hist[b]++
+	}
+	n := float64(len(c))
+	var h float64
+	for _, k := range hist {
+		if k > 0 {
+			p := float64(k) / n
+			h -= p * math.Log2(p)
+		}
+	}
+	return h > 7.95
 }
 
 // readStream decodes one stream of exactly n bytes from b and returns the rest of b.

@@ -93,7 +93,8 @@ func losslessEncode(w, base []byte, elemSize int, mode byte) ([]byte, error) {
 	if base == nil {
 		mode = modeAlone
 	}
-	out := []byte{losslessMagic, byte(elemSize), mode}
+	out := make([]byte, 3, len(w)+len(w)/64+64)
+	out[0], out[1], out[2] = losslessMagic, byte(elemSize), mode
 	out = binary.AppendUvarint(out, uint64(len(w)))
 	n := len(w) / elemSize
 	whole := n * elemSize

@@ -32,6 +32,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"unsafe"
 
 	"github.com/neurstore/neurstore/graph"
 	"github.com/neurstore/neurstore/quant"
@@ -99,6 +100,20 @@ func floatTarget(dt graph.DType) (quant.Target, bool) {
 	return 0, false
 }
 
+// floatView returns data (elements of float dtype dt) as float32 values: the same
+// memory for f32 on a little-endian machine, else a converted copy.
+func floatView(data []byte, dt graph.DType) []float32 {
+	n := len(data) / dt.Size()
+	if dt == graph.F32 && littleEndian && n > 0 && uintptr(unsafe.Pointer(&data[0]))%4 == 0 {
+		return unsafe.Slice((*float32)(unsafe.Pointer(&data[0])), n)
+	}
+	v := make([]float32, n)
+	toFloat32(v, data, dt)
+	return v
+}
+
+var littleEndian = binary.NativeEndian.Uint16([]byte{1, 0}) == 1
+
 // toFloat32 converts little-endian elements of float dtype dt into dst.
 func toFloat32(dst []float32, src []byte, dt graph.DType) {
 	t, ok := floatTarget(dt)
@@ -123,8 +138,10 @@ type containerWriter struct {
 	buf bytes.Buffer
 }
 
-func newContainer() *containerWriter {
+// newContainer starts a container; sizeHint is the payload size expected.
+func newContainer(sizeHint int) *containerWriter {
 	w := &containerWriter{}
+	w.buf.Grow(sizeHint + 16)
 	w.buf.Write([]byte{containerMagic, containerVersion})
 	w.buf.Write(binary.AppendUvarint(nil, chunkElems))
 	return w

@@ -323,7 +323,7 @@ func (im *importer) encodeLossless(data []byte, dt graph.DType, cands []candidat
 	best := encoded{enc: EncRaw, payload: data}
 	es := dt.Size()
 	try := func(enc Encoding, c *candidate, base []byte) error {
-		w := newContainer()
+		w := newContainer(len(data))
 		for lo := 0; lo < len(data) || lo == 0; lo += chunkElems * es {
 			hi := min(lo+chunkElems*es, len(data))
 			var b []byte
@@ -400,7 +400,7 @@ func (im *importer) encodeGrid(vals []float32, dt graph.DType, cands []candidate
 	hr.Sum(gp.Recon[:0])
 
 	encode := func(cs []*quant.Codes) ([]byte, uint8, error) {
-		w := newContainer()
+		w := newContainer(len(vals))
 		var width uint8
 		for _, c := range cs {
 			blob, err := quant.Encode(c)

@@ -351,8 +351,7 @@ func (im *importer) dedupTensor(i int, t graph.TensorInfo) (TensorID, error) {
 	}
 
 	im.curShape = t.Shape
-	vals := make([]float32, len(data)/t.DType.Size())
-	toFloat32(vals, data, t.DType)
+	vals := floatView(data, t.DType)
 	cands, err := im.candidates(t.Name, t.DType, vals, !lossy)
 	if err != nil {
 		return id, err
