@@ -134,25 +134,38 @@ func fromFloat32(dst []byte, src []float32, dt graph.DType) {
 }
 
 // containerWriter builds a chunk container.
+// The pieces are kept as they are and written to pages one after the other, never
+// joined into one slice (for a large tensor that copy costs as much as encoding).
 type containerWriter struct {
-	buf bytes.Buffer
+	parts parts
 }
 
-// newContainer starts a container; sizeHint is the payload size expected.
-func newContainer(sizeHint int) *containerWriter {
-	w := &containerWriter{}
-	w.buf.Grow(sizeHint + 16)
-	w.buf.Write([]byte{containerMagic, containerVersion})
-	w.buf.Write(binary.AppendUvarint(nil, chunkElems))
-	return w
+func newContainer() *containerWriter {
+	return &containerWriter{parts: parts{binary.AppendUvarint([]byte{containerMagic, containerVersion}, chunkElems)}}
 }
 
 func (w *containerWriter) add(blob []byte) {
-	w.buf.Write(binary.AppendUvarint(nil, uint64(len(blob))))
-	w.buf.Write(blob)
+	w.parts = append(w.parts, binary.AppendUvarint(nil, uint64(len(blob))), blob)
 }
 
-func (w *containerWriter) bytes() []byte { return w.buf.Bytes() }
+// parts is a payload held as consecutive pieces.
+type parts [][]byte
+
+func (p parts) size() int {
+	n := 0
+	for _, b := range p {
+		n += len(b)
+	}
+	return n
+}
+
+func (p parts) reader() io.Reader {
+	rs := make([]io.Reader, len(p))
+	for i, b := range p {
+		rs[i] = bytes.NewReader(b)
+	}
+	return io.MultiReader(rs...)
+}
 
 // pageReader reads a record's payload page by page, checking every page's checksum.
 type pageReader struct {

@@ -16,7 +16,9 @@ package store
 import (
 	"encoding/binary"
 	"math"
+	"runtime"
 	"slices"
+	"sync"
 
 	"github.com/neurstore/neurstore/graph"
 	"github.com/neurstore/neurstore/hnsw"
@@ -305,7 +307,7 @@ func sqDist(a, b []float32) float64 {
 // encoded is one way to store a tensor.
 type encoded struct {
 	enc     Encoding
-	payload []byte
+	payload parts
 	base    *candidate
 	params  []byte
 	recon   []float32 // grid encodings: the reconstruction
@@ -320,32 +322,25 @@ const clearWin = 0.75
 // encodeLossless returns the smallest exact encoding of data (elements of dt):
 // raw, byte planes, or an XOR delta against a candidate of the same dtype.
 func (im *importer) encodeLossless(data []byte, dt graph.DType, cands []candidate) (encoded, error) {
-	best := encoded{enc: EncRaw, payload: data}
+	best := encoded{enc: EncRaw, payload: parts{data}}
 	es := dt.Size()
+	step := chunkElems * es
 	try := func(enc Encoding, c *candidate, base []byte) error {
-		w := newContainer(len(data))
-		for lo := 0; lo < len(data) || lo == 0; lo += chunkElems * es {
-			hi := min(lo+chunkElems*es, len(data))
-			var b []byte
-			if base != nil {
-				b = base[lo:hi]
+		blobs, err := eachChunk(max((len(data)+step-1)/step, 1), func(i int) ([]byte, error) {
+			lo, hi := i*step, min((i+1)*step, len(data))
+			if base == nil {
+				return quant.LosslessEncode(data[lo:hi], nil, es)
 			}
-			var blob []byte
-			var err error
-			if b == nil {
-				blob, err = quant.LosslessEncode(data[lo:hi], nil, es)
-			} else {
-				blob, err = quant.LosslessEncodeDiff(data[lo:hi], b, es)
-			}
-			if err != nil {
-				return err
-			}
-			w.add(blob)
-			if len(data) == 0 {
-				break
-			}
+			return quant.LosslessEncodeDiff(data[lo:hi], base[lo:hi], es)
+		})
+		if err != nil {
+			return err
 		}
-		if p := w.bytes(); len(p) < len(best.payload) {
+		w := newContainer()
+		for _, b := range blobs {
+			w.add(b)
+		}
+		if p := w.parts; p.size() < best.payload.size() {
 			best = encoded{enc: enc, payload: p, base: c}
 		}
 		return nil
@@ -363,7 +358,7 @@ func (im *importer) encodeLossless(data []byte, dt graph.DType, cands []candidat
 			return best, err
 		}
 	}
-	if best.base != nil && float64(len(best.payload)) <= clearWin*float64(best.base.rec.Stored) {
+	if best.base != nil && float64(best.payload.size()) <= clearWin*float64(best.base.rec.Stored) {
 		return best, nil
 	}
 	if err := try(EncPlanes, nil, nil); err != nil {
@@ -399,18 +394,18 @@ func (im *importer) encodeGrid(vals []float32, dt graph.DType, cands []candidate
 	}
 	hr.Sum(gp.Recon[:0])
 
-	encode := func(cs []*quant.Codes) ([]byte, uint8, error) {
-		w := newContainer(len(vals))
+	encode := func(cs []*quant.Codes) (parts, uint8, error) {
+		blobs, err := eachChunk(len(cs), func(i int) ([]byte, error) { return quant.Encode(cs[i]) })
+		if err != nil {
+			return nil, 0, err
+		}
+		w := newContainer()
 		var width uint8
-		for _, c := range cs {
-			blob, err := quant.Encode(c)
-			if err != nil {
-				return nil, 0, err
-			}
+		for _, blob := range blobs {
 			width = max(width, quant.BlobWidth(blob))
 			w.add(blob)
 		}
-		return w.bytes(), width, nil
+		return w.parts, width, nil
 	}
 	var best encoded
 	for i := range cands {
@@ -429,20 +424,20 @@ func (im *importer) encodeGrid(vals []float32, dt graph.DType, cands []candidate
 		if err != nil {
 			return encoded{}, err
 		}
-		if best.payload == nil || len(p) < len(best.payload) {
+		if best.payload == nil || p.size() < best.payload.size() {
 			dp := gp
 			dp.Width = width
 			best = encoded{enc: EncGridDelta, payload: p, base: c, params: dp.encode(), recon: recon}
 		}
 	}
-	if best.base != nil && float64(len(best.payload)) <= clearWin*float64(best.base.rec.Stored) {
+	if best.base != nil && float64(best.payload.size()) <= clearWin*float64(best.base.rec.Stored) {
 		return best, nil
 	}
 	p, width, err := encode(codes)
 	if err != nil {
 		return encoded{}, err
 	}
-	if best.payload == nil || len(p) <= len(best.payload) {
+	if best.payload == nil || p.size() <= best.payload.size() {
 		gp.Width = width
 		best = encoded{enc: EncGrid, payload: p, params: gp.encode(), recon: recon}
 	}
@@ -551,4 +546,42 @@ func baseCodesOf(r Reader, id TensorID, rec *Record, tau float64) ([]*quant.Code
 		return nil
 	})
 	return out, err
+}
+
+// eachChunk runs encode for chunks 0..n-1 on up to GOMAXPROCS goroutines and
+// returns the blobs in order, or the first error.
+func eachChunk(n int, encode func(i int) ([]byte, error)) ([][]byte, error) {
+	out := make([][]byte, n)
+	errs := make([]error, n)
+	workers := min(n, runtime.GOMAXPROCS(0))
+	if workers <= 1 {
+		for i := range out {
+			if out[i], errs[i] = encode(i); errs[i] != nil {
+				return nil, errs[i]
+			}
+		}
+		return out, nil
+	}
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				out[i], errs[i] = encode(i)
+			}
+		}()
+	}
+	for i := 0; i < n; i++ {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }

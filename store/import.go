@@ -366,7 +366,7 @@ func (im *importer) dedupTensor(i int, t graph.TensorInfo) (TensorID, error) {
 		return id, err
 	}
 
-	stored := int64(len(e.payload))
+	stored := int64(e.payload.size())
 	rec, err := im.newRecord(t, e.enc, stored, e.params)
 	if err != nil {
 		return id, err
@@ -376,7 +376,7 @@ func (im *importer) dedupTensor(i int, t graph.TensorInfo) (TensorID, error) {
 		e.base.rec.Refs++
 		im.res.DeltaTensors++
 	}
-	if err := im.writePages(rec, bytes.NewReader(e.payload), nil); err != nil {
+	if err := im.writePages(rec, e.payload.reader(), nil); err != nil {
 		return id, err
 	}
 	im.pending[id] = rec
