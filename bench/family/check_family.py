@@ -14,6 +14,12 @@ Run:  /usr/bin/python3 bench/family/check_family.py
 * reference outputs: each ONNX model is run on ref/<model>.input.npy by a
   small numpy interpreter (onnx 1.12 has no onnx.reference) and compared to
   ref/<model>.output.npy (torch eval output).
+* models without ONNX (added by extend_family.py): same tensor names, order,
+  dtypes and shapes as their family's base; their ref outputs are checked by
+  running the base's ONNX graph with this model's tensors swapped in (by the
+  name / transposed / BatchNorm-folded correspondence found for the base).
+* rel_l2_delta_from_base of every model recomputed from the safetensors.
+Torch-side checks (metrics reproduce, eval section): eval_family.py --selfcheck.
 Exit status 1 on any failure.
 """
 
@@ -173,10 +179,8 @@ def run_onnx(model, feeds):
     return [env[o.name] for o in model.graph.output]
 
 
-def check_bn_fold(name, stv, fused):
-    """eval-mode export folds BatchNorm into the preceding conv: recompute
-    w*g/sqrt(var+eps), beta-mean*g/sqrt(var+eps) from the safetensors and match
-    them, in order, to the renamed ONNX (weight, bias) initializer pairs."""
+def bn_folded(stv):
+    """conv weights/biases with the following BatchNorm folded in, in order."""
     keys = list(stv)
     want = []
     for i, k in enumerate(keys):
@@ -185,6 +189,14 @@ def check_bn_fold(name, stv, fused):
             s = stv[bn + ".weight"] / np.sqrt(stv[bn + ".running_var"] + 1e-5)
             want.append(stv[k] * s.reshape(-1, 1, 1, 1))
             want.append(stv[bn + ".bias"] - stv[bn + ".running_mean"] * s)
+    return want
+
+
+def check_bn_fold(name, stv, fused):
+    """eval-mode export folds BatchNorm into the preceding conv: recompute
+    w*g/sqrt(var+eps), beta-mean*g/sqrt(var+eps) from the safetensors and match
+    them, in order, to the renamed ONNX (weight, bias) initializer pairs."""
+    want = bn_folded(stv)
     got = [numpy_helper.to_array(t) for t in fused]
     worst = 0.0
     if len(got) != len(want):
@@ -199,6 +211,50 @@ def check_bn_fold(name, stv, fused):
         fail("%s: fused conv/BN initializers differ (rel %g)" % (name, worst))
     print("  %s: %d unmatched initializers = conv weights/biases with BatchNorm folded in "
           "(recomputed from safetensors, max rel err %.1e)" % (name, len(got), worst))
+
+
+def rel_l2(st, base):
+    num = den = 0.0
+    for k, (dt, v) in st.items():
+        if dt in ("F32", "F16", "BF16", "F64"):
+            b = base[k][1].astype(np.float64)
+            num += float(((v.astype(np.float64) - b) ** 2).sum())
+            den += float((b ** 2).sum())
+    return math.sqrt(num / den)
+
+
+def check_without_onnx(m, st, tmpl):
+    """tmpl = (base name, base safetensors, base onnx model, initializer sources)."""
+    name = m["name"]
+    bname, bst, bmodel, sources = tmpl
+    layout = [(k, dt, v.shape) for k, (dt, v) in st.items()]
+    blayout = [(k, dt, v.shape) for k, (dt, v) in bst.items()]
+    if layout != blayout:
+        fail("%s: tensor names/order/dtypes/shapes differ from %s" % (name, bname))
+        return None
+    stv = {k: v for k, (dt, v) in st.items()}
+    folded = bn_folded(stv) if any(s[0] == "fused" for s in sources) else []
+    model = onnx.ModelProto()
+    model.CopyFrom(bmodel)
+    for t, (how, key) in zip(model.graph.initializer, sources):
+        if how == "name":
+            a = stv[key]
+        elif how == "T":
+            a = stv[key].T
+        elif how == "fused":
+            a = folded[key]
+        else:
+            fail("%s: no source for base initializer %s" % (name, t.name))
+            return None
+        t.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(a.astype(np.float32)), t.name))
+    x = np.load(os.path.join(D, m["ref"]["input"]))
+    y = np.load(os.path.join(D, m["ref"]["output"]))
+    got = run_onnx(model, {model.graph.input[0].name: x})[0]
+    err = float(np.abs(got.astype(np.float64) - y).max()) if got.shape == y.shape else float("inf")
+    if err > 1e-4:
+        fail("%s: %s graph with its weights differs from torch ref (max err %g)"
+             % (name, bname, err))
+    return err
 
 
 # ---------------------------------------------------------------------- main
@@ -222,9 +278,16 @@ def main():
     raw_counts = {"raw_data": 0, "typed": 0}
     print("%-18s %6s %8s %10s %10s %9s  %s" % ("model", "inits", "by name", "by value",
                                              "transposed", "unmatched", "max |onnx-torch|"))
+    templates, bases, no_onnx = {}, {}, []
     for m in fam["models"]:
         name, files = m["name"], m["files"]
         st = read_st(os.path.join(D, files["safetensors"]))
+        if m["role"] == "base":
+            bases[m["family"]] = st
+        if "onnx" not in files:
+            m["_unmatched"] = []
+            no_onnx.append((m, st))
+            continue
         onnx_path = os.path.join(D, files["onnx"])
         onnx.checker.check_model(onnx_path)
         model = onnx.load(onnx_path)
@@ -233,24 +296,32 @@ def main():
             raw_counts["raw_data" if t.HasField("raw_data") else "typed"] += 1
         byname = byval = bytr = 0
         unmatched = []
+        sources = []          # per initializer: (how, safetensors key / fused index)
         stv = {k: v for k, (dt, v) in st.items()}
         for t in inits:
             a = numpy_helper.to_array(t)
             if t.name in stv:
                 if stv[t.name].shape == a.shape and np.array_equal(stv[t.name], a):
                     byname += 1
+                    sources.append(("name", t.name))
                 else:
                     fail("%s: initializer %s differs from safetensors" % (name, t.name))
+                    sources.append((None, None))
                 continue
             hit = [k for k, v in stv.items() if v.shape == a.shape and np.array_equal(v, a)]
             hitT = [k for k, v in stv.items() if v.ndim == 2 and v.T.shape == a.shape
                     and np.array_equal(v.T, a)]
             if hit:
                 byval += 1
+                sources.append(("name", hit[0]) if len(hit) == 1 else (None, None))
             elif hitT:
                 bytr += 1
+                sources.append(("T", hitT[0]) if len(hitT) == 1 else (None, None))
             else:
                 unmatched.append("%s%s" % (t.name, list(a.shape)))
+                sources.append(("fused", len(unmatched) - 1))
+        if m["role"] == "base":
+            templates[m["family"]] = (name, st, model, sources)
         m["_unmatched"] = unmatched
         if unmatched and any(k.endswith("running_var") for k in stv):
             check_bn_fold(name, stv, [t for t in inits if t.name not in stv])
@@ -317,6 +388,29 @@ def main():
             print("  %s: %d shards, %d tensors, total_size %d, equal to the single file"
                   % (files["safetensors_sharded_index"], len(set(idx["weight_map"].values())),
                      len(merged), total))
+    if no_onnx:
+        print("models without ONNX (ref checked through the family base's ONNX graph "
+              "with their weights):")
+    for m, st in no_onnx:
+        if m["family"] not in templates:
+            fail("%s: no ONNX base for family %s" % (m["name"], m["family"]))
+            continue
+        err = check_without_onnx(m, st, templates[m["family"]])
+        if err is not None:
+            print("%-18s %-16s max |onnx-torch| %.2e" % (m["name"], m["role"], err))
+    nrel = 0
+    for m in fam["models"]:
+        want = m["metrics"].get("rel_l2_delta_from_base")
+        if want is None:
+            continue
+        st = read_st(os.path.join(D, m["files"]["safetensors"]))
+        got = rel_l2(st, bases[m["family"]])
+        nrel += 1
+        if abs(got - want) > 1e-5 * max(1.0, want):
+            fail("%s: rel L2 from base %.6f, family.json says %.6f" % (m["name"], got, want))
+        if m.get("parent") and m["parent"] != m["family"] + "-base":
+            fail("%s: parent %s is not its family base" % (m["name"], m["parent"]))
+    print("rel_l2_delta_from_base recomputed for %d models" % nrel)
     for m in fam["models"]:
         if m["_unmatched"]:
             print("%s: ONNX initializers not in safetensors: %s" % (m["name"], " ".join(m["_unmatched"])))
