@@ -31,17 +31,21 @@ The model is named after the file (without extension) unless --name is given;
 the tag defaults to "latest". An existing model is replaced only with --force.
 A failed import leaves the store exactly as it was.
 
-Each float tensor is compared with the most similar tensor already stored (an
-HNSW index per element count) and kept as whichever is smallest: its raw bytes,
-a new base, or a delta against that tensor.
+Tensors of up to 512 bytes are kept in the model's manifest. Each larger float
+tensor is compared with the most similar tensor already stored (an HNSW index
+per element count) and kept as whichever is smallest: its raw bytes, a new
+base, or a delta against that tensor. "neurrun show" says which, per tensor.
 
 --tau 0 (the default) stores every tensor bit for bit: bases as entropy-coded
-byte planes, deltas as the XOR with their base. --tau T > 0 stores float
+byte planes, deltas as the difference of each element's bit pattern from the
+base's. --tau T > 0 stores float
 tensors of two or more dimensions within T of the original, element by element
 (checked after rounding to the tensor's dtype): values go onto a grid of step
 2T and only the entropy-coded codes are kept. Biases, norms and other
 one-dimensional or non-float tensors stay exact. Typical values: 1e-4 (no
-measurable change), 1e-3, 1e-2 (check your metric).
+measurable change), 1e-3, 1e-2 (check your metric; "neurrun bench compress"
+measures it on model families). Check an export against its original with
+"neurrun compare --tol T".
 
 --base MODEL also tries MODEL's tensor of the same name as the base of each
 tensor (for example the model a fine-tune started from).`,
