@@ -32,13 +32,13 @@ import (
 // than the gap between a fine-tune's base and an unrelated tensor; callers re-rank
 // the nearest hits exactly.
 const (
-	SketchThreshold = 512
-	minSketch       = 512
+	SketchThreshold = 64
+	minSketch       = 64
 	maxSketch       = 1 << 16
 )
 
 // SketchSize returns how many codes a node of a dim-element vector keeps: dim up to
-// SketchThreshold, else dim/64 clamped to [512, 65536].
+// SketchThreshold, else dim/64 clamped to [64, 65536].
 func SketchSize(dim int) int {
 	if dim <= SketchThreshold {
 		return dim

@@ -5,16 +5,16 @@ package hnsw
 //
 //	  0        1        2                 10                18         22
 //	+--------+--------+-----------------+-----------------+----------+
-//	| ver=1  | level L| id (u64)        | seq (u64)       | n (u32)  |
+//	| ver=2  | level L| id (u64)        | seq (u64)       | n (u32)  |
 //	+--------+--------+-----------------+-----------------+----------+
 //	  22         26         30               38               46
 //	+----------+----------+----------------+----------------+----------------+
 //	| min f32  | scale f32| sum(q) u64     | sum(q^2) u64   | codes: n bytes |
 //	+----------+----------+----------------+----------------+----------------+
 //	  then for each layer lc = 0 .. L:
-//	+-------------+--------------------------------------+
-//	| count (u16) | count neighbour ids (u64 each)       |
-//	+-------------+--------------------------------------+
+//	+-----------------+--------------------------------------+
+//	| count (uvarint) | count neighbour ids (uvarint each)   |
+//	+-----------------+--------------------------------------+
 //	  then
 //	+---------------------------------------------+
 //	| CRC-32C (Castagnoli) of all preceding bytes |
@@ -37,7 +37,9 @@ import (
 )
 
 // FormatVersion is the version byte of node records written by MarshalNode.
-const FormatVersion = 1
+// Version 2 writes neighbour counts and ids as uvarints (version 1, never kept by
+// a store, wrote them as u16 and u64).
+const FormatVersion = 2
 
 const headerSize = 46
 
@@ -54,7 +56,7 @@ func (x *Index) MarshalNode(id ID) ([]byte, error) {
 	n := x.nodes[i]
 	size := headerSize + len(n.vec.code) + 4
 	for _, l := range n.links {
-		size += 2 + 8*len(l)
+		size += binary.MaxVarintLen16 + binary.MaxVarintLen64*len(l)
 	}
 	b := make([]byte, 0, size)
 	b = append(b, FormatVersion, byte(n.level))
@@ -67,9 +69,9 @@ func (x *Index) MarshalNode(id ID) ([]byte, error) {
 	b = binary.LittleEndian.AppendUint64(b, n.vec.sumQ2)
 	b = append(b, n.vec.code...)
 	for _, l := range n.links {
-		b = binary.LittleEndian.AppendUint16(b, uint16(len(l)))
+		b = binary.AppendUvarint(b, uint64(len(l)))
 		for _, j := range l {
-			b = binary.LittleEndian.AppendUint64(b, uint64(x.nodes[j].id))
+			b = binary.AppendUvarint(b, uint64(x.nodes[j].id))
 		}
 	}
 	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli)), nil
@@ -130,22 +132,24 @@ func decodeRecord(rec []byte, codeLen int) (*record, error) {
 	}
 	r := &record{n: n, links: make([][]ID, lvl+1)}
 	for lc := range r.links {
-		if len(p) < 2 {
-			return nil, corrupt("layer %d truncated", lc)
+		c, k := uvarint(p)
+		if k <= 0 || c > maxLinks || c > uint64(len(p)-k) {
+			return nil, corrupt("layer %d: bad neighbour count", lc)
 		}
-		cnt := int(le.Uint16(p))
-		p = p[2:]
-		if len(p) < 8*cnt {
-			return nil, corrupt("layer %d neighbours truncated", lc)
-		}
+		p = p[k:]
+		cnt := int(c)
 		l := make([]ID, cnt)
-		for k := range l {
-			l[k] = ID(le.Uint64(p[8*k:]))
-			if l[k] == n.id {
+		for i := range l {
+			v, k := uvarint(p)
+			if k <= 0 {
+				return nil, corrupt("layer %d neighbours truncated", lc)
+			}
+			p = p[k:]
+			l[i] = ID(v)
+			if l[i] == n.id {
 				return nil, corrupt("node %d links to itself", n.id)
 			}
 		}
-		p = p[8*cnt:]
 		s := slices.Clone(l)
 		slices.Sort(s)
 		if len(slices.Compact(s)) != cnt {
@@ -226,4 +230,14 @@ func Load(dim int, p Params, nodes func(yield func(rec []byte) bool)) (*Index, e
 		x.nextSeq = r.n.seq + 1
 	}
 	return x, nil
+}
+
+// uvarint reads a uvarint written the shortest way (as AppendUvarint writes it), so
+// that a record has exactly one encoding; k <= 0 means none.
+func uvarint(p []byte) (v uint64, k int) {
+	v, k = binary.Uvarint(p)
+	if k > 0 && k != len(binary.AppendUvarint(nil, v)) {
+		return 0, -1
+	}
+	return v, k
 }
