@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 
@@ -49,7 +50,8 @@ the bytes kept against the family's safetensors bytes, for:
 For every lossy row it exports each model, runs the evaluation command on the
 originals and on the exports, and reports the worst metric drift. The default
 evaluation command is "/usr/bin/python3 ` + defaultEval + `" when that
-script exists (run from the repository root); --eval none turns it off.
+script exists (run from the repository root) and Debian's python3-torch is
+installed; otherwise the report has no metrics. --eval none turns it off.
 --sweep also finds the largest tau whose drift stays within 0.5%.
 
 The user's store is not touched.`,
@@ -71,7 +73,11 @@ The user's store is not touched.`,
 			case eval != "":
 				opts.Eval = strings.Fields(eval)
 			default:
-				if _, err := os.Stat(defaultEval); err == nil {
+				if _, err := os.Stat(defaultEval); err != nil {
+					fmt.Fprintf(cmd.ErrOrStderr(), "no metrics: %s not found (run from the repository root, or give --eval)\n", defaultEval)
+				} else if err := exec.Command("/usr/bin/python3", "-c", "import torch").Run(); err != nil {
+					fmt.Fprintln(cmd.ErrOrStderr(), "no metrics: /usr/bin/python3 cannot import torch (apt-get install python3-torch, or give --eval)")
+				} else {
 					opts.Eval = []string{"/usr/bin/python3", defaultEval}
 				}
 			}
