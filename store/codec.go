@@ -415,23 +415,35 @@ func baseCodes(r Reader, id TensorID, rec *Record, tau float64) ([]*quant.Codes,
 	if err != nil {
 		return nil, err
 	}
-	if brec.Encoding == EncGrid {
-		gp, err := decodeGridParams(brec.Params)
-		if err != nil {
-			return nil, fmt.Errorf("tensor %s: %w", bid.Short(), err)
-		}
-		if gp.Tau == tau {
-			return baseCodesOf(r, bid, brec, tau)
-		}
-	}
 	if _, ok := floatTarget(brec.DType); !ok {
 		return nil, corruptf("tensor %s: base %s of dtype %s", id.Short(), bid.Short(), brec.DType)
 	}
-	v, err := wholeValues(r, bid, brec)
-	if err != nil {
-		return nil, err
+	var vals []float32
+	return gridCodesOf(r, bid, brec, tau, &vals)
+}
+
+// gridCodesOf returns base record rec's codes on the grid of tau, chunk by chunk:
+// its own codes when it is a grid record of that tau, else its reconstruction put
+// on the grid. *vals holds the reconstruction when the caller has it already, and
+// is set when it had to be decoded.
+func gridCodesOf(r Reader, id TensorID, rec *Record, tau float64, vals *[]float32) ([]*quant.Codes, error) {
+	if rec.Encoding == EncGrid {
+		gp, err := decodeGridParams(rec.Params)
+		if err != nil {
+			return nil, fmt.Errorf("tensor %s: %w", id.Short(), err)
+		}
+		if gp.Tau == tau {
+			return baseCodesOf(r, id, rec, tau)
+		}
 	}
-	return quantizeChunks(v, tau)
+	if *vals == nil {
+		v, err := wholeValues(r, id, rec)
+		if err != nil {
+			return nil, err
+		}
+		*vals = v
+	}
+	return quantizeChunks(*vals, tau)
 }
 
 // quantizeChunks puts reference values on the grid of tau, chunk by chunk.

@@ -369,7 +369,8 @@ func (im *importer) encodeLossless(data []byte, dt graph.DType, cands []candidat
 
 // encodeGrid returns the smallest grid encoding of vals (from a tensor of dt) at
 // tau: a new base, or a delta against one of the candidates.
-func (im *importer) encodeGrid(vals []float32, dt graph.DType, cands []candidate) (encoded, error) {
+func (im *importer) encodeGrid(vals []float32, t graph.TensorInfo, cands []candidate) (encoded, error) {
+	dt := t.DType
 	target, _ := floatTarget(dt)
 	tau := gridTau(im.opts.Tau, dt)
 	var codes []*quant.Codes
@@ -384,7 +385,7 @@ func (im *importer) encodeGrid(vals []float32, dt graph.DType, cands []candidate
 	gp := gridParams{Tau: tau}
 	recon := make([]float32, len(vals))
 	rb := make([]byte, min(chunkElems, len(vals))*dt.Size())
-	hr := im.reconHash(dt)
+	hr := newTensorHash(t)
 	for j, c := range codes {
 		r := recon[j*chunkElems : j*chunkElems+len(c.Q)]
 		c.Dequantize(r)
@@ -457,30 +458,10 @@ func gridTau(tau float64, dt graph.DType) float64 {
 	return math.Ldexp(1, e-1)
 }
 
-// gridCodes returns a candidate's codes on the grid of tau, chunk by chunk: its own
-// codes when it is a grid base of that tau, else its reconstruction put on the grid.
+// gridCodes returns a candidate's codes on the grid of tau (see gridCodesOf),
+// keeping its decoded values for a later candidate comparison.
 func (im *importer) gridCodes(c *candidate, tau float64) ([]*quant.Codes, error) {
-	if c.rec.Encoding == EncGrid {
-		if cp, err := decodeGridParams(c.rec.Params); err == nil && cp.Tau == tau {
-			return baseCodesOf(overlay{im}, c.id, c.rec, tau)
-		}
-	}
-	if c.vals == nil {
-		v, err := wholeValues(overlay{im}, c.id, c.rec)
-		if err != nil {
-			return nil, wrapf(err, "base %s", c.id.Short())
-		}
-		c.vals = v
-	}
-	return quantizeChunks(c.vals, tau)
-}
-
-// reconHash returns a SHA-256 primed for the reconstruction of the current tensor.
-func (im *importer) reconHash(dt graph.DType) interface {
-	Write([]byte) (int, error)
-	Sum([]byte) []byte
-} {
-	return newTensorHash(graph.TensorInfo{DType: dt, Shape: im.curShape})
+	return gridCodesOf(overlay{im}, c.id, c.rec, tau, &c.vals)
 }
 
 // indexBase adds a new base record to the index of its element count; the nodes

@@ -154,7 +154,6 @@ type importer struct {
 	loaderBlobs map[uint64]bool            // blobs with pages in the open loader
 	touched     map[int64]bool             // indexes changed in memory
 	changed     map[int64]map[hnsw.ID]bool // index nodes to write at the commit
-	curShape    []int64                    // shape of the tensor being imported
 }
 
 func (im *importer) run(name, tag string, old *Manifest) (*ImportResult, error) {
@@ -274,13 +273,8 @@ func (im *importer) tensor(i int, t graph.TensorInfo) (TensorID, error) {
 	var id TensorID
 	h.Sum(id[:0])
 
-	if rec, err := im.lookup(id); err != nil {
+	if found, err := im.reuse(t, id); err != nil || found {
 		return id, err
-	} else if rec != nil {
-		rec.Refs++
-		im.res.DedupTensors++
-		im.progress(t.Size)
-		return id, nil
 	}
 
 	rec, err := im.newRecord(t, EncRaw, t.Size, nil)
@@ -336,13 +330,8 @@ func (im *importer) dedupTensor(i int, t graph.TensorInfo) (TensorID, error) {
 		ids = append(ids, gridID(id, im.opts.Tau))
 	}
 	for _, id := range ids {
-		if rec, err := im.lookup(id); err != nil {
+		if found, err := im.reuse(t, id); err != nil || found {
 			return id, err
-		} else if rec != nil {
-			rec.Refs++
-			im.res.DedupTensors++
-			im.progress(t.Size)
-			return id, nil
 		}
 	}
 	id = ids[len(ids)-1]
@@ -350,7 +339,6 @@ func (im *importer) dedupTensor(i int, t graph.TensorInfo) (TensorID, error) {
 		return id, err
 	}
 
-	im.curShape = t.Shape
 	vals := floatView(data, t.DType)
 	cands, err := im.candidates(t.Name, t.DType, vals, !lossy)
 	if err != nil {
@@ -358,7 +346,7 @@ func (im *importer) dedupTensor(i int, t graph.TensorInfo) (TensorID, error) {
 	}
 	var e encoded
 	if lossy {
-		e, err = im.encodeGrid(vals, t.DType, cands)
+		e, err = im.encodeGrid(vals, t, cands)
 	} else {
 		e, err = im.encodeLossless(data, t.DType, cands)
 	}
@@ -424,6 +412,19 @@ func (im *importer) checkSpace(n int64) error {
 		return fmt.Errorf("%w: the tensor needs %d bytes, %d are free and %d are kept in reserve", ErrDiskFull, n, free, im.s.reserveBytes)
 	}
 	return nil
+}
+
+// reuse adds a reference to tensor id if it is already stored (or pending) and
+// reports whether it was.
+func (im *importer) reuse(t graph.TensorInfo, id TensorID) (bool, error) {
+	rec, err := im.lookup(id)
+	if err != nil || rec == nil {
+		return false, err
+	}
+	rec.Refs++
+	im.res.DedupTensors++
+	im.progress(t.Size)
+	return true, nil
 }
 
 // lookup returns the record of id if it is stored or pending, nil if not.
