@@ -1,0 +1,86 @@
+package store
+
+import (
+	"fmt"
+
+	"github.com/neurstore/neurstore/quant"
+)
+
+// Access for compressed computation: the runtime keeps a grid delta as it is (its
+// codes, packed for the kernels) next to its base's codes on the same grid, and
+// never rebuilds the float weights. Reconstruction is then integer addition:
+// w = (base code + delta code) * 2 tau, exceptions aside.
+
+// GridDelta is a grid-delta tensor's own codes and where its base is.
+type GridDelta struct {
+	Base  TensorID     // the base record; GridCodes(Base, Tau) gives its codes
+	Tau   float64      // the grid is of step 2*Tau
+	Delta *quant.Codes // whole tensor: base codes + Delta.Q reconstructs, Delta's exceptions override
+}
+
+// GridDelta returns tensor id's delta codes when its record is a grid delta; ok is
+// false (and nothing is decoded) for every other encoding.
+func (s *Store) GridDelta(id TensorID) (gd *GridDelta, ok bool, err error) {
+	rec, err := getRecord(s.be, id)
+	if err != nil {
+		return nil, false, err
+	}
+	if rec.Encoding != EncGridDelta {
+		return nil, false, nil
+	}
+	gp, err := decodeGridParams(rec.Params)
+	if err != nil {
+		return nil, false, fmt.Errorf("tensor %s: %w", id.Short(), err)
+	}
+	bid, _, err := loadBase(s.be, id, rec)
+	if err != nil {
+		return nil, false, err
+	}
+	parts, err := baseCodesOf(s.be, id, rec, gp.Tau)
+	if err != nil {
+		return nil, false, err
+	}
+	return &GridDelta{Base: bid, Tau: gp.Tau, Delta: joinCodes(parts, gp.Tau)}, true, nil
+}
+
+// GridCodes returns the codes of float tensor id on the grid of step 2*tau, whole
+// tensor: its own codes when it is a grid record of that tau, else its
+// reconstruction put on the grid (exactly what a grid delta against it adds to).
+func (s *Store) GridCodes(id TensorID, tau float64) (*quant.Codes, error) {
+	rec, err := getRecord(s.be, id)
+	if err != nil {
+		return nil, err
+	}
+	if rec.Encoding.isDelta() {
+		return nil, fmt.Errorf("store: tensor %s is a delta, not a base", id.Short())
+	}
+	if _, ok := floatTarget(rec.DType); !ok {
+		return nil, fmt.Errorf("store: tensor %s of dtype %s has no grid codes", id.Short(), rec.DType)
+	}
+	var vals []float32
+	parts, err := gridCodesOf(s.be, id, rec, tau, &vals)
+	if err != nil {
+		return nil, err
+	}
+	return joinCodes(parts, tau), nil
+}
+
+// joinCodes concatenates per-chunk codes (chunk i starts at i*chunkElems).
+func joinCodes(parts []*quant.Codes, tau float64) *quant.Codes {
+	if len(parts) == 1 {
+		return parts[0]
+	}
+	n := 0
+	for _, p := range parts {
+		n += len(p.Q)
+	}
+	c := &quant.Codes{Tau: tau, Q: make([]int64, 0, n)}
+	for _, p := range parts {
+		off := uint32(len(c.Q))
+		c.Q = append(c.Q, p.Q...)
+		for _, e := range p.Exceptions {
+			c.Exceptions = append(c.Exceptions, quant.Exception{Index: e.Index + off, Bits: e.Bits})
+		}
+	}
+	return c
+}

@@ -1,0 +1,80 @@
+package store
+
+import (
+	"bytes"
+	"math"
+	"testing"
+
+	"github.com/neurstore/neurstore/quant"
+)
+
+// GridDelta and GridCodes give, for every grid delta of a fine-tune, codes whose
+// sum reconstructs exactly what ReadModelTensor reads, whether the base was stored
+// at the same tau or losslessly.
+func TestGridDeltaReconstructs(t *testing.T) {
+	for _, baseTau := range []float64{1e-3, 0} {
+		s := openTest(t)
+		importOpts(t, s, familyModel(t, "digits-mlp-base.safetensors"), ImportOptions{Ref: "base", Tau: baseTau})
+		importOpts(t, s, familyModel(t, "digits-mlp-ft1.safetensors"), ImportOptions{Ref: "ft", Tau: 1e-3, Base: "base"})
+		man := mustModel(t, s, "ft")
+		deltas := 0
+		for i, mt := range man.Tensors {
+			if mt.Inline() {
+				continue
+			}
+			gd, ok, err := s.GridDelta(mt.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !ok {
+				continue
+			}
+			deltas++
+			base, err := s.GridCodes(gd.Base, gd.Tau)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sum, err := gd.Delta.AddBase(base)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := make([]float32, len(sum.Q))
+			sum.Dequantize(got)
+			var buf bytes.Buffer
+			if err := s.ReadModelTensor(man, i, &buf); err != nil {
+				t.Fatal(err)
+			}
+			want := make([]float32, len(got))
+			toFloat32(want, buf.Bytes(), mt.DType)
+			for j := range got {
+				if math.Float32bits(got[j]) != math.Float32bits(want[j]) {
+					t.Fatalf("base tau %g: %s[%d] = %v from codes, %v read", baseTau, mt.Name, j, got[j], want[j])
+				}
+			}
+		}
+		if deltas == 0 {
+			t.Fatalf("base tau %g: no grid deltas in the fine-tune", baseTau)
+		}
+		// A non-delta tensor says so; a delta is refused as a base.
+		if _, ok, err := s.GridDelta(mustModel(t, s, "base").Tensors[0].ID); ok || err != nil {
+			t.Errorf("GridDelta of a base tensor: ok %v, err %v", ok, err)
+		}
+		for _, mt := range man.Tensors {
+			if gd, ok, _ := s.GridDelta(mt.ID); ok {
+				if _, err := s.GridCodes(mt.ID, gd.Tau); err == nil {
+					t.Error("GridCodes of a delta: no error")
+				}
+				break
+			}
+		}
+	}
+}
+
+func TestJoinCodes(t *testing.T) {
+	a := &quant.Codes{Tau: 1, Q: []int64{1, 2, 0}, Exceptions: []quant.Exception{{Index: 2, Bits: 7}}}
+	b := &quant.Codes{Tau: 1, Q: []int64{0, 5}, Exceptions: []quant.Exception{{Index: 0, Bits: 9}}}
+	c := joinCodes([]*quant.Codes{a, b}, 1)
+	if len(c.Q) != 5 || c.Q[4] != 5 || len(c.Exceptions) != 2 || c.Exceptions[1].Index != 3 || c.Exceptions[1].Bits != 9 {
+		t.Fatalf("joined %+v", c)
+	}
+}
