@@ -21,25 +21,22 @@ func Dense(dst []float32, w *Packed) { denseRef(dst, w) }
 
 // Conv2D computes dst[N,M,OH,OW] = conv(x[N,C,H,W], w[M,C/Group,KH,KW]) + bias[M];
 // bias may be nil.
-func Conv2D(dst, x, w, bias []float32, p ConvParams) { conv2DRef(dst, x, w, bias, p) }
+func Conv2D(dst, x, w, bias []float32, p ConvParams) { conv2D(dst, x, w, bias, p) }
 
 // Softmax replaces each of the rows of x (cols wide) by its softmax.
-func Softmax(x []float32, rows, cols int) { softmaxRef(x, rows, cols) }
+func Softmax(x []float32, rows, cols int) { softmax(x, rows, cols) }
 
 // LayerNorm normalizes each row of x (cols wide) to zero mean and unit variance,
 // then scales by scale and adds bias (nil: none), writing dst (may alias x).
 func LayerNorm(dst, x, scale, bias []float32, rows, cols int, eps float32) {
-	layerNormRef(dst, x, scale, bias, rows, cols, eps)
+	layerNorm(dst, x, scale, bias, rows, cols, eps)
 }
 
 // Gelu writes x * (1 + erf(x/√2)) / 2 to dst (may alias x).
-func Gelu(dst, x []float32) { geluRef(dst, x) }
+func Gelu(dst, x []float32) { gelu(dst, x) }
 
 // Erf writes erf(x) to dst (may alias x).
-func Erf(dst, x []float32) { erfRef(dst, x) }
-
-// threads is the number of goroutines large kernels split over.
-var threads = 0
+func Erf(dst, x []float32) { erf(dst, x) }
 
 // SetThreads sets how many goroutines the kernels use; n <= 0 means GOMAXPROCS.
-func SetThreads(n int) { threads = n }
+func SetThreads(n int) { setThreads(n) }
