@@ -4,20 +4,20 @@ package kernels
 // versions replace these bodies without changing the signatures.
 
 // MatMul computes c[m×n] = a[m×k] · b[k×n] (row-major, contiguous), overwriting c.
-func MatMul(c, a, b []float32, m, k, n int) { matMulRef(c, a, b, m, k, n) }
+func MatMul(c, a, b []float32, m, k, n int) { matMul(c, a, b, m, k, n, false) }
 
 // MatMulT computes c[m×n] = a[m×k] · w[n×k]ᵀ, overwriting c.
-func MatMulT(c, a, w []float32, m, k, n int) { matMulTRef(c, a, w, m, k, n) }
+func MatMulT(c, a, w []float32, m, k, n int) { matMul(c, a, w, m, k, n, true) }
 
 // MatMulPacked computes c = a · W for the packed matrix W: with transposed false W is
 // [k×n] (k = w.Rows, n = w.Cols) and c[m×n] = a[m×k]·W; with transposed true W is
 // [n×k] and c[m×n] = a[m×k]·Wᵀ. It never builds the dense W.
 func MatMulPacked(c, a []float32, m int, w *Packed, transposed bool) {
-	matMulPackedRef(c, a, m, w, transposed)
+	matMulPacked(c, a, m, w, transposed)
 }
 
 // Dense writes the w.Rows*w.Cols elements of w to dst.
-func Dense(dst []float32, w *Packed) { denseRef(dst, w) }
+func Dense(dst []float32, w *Packed) { dense(dst, w) }
 
 // Conv2D computes dst[N,M,OH,OW] = conv(x[N,C,H,W], w[M,C/Group,KH,KW]) + bias[M];
 // bias may be nil.

@@ -14,10 +14,12 @@ Run:  /usr/bin/python3 bench/family/check_family.py
 * reference outputs: each ONNX model is run on ref/<model>.input.npy by a
   small numpy interpreter (onnx 1.12 has no onnx.reference) and compared to
   ref/<model>.output.npy (torch eval output).
-* models without ONNX (added by extend_family.py): same tensor names, order,
-  dtypes and shapes as their family's base; their ref outputs are checked by
-  running the base's ONNX graph with this model's tensors swapped in (by the
-  name / transposed / BatchNorm-folded correspondence found for the base).
+* every model but the bases (with or without an ONNX file of its own): same
+  tensor names, order, dtypes and shapes as its family's base; its ref outputs
+  are also checked by running the base's ONNX graph with this model's tensors
+  swapped in (by the name / transposed / BatchNorm-folded correspondence found
+  for the base). The ONNX files of extend_family.py's models come from
+  export_onnx.py.
 * rel_l2_delta_from_base of every model recomputed from the safetensors.
 Torch-side checks (metrics reproduce, eval section): eval_family.py --selfcheck.
 Exit status 1 on any failure.
@@ -278,15 +280,16 @@ def main():
     raw_counts = {"raw_data": 0, "typed": 0}
     print("%-18s %6s %8s %10s %10s %9s  %s" % ("model", "inits", "by name", "by value",
                                              "transposed", "unmatched", "max |onnx-torch|"))
-    templates, bases, no_onnx = {}, {}, []
+    templates, bases, swapped = {}, {}, []
     for m in fam["models"]:
         name, files = m["name"], m["files"]
         st = read_st(os.path.join(D, files["safetensors"]))
         if m["role"] == "base":
             bases[m["family"]] = st
+        else:
+            swapped.append((m, st))
         if "onnx" not in files:
             m["_unmatched"] = []
-            no_onnx.append((m, st))
             continue
         onnx_path = os.path.join(D, files["onnx"])
         onnx.checker.check_model(onnx_path)
@@ -388,16 +391,17 @@ def main():
             print("  %s: %d shards, %d tensors, total_size %d, equal to the single file"
                   % (files["safetensors_sharded_index"], len(set(idx["weight_map"].values())),
                      len(merged), total))
-    if no_onnx:
-        print("models without ONNX (ref checked through the family base's ONNX graph "
-              "with their weights):")
-    for m, st in no_onnx:
+    if swapped:
+        print("non-base models, ref checked through the family base's ONNX graph "
+              "with their weights:")
+    for m, st in swapped:
         if m["family"] not in templates:
             fail("%s: no ONNX base for family %s" % (m["name"], m["family"]))
             continue
         err = check_without_onnx(m, st, templates[m["family"]])
         if err is not None:
-            print("%-18s %-16s max |onnx-torch| %.2e" % (m["name"], m["role"], err))
+            print("%-18s %-16s max |onnx-torch| %.2e%s" % (
+                m["name"], m["role"], err, "" if "onnx" in m["files"] else "  (no ONNX file)"))
     nrel = 0
     for m in fam["models"]:
         want = m["metrics"].get("rel_l2_delta_from_base")

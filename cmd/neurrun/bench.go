@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"strconv"
@@ -17,7 +18,7 @@ func benchCmd() *cobra.Command {
 		Use:   "bench",
 		Short: "Benchmarks: compression reports",
 	}
-	cmd.AddCommand(benchCompressCmd())
+	cmd.AddCommand(benchCompressCmd(), benchInferCmd(), benchRSSCmd())
 	return cmd
 }
 
@@ -88,22 +89,7 @@ The user's store is not touched.`,
 			if err != nil {
 				return err
 			}
-			w := cmd.OutOrStdout()
-			if out != "" {
-				f, err := os.Create(out)
-				if err != nil {
-					return err
-				}
-				defer f.Close()
-				w = f
-			}
-			if asJSON {
-				enc := json.NewEncoder(w)
-				enc.SetIndent("", "  ")
-				return enc.Encode(fams)
-			}
-			compress.Markdown(w, fams)
-			return nil
+			return writeReport(cmd.OutOrStdout(), out, asJSON, fams, func(w io.Writer) { compress.Markdown(w, fams) })
 		},
 	}
 	cmd.Flags().StringVar(&dir, "families", "testdata/family", "folder with family.json and the models")
@@ -114,4 +100,29 @@ The user's store is not touched.`,
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON instead of Markdown tables")
 	cmd.Flags().StringVar(&out, "out", "", "write the report to this file instead of standard output")
 	return cmd
+}
+
+// writeReport writes a benchmark report to out (standard output when ""), as
+// indented JSON or through markdown. A file is complete or reports an error.
+func writeReport(stdout io.Writer, out string, asJSON bool, v any, markdown func(io.Writer)) (err error) {
+	w := stdout
+	if out != "" {
+		f, err := os.Create(out)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+		}()
+		w = f
+	}
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	}
+	markdown(w)
+	return nil
 }

@@ -59,6 +59,8 @@ embedded Pebble database. Only one process can use a store at a time.`,
 		compactCmd(),
 		compareCmd(),
 		benchCmd(),
+		runCmd(),
+		conformanceCmd(),
 	)
 	return root
 }

@@ -1,0 +1,155 @@
+package kernels
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+)
+
+// The matrix benchmarks report GFLOP/s, and for the products that stream a
+// weight once (GEMV) the weight bytes read per second through b.SetBytes, to
+// compare with BenchmarkMemBandwidth in the same run. They use every goroutine
+// Threads() allows (GOMAXPROCS, set by -cpu); the /<level> sub-benchmarks pin
+// a kernel level.
+
+// benchMatLevels runs f as a sub-benchmark per matrix kernel level, fastest
+// first.
+func benchMatLevels(b *testing.B, f func(b *testing.B)) {
+	saved := useLevel
+	defer func() { useLevel = saved }()
+	for i := len(matLevels) - 1; i >= 0; i-- {
+		useLevel = matLevels[i]
+		b.Run(useLevel.name, f)
+	}
+}
+
+// reportFlops reports the rate of flops work per op.
+func reportFlops(b *testing.B, flops float64) {
+	b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+}
+
+func BenchmarkMatMul(b *testing.B) {
+	rng := rand.New(rand.NewPCG(1, 1))
+	for _, s := range [][3]int{{64, 512, 512}, {1, 4096, 4096}, {256, 1024, 1024}} {
+		m, k, n := s[0], s[1], s[2]
+		a, w := randMat(rng, m*k), randMat(rng, k*n)
+		c := make([]float32, m*n)
+		for _, trans := range []bool{false, true} {
+			name := fmt.Sprintf("%dx%dx%d", m, k, n)
+			if trans {
+				name += "T"
+			}
+			b.Run(name, func(b *testing.B) {
+				benchMatLevels(b, func(b *testing.B) {
+					if m == 1 {
+						b.SetBytes(int64(4 * k * n))
+					}
+					for b.Loop() {
+						matMul(c, a, w, m, k, n, trans)
+					}
+					reportFlops(b, float64(2*m*k*n))
+				})
+			})
+		}
+	}
+}
+
+func BenchmarkMatMulPacked(b *testing.B) {
+	rng := rand.New(rand.NewPCG(2, 2))
+	const k, n = 4096, 4096
+	for _, tc := range []struct {
+		name string
+		base string
+		m    int
+	}{
+		{"gemv-i16+4bit", "i16", 1},
+		{"gemv-f32+4bit", "f32", 1},
+		{"gemv4-i16+4bit", "i16", 4},
+		{"batch64-i16+4bit", "i16", 64},
+	} {
+		w := randPacked(rng, n, k, tc.base, 4, 128, 16) // [n×k]: transposed use
+		a := randMat(rng, tc.m*k)
+		c := make([]float32, tc.m*n)
+		for _, trans := range []bool{true, false} {
+			name := tc.name
+			if trans {
+				name += "/T"
+			}
+			b.Run(name, func(b *testing.B) {
+				benchMatLevels(b, func(b *testing.B) {
+					b.SetBytes(w.Bytes())
+					for b.Loop() {
+						matMulPacked(c, a, tc.m, w, trans)
+					}
+					reportFlops(b, float64(2*tc.m*k*n))
+				})
+			})
+		}
+	}
+	b.Run("dense-i16+4bit", func(b *testing.B) {
+		w := randPacked(rng, n, k, "i16", 4, 128, 16)
+		dst := make([]float32, n*k)
+		benchMatLevels(b, func(b *testing.B) {
+			b.SetBytes(w.Bytes())
+			for b.Loop() {
+				dense(dst, w)
+			}
+		})
+	})
+}
+
+// BenchmarkMemBandwidth reads (sum) and copies a 64 MiB buffer with Threads()
+// goroutines: the memory bandwidth the GEMV rates above compare with. copy's
+// bytes are those read (as many are written).
+func BenchmarkMemBandwidth(b *testing.B) {
+	const size = 64 << 20
+	src := make([]uint64, size/8)
+	for i := range src {
+		src[i] = uint64(i)
+	}
+	dst := make([]uint64, len(src))
+	var sink uint64
+	b.Run("sum", func(b *testing.B) {
+		b.SetBytes(size)
+		sums := make([]uint64, Threads())
+		for b.Loop() {
+			parts := Threads()
+			matParallel(parts, func(lo, hi int) {
+				sums[lo] = sumWords(src[lo*len(src)/parts : hi*len(src)/parts])
+			})
+		}
+		sink += sums[0]
+	})
+	b.Run("copy", func(b *testing.B) {
+		b.SetBytes(size)
+		for b.Loop() {
+			parts := Threads()
+			matParallel(parts, func(lo, hi int) {
+				i, j := lo*len(src)/parts, hi*len(src)/parts
+				copy(dst[i:j], src[i:j])
+			})
+		}
+	})
+	_ = sink
+}
+
+// sumWords adds x's words, walking its four quarters at once (four streams keep
+// more cache misses in flight than one), so that the loop is bound by memory.
+func sumWords(x []uint64) uint64 {
+	q := len(x) / 4
+	x0, x1, x2, x3 := x[:q], x[q:2*q], x[2*q:3*q], x[3*q:4*q]
+	var s0, s1, s2, s3 uint64
+	for i := 0; i+1 < q; i += 2 {
+		s0 += x0[i] + x0[i+1]
+		s1 += x1[i] + x1[i+1]
+		s2 += x2[i] + x2[i+1]
+		s3 += x3[i] + x3[i+1]
+	}
+	if q%2 == 1 {
+		s0 += x0[q-1] + x1[q-1] + x2[q-1] + x3[q-1]
+	}
+	for _, v := range x[4*q:] {
+		s0 += v
+	}
+	return s0 + s1 + s2 + s3
+}

@@ -1,0 +1,147 @@
+package runtime
+
+import (
+	"context"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/neurstore/neurstore/graph"
+	"github.com/neurstore/neurstore/runtime/npy"
+	"github.com/neurstore/neurstore/store"
+)
+
+const familyDir = "../testdata/family"
+
+func openStore(t *testing.T) *store.Store {
+	t.Helper()
+	s, err := store.Open(filepath.Join(t.TempDir(), "store"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func importFile(t *testing.T, s *store.Store, path, ref string, tau float64, base string) {
+	t.Helper()
+	src, err := graph.OpenFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	if _, err := s.Import(context.Background(), src, store.ImportOptions{Ref: ref, Tau: tau, Base: base}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func readNpy(t *testing.T, path string) *Tensor {
+	t.Helper()
+	a, err := npy.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, err := FromBytes(a.DType, a.Shape, a.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return x
+}
+
+// relL2 is ||a - b|| / ||b||.
+func relL2(a, b []float32) float64 {
+	var num, den float64
+	for i := range a {
+		d := float64(a[i]) - float64(b[i])
+		num += d * d
+		den += float64(b[i]) * float64(b[i])
+	}
+	return math.Sqrt(num / den)
+}
+
+func runOne(t *testing.T, md *Model, x *Tensor) *Tensor {
+	t.Helper()
+	out, err := md.NewSession().Run(context.Background(), map[string]*Tensor{md.Inputs()[0].Name: x})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out[md.Outputs()[0].Name]
+}
+
+// Every family model with an ONNX file, imported losslessly and run in f32 mode,
+// gives torch's reference outputs within 1e-4 relative L2.
+func TestFamilyF32MatchesTorch(t *testing.T) {
+	files, _ := filepath.Glob(filepath.Join(familyDir, "*.onnx"))
+	if len(files) == 0 {
+		t.Fatal("no family ONNX files")
+	}
+	s := openStore(t)
+	for _, f := range files {
+		name := strings.TrimSuffix(filepath.Base(f), ".onnx")
+		in := filepath.Join(familyDir, "ref", strings.TrimSuffix(name, "-ext")+".input.npy")
+		if _, err := os.Stat(in); err != nil {
+			continue
+		}
+		importFile(t, s, f, name, 0, "")
+		md, err := Load(s, name, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if md.Mode != ModeF32 {
+			t.Fatalf("%s: default mode %s for a lossless model", name, md.Mode)
+		}
+		got := runOne(t, md, readNpy(t, in))
+		want := readNpy(t, strings.Replace(in, ".input.", ".output.", 1))
+		if e := relL2(got.F32, want.F32); !(e <= 1e-4) {
+			t.Errorf("%s: relative L2 error %.3g against torch", name, e)
+		} else {
+			t.Logf("%s: relative L2 error %.3g against torch", name, e)
+		}
+	}
+}
+
+// A fine-tune imported at tau > 0 against its base computes, in compressed mode,
+// what the f32 run of the same stored weights computes, within 1e-5 relative L2;
+// its fine-tunes share their bases through the cache.
+func TestFamilyCompressedMatchesF32(t *testing.T) {
+	for _, fam := range []string{"digits-mlp", "digits-cnn", "text-tiny"} {
+		s := openStore(t)
+		importFile(t, s, filepath.Join(familyDir, fam+"-base.onnx"), "base", 1e-3, "")
+		cache, err := NewBaseCache(64 << 20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cache.Close()
+		for _, ft := range []string{"ft1", "ft2"} {
+			importFile(t, s, filepath.Join(familyDir, fam+"-"+ft+".onnx"), ft, 1e-3, "base")
+			f32, err := Load(s, ft, Options{Mode: ModeF32})
+			if err != nil {
+				t.Fatal(err)
+			}
+			cmp, err := Load(s, ft, Options{Cache: cache})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cmp.Mode != ModeCompressed {
+				t.Fatalf("%s %s: default mode %s at tau > 0", fam, ft, cmp.Mode)
+			}
+			if fam != "digits-cnn" && len(cmp.packed) == 0 {
+				t.Fatalf("%s %s: no weight stayed packed", fam, ft)
+			}
+			x := readNpy(t, filepath.Join(familyDir, "ref", fam+"-"+ft+".input.npy"))
+			a, b := runOne(t, f32, x), runOne(t, cmp, x)
+			if e := relL2(b.F32, a.F32); !(e <= 1e-5) {
+				t.Errorf("%s %s: compressed vs f32 relative L2 %.3g", fam, ft, e)
+			} else {
+				t.Logf("%s %s: %d packed weights, compressed vs f32 relative L2 %.3g", fam, ft, len(cmp.packed), e)
+			}
+			want := readNpy(t, filepath.Join(familyDir, "ref", fam+"-"+ft+".output.npy"))
+			t.Logf("%s %s: stored (tau 1e-3) vs torch relative L2 %.3g", fam, ft, relL2(a.F32, want.F32))
+		}
+		if st := cache.Stats(); fam != "digits-cnn" && st.Hits == 0 {
+			t.Errorf("%s: the second fine-tune never hit the base cache: %+v", fam, st)
+		}
+	}
+}

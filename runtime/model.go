@@ -1,0 +1,493 @@
+package runtime
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+
+	"github.com/neurstore/neurstore/graph"
+	"github.com/neurstore/neurstore/kernels"
+	"github.com/neurstore/neurstore/quant"
+	"github.com/neurstore/neurstore/store"
+)
+
+// Mode is how a model's weights are loaded.
+type Mode string
+
+const (
+	// ModeF32 rebuilds every weight in float32 (for tau > 0 models: the stored
+	// reconstruction, within tau of the imported weights).
+	ModeF32 Mode = "f32"
+	// ModeF16 rounds every float weight to float16 precision. On the CPU the values
+	// are kept widened to float32: it shows the accuracy of an f16 load, not its
+	// memory.
+	ModeF16 Mode = "f16"
+	// ModeInt8 keeps only the base of each delta weight and drops the delta, with
+	// the base's grid codes held as int8 where they fit: lossy, opt-in.
+	ModeInt8 Mode = "int8"
+	// ModeCompressed keeps each delta weight as its base's codes (shared through the
+	// base cache) plus its own packed delta codes, and computes on them directly.
+	ModeCompressed Mode = "compressed"
+)
+
+// Modes lists the load modes.
+var Modes = []Mode{ModeF32, ModeF16, ModeInt8, ModeCompressed}
+
+// ParseMode checks a mode name; "" means the default for the model (see Load).
+func ParseMode(s string) (Mode, error) {
+	for _, m := range Modes {
+		if string(m) == s {
+			return m, nil
+		}
+	}
+	if s == "" {
+		return "", nil
+	}
+	return "", fmt.Errorf("runtime: unknown load mode %q (want f32, f16, int8 or compressed)", s)
+}
+
+// Options configure Load.
+type Options struct {
+	// Mode is the load mode; "" picks compressed for models imported with tau > 0
+	// and f32 otherwise.
+	Mode Mode
+	// Cache holds shared base tensors (compressed and int8 modes). Nil: a private
+	// cache of DefaultCacheBytes.
+	Cache *BaseCache
+	// Group is the delta group size of the packed form; 0 means 64.
+	Group int
+}
+
+// Model is a loaded model, ready to run. It is safe for concurrent use: each
+// goroutine runs it through its own Session.
+type Model struct {
+	Ref   string
+	Mode  Mode
+	Graph *graph.Graph
+
+	st      *store.Store
+	cache   *BaseCache
+	names   map[string]int // value name -> slot
+	nslots  int
+	static  []*Tensor // per slot: weights and constants, nil for computed values
+	packed  []packedWeight
+	steps   []step
+	outputs []int // slots of the graph outputs
+	inputs  []int // slots of the graph inputs
+	release [][]int
+	bytes   int64 // weight bytes held by the model itself (bases excluded)
+}
+
+// packedWeight is a weight whose base lives in the cache: each run fetches the
+// base and builds the kernels' view.
+type packedWeight struct {
+	slot   int
+	key    string
+	shape  []int
+	rows   int
+	cols   int
+	delta  *quant.GroupPacked // nil in int8 mode
+	scale  float32
+	load   func() (*baseEntry, error)
+	dtype  graph.DType
+	wantI8 bool
+}
+
+type step struct {
+	node *graph.Node
+	fn   opFunc
+	in   []int // slot per input, -1 for omitted
+	out  []int
+}
+
+// Load reads model ref from st and prepares it for running: it parses the stored
+// architecture, checks that every op is supported (failing with their names),
+// folds shape arithmetic, infers shapes, and loads the weights in the chosen mode.
+func Load(st *store.Store, ref string, opts Options) (*Model, error) {
+	m, err := st.Model(ref)
+	if err != nil {
+		return nil, err
+	}
+	arch, err := st.Graph(m.Ref())
+	if err != nil {
+		return nil, err
+	}
+	if len(arch) == 0 {
+		return nil, fmt.Errorf("runtime: model %s has no architecture (imported from %s); import an ONNX file of it to run it", m.Ref(), m.Format)
+	}
+	g, err := graph.ParseModel(arch)
+	if err != nil {
+		return nil, fmt.Errorf("runtime: model %s: %w", m.Ref(), err)
+	}
+	mode := opts.Mode
+	if mode == "" {
+		mode = ModeF32
+		if m.Params.Tau > 0 {
+			mode = ModeCompressed
+		}
+	}
+	if opts.Cache == nil {
+		if opts.Cache, err = NewBaseCache(DefaultCacheBytes); err != nil {
+			return nil, err
+		}
+	}
+	if opts.Group == 0 {
+		opts.Group = 64
+	}
+	md := &Model{Ref: m.Ref(), Mode: mode, st: st, cache: opts.Cache}
+	weights := make(map[string]*Tensor)
+	var packed []packedWeight
+	use := weightUses(g)
+	for i := range m.Tensors {
+		t := &m.Tensors[i]
+		if (mode == ModeCompressed || mode == ModeInt8) && !t.Inline() && use[t.Name] {
+			pw, ok, err := md.packedWeight(t, mode, opts.Group)
+			if err != nil {
+				return nil, fmt.Errorf("runtime: model %s: tensor %s: %w", m.Ref(), t.Name, err)
+			}
+			if ok {
+				packed = append(packed, pw)
+				weights[t.Name] = nil
+				continue
+			}
+		}
+		w, err := readWeight(st, m, i, mode)
+		if err != nil {
+			return nil, fmt.Errorf("runtime: model %s: tensor %s: %w", m.Ref(), t.Name, err)
+		}
+		weights[t.Name] = w
+		md.bytes += tensorBytes(w)
+	}
+	if err := md.plan(g, weights, packed); err != nil {
+		return nil, fmt.Errorf("runtime: model %s: %w", m.Ref(), err)
+	}
+	return md, nil
+}
+
+// Compile prepares an in-memory graph whose initializers carry their data (an .onnx
+// file, a conformance case) for running in f32 mode, without a store.
+func Compile(g *graph.Graph) (*Model, error) {
+	md := &Model{Ref: "(file)", Mode: ModeF32}
+	weights := make(map[string]*Tensor)
+	for _, c := range g.Initializers {
+		if c.Data == nil {
+			return nil, fmt.Errorf("runtime: initializer %s has no data", c.Name)
+		}
+		t, err := constTensor(c)
+		if err != nil {
+			return nil, err
+		}
+		weights[c.Name] = t
+	}
+	if err := md.plan(g, weights, nil); err != nil {
+		return nil, err
+	}
+	return md, nil
+}
+
+// plan checks and prepares g, binds weights and orders the steps.
+func (md *Model) plan(g *graph.Graph, weights map[string]*Tensor, packed []packedWeight) error {
+	if err := g.Check(); err != nil {
+		return err
+	}
+	if _, err := g.Fold(); err != nil {
+		return err
+	}
+	if err := g.Infer(); err != nil {
+		return err
+	}
+	md.Graph = g
+	md.names = map[string]int{}
+	slot := func(name string) int {
+		if s, ok := md.names[name]; ok {
+			return s
+		}
+		md.names[name] = md.nslots
+		md.static = append(md.static, nil)
+		md.nslots++
+		return md.nslots - 1
+	}
+	for _, c := range g.Initializers {
+		w, ok := weights[c.Name]
+		if !ok {
+			return fmt.Errorf("the graph's initializer %s is not among the model's tensors", c.Name)
+		}
+		if w != nil {
+			if err := checkShape(c, w); err != nil {
+				return err
+			}
+		}
+		md.static[slot(c.Name)] = w
+	}
+	for i := range packed {
+		packed[i].slot = slot(packed[i].name())
+	}
+	md.packed = packed
+	for name, c := range g.Constants {
+		t, err := constTensor(c)
+		if err != nil {
+			return fmt.Errorf("constant %s: %w", name, err)
+		}
+		md.static[slot(name)] = t
+	}
+	for _, in := range g.Inputs {
+		md.inputs = append(md.inputs, slot(in.Name))
+	}
+	for _, n := range g.Nodes {
+		fn, ok := ops[n.Op]
+		if !ok || n.Domain != "" && n.Domain != "ai.onnx" {
+			return fmt.Errorf("unsupported op %s", n.Op)
+		}
+		st := step{node: n, fn: fn}
+		for _, name := range n.Inputs {
+			if name == "" {
+				st.in = append(st.in, -1)
+				continue
+			}
+			s, ok := md.names[name]
+			if !ok {
+				return fmt.Errorf("node %s (%s): input %s is never produced", n.Name, n.Op, name)
+			}
+			st.in = append(st.in, s)
+		}
+		for _, name := range n.Outputs {
+			if name == "" {
+				st.out = append(st.out, -1)
+				continue
+			}
+			st.out = append(st.out, slot(name))
+		}
+		md.steps = append(md.steps, st)
+	}
+	for _, out := range g.Outputs {
+		s, ok := md.names[out.Name]
+		if !ok {
+			return fmt.Errorf("graph output %s is never produced", out.Name)
+		}
+		md.outputs = append(md.outputs, s)
+	}
+	// release[i]: computed values whose last reader is step i (never graph outputs)
+	last := make([]int, md.nslots)
+	for i := range last {
+		last[i] = -1
+	}
+	for i, st := range md.steps {
+		for _, s := range st.in {
+			if s >= 0 {
+				last[s] = i
+			}
+		}
+	}
+	for _, s := range md.outputs {
+		last[s] = len(md.steps)
+	}
+	md.release = make([][]int, len(md.steps))
+	for i, st := range md.steps {
+		for _, s := range st.out {
+			if s >= 0 && last[s] == -1 {
+				md.release[i] = append(md.release[i], s) // never read: free at once
+			}
+		}
+		for _, s := range st.in {
+			if s >= 0 && last[s] == i && md.static[s] == nil && !md.isPacked(s) {
+				md.release[i] = append(md.release[i], s)
+			}
+		}
+	}
+	return nil
+}
+
+func (md *Model) isPacked(slot int) bool {
+	for _, p := range md.packed {
+		if p.slot == slot {
+			return true
+		}
+	}
+	return false
+}
+
+func checkShape(c *graph.Const, w *Tensor) error {
+	if len(c.Shape) != len(w.Shape) {
+		return fmt.Errorf("initializer %s: graph says shape %v, stored tensor has %v", c.Name, c.Shape, w.Shape)
+	}
+	for i := range c.Shape {
+		if int(c.Shape[i]) != w.Shape[i] {
+			return fmt.Errorf("initializer %s: graph says shape %v, stored tensor has %v", c.Name, c.Shape, w.Shape)
+		}
+	}
+	return nil
+}
+
+// weightUses reports the initializers that every consumer reads as the weight
+// input of a MatMul (B, 2-D) or Gemm (B): those can stay packed.
+func weightUses(g *graph.Graph) map[string]bool {
+	ok := map[string]bool{}
+	bad := map[string]bool{}
+	init := map[string]*graph.Const{}
+	for _, c := range g.Initializers {
+		init[c.Name] = c
+	}
+	for _, n := range g.Nodes {
+		for i, name := range n.Inputs {
+			c := init[name]
+			if c == nil {
+				continue
+			}
+			weight := i == 1 && (n.Op == "MatMul" && len(c.Shape) == 2 || n.Op == "Gemm")
+			if weight {
+				ok[name] = true
+			} else {
+				bad[name] = true
+			}
+		}
+	}
+	for _, o := range g.Outputs {
+		bad[o.Name] = true
+	}
+	for name := range bad {
+		delete(ok, name)
+	}
+	return ok
+}
+
+// readWeight reads model tensor i densely for the f32 and f16 modes (and for the
+// weights the packed modes keep dense).
+func readWeight(st *store.Store, m *store.Manifest, i int, mode Mode) (*Tensor, error) {
+	t := &m.Tensors[i]
+	var buf bytes.Buffer
+	if err := st.ReadModelTensor(m, i, &buf); err != nil {
+		return nil, err
+	}
+	c := &graph.Const{Name: t.Name, DType: t.DType, Shape: t.Shape, Data: buf.Bytes()}
+	w, err := constTensor(c)
+	if err != nil {
+		return nil, err
+	}
+	if mode == ModeF16 && w.DType == graph.F32 {
+		for i, v := range w.F32 {
+			w.F32[i] = quant.F16ToF32(quant.F32ToF16(v))
+		}
+	}
+	return w, nil
+}
+
+func tensorBytes(t *Tensor) int64 {
+	return int64(len(t.F32))*4 + int64(len(t.F64))*8 + int64(len(t.I64))*8
+}
+
+func (p *packedWeight) name() string { return p.key[strings.LastIndexByte(p.key, '|')+1:] }
+
+// packedWeight prepares model tensor t to stay packed when it is a grid delta.
+func (md *Model) packedWeight(t *store.ManifestTensor, mode Mode, group int) (packedWeight, bool, error) {
+	gd, ok, err := md.st.GridDelta(t.ID)
+	if err != nil || !ok {
+		return packedWeight{}, false, err
+	}
+	shape := make([]int, len(t.Shape))
+	for i, d := range t.Shape {
+		shape[i] = int(d)
+	}
+	rows, cols := 1, 1
+	if len(shape) > 0 {
+		rows = shape[0]
+		for _, d := range shape[1:] {
+			cols *= d
+		}
+	}
+	pw := packedWeight{
+		// the key ends with the tensor name so plan can find the slot
+		key:   fmt.Sprintf("%s@%g|%s", gd.Base, gd.Tau, t.Name),
+		shape: shape, rows: rows, cols: cols,
+		scale: float32(2 * gd.Tau), dtype: t.DType,
+	}
+	base, tau, st := gd.Base, gd.Tau, md.st
+	if mode == ModeInt8 {
+		pw.wantI8 = true
+	} else {
+		bits := min(quant.ChooseGroupBits(gd.Delta, group), 8)
+		if pw.delta, err = gd.Delta.PackGroups(bits, group); err != nil {
+			return packedWeight{}, false, err
+		}
+		md.bytes += int64(len(pw.delta.Data)) + int64(len(pw.delta.Zero))*4 + int64(len(pw.delta.Exceptions))*8
+	}
+	wantI8 := pw.wantI8
+	pw.load = func() (*baseEntry, error) { return loadBase(st, base, tau, wantI8) }
+	if pw.delta != nil && len(pw.delta.Exceptions) > len(gd.Delta.Exceptions) {
+		// Codes outside their group's window became exceptions holding the delta's
+		// value; the kernels override with the whole weight, so add the base's.
+		e, err := md.cache.get(pw.key[:len(pw.key)-len(t.Name)-1], pw.load)
+		if err != nil {
+			return packedWeight{}, false, err
+		}
+		absoluteExceptions(pw.delta, gd.Delta, e, 2*tau)
+	}
+	return pw, true, nil
+}
+
+// absoluteExceptions rewrites the exceptions of packed delta p that PackGroups
+// made for codes outside their group's window (d's own exceptions, NaN and the
+// like, already hold whole values) into whole weights: base code + delta code.
+func absoluteExceptions(p *quant.GroupPacked, d *quant.Codes, base *baseEntry, step float64) {
+	own := make(map[uint32]bool, len(d.Exceptions))
+	for _, e := range d.Exceptions {
+		own[e.Index] = true
+	}
+	for k := range p.Exceptions {
+		ex := &p.Exceptions[k]
+		if own[ex.Index] {
+			continue
+		}
+		var bq int64
+		if base.i16 != nil {
+			bq = int64(base.i16[ex.Index])
+		} else {
+			bq = int64(math.Round(float64(base.f32[ex.Index]) / step))
+		}
+		ex.Bits = math.Float32bits(float32(float64(bq+d.Q[ex.Index]) * step))
+	}
+}
+
+// loadBase reads a base's codes on the grid of tau and keeps them in the smallest
+// form the kernels take: int8 codes (int8 mode, when they fit), int16 codes when
+// they fit, float32 values otherwise.
+func loadBase(st *store.Store, id store.TensorID, tau float64, i8 bool) (*baseEntry, error) {
+	c, err := st.GridCodes(id, tau)
+	if err != nil {
+		return nil, err
+	}
+	lo, hi := int64(0), int64(0)
+	for _, q := range c.Q {
+		lo, hi = min(lo, q), max(hi, q)
+	}
+	e := &baseEntry{}
+	switch {
+	case i8:
+		// int8 mode: the base alone, its codes rescaled into int8 (lossy by design)
+		e.f32 = make([]float32, len(c.Q))
+		c.Dequantize(e.f32)
+	case lo >= math.MinInt16 && hi <= math.MaxInt16:
+		e.i16 = make([]int16, len(c.Q))
+		for i, q := range c.Q {
+			e.i16[i] = int16(q)
+		}
+	default:
+		// codes too wide for int16: float values of the codes (exceptions are 0, the
+		// delta overrides them)
+		e.f32 = make([]float32, len(c.Q))
+		step := 2 * tau
+		for i, q := range c.Q {
+			e.f32[i] = float32(float64(q) * step)
+		}
+	}
+	return e, nil
+}
+
+// WeightBytes is the memory the model's own weights hold (shared bases excluded).
+func (md *Model) WeightBytes() int64 { return md.bytes }
+
+var errClosed = errors.New("runtime: model closed")
+
+var _ = kernels.Dense
+var _ = errClosed
