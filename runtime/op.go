@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"errors"
 	"fmt"
 	"math"
 
@@ -168,9 +169,24 @@ func opErr(n *graph.Node, format string, a ...any) error {
 	return fmt.Errorf("runtime: %s %q: %s", n.Op, n.Name, fmt.Sprintf(format, a...))
 }
 
+// ErrUnsupported marks errors for a feature of an op the runtime does not
+// implement (a training mode, 3-D pooling, an element type), as opposed to
+// invalid input; errors.Is finds it.
+var ErrUnsupported = errors.New("not supported by this runtime")
+
+// unsupported is opErr for a missing feature: errors.Is(err, ErrUnsupported) holds.
+func unsupported(n *graph.Node, format string, a ...any) error {
+	return unsupportedError{opErr(n, format, a...).Error()}
+}
+
+type unsupportedError struct{ msg string }
+
+func (e unsupportedError) Error() string        { return e.msg }
+func (e unsupportedError) Is(target error) bool { return target == ErrUnsupported }
+
 // errType is the error for an input element type an op does not take.
 func errType(n *graph.Node, dt graph.DType) error {
-	return opErr(n, "element type %s is not supported", dt)
+	return unsupported(n, "element type %s is not supported", dt)
 }
 
 // need checks that the first k inputs of n are present.

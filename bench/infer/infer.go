@@ -151,7 +151,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			if err != nil {
 				return nil, err
 			}
-			for _, r := range rows {
+			for i := range rows {
+				r := &rows[i]
 				r.Model = ref
 				cfg.logf("%-16s %-22s batch %3d  %10.1f samples/s  p50 %8.3f ms", r.Model, r.Engine, r.Batch, r.SamplesPerS, r.P50Ms)
 			}

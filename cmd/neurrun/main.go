@@ -18,11 +18,11 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := newCLI().ExecuteContext(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "neurrun:", err)
 		var ee exitError
 		if errors.As(err, &ee) {
-			os.Exit(int(ee))
+			os.Exit(int(ee)) // the command printed why
 		}
+		fmt.Fprintln(os.Stderr, "neurrun:", err)
 		os.Exit(1)
 	}
 }
@@ -61,6 +61,7 @@ embedded Pebble database. Only one process can use a store at a time.`,
 		benchCmd(),
 		runCmd(),
 		conformanceCmd(),
+		serveCmd(),
 	)
 	return root
 }

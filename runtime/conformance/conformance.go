@@ -144,6 +144,9 @@ func runCase(ctx context.Context, dir string) (float64, error) {
 			feeds[in.Name] = t
 		}
 		got, err := m.NewSession().Run(ctx, feeds)
+		if errors.Is(err, runtime.ErrUnsupported) {
+			return 0, unsupported{strings.TrimPrefix(err.Error(), "runtime: ")}
+		}
 		if err != nil {
 			return 0, err
 		}
