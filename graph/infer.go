@@ -1852,7 +1852,7 @@ func (in *inferer) symArith(n *Node) (symValue, bool) {
 		return symValue{}, false
 	}
 	la, lb := len(a.elems), len(b.elems)
-	if la != lb && la != 1 && lb != 1 {
+	if la == 0 || lb == 0 || la != lb && la != 1 && lb != 1 {
 		return symValue{}, false
 	}
 	s := symValue{scalar: a.scalar && b.scalar}

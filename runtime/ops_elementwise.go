@@ -652,7 +652,7 @@ func opGelu(c *opCtx, n *graph.Node, in []*Tensor) ([]*Tensor, error) {
 		return geluTanh(c, n, in)
 	case "none":
 	default:
-		return nil, opErr(n, "approximate %q is not supported", a)
+		return nil, unsupported(n, "approximate %q is not supported", a)
 	}
 	if err := need(n, in, 1); err != nil {
 		return nil, err
@@ -760,7 +760,7 @@ func opCast(c *opCtx, n *graph.Node, in []*Tensor) ([]*Tensor, error) {
 	code := attrInt(n, "to", 0)
 	to, ok := onnxDTypes[code]
 	if !ok {
-		return nil, opErr(n, "cast to ONNX data type %d is not supported", code)
+		return nil, unsupported(n, "cast to ONNX data type %d is not supported", code)
 	}
 	return castTo(c, n, in[0], to)
 }
@@ -780,7 +780,7 @@ func castTo(c *opCtx, n *graph.Node, x *Tensor, to graph.DType) ([]*Tensor, erro
 		return nil, errType(n, x.DType)
 	}
 	if !supported(to) {
-		return nil, opErr(n, "cast to %s is not supported", to)
+		return nil, unsupported(n, "cast to %s is not supported", to)
 	}
 	out := c.alloc.New(to, x.Shape)
 	from := storageOf(x.DType)

@@ -58,7 +58,7 @@ func windowOf(n *graph.Node, in, kernel []int, ceil bool) (window, error) {
 			}
 			pe = total - pb
 		default:
-			return window{}, opErr(n, "auto_pad %q is not supported", autoPad)
+			return window{}, unsupported(n, "auto_pad %q is not supported", autoPad)
 		}
 		num := in[i] + pb + pe - eff
 		if num < 0 {
@@ -94,7 +94,7 @@ func (g window) outShape(x []int, c int) []int {
 // spatialInput checks that x is [N, C, W] or [N, C, H, W].
 func spatialInput(n *graph.Node, x *Tensor) error {
 	if r := len(x.Shape); r != 3 && r != 4 {
-		return opErr(n, "input of shape %v: only 1-D and 2-D %s is supported", x.Shape, n.Op)
+		return unsupported(n, "input of shape %v: only 1-D and 2-D %s is supported", x.Shape, n.Op)
 	}
 	return nil
 }
@@ -400,11 +400,11 @@ func opBatchNorm(c *opCtx, n *graph.Node, in []*Tensor) ([]*Tensor, error) {
 		return nil, err
 	}
 	if attrInt(n, "training_mode", 0) != 0 {
-		return nil, opErr(n, "training mode is not supported")
+		return nil, unsupported(n, "training mode is not supported")
 	}
 	for i := 1; i < 5; i++ {
 		if wantOut(n, i) {
-			return nil, opErr(n, "output %d (training statistics) is not supported", i)
+			return nil, unsupported(n, "output %d (training statistics) is not supported", i)
 		}
 	}
 	x := in[0]

@@ -56,7 +56,7 @@ func opDropout(c *opCtx, n *graph.Node, in []*Tensor) ([]*Tensor, error) {
 			}
 		}
 		if train != 0 && ratio != 0 {
-			return nil, opErr(n, "training mode is not supported")
+			return nil, unsupported(n, "training mode is not supported")
 		}
 	}
 	outs := []*Tensor{cloneTensor(c, x, x.Shape), nil}
@@ -647,7 +647,7 @@ func opConstant(c *opCtx, n *graph.Node, in []*Tensor) ([]*Tensor, error) {
 		case "value_ints":
 			t = &Tensor{DType: graph.I64, Shape: []int{len(a.Ints)}, I64: a.Ints}
 		default:
-			return nil, opErr(n, "attribute %s is not supported", name)
+			return nil, unsupported(n, "attribute %s is not supported", name)
 		}
 		return one(cloneTensor(c, t, t.Shape))
 	}
