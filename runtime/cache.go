@@ -5,6 +5,7 @@ import (
 	"sync"
 
 	"github.com/dgraph-io/ristretto/v2"
+	"github.com/neurstore/neurstore/quant"
 )
 
 // BaseCache holds base tensors in the form the kernels compute on, keyed by base id
@@ -19,13 +20,18 @@ type BaseCache struct {
 }
 
 // baseEntry is one cached base: grid codes as int16 when they fit, else float32
-// values (codes times the grid step).
+// values (codes times the grid step); in int8 mode int8 codes of the base alone.
 type baseEntry struct {
-	i16 []int16
-	f32 []float32
+	i16   []int16
+	f32   []float32
+	i8    []int8             // int8 mode: codes with one per-tensor scale
+	scale float64            // of i8
+	zero  *quant.GroupPacked // int8 mode: the all-zero delta that carries scale to the kernels
 }
 
-func (e *baseEntry) bytes() int64 { return int64(len(e.i16))*2 + int64(len(e.f32))*4 }
+func (e *baseEntry) bytes() int64 {
+	return int64(len(e.i16))*2 + int64(len(e.f32))*4 + int64(len(e.i8))*9/8
+}
 
 type baseLoad struct {
 	done chan struct{}
@@ -104,3 +110,10 @@ func (bc *BaseCache) Stats() CacheStats {
 
 // Close releases the cache.
 func (bc *BaseCache) Close() { bc.c.Close() }
+
+// zeroDelta is an all-zero 1-bit delta of n elements in one group: with an int8
+// base it makes the kernels compute base code * scale.
+func zeroDelta(n int, scale float64) *quant.GroupPacked {
+	return &quant.GroupPacked{Bits: 1, Group: max(n, 1), N: n, Data: make([]byte, quant.PackedLen(n, 1)),
+		Zero: make([]int32, min(n, 1)), Scale: float32(scale), Scale64: scale}
+}

@@ -145,3 +145,33 @@ func TestFamilyCompressedMatchesF32(t *testing.T) {
 		}
 	}
 }
+
+// int8 mode runs the bases alone, as int8 codes: close to the base model's outputs
+// (not the fine-tune's), and the weights stay packed.
+func TestInt8RunsTheBase(t *testing.T) {
+	s := openStore(t)
+	importFile(t, s, filepath.Join(familyDir, "digits-mlp-base.onnx"), "base", 1e-4, "")
+	importFile(t, s, filepath.Join(familyDir, "digits-mlp-ft3.onnx"), "ft", 1e-4, "base")
+	i8, err := Load(s, "ft", Options{Mode: ModeInt8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(i8.packed) == 0 {
+		t.Fatal("no weight stayed packed in int8 mode")
+	}
+	base, err := Load(s, "base", Options{Mode: ModeF32})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ft, err := Load(s, "ft", Options{Mode: ModeF32})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := readNpy(t, filepath.Join(familyDir, "ref", "digits-mlp-ft3.input.npy"))
+	a, b, c := runOne(t, i8, x), runOne(t, base, x), runOne(t, ft, x)
+	toBase, toFt := relL2(a.F32, b.F32), relL2(a.F32, c.F32)
+	t.Logf("int8 vs base %.3g, vs fine-tune %.3g", toBase, toFt)
+	if !(toBase < 0.1) || !(toBase < toFt/2) {
+		t.Errorf("int8 run: %.3g from the base, %.3g from the fine-tune", toBase, toFt)
+	}
+}

@@ -24,8 +24,9 @@ const (
 	// are kept widened to float32: it shows the accuracy of an f16 load, not its
 	// memory.
 	ModeF16 Mode = "f16"
-	// ModeInt8 keeps only the base of each delta weight and drops the delta, with
-	// the base's grid codes held as int8 where they fit: lossy, opt-in.
+	// ModeInt8 keeps only the base of each delta weight and drops the delta; the
+	// base is held as int8 codes with one symmetric per-tensor scale, shared
+	// through the base cache. Lossy (the fine-tune is gone), opt-in.
 	ModeInt8 Mode = "int8"
 	// ModeCompressed keeps each delta weight as its base's codes (shared through the
 	// base cache) plus its own packed delta codes, and computes on them directly.
@@ -398,7 +399,7 @@ func (md *Model) packedWeight(t *store.ManifestTensor, mode Mode, group int) (pa
 	}
 	pw := packedWeight{
 		// the key ends with the tensor name so plan can find the slot
-		key:   fmt.Sprintf("%s@%g|%s", gd.Base, gd.Tau, t.Name),
+		key:   fmt.Sprintf("%s@%g%s|%s", gd.Base, gd.Tau, map[bool]string{true: "/int8"}[mode == ModeInt8], t.Name),
 		shape: shape, rows: rows, cols: cols,
 		scale: float32(2 * gd.Tau), dtype: t.DType,
 	}
@@ -464,9 +465,25 @@ func loadBase(st *store.Store, id store.TensorID, tau float64, i8 bool) (*baseEn
 	e := &baseEntry{}
 	switch {
 	case i8:
-		// int8 mode: the base alone, its codes rescaled into int8 (lossy by design)
-		e.f32 = make([]float32, len(c.Q))
-		c.Dequantize(e.f32)
+		// int8 mode: the base alone, rescaled to int8 codes with one symmetric
+		// per-tensor scale (lossy by design)
+		v := make([]float32, len(c.Q))
+		c.Dequantize(v)
+		var amax float64
+		for _, x := range v {
+			if a := math.Abs(float64(x)); a > amax && !math.IsInf(a, 0) {
+				amax = a
+			}
+		}
+		e.scale = 1
+		if amax > 0 {
+			e.scale = amax / 127
+		}
+		e.i8 = make([]int8, len(v))
+		for i, x := range v {
+			e.i8[i] = int8(max(-127, min(127, math.Round(float64(x)/e.scale))))
+		}
+		e.zero = zeroDelta(len(v), e.scale)
 	case lo >= math.MinInt16 && hi <= math.MaxInt16:
 		e.i16 = make([]int16, len(c.Q))
 		for i, q := range c.Q {

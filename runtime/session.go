@@ -173,6 +173,10 @@ func (md *Model) resolve(p *packedWeight) (*Tensor, error) {
 	}
 	k := &kernels.Packed{Rows: p.rows, Cols: p.cols, Delta: p.delta}
 	switch {
+	case e.i8 != nil:
+		// the kernels take an integer base with a delta that carries the scale:
+		// an all-zero 1-bit delta in one group (N/8 bytes)
+		k.BaseI8, k.Delta = e.i8, e.zero
 	case e.i16 != nil:
 		k.BaseI16 = e.i16
 	default:
