@@ -103,7 +103,8 @@ func matMul(c, a, b []float32, m, k, n int, trans bool) {
 }
 
 // gemvDense is matMul for m <= gemvMaxM: it splits the weight's rows over the
-// threads for large products.
+// threads for large products (for MatMul, whose rows of b are summed, each part
+// into its own buffer).
 func gemvDense(lv *matLevel, c, a, b []float32, m, k, n int, trans bool) {
 	if trans {
 		// c[i][j] = a[i]·w[j]: w's rows are outputs
@@ -118,21 +119,42 @@ func gemvDense(lv *matLevel, c, a, b []float32, m, k, n int, trans bool) {
 		})
 		return
 	}
-	// c[i] = sum_p a[i][p]*b[p]: split c's columns (in multiples of 16), each
-	// part walks all of b's rows
-	clear(c)
-	parts := min(matParts(2*m*k*n), n/16)
-	if parts <= 1 {
+	// c[i] = sum_p a[i][p]*b[p]: split b's rows, summing the parts
+	parts := min(matParts(2*m*k*n), k)
+	if parts <= 1 { // here, so that the closure below is made only when needed
+		clear(c)
 		lv.gemv(opAxpy, m, k, n, a, k, c, n, b, n)
 		return
 	}
-	matParallel(parts, func(lo, hi int) {
-		j0, j1 := lo*n/parts/16*16, hi*n/parts/16*16
-		if hi == parts {
-			j1 = n
-		}
-		lv.gemv(opAxpy, m, k, j1-j0, a, k, c[j0:], n, b[j0:], n)
+	axpyParts(c, m, n, k, parts, func(out []float32, r0, r1 int) {
+		lv.gemv(opAxpy, m, r1-r0, n, a[r0:], k, out, n, b[r0*n:], n)
 	})
+}
+
+// axpyParts runs an opAxpy product over rows weight rows split into parts (> 1): it
+// clears c (m×n), calls fn(out, r0, r1) for each part's rows [r0, r1) with out c
+// for the first part and a buffer of its own (cleared) for the others, each part
+// on its own goroutine, and adds the buffers to c. Each part streams a contiguous
+// piece of the weight.
+func axpyParts(c []float32, m, n, rows, parts int, fn func(out []float32, r0, r1 int)) {
+	clear(c)
+	buf := getMatScratch((parts - 1) * m * n)
+	partial := *buf
+	clear(partial)
+	matParallel(parts, func(lo, hi int) {
+		out := c
+		if lo > 0 {
+			out = partial[(lo-1)*m*n : lo*m*n]
+		}
+		fn(out, lo*rows/parts, hi*rows/parts)
+	})
+	for t := range parts - 1 {
+		p := partial[t*m*n : (t+1)*m*n]
+		for i, v := range p {
+			c[i] += v
+		}
+	}
+	putMatScratch(buf)
 }
 
 // gemvGo is the pure-Go GEMV (matLevel.gemv): opDot computes c[i*ldc+r] =

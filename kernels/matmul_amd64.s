@@ -1721,7 +1721,7 @@ reduce:
 	RET
 
 // func gemvDotF32M1AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *float32, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, AVX512F
+// Requires: AVX, AVX2, AVX512F, CMOV
 TEXT ·gemvDotF32M1AVX512(SB), NOSPLIT, $0-104
 	MOVQ         lda+24(FP), AX
 	SHLQ         $0x02, AX
@@ -1749,10 +1749,11 @@ row:
 	MOVQ   rowLen+8(FP), R9
 	VPXORD Z5, Z5, Z5
 	VPXORD Z6, Z6, Z6
+	MOVQ   R9, R10
 
-loop2:
-	CMPQ         R9, $0x00000020
-	JB           one
+chunk:
+	TESTQ        R10, R10
+	JZ           rowdone
 	TESTQ        SI, SI
 	JNZ          samegroup1
 	ADDQ         $0x04, BX
@@ -1760,7 +1761,15 @@ loop2:
 	MOVQ         group+80(FP), SI
 
 samegroup1:
-	SUBQ           $0x10, SI
+	MOVQ    R10, R9
+	CMPQ    SI, R9
+	CMOVQLT SI, R9
+	SUBQ    R9, R10
+	SUBQ    R9, SI
+
+loop2:
+	CMPQ           R9, $0x00000020
+	JB             one
 	VBROADCASTI128 (DX), Y7
 	VPSHUFB        Y0, Y7, Y7
 	VPMOVZXWD      Y7, Z7
@@ -1768,17 +1777,8 @@ samegroup1:
 	VPANDD         Z2, Z7, Z7
 	VPADDD         Z4, Z7, Z7
 	VCVTDQ2PS      Z7, Z7
-	VMULPS         Z3, Z7, Z7
-	VADDPS         (CX), Z7, Z7
+	VFMADD213PS    (CX), Z3, Z7
 	VFMADD231PS    (DI), Z7, Z5
-	TESTQ          SI, SI
-	JNZ            samegroup2
-	ADDQ           $0x04, BX
-	VPBROADCASTD   (BX), Z4
-	MOVQ           group+80(FP), SI
-
-samegroup2:
-	SUBQ           $0x10, SI
 	VBROADCASTI128 (DX)(R8*1), Y7
 	VPSHUFB        Y0, Y7, Y7
 	VPMOVZXWD      Y7, Z7
@@ -1786,8 +1786,7 @@ samegroup2:
 	VPANDD         Z2, Z7, Z7
 	VPADDD         Z4, Z7, Z7
 	VCVTDQ2PS      Z7, Z7
-	VMULPS         Z3, Z7, Z7
-	VADDPS         64(CX), Z7, Z7
+	VFMADD213PS    64(CX), Z3, Z7
 	VFMADD231PS    64(DI), Z7, Z6
 	ADDQ           $0x00000080, CX
 	LEAQ           (DX)(R8*2), DX
@@ -1796,16 +1795,8 @@ samegroup2:
 	JMP            loop2
 
 one:
-	CMPQ         R9, $0x00000010
-	JB           tail
-	TESTQ        SI, SI
-	JNZ          samegroup3
-	ADDQ         $0x04, BX
-	VPBROADCASTD (BX), Z4
-	MOVQ         group+80(FP), SI
-
-samegroup3:
-	SUBQ           $0x10, SI
+	CMPQ           R9, $0x00000010
+	JB             tail
 	VBROADCASTI128 (DX), Y7
 	VPSHUFB        Y0, Y7, Y7
 	VPMOVZXWD      Y7, Z7
@@ -1813,8 +1804,7 @@ samegroup3:
 	VPANDD         Z2, Z7, Z7
 	VPADDD         Z4, Z7, Z7
 	VCVTDQ2PS      Z7, Z7
-	VMULPS         Z3, Z7, Z7
-	VADDPS         (CX), Z7, Z7
+	VFMADD213PS    (CX), Z3, Z7
 	VFMADD231PS    (DI), Z7, Z5
 	ADDQ           $0x00000040, CX
 	ADDQ           R8, DX
@@ -1822,6 +1812,9 @@ samegroup3:
 	SUBQ           $0x00000010, R9
 
 tail:
+	JMP chunk
+
+rowdone:
 	VADDPS        Z6, Z5, Z5
 	VEXTRACTF64X4 $0x01, Z5, Y7
 	VADDPS        Y7, Y5, Y7
@@ -1839,7 +1832,7 @@ tail:
 	RET
 
 // func gemvDotF32M2AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *float32, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, AVX512F
+// Requires: AVX, AVX2, AVX512F, CMOV
 TEXT ·gemvDotF32M2AVX512(SB), NOSPLIT, $0-104
 	MOVQ         lda+24(FP), AX
 	SHLQ         $0x02, AX
@@ -1869,10 +1862,11 @@ row:
 	VPXORD Z6, Z6, Z6
 	VPXORD Z7, Z7, Z7
 	VPXORD Z8, Z8, Z8
+	MOVQ   R11, R12
 
-loop2:
-	CMPQ         R11, $0x00000020
-	JB           one
+chunk:
+	TESTQ        R12, R12
+	JZ           rowdone
 	TESTQ        R8, R8
 	JNZ          samegroup1
 	ADDQ         $0x04, DI
@@ -1880,7 +1874,15 @@ loop2:
 	MOVQ         group+80(FP), R8
 
 samegroup1:
-	SUBQ           $0x10, R8
+	MOVQ    R12, R11
+	CMPQ    R8, R11
+	CMOVQLT R8, R11
+	SUBQ    R11, R12
+	SUBQ    R11, R8
+
+loop2:
+	CMPQ           R11, $0x00000020
+	JB             one
 	VBROADCASTI128 (SI), Y9
 	VPSHUFB        Y0, Y9, Y9
 	VPMOVZXWD      Y9, Z9
@@ -1888,18 +1890,9 @@ samegroup1:
 	VPANDD         Z2, Z9, Z9
 	VPADDD         Z4, Z9, Z9
 	VCVTDQ2PS      Z9, Z9
-	VMULPS         Z3, Z9, Z9
-	VADDPS         (BX), Z9, Z9
+	VFMADD213PS    (BX), Z3, Z9
 	VFMADD231PS    (R9), Z9, Z5
 	VFMADD231PS    (R9)(AX*1), Z9, Z7
-	TESTQ          R8, R8
-	JNZ            samegroup2
-	ADDQ           $0x04, DI
-	VPBROADCASTD   (DI), Z4
-	MOVQ           group+80(FP), R8
-
-samegroup2:
-	SUBQ           $0x10, R8
 	VBROADCASTI128 (SI)(R10*1), Y9
 	VPSHUFB        Y0, Y9, Y9
 	VPMOVZXWD      Y9, Z9
@@ -1907,8 +1900,7 @@ samegroup2:
 	VPANDD         Z2, Z9, Z9
 	VPADDD         Z4, Z9, Z9
 	VCVTDQ2PS      Z9, Z9
-	VMULPS         Z3, Z9, Z9
-	VADDPS         64(BX), Z9, Z9
+	VFMADD213PS    64(BX), Z3, Z9
 	VFMADD231PS    64(R9), Z9, Z6
 	VFMADD231PS    64(R9)(AX*1), Z9, Z8
 	ADDQ           $0x00000080, BX
@@ -1918,16 +1910,8 @@ samegroup2:
 	JMP            loop2
 
 one:
-	CMPQ         R11, $0x00000010
-	JB           tail
-	TESTQ        R8, R8
-	JNZ          samegroup3
-	ADDQ         $0x04, DI
-	VPBROADCASTD (DI), Z4
-	MOVQ         group+80(FP), R8
-
-samegroup3:
-	SUBQ           $0x10, R8
+	CMPQ           R11, $0x00000010
+	JB             tail
 	VBROADCASTI128 (SI), Y9
 	VPSHUFB        Y0, Y9, Y9
 	VPMOVZXWD      Y9, Z9
@@ -1935,8 +1919,7 @@ samegroup3:
 	VPANDD         Z2, Z9, Z9
 	VPADDD         Z4, Z9, Z9
 	VCVTDQ2PS      Z9, Z9
-	VMULPS         Z3, Z9, Z9
-	VADDPS         (BX), Z9, Z9
+	VFMADD213PS    (BX), Z3, Z9
 	VFMADD231PS    (R9), Z9, Z5
 	VFMADD231PS    (R9)(AX*1), Z9, Z7
 	ADDQ           $0x00000040, BX
@@ -1945,6 +1928,9 @@ samegroup3:
 	SUBQ           $0x00000010, R11
 
 tail:
+	JMP chunk
+
+rowdone:
 	VADDPS        Z6, Z5, Z5
 	VEXTRACTF64X4 $0x01, Z5, Y9
 	VADDPS        Y9, Y5, Y9
@@ -1972,7 +1958,7 @@ tail:
 	RET
 
 // func gemvDotF32M3AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *float32, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, AVX512F
+// Requires: AVX, AVX2, AVX512F, CMOV
 TEXT ·gemvDotF32M3AVX512(SB), NOSPLIT, $0-104
 	MOVQ         lda+24(FP), AX
 	SHLQ         $0x02, AX
@@ -2004,10 +1990,11 @@ row:
 	VPXORD Z8, Z8, Z8
 	VPXORD Z9, Z9, Z9
 	VPXORD Z10, Z10, Z10
+	MOVQ   R11, R12
 
-loop2:
-	CMPQ         R11, $0x00000020
-	JB           one
+chunk:
+	TESTQ        R12, R12
+	JZ           rowdone
 	TESTQ        R8, R8
 	JNZ          samegroup1
 	ADDQ         $0x04, DI
@@ -2015,7 +2002,15 @@ loop2:
 	MOVQ         group+80(FP), R8
 
 samegroup1:
-	SUBQ           $0x10, R8
+	MOVQ    R12, R11
+	CMPQ    R8, R11
+	CMOVQLT R8, R11
+	SUBQ    R11, R12
+	SUBQ    R11, R8
+
+loop2:
+	CMPQ           R11, $0x00000020
+	JB             one
 	VBROADCASTI128 (SI), Y11
 	VPSHUFB        Y0, Y11, Y11
 	VPMOVZXWD      Y11, Z11
@@ -2023,19 +2018,10 @@ samegroup1:
 	VPANDD         Z2, Z11, Z11
 	VPADDD         Z4, Z11, Z11
 	VCVTDQ2PS      Z11, Z11
-	VMULPS         Z3, Z11, Z11
-	VADDPS         (BX), Z11, Z11
+	VFMADD213PS    (BX), Z3, Z11
 	VFMADD231PS    (R9), Z11, Z5
 	VFMADD231PS    (R9)(AX*1), Z11, Z7
 	VFMADD231PS    (R9)(AX*2), Z11, Z9
-	TESTQ          R8, R8
-	JNZ            samegroup2
-	ADDQ           $0x04, DI
-	VPBROADCASTD   (DI), Z4
-	MOVQ           group+80(FP), R8
-
-samegroup2:
-	SUBQ           $0x10, R8
 	VBROADCASTI128 (SI)(R10*1), Y11
 	VPSHUFB        Y0, Y11, Y11
 	VPMOVZXWD      Y11, Z11
@@ -2043,8 +2029,7 @@ samegroup2:
 	VPANDD         Z2, Z11, Z11
 	VPADDD         Z4, Z11, Z11
 	VCVTDQ2PS      Z11, Z11
-	VMULPS         Z3, Z11, Z11
-	VADDPS         64(BX), Z11, Z11
+	VFMADD213PS    64(BX), Z3, Z11
 	VFMADD231PS    64(R9), Z11, Z6
 	VFMADD231PS    64(R9)(AX*1), Z11, Z8
 	VFMADD231PS    64(R9)(AX*2), Z11, Z10
@@ -2055,16 +2040,8 @@ samegroup2:
 	JMP            loop2
 
 one:
-	CMPQ         R11, $0x00000010
-	JB           tail
-	TESTQ        R8, R8
-	JNZ          samegroup3
-	ADDQ         $0x04, DI
-	VPBROADCASTD (DI), Z4
-	MOVQ         group+80(FP), R8
-
-samegroup3:
-	SUBQ           $0x10, R8
+	CMPQ           R11, $0x00000010
+	JB             tail
 	VBROADCASTI128 (SI), Y11
 	VPSHUFB        Y0, Y11, Y11
 	VPMOVZXWD      Y11, Z11
@@ -2072,8 +2049,7 @@ samegroup3:
 	VPANDD         Z2, Z11, Z11
 	VPADDD         Z4, Z11, Z11
 	VCVTDQ2PS      Z11, Z11
-	VMULPS         Z3, Z11, Z11
-	VADDPS         (BX), Z11, Z11
+	VFMADD213PS    (BX), Z3, Z11
 	VFMADD231PS    (R9), Z11, Z5
 	VFMADD231PS    (R9)(AX*1), Z11, Z7
 	VFMADD231PS    (R9)(AX*2), Z11, Z9
@@ -2083,6 +2059,9 @@ samegroup3:
 	SUBQ           $0x00000010, R11
 
 tail:
+	JMP chunk
+
+rowdone:
 	VADDPS        Z6, Z5, Z5
 	VEXTRACTF64X4 $0x01, Z5, Y11
 	VADDPS        Y11, Y5, Y11
@@ -2120,7 +2099,7 @@ tail:
 	RET
 
 // func gemvDotF32M4AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *float32, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, AVX512F
+// Requires: AVX, AVX2, AVX512F, CMOV
 TEXT ·gemvDotF32M4AVX512(SB), NOSPLIT, $0-104
 	MOVQ         lda+24(FP), AX
 	SHLQ         $0x02, AX
@@ -2156,10 +2135,11 @@ row:
 	VPXORD Z10, Z10, Z10
 	VPXORD Z11, Z11, Z11
 	VPXORD Z12, Z12, Z12
+	MOVQ   R12, R13
 
-loop2:
-	CMPQ         R12, $0x00000020
-	JB           one
+chunk:
+	TESTQ        R13, R13
+	JZ           rowdone
 	TESTQ        R8, R8
 	JNZ          samegroup1
 	ADDQ         $0x04, DI
@@ -2167,7 +2147,15 @@ loop2:
 	MOVQ         group+80(FP), R8
 
 samegroup1:
-	SUBQ           $0x10, R8
+	MOVQ    R13, R12
+	CMPQ    R8, R12
+	CMOVQLT R8, R12
+	SUBQ    R12, R13
+	SUBQ    R12, R8
+
+loop2:
+	CMPQ           R12, $0x00000020
+	JB             one
 	VBROADCASTI128 (SI), Y13
 	VPSHUFB        Y0, Y13, Y13
 	VPMOVZXWD      Y13, Z13
@@ -2175,20 +2163,11 @@ samegroup1:
 	VPANDD         Z2, Z13, Z13
 	VPADDD         Z4, Z13, Z13
 	VCVTDQ2PS      Z13, Z13
-	VMULPS         Z3, Z13, Z13
-	VADDPS         (BX), Z13, Z13
+	VFMADD213PS    (BX), Z3, Z13
 	VFMADD231PS    (R9), Z13, Z5
 	VFMADD231PS    (R9)(AX*1), Z13, Z7
 	VFMADD231PS    (R9)(AX*2), Z13, Z9
 	VFMADD231PS    (R11), Z13, Z11
-	TESTQ          R8, R8
-	JNZ            samegroup2
-	ADDQ           $0x04, DI
-	VPBROADCASTD   (DI), Z4
-	MOVQ           group+80(FP), R8
-
-samegroup2:
-	SUBQ           $0x10, R8
 	VBROADCASTI128 (SI)(R10*1), Y13
 	VPSHUFB        Y0, Y13, Y13
 	VPMOVZXWD      Y13, Z13
@@ -2196,8 +2175,7 @@ samegroup2:
 	VPANDD         Z2, Z13, Z13
 	VPADDD         Z4, Z13, Z13
 	VCVTDQ2PS      Z13, Z13
-	VMULPS         Z3, Z13, Z13
-	VADDPS         64(BX), Z13, Z13
+	VFMADD213PS    64(BX), Z3, Z13
 	VFMADD231PS    64(R9), Z13, Z6
 	VFMADD231PS    64(R9)(AX*1), Z13, Z8
 	VFMADD231PS    64(R9)(AX*2), Z13, Z10
@@ -2210,16 +2188,8 @@ samegroup2:
 	JMP            loop2
 
 one:
-	CMPQ         R12, $0x00000010
-	JB           tail
-	TESTQ        R8, R8
-	JNZ          samegroup3
-	ADDQ         $0x04, DI
-	VPBROADCASTD (DI), Z4
-	MOVQ         group+80(FP), R8
-
-samegroup3:
-	SUBQ           $0x10, R8
+	CMPQ           R12, $0x00000010
+	JB             tail
 	VBROADCASTI128 (SI), Y13
 	VPSHUFB        Y0, Y13, Y13
 	VPMOVZXWD      Y13, Z13
@@ -2227,8 +2197,7 @@ samegroup3:
 	VPANDD         Z2, Z13, Z13
 	VPADDD         Z4, Z13, Z13
 	VCVTDQ2PS      Z13, Z13
-	VMULPS         Z3, Z13, Z13
-	VADDPS         (BX), Z13, Z13
+	VFMADD213PS    (BX), Z3, Z13
 	VFMADD231PS    (R9), Z13, Z5
 	VFMADD231PS    (R9)(AX*1), Z13, Z7
 	VFMADD231PS    (R9)(AX*2), Z13, Z9
@@ -2240,6 +2209,9 @@ samegroup3:
 	SUBQ           $0x00000010, R12
 
 tail:
+	JMP chunk
+
+rowdone:
 	LEAQ          (CX)(DX*2), R9
 	ADDQ          DX, R9
 	VADDPS        Z6, Z5, Z5
@@ -2289,7 +2261,7 @@ tail:
 	RET
 
 // func gemvDotI16M1AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int16, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, AVX512F
+// Requires: AVX, AVX2, AVX512F, CMOV
 TEXT ·gemvDotI16M1AVX512(SB), NOSPLIT, $0-104
 	MOVQ         lda+24(FP), AX
 	SHLQ         $0x02, AX
@@ -2317,10 +2289,11 @@ row:
 	MOVQ   rowLen+8(FP), R9
 	VPXORD Z5, Z5, Z5
 	VPXORD Z6, Z6, Z6
+	MOVQ   R9, R10
 
-loop2:
-	CMPQ         R9, $0x00000020
-	JB           one
+chunk:
+	TESTQ        R10, R10
+	JZ           rowdone
 	TESTQ        SI, SI
 	JNZ          samegroup1
 	ADDQ         $0x04, BX
@@ -2328,7 +2301,15 @@ loop2:
 	MOVQ         group+80(FP), SI
 
 samegroup1:
-	SUBQ           $0x10, SI
+	MOVQ    R10, R9
+	CMPQ    SI, R9
+	CMOVQLT SI, R9
+	SUBQ    R9, R10
+	SUBQ    R9, SI
+
+loop2:
+	CMPQ           R9, $0x00000020
+	JB             one
 	VBROADCASTI128 (DX), Y7
 	VPSHUFB        Y0, Y7, Y7
 	VPMOVZXWD      Y7, Z7
@@ -2338,16 +2319,7 @@ samegroup1:
 	VPADDD         Z7, Z8, Z8
 	VPADDD         Z4, Z8, Z8
 	VCVTDQ2PS      Z8, Z8
-	VMULPS         Z3, Z8, Z8
 	VFMADD231PS    (DI), Z8, Z5
-	TESTQ          SI, SI
-	JNZ            samegroup2
-	ADDQ           $0x04, BX
-	VPBROADCASTD   (BX), Z4
-	MOVQ           group+80(FP), SI
-
-samegroup2:
-	SUBQ           $0x10, SI
 	VBROADCASTI128 (DX)(R8*1), Y7
 	VPSHUFB        Y0, Y7, Y7
 	VPMOVZXWD      Y7, Z7
@@ -2357,7 +2329,6 @@ samegroup2:
 	VPADDD         Z7, Z8, Z8
 	VPADDD         Z4, Z8, Z8
 	VCVTDQ2PS      Z8, Z8
-	VMULPS         Z3, Z8, Z8
 	VFMADD231PS    64(DI), Z8, Z6
 	ADDQ           $0x00000040, CX
 	LEAQ           (DX)(R8*2), DX
@@ -2366,16 +2337,8 @@ samegroup2:
 	JMP            loop2
 
 one:
-	CMPQ         R9, $0x00000010
-	JB           tail
-	TESTQ        SI, SI
-	JNZ          samegroup3
-	ADDQ         $0x04, BX
-	VPBROADCASTD (BX), Z4
-	MOVQ         group+80(FP), SI
-
-samegroup3:
-	SUBQ           $0x10, SI
+	CMPQ           R9, $0x00000010
+	JB             tail
 	VBROADCASTI128 (DX), Y7
 	VPSHUFB        Y0, Y7, Y7
 	VPMOVZXWD      Y7, Z7
@@ -2385,7 +2348,6 @@ samegroup3:
 	VPADDD         Z7, Z8, Z8
 	VPADDD         Z4, Z8, Z8
 	VCVTDQ2PS      Z8, Z8
-	VMULPS         Z3, Z8, Z8
 	VFMADD231PS    (DI), Z8, Z5
 	ADDQ           $0x00000020, CX
 	ADDQ           R8, DX
@@ -2393,6 +2355,9 @@ samegroup3:
 	SUBQ           $0x00000010, R9
 
 tail:
+	JMP chunk
+
+rowdone:
 	VADDPS        Z6, Z5, Z5
 	VEXTRACTF64X4 $0x01, Z5, Y7
 	VADDPS        Y7, Y5, Y7
@@ -2402,6 +2367,7 @@ tail:
 	VADDPS        X7, X8, X8
 	VMOVSHDUP     X8, X7
 	VADDSS        X7, X8, X8
+	VMULSS        X3, X8, X8
 	VMOVSS        X8, (AX)
 	ADDQ          $0x04, AX
 	DECQ          rows+0(FP)
@@ -2410,7 +2376,7 @@ tail:
 	RET
 
 // func gemvDotI16M2AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int16, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, AVX512F
+// Requires: AVX, AVX2, AVX512F, CMOV
 TEXT ·gemvDotI16M2AVX512(SB), NOSPLIT, $0-104
 	MOVQ         lda+24(FP), AX
 	SHLQ         $0x02, AX
@@ -2440,10 +2406,11 @@ row:
 	VPXORD Z6, Z6, Z6
 	VPXORD Z7, Z7, Z7
 	VPXORD Z8, Z8, Z8
+	MOVQ   R11, R12
 
-loop2:
-	CMPQ         R11, $0x00000020
-	JB           one
+chunk:
+	TESTQ        R12, R12
+	JZ           rowdone
 	TESTQ        R8, R8
 	JNZ          samegroup1
 	ADDQ         $0x04, DI
@@ -2451,7 +2418,15 @@ loop2:
 	MOVQ         group+80(FP), R8
 
 samegroup1:
-	SUBQ           $0x10, R8
+	MOVQ    R12, R11
+	CMPQ    R8, R11
+	CMOVQLT R8, R11
+	SUBQ    R11, R12
+	SUBQ    R11, R8
+
+loop2:
+	CMPQ           R11, $0x00000020
+	JB             one
 	VBROADCASTI128 (SI), Y9
 	VPSHUFB        Y0, Y9, Y9
 	VPMOVZXWD      Y9, Z9
@@ -2461,17 +2436,8 @@ samegroup1:
 	VPADDD         Z9, Z10, Z10
 	VPADDD         Z4, Z10, Z10
 	VCVTDQ2PS      Z10, Z10
-	VMULPS         Z3, Z10, Z10
 	VFMADD231PS    (R9), Z10, Z5
 	VFMADD231PS    (R9)(AX*1), Z10, Z7
-	TESTQ          R8, R8
-	JNZ            samegroup2
-	ADDQ           $0x04, DI
-	VPBROADCASTD   (DI), Z4
-	MOVQ           group+80(FP), R8
-
-samegroup2:
-	SUBQ           $0x10, R8
 	VBROADCASTI128 (SI)(R10*1), Y9
 	VPSHUFB        Y0, Y9, Y9
 	VPMOVZXWD      Y9, Z9
@@ -2481,7 +2447,6 @@ samegroup2:
 	VPADDD         Z9, Z10, Z10
 	VPADDD         Z4, Z10, Z10
 	VCVTDQ2PS      Z10, Z10
-	VMULPS         Z3, Z10, Z10
 	VFMADD231PS    64(R9), Z10, Z6
 	VFMADD231PS    64(R9)(AX*1), Z10, Z8
 	ADDQ           $0x00000040, BX
@@ -2491,16 +2456,8 @@ samegroup2:
 	JMP            loop2
 
 one:
-	CMPQ         R11, $0x00000010
-	JB           tail
-	TESTQ        R8, R8
-	JNZ          samegroup3
-	ADDQ         $0x04, DI
-	VPBROADCASTD (DI), Z4
-	MOVQ         group+80(FP), R8
-
-samegroup3:
-	SUBQ           $0x10, R8
+	CMPQ           R11, $0x00000010
+	JB             tail
 	VBROADCASTI128 (SI), Y9
 	VPSHUFB        Y0, Y9, Y9
 	VPMOVZXWD      Y9, Z9
@@ -2510,7 +2467,6 @@ samegroup3:
 	VPADDD         Z9, Z10, Z10
 	VPADDD         Z4, Z10, Z10
 	VCVTDQ2PS      Z10, Z10
-	VMULPS         Z3, Z10, Z10
 	VFMADD231PS    (R9), Z10, Z5
 	VFMADD231PS    (R9)(AX*1), Z10, Z7
 	ADDQ           $0x00000020, BX
@@ -2519,6 +2475,9 @@ samegroup3:
 	SUBQ           $0x00000010, R11
 
 tail:
+	JMP chunk
+
+rowdone:
 	VADDPS        Z6, Z5, Z5
 	VEXTRACTF64X4 $0x01, Z5, Y9
 	VADDPS        Y9, Y5, Y9
@@ -2528,6 +2487,7 @@ tail:
 	VADDPS        X9, X10, X10
 	VMOVSHDUP     X10, X9
 	VADDSS        X9, X10, X10
+	VMULSS        X3, X10, X10
 	VMOVSS        X10, (CX)
 	VADDPS        Z8, Z7, Z7
 	VEXTRACTF64X4 $0x01, Z7, Y9
@@ -2538,6 +2498,7 @@ tail:
 	VADDPS        X9, X10, X10
 	VMOVSHDUP     X10, X9
 	VADDSS        X9, X10, X10
+	VMULSS        X3, X10, X10
 	VMOVSS        X10, (CX)(DX*1)
 	ADDQ          $0x04, CX
 	DECQ          rows+0(FP)
@@ -2546,7 +2507,7 @@ tail:
 	RET
 
 // func gemvDotI16M3AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int16, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, AVX512F
+// Requires: AVX, AVX2, AVX512F, CMOV
 TEXT ·gemvDotI16M3AVX512(SB), NOSPLIT, $0-104
 	MOVQ         lda+24(FP), AX
 	SHLQ         $0x02, AX
@@ -2578,10 +2539,11 @@ row:
 	VPXORD Z8, Z8, Z8
 	VPXORD Z9, Z9, Z9
 	VPXORD Z10, Z10, Z10
+	MOVQ   R11, R12
 
-loop2:
-	CMPQ         R11, $0x00000020
-	JB           one
+chunk:
+	TESTQ        R12, R12
+	JZ           rowdone
 	TESTQ        R8, R8
 	JNZ          samegroup1
 	ADDQ         $0x04, DI
@@ -2589,7 +2551,15 @@ loop2:
 	MOVQ         group+80(FP), R8
 
 samegroup1:
-	SUBQ           $0x10, R8
+	MOVQ    R12, R11
+	CMPQ    R8, R11
+	CMOVQLT R8, R11
+	SUBQ    R11, R12
+	SUBQ    R11, R8
+
+loop2:
+	CMPQ           R11, $0x00000020
+	JB             one
 	VBROADCASTI128 (SI), Y11
 	VPSHUFB        Y0, Y11, Y11
 	VPMOVZXWD      Y11, Z11
@@ -2599,18 +2569,9 @@ samegroup1:
 	VPADDD         Z11, Z12, Z12
 	VPADDD         Z4, Z12, Z12
 	VCVTDQ2PS      Z12, Z12
-	VMULPS         Z3, Z12, Z12
 	VFMADD231PS    (R9), Z12, Z5
 	VFMADD231PS    (R9)(AX*1), Z12, Z7
 	VFMADD231PS    (R9)(AX*2), Z12, Z9
-	TESTQ          R8, R8
-	JNZ            samegroup2
-	ADDQ           $0x04, DI
-	VPBROADCASTD   (DI), Z4
-	MOVQ           group+80(FP), R8
-
-samegroup2:
-	SUBQ           $0x10, R8
 	VBROADCASTI128 (SI)(R10*1), Y11
 	VPSHUFB        Y0, Y11, Y11
 	VPMOVZXWD      Y11, Z11
@@ -2620,7 +2581,6 @@ samegroup2:
 	VPADDD         Z11, Z12, Z12
 	VPADDD         Z4, Z12, Z12
 	VCVTDQ2PS      Z12, Z12
-	VMULPS         Z3, Z12, Z12
 	VFMADD231PS    64(R9), Z12, Z6
 	VFMADD231PS    64(R9)(AX*1), Z12, Z8
 	VFMADD231PS    64(R9)(AX*2), Z12, Z10
@@ -2631,16 +2591,8 @@ samegroup2:
 	JMP            loop2
 
 one:
-	CMPQ         R11, $0x00000010
-	JB           tail
-	TESTQ        R8, R8
-	JNZ          samegroup3
-	ADDQ         $0x04, DI
-	VPBROADCASTD (DI), Z4
-	MOVQ         group+80(FP), R8
-
-samegroup3:
-	SUBQ           $0x10, R8
+	CMPQ           R11, $0x00000010
+	JB             tail
 	VBROADCASTI128 (SI), Y11
 	VPSHUFB        Y0, Y11, Y11
 	VPMOVZXWD      Y11, Z11
@@ -2650,7 +2602,6 @@ samegroup3:
 	VPADDD         Z11, Z12, Z12
 	VPADDD         Z4, Z12, Z12
 	VCVTDQ2PS      Z12, Z12
-	VMULPS         Z3, Z12, Z12
 	VFMADD231PS    (R9), Z12, Z5
 	VFMADD231PS    (R9)(AX*1), Z12, Z7
 	VFMADD231PS    (R9)(AX*2), Z12, Z9
@@ -2660,6 +2611,9 @@ samegroup3:
 	SUBQ           $0x00000010, R11
 
 tail:
+	JMP chunk
+
+rowdone:
 	VADDPS        Z6, Z5, Z5
 	VEXTRACTF64X4 $0x01, Z5, Y11
 	VADDPS        Y11, Y5, Y11
@@ -2669,6 +2623,7 @@ tail:
 	VADDPS        X11, X12, X12
 	VMOVSHDUP     X12, X11
 	VADDSS        X11, X12, X12
+	VMULSS        X3, X12, X12
 	VMOVSS        X12, (CX)
 	VADDPS        Z8, Z7, Z7
 	VEXTRACTF64X4 $0x01, Z7, Y11
@@ -2679,6 +2634,7 @@ tail:
 	VADDPS        X11, X12, X12
 	VMOVSHDUP     X12, X11
 	VADDSS        X11, X12, X12
+	VMULSS        X3, X12, X12
 	VMOVSS        X12, (CX)(DX*1)
 	VADDPS        Z10, Z9, Z9
 	VEXTRACTF64X4 $0x01, Z9, Y11
@@ -2689,6 +2645,7 @@ tail:
 	VADDPS        X11, X12, X12
 	VMOVSHDUP     X12, X11
 	VADDSS        X11, X12, X12
+	VMULSS        X3, X12, X12
 	VMOVSS        X12, (CX)(DX*2)
 	ADDQ          $0x04, CX
 	DECQ          rows+0(FP)
@@ -2697,7 +2654,7 @@ tail:
 	RET
 
 // func gemvDotI16M4AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int16, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, AVX512F
+// Requires: AVX, AVX2, AVX512F, CMOV
 TEXT ·gemvDotI16M4AVX512(SB), NOSPLIT, $0-104
 	MOVQ         lda+24(FP), AX
 	SHLQ         $0x02, AX
@@ -2733,10 +2690,11 @@ row:
 	VPXORD Z10, Z10, Z10
 	VPXORD Z11, Z11, Z11
 	VPXORD Z12, Z12, Z12
+	MOVQ   R12, R13
 
-loop2:
-	CMPQ         R12, $0x00000020
-	JB           one
+chunk:
+	TESTQ        R13, R13
+	JZ           rowdone
 	TESTQ        R8, R8
 	JNZ          samegroup1
 	ADDQ         $0x04, DI
@@ -2744,7 +2702,15 @@ loop2:
 	MOVQ         group+80(FP), R8
 
 samegroup1:
-	SUBQ           $0x10, R8
+	MOVQ    R13, R12
+	CMPQ    R8, R12
+	CMOVQLT R8, R12
+	SUBQ    R12, R13
+	SUBQ    R12, R8
+
+loop2:
+	CMPQ           R12, $0x00000020
+	JB             one
 	VBROADCASTI128 (SI), Y13
 	VPSHUFB        Y0, Y13, Y13
 	VPMOVZXWD      Y13, Z13
@@ -2754,19 +2720,10 @@ samegroup1:
 	VPADDD         Z13, Z14, Z14
 	VPADDD         Z4, Z14, Z14
 	VCVTDQ2PS      Z14, Z14
-	VMULPS         Z3, Z14, Z14
 	VFMADD231PS    (R9), Z14, Z5
 	VFMADD231PS    (R9)(AX*1), Z14, Z7
 	VFMADD231PS    (R9)(AX*2), Z14, Z9
 	VFMADD231PS    (R11), Z14, Z11
-	TESTQ          R8, R8
-	JNZ            samegroup2
-	ADDQ           $0x04, DI
-	VPBROADCASTD   (DI), Z4
-	MOVQ           group+80(FP), R8
-
-samegroup2:
-	SUBQ           $0x10, R8
 	VBROADCASTI128 (SI)(R10*1), Y13
 	VPSHUFB        Y0, Y13, Y13
 	VPMOVZXWD      Y13, Z13
@@ -2776,7 +2733,6 @@ samegroup2:
 	VPADDD         Z13, Z14, Z14
 	VPADDD         Z4, Z14, Z14
 	VCVTDQ2PS      Z14, Z14
-	VMULPS         Z3, Z14, Z14
 	VFMADD231PS    64(R9), Z14, Z6
 	VFMADD231PS    64(R9)(AX*1), Z14, Z8
 	VFMADD231PS    64(R9)(AX*2), Z14, Z10
@@ -2789,16 +2745,8 @@ samegroup2:
 	JMP            loop2
 
 one:
-	CMPQ         R12, $0x00000010
-	JB           tail
-	TESTQ        R8, R8
-	JNZ          samegroup3
-	ADDQ         $0x04, DI
-	VPBROADCASTD (DI), Z4
-	MOVQ         group+80(FP), R8
-
-samegroup3:
-	SUBQ           $0x10, R8
+	CMPQ           R12, $0x00000010
+	JB             tail
 	VBROADCASTI128 (SI), Y13
 	VPSHUFB        Y0, Y13, Y13
 	VPMOVZXWD      Y13, Z13
@@ -2808,7 +2756,6 @@ samegroup3:
 	VPADDD         Z13, Z14, Z14
 	VPADDD         Z4, Z14, Z14
 	VCVTDQ2PS      Z14, Z14
-	VMULPS         Z3, Z14, Z14
 	VFMADD231PS    (R9), Z14, Z5
 	VFMADD231PS    (R9)(AX*1), Z14, Z7
 	VFMADD231PS    (R9)(AX*2), Z14, Z9
@@ -2820,6 +2767,9 @@ samegroup3:
 	SUBQ           $0x00000010, R12
 
 tail:
+	JMP chunk
+
+rowdone:
 	LEAQ          (CX)(DX*2), R9
 	ADDQ          DX, R9
 	VADDPS        Z6, Z5, Z5
@@ -2831,6 +2781,7 @@ tail:
 	VADDPS        X13, X14, X14
 	VMOVSHDUP     X14, X13
 	VADDSS        X13, X14, X14
+	VMULSS        X3, X14, X14
 	VMOVSS        X14, (CX)
 	VADDPS        Z8, Z7, Z7
 	VEXTRACTF64X4 $0x01, Z7, Y13
@@ -2841,6 +2792,7 @@ tail:
 	VADDPS        X13, X14, X14
 	VMOVSHDUP     X14, X13
 	VADDSS        X13, X14, X14
+	VMULSS        X3, X14, X14
 	VMOVSS        X14, (CX)(DX*1)
 	VADDPS        Z10, Z9, Z9
 	VEXTRACTF64X4 $0x01, Z9, Y13
@@ -2851,6 +2803,7 @@ tail:
 	VADDPS        X13, X14, X14
 	VMOVSHDUP     X14, X13
 	VADDSS        X13, X14, X14
+	VMULSS        X3, X14, X14
 	VMOVSS        X14, (CX)(DX*2)
 	VADDPS        Z12, Z11, Z11
 	VEXTRACTF64X4 $0x01, Z11, Y13
@@ -2861,6 +2814,7 @@ tail:
 	VADDPS        X13, X14, X14
 	VMOVSHDUP     X14, X13
 	VADDSS        X13, X14, X14
+	VMULSS        X3, X14, X14
 	VMOVSS        X14, (R9)
 	ADDQ          $0x04, CX
 	DECQ          rows+0(FP)
@@ -2869,7 +2823,7 @@ tail:
 	RET
 
 // func gemvDotI8M1AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, AVX512F
+// Requires: AVX, AVX2, AVX512F, CMOV
 TEXT ·gemvDotI8M1AVX512(SB), NOSPLIT, $0-104
 	MOVQ         lda+24(FP), AX
 	SHLQ         $0x02, AX
@@ -2897,10 +2851,11 @@ row:
 	MOVQ   rowLen+8(FP), R9
 	VPXORD Z5, Z5, Z5
 	VPXORD Z6, Z6, Z6
+	MOVQ   R9, R10
 
-loop2:
-	CMPQ         R9, $0x00000020
-	JB           one
+chunk:
+	TESTQ        R10, R10
+	JZ           rowdone
 	TESTQ        SI, SI
 	JNZ          samegroup1
 	ADDQ         $0x04, BX
@@ -2908,7 +2863,15 @@ loop2:
 	MOVQ         group+80(FP), SI
 
 samegroup1:
-	SUBQ           $0x10, SI
+	MOVQ    R10, R9
+	CMPQ    SI, R9
+	CMOVQLT SI, R9
+	SUBQ    R9, R10
+	SUBQ    R9, SI
+
+loop2:
+	CMPQ           R9, $0x00000020
+	JB             one
 	VBROADCASTI128 (DX), Y7
 	VPSHUFB        Y0, Y7, Y7
 	VPMOVZXWD      Y7, Z7
@@ -2918,16 +2881,7 @@ samegroup1:
 	VPADDD         Z7, Z8, Z8
 	VPADDD         Z4, Z8, Z8
 	VCVTDQ2PS      Z8, Z8
-	VMULPS         Z3, Z8, Z8
 	VFMADD231PS    (DI), Z8, Z5
-	TESTQ          SI, SI
-	JNZ            samegroup2
-	ADDQ           $0x04, BX
-	VPBROADCASTD   (BX), Z4
-	MOVQ           group+80(FP), SI
-
-samegroup2:
-	SUBQ           $0x10, SI
 	VBROADCASTI128 (DX)(R8*1), Y7
 	VPSHUFB        Y0, Y7, Y7
 	VPMOVZXWD      Y7, Z7
@@ -2937,7 +2891,6 @@ samegroup2:
 	VPADDD         Z7, Z8, Z8
 	VPADDD         Z4, Z8, Z8
 	VCVTDQ2PS      Z8, Z8
-	VMULPS         Z3, Z8, Z8
 	VFMADD231PS    64(DI), Z8, Z6
 	ADDQ           $0x00000020, CX
 	LEAQ           (DX)(R8*2), DX
@@ -2946,16 +2899,8 @@ samegroup2:
 	JMP            loop2
 
 one:
-	CMPQ         R9, $0x00000010
-	JB           tail
-	TESTQ        SI, SI
-	JNZ          samegroup3
-	ADDQ         $0x04, BX
-	VPBROADCASTD (BX), Z4
-	MOVQ         group+80(FP), SI
-
-samegroup3:
-	SUBQ           $0x10, SI
+	CMPQ           R9, $0x00000010
+	JB             tail
 	VBROADCASTI128 (DX), Y7
 	VPSHUFB        Y0, Y7, Y7
 	VPMOVZXWD      Y7, Z7
@@ -2965,7 +2910,6 @@ samegroup3:
 	VPADDD         Z7, Z8, Z8
 	VPADDD         Z4, Z8, Z8
 	VCVTDQ2PS      Z8, Z8
-	VMULPS         Z3, Z8, Z8
 	VFMADD231PS    (DI), Z8, Z5
 	ADDQ           $0x00000010, CX
 	ADDQ           R8, DX
@@ -2973,6 +2917,9 @@ samegroup3:
 	SUBQ           $0x00000010, R9
 
 tail:
+	JMP chunk
+
+rowdone:
 	VADDPS        Z6, Z5, Z5
 	VEXTRACTF64X4 $0x01, Z5, Y7
 	VADDPS        Y7, Y5, Y7
@@ -2982,6 +2929,7 @@ tail:
 	VADDPS        X7, X8, X8
 	VMOVSHDUP     X8, X7
 	VADDSS        X7, X8, X8
+	VMULSS        X3, X8, X8
 	VMOVSS        X8, (AX)
 	ADDQ          $0x04, AX
 	DECQ          rows+0(FP)
@@ -2990,7 +2938,7 @@ tail:
 	RET
 
 // func gemvDotI8M2AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, AVX512F
+// Requires: AVX, AVX2, AVX512F, CMOV
 TEXT ·gemvDotI8M2AVX512(SB), NOSPLIT, $0-104
 	MOVQ         lda+24(FP), AX
 	SHLQ         $0x02, AX
@@ -3020,10 +2968,11 @@ row:
 	VPXORD Z6, Z6, Z6
 	VPXORD Z7, Z7, Z7
 	VPXORD Z8, Z8, Z8
+	MOVQ   R11, R12
 
-loop2:
-	CMPQ         R11, $0x00000020
-	JB           one
+chunk:
+	TESTQ        R12, R12
+	JZ           rowdone
 	TESTQ        R8, R8
 	JNZ          samegroup1
 	ADDQ         $0x04, DI
@@ -3031,7 +2980,15 @@ loop2:
 	MOVQ         group+80(FP), R8
 
 samegroup1:
-	SUBQ           $0x10, R8
+	MOVQ    R12, R11
+	CMPQ    R8, R11
+	CMOVQLT R8, R11
+	SUBQ    R11, R12
+	SUBQ    R11, R8
+
+loop2:
+	CMPQ           R11, $0x00000020
+	JB             one
 	VBROADCASTI128 (SI), Y9
 	VPSHUFB        Y0, Y9, Y9
 	VPMOVZXWD      Y9, Z9
@@ -3041,17 +2998,8 @@ samegroup1:
 	VPADDD         Z9, Z10, Z10
 	VPADDD         Z4, Z10, Z10
 	VCVTDQ2PS      Z10, Z10
-	VMULPS         Z3, Z10, Z10
 	VFMADD231PS    (R9), Z10, Z5
 	VFMADD231PS    (R9)(AX*1), Z10, Z7
-	TESTQ          R8, R8
-	JNZ            samegroup2
-	ADDQ           $0x04, DI
-	VPBROADCASTD   (DI), Z4
-	MOVQ           group+80(FP), R8
-
-samegroup2:
-	SUBQ           $0x10, R8
 	VBROADCASTI128 (SI)(R10*1), Y9
 	VPSHUFB        Y0, Y9, Y9
 	VPMOVZXWD      Y9, Z9
@@ -3061,7 +3009,6 @@ samegroup2:
 	VPADDD         Z9, Z10, Z10
 	VPADDD         Z4, Z10, Z10
 	VCVTDQ2PS      Z10, Z10
-	VMULPS         Z3, Z10, Z10
 	VFMADD231PS    64(R9), Z10, Z6
 	VFMADD231PS    64(R9)(AX*1), Z10, Z8
 	ADDQ           $0x00000020, BX
@@ -3071,16 +3018,8 @@ samegroup2:
 	JMP            loop2
 
 one:
-	CMPQ         R11, $0x00000010
-	JB           tail
-	TESTQ        R8, R8
-	JNZ          samegroup3
-	ADDQ         $0x04, DI
-	VPBROADCASTD (DI), Z4
-	MOVQ         group+80(FP), R8
-
-samegroup3:
-	SUBQ           $0x10, R8
+	CMPQ           R11, $0x00000010
+	JB             tail
 	VBROADCASTI128 (SI), Y9
 	VPSHUFB        Y0, Y9, Y9
 	VPMOVZXWD      Y9, Z9
@@ -3090,7 +3029,6 @@ samegroup3:
 	VPADDD         Z9, Z10, Z10
 	VPADDD         Z4, Z10, Z10
 	VCVTDQ2PS      Z10, Z10
-	VMULPS         Z3, Z10, Z10
 	VFMADD231PS    (R9), Z10, Z5
 	VFMADD231PS    (R9)(AX*1), Z10, Z7
 	ADDQ           $0x00000010, BX
@@ -3099,6 +3037,9 @@ samegroup3:
 	SUBQ           $0x00000010, R11
 
 tail:
+	JMP chunk
+
+rowdone:
 	VADDPS        Z6, Z5, Z5
 	VEXTRACTF64X4 $0x01, Z5, Y9
 	VADDPS        Y9, Y5, Y9
@@ -3108,6 +3049,7 @@ tail:
 	VADDPS        X9, X10, X10
 	VMOVSHDUP     X10, X9
 	VADDSS        X9, X10, X10
+	VMULSS        X3, X10, X10
 	VMOVSS        X10, (CX)
 	VADDPS        Z8, Z7, Z7
 	VEXTRACTF64X4 $0x01, Z7, Y9
@@ -3118,6 +3060,7 @@ tail:
 	VADDPS        X9, X10, X10
 	VMOVSHDUP     X10, X9
 	VADDSS        X9, X10, X10
+	VMULSS        X3, X10, X10
 	VMOVSS        X10, (CX)(DX*1)
 	ADDQ          $0x04, CX
 	DECQ          rows+0(FP)
@@ -3126,7 +3069,7 @@ tail:
 	RET
 
 // func gemvDotI8M3AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, AVX512F
+// Requires: AVX, AVX2, AVX512F, CMOV
 TEXT ·gemvDotI8M3AVX512(SB), NOSPLIT, $0-104
 	MOVQ         lda+24(FP), AX
 	SHLQ         $0x02, AX
@@ -3158,10 +3101,11 @@ row:
 	VPXORD Z8, Z8, Z8
 	VPXORD Z9, Z9, Z9
 	VPXORD Z10, Z10, Z10
+	MOVQ   R11, R12
 
-loop2:
-	CMPQ         R11, $0x00000020
-	JB           one
+chunk:
+	TESTQ        R12, R12
+	JZ           rowdone
 	TESTQ        R8, R8
 	JNZ          samegroup1
 	ADDQ         $0x04, DI
@@ -3169,7 +3113,15 @@ loop2:
 	MOVQ         group+80(FP), R8
 
 samegroup1:
-	SUBQ           $0x10, R8
+	MOVQ    R12, R11
+	CMPQ    R8, R11
+	CMOVQLT R8, R11
+	SUBQ    R11, R12
+	SUBQ    R11, R8
+
+loop2:
+	CMPQ           R11, $0x00000020
+	JB             one
 	VBROADCASTI128 (SI), Y11
 	VPSHUFB        Y0, Y11, Y11
 	VPMOVZXWD      Y11, Z11
@@ -3179,18 +3131,9 @@ samegroup1:
 	VPADDD         Z11, Z12, Z12
 	VPADDD         Z4, Z12, Z12
 	VCVTDQ2PS      Z12, Z12
-	VMULPS         Z3, Z12, Z12
 	VFMADD231PS    (R9), Z12, Z5
 	VFMADD231PS    (R9)(AX*1), Z12, Z7
 	VFMADD231PS    (R9)(AX*2), Z12, Z9
-	TESTQ          R8, R8
-	JNZ            samegroup2
-	ADDQ           $0x04, DI
-	VPBROADCASTD   (DI), Z4
-	MOVQ           group+80(FP), R8
-
-samegroup2:
-	SUBQ           $0x10, R8
 	VBROADCASTI128 (SI)(R10*1), Y11
 	VPSHUFB        Y0, Y11, Y11
 	VPMOVZXWD      Y11, Z11
@@ -3200,7 +3143,6 @@ samegroup2:
 	VPADDD         Z11, Z12, Z12
 	VPADDD         Z4, Z12, Z12
 	VCVTDQ2PS      Z12, Z12
-	VMULPS         Z3, Z12, Z12
 	VFMADD231PS    64(R9), Z12, Z6
 	VFMADD231PS    64(R9)(AX*1), Z12, Z8
 	VFMADD231PS    64(R9)(AX*2), Z12, Z10
@@ -3211,16 +3153,8 @@ samegroup2:
 	JMP            loop2
 
 one:
-	CMPQ         R11, $0x00000010
-	JB           tail
-	TESTQ        R8, R8
-	JNZ          samegroup3
-	ADDQ         $0x04, DI
-	VPBROADCASTD (DI), Z4
-	MOVQ         group+80(FP), R8
-
-samegroup3:
-	SUBQ           $0x10, R8
+	CMPQ           R11, $0x00000010
+	JB             tail
 	VBROADCASTI128 (SI), Y11
 	VPSHUFB        Y0, Y11, Y11
 	VPMOVZXWD      Y11, Z11
@@ -3230,7 +3164,6 @@ samegroup3:
 	VPADDD         Z11, Z12, Z12
 	VPADDD         Z4, Z12, Z12
 	VCVTDQ2PS      Z12, Z12
-	VMULPS         Z3, Z12, Z12
 	VFMADD231PS    (R9), Z12, Z5
 	VFMADD231PS    (R9)(AX*1), Z12, Z7
 	VFMADD231PS    (R9)(AX*2), Z12, Z9
@@ -3240,6 +3173,9 @@ samegroup3:
 	SUBQ           $0x00000010, R11
 
 tail:
+	JMP chunk
+
+rowdone:
 	VADDPS        Z6, Z5, Z5
 	VEXTRACTF64X4 $0x01, Z5, Y11
 	VADDPS        Y11, Y5, Y11
@@ -3249,6 +3185,7 @@ tail:
 	VADDPS        X11, X12, X12
 	VMOVSHDUP     X12, X11
 	VADDSS        X11, X12, X12
+	VMULSS        X3, X12, X12
 	VMOVSS        X12, (CX)
 	VADDPS        Z8, Z7, Z7
 	VEXTRACTF64X4 $0x01, Z7, Y11
@@ -3259,6 +3196,7 @@ tail:
 	VADDPS        X11, X12, X12
 	VMOVSHDUP     X12, X11
 	VADDSS        X11, X12, X12
+	VMULSS        X3, X12, X12
 	VMOVSS        X12, (CX)(DX*1)
 	VADDPS        Z10, Z9, Z9
 	VEXTRACTF64X4 $0x01, Z9, Y11
@@ -3269,6 +3207,7 @@ tail:
 	VADDPS        X11, X12, X12
 	VMOVSHDUP     X12, X11
 	VADDSS        X11, X12, X12
+	VMULSS        X3, X12, X12
 	VMOVSS        X12, (CX)(DX*2)
 	ADDQ          $0x04, CX
 	DECQ          rows+0(FP)
@@ -3277,7 +3216,7 @@ tail:
 	RET
 
 // func gemvDotI8M4AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, AVX512F
+// Requires: AVX, AVX2, AVX512F, CMOV
 TEXT ·gemvDotI8M4AVX512(SB), NOSPLIT, $0-104
 	MOVQ         lda+24(FP), AX
 	SHLQ         $0x02, AX
@@ -3313,10 +3252,11 @@ row:
 	VPXORD Z10, Z10, Z10
 	VPXORD Z11, Z11, Z11
 	VPXORD Z12, Z12, Z12
+	MOVQ   R12, R13
 
-loop2:
-	CMPQ         R12, $0x00000020
-	JB           one
+chunk:
+	TESTQ        R13, R13
+	JZ           rowdone
 	TESTQ        R8, R8
 	JNZ          samegroup1
 	ADDQ         $0x04, DI
@@ -3324,7 +3264,15 @@ loop2:
 	MOVQ         group+80(FP), R8
 
 samegroup1:
-	SUBQ           $0x10, R8
+	MOVQ    R13, R12
+	CMPQ    R8, R12
+	CMOVQLT R8, R12
+	SUBQ    R12, R13
+	SUBQ    R12, R8
+
+loop2:
+	CMPQ           R12, $0x00000020
+	JB             one
 	VBROADCASTI128 (SI), Y13
 	VPSHUFB        Y0, Y13, Y13
 	VPMOVZXWD      Y13, Z13
@@ -3334,19 +3282,10 @@ samegroup1:
 	VPADDD         Z13, Z14, Z14
 	VPADDD         Z4, Z14, Z14
 	VCVTDQ2PS      Z14, Z14
-	VMULPS         Z3, Z14, Z14
 	VFMADD231PS    (R9), Z14, Z5
 	VFMADD231PS    (R9)(AX*1), Z14, Z7
 	VFMADD231PS    (R9)(AX*2), Z14, Z9
 	VFMADD231PS    (R11), Z14, Z11
-	TESTQ          R8, R8
-	JNZ            samegroup2
-	ADDQ           $0x04, DI
-	VPBROADCASTD   (DI), Z4
-	MOVQ           group+80(FP), R8
-
-samegroup2:
-	SUBQ           $0x10, R8
 	VBROADCASTI128 (SI)(R10*1), Y13
 	VPSHUFB        Y0, Y13, Y13
 	VPMOVZXWD      Y13, Z13
@@ -3356,7 +3295,6 @@ samegroup2:
 	VPADDD         Z13, Z14, Z14
 	VPADDD         Z4, Z14, Z14
 	VCVTDQ2PS      Z14, Z14
-	VMULPS         Z3, Z14, Z14
 	VFMADD231PS    64(R9), Z14, Z6
 	VFMADD231PS    64(R9)(AX*1), Z14, Z8
 	VFMADD231PS    64(R9)(AX*2), Z14, Z10
@@ -3369,16 +3307,8 @@ samegroup2:
 	JMP            loop2
 
 one:
-	CMPQ         R12, $0x00000010
-	JB           tail
-	TESTQ        R8, R8
-	JNZ          samegroup3
-	ADDQ         $0x04, DI
-	VPBROADCASTD (DI), Z4
-	MOVQ         group+80(FP), R8
-
-samegroup3:
-	SUBQ           $0x10, R8
+	CMPQ           R12, $0x00000010
+	JB             tail
 	VBROADCASTI128 (SI), Y13
 	VPSHUFB        Y0, Y13, Y13
 	VPMOVZXWD      Y13, Z13
@@ -3388,7 +3318,6 @@ samegroup3:
 	VPADDD         Z13, Z14, Z14
 	VPADDD         Z4, Z14, Z14
 	VCVTDQ2PS      Z14, Z14
-	VMULPS         Z3, Z14, Z14
 	VFMADD231PS    (R9), Z14, Z5
 	VFMADD231PS    (R9)(AX*1), Z14, Z7
 	VFMADD231PS    (R9)(AX*2), Z14, Z9
@@ -3400,6 +3329,9 @@ samegroup3:
 	SUBQ           $0x00000010, R12
 
 tail:
+	JMP chunk
+
+rowdone:
 	LEAQ          (CX)(DX*2), R9
 	ADDQ          DX, R9
 	VADDPS        Z6, Z5, Z5
@@ -3411,6 +3343,7 @@ tail:
 	VADDPS        X13, X14, X14
 	VMOVSHDUP     X14, X13
 	VADDSS        X13, X14, X14
+	VMULSS        X3, X14, X14
 	VMOVSS        X14, (CX)
 	VADDPS        Z8, Z7, Z7
 	VEXTRACTF64X4 $0x01, Z7, Y13
@@ -3421,6 +3354,7 @@ tail:
 	VADDPS        X13, X14, X14
 	VMOVSHDUP     X14, X13
 	VADDSS        X13, X14, X14
+	VMULSS        X3, X14, X14
 	VMOVSS        X14, (CX)(DX*1)
 	VADDPS        Z10, Z9, Z9
 	VEXTRACTF64X4 $0x01, Z9, Y13
@@ -3431,6 +3365,7 @@ tail:
 	VADDPS        X13, X14, X14
 	VMOVSHDUP     X14, X13
 	VADDSS        X13, X14, X14
+	VMULSS        X3, X14, X14
 	VMOVSS        X14, (CX)(DX*2)
 	VADDPS        Z12, Z11, Z11
 	VEXTRACTF64X4 $0x01, Z11, Y13
@@ -3441,6 +3376,7 @@ tail:
 	VADDPS        X13, X14, X14
 	VMOVSHDUP     X14, X13
 	VADDSS        X13, X14, X14
+	VMULSS        X3, X14, X14
 	VMOVSS        X14, (R9)
 	ADDQ          $0x04, CX
 	DECQ          rows+0(FP)
@@ -3790,7 +3726,7 @@ next:
 	RET
 
 // func gemvAxpyF32M1AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *float32, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, AVX512F
+// Requires: AVX, AVX2, AVX512F, CMOV
 TEXT ·gemvAxpyF32M1AVX512(SB), NOSPLIT, $0-104
 	MOVQ         a+16(FP), AX
 	MOVQ         lda+24(FP), CX
@@ -3817,10 +3753,11 @@ row:
 	VBROADCASTSS (AX), Z5
 	MOVQ         c+32(FP), DI
 	MOVQ         rowLen+8(FP), R9
+	MOVQ         R9, R10
 
-loop2:
-	CMPQ         R9, $0x00000020
-	JB           one
+chunk:
+	TESTQ        R10, R10
+	JZ           rowdone
 	TESTQ        SI, SI
 	JNZ          samegroup1
 	ADDQ         $0x04, BX
@@ -3828,7 +3765,15 @@ loop2:
 	MOVQ         group+80(FP), SI
 
 samegroup1:
-	SUBQ           $0x10, SI
+	MOVQ    R10, R9
+	CMPQ    SI, R9
+	CMOVQLT SI, R9
+	SUBQ    R9, R10
+	SUBQ    R9, SI
+
+loop2:
+	CMPQ           R9, $0x00000020
+	JB             one
 	VBROADCASTI128 (DX), Y6
 	VPSHUFB        Y0, Y6, Y6
 	VPMOVZXWD      Y6, Z6
@@ -3836,19 +3781,10 @@ samegroup1:
 	VPANDD         Z2, Z6, Z6
 	VPADDD         Z4, Z6, Z6
 	VCVTDQ2PS      Z6, Z6
-	VMULPS         Z3, Z6, Z6
-	VADDPS         (CX), Z6, Z6
+	VFMADD213PS    (CX), Z3, Z6
 	VMOVUPS        (DI), Z7
 	VFMADD231PS    Z6, Z5, Z7
 	VMOVUPS        Z7, (DI)
-	TESTQ          SI, SI
-	JNZ            samegroup2
-	ADDQ           $0x04, BX
-	VPBROADCASTD   (BX), Z4
-	MOVQ           group+80(FP), SI
-
-samegroup2:
-	SUBQ           $0x10, SI
 	VBROADCASTI128 (DX)(R8*1), Y6
 	VPSHUFB        Y0, Y6, Y6
 	VPMOVZXWD      Y6, Z6
@@ -3856,8 +3792,7 @@ samegroup2:
 	VPANDD         Z2, Z6, Z6
 	VPADDD         Z4, Z6, Z6
 	VCVTDQ2PS      Z6, Z6
-	VMULPS         Z3, Z6, Z6
-	VADDPS         64(CX), Z6, Z6
+	VFMADD213PS    64(CX), Z3, Z6
 	VMOVUPS        64(DI), Z7
 	VFMADD231PS    Z6, Z5, Z7
 	VMOVUPS        Z7, 64(DI)
@@ -3868,16 +3803,8 @@ samegroup2:
 	JMP            loop2
 
 one:
-	CMPQ         R9, $0x00000010
-	JB           tail
-	TESTQ        SI, SI
-	JNZ          samegroup3
-	ADDQ         $0x04, BX
-	VPBROADCASTD (BX), Z4
-	MOVQ         group+80(FP), SI
-
-samegroup3:
-	SUBQ           $0x10, SI
+	CMPQ           R9, $0x00000010
+	JB             tail
 	VBROADCASTI128 (DX), Y6
 	VPSHUFB        Y0, Y6, Y6
 	VPMOVZXWD      Y6, Z6
@@ -3885,8 +3812,7 @@ samegroup3:
 	VPANDD         Z2, Z6, Z6
 	VPADDD         Z4, Z6, Z6
 	VCVTDQ2PS      Z6, Z6
-	VMULPS         Z3, Z6, Z6
-	VADDPS         (CX), Z6, Z6
+	VFMADD213PS    (CX), Z3, Z6
 	VMOVUPS        (DI), Z7
 	VFMADD231PS    Z6, Z5, Z7
 	VMOVUPS        Z7, (DI)
@@ -3896,6 +3822,9 @@ samegroup3:
 	SUBQ           $0x00000010, R9
 
 tail:
+	JMP chunk
+
+rowdone:
 	ADDQ $0x04, AX
 	DECQ rows+0(FP)
 	JNZ  row
@@ -3903,7 +3832,7 @@ tail:
 	RET
 
 // func gemvAxpyF32M2AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *float32, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, AVX512F
+// Requires: AVX, AVX2, AVX512F, CMOV
 TEXT ·gemvAxpyF32M2AVX512(SB), NOSPLIT, $0-104
 	MOVQ         a+16(FP), AX
 	MOVQ         lda+24(FP), CX
@@ -3931,10 +3860,11 @@ row:
 	VBROADCASTSS (AX)(CX*1), Z6
 	MOVQ         c+32(FP), R9
 	MOVQ         rowLen+8(FP), R11
+	MOVQ         R11, R12
 
-loop2:
-	CMPQ         R11, $0x00000020
-	JB           one
+chunk:
+	TESTQ        R12, R12
+	JZ           rowdone
 	TESTQ        R8, R8
 	JNZ          samegroup1
 	ADDQ         $0x04, DI
@@ -3942,7 +3872,15 @@ loop2:
 	MOVQ         group+80(FP), R8
 
 samegroup1:
-	SUBQ           $0x10, R8
+	MOVQ    R12, R11
+	CMPQ    R8, R11
+	CMOVQLT R8, R11
+	SUBQ    R11, R12
+	SUBQ    R11, R8
+
+loop2:
+	CMPQ           R11, $0x00000020
+	JB             one
 	VBROADCASTI128 (SI), Y7
 	VPSHUFB        Y0, Y7, Y7
 	VPMOVZXWD      Y7, Z7
@@ -3950,22 +3888,13 @@ samegroup1:
 	VPANDD         Z2, Z7, Z7
 	VPADDD         Z4, Z7, Z7
 	VCVTDQ2PS      Z7, Z7
-	VMULPS         Z3, Z7, Z7
-	VADDPS         (BX), Z7, Z7
+	VFMADD213PS    (BX), Z3, Z7
 	VMOVUPS        (R9), Z8
 	VFMADD231PS    Z7, Z5, Z8
 	VMOVUPS        Z8, (R9)
 	VMOVUPS        (R9)(DX*1), Z8
 	VFMADD231PS    Z7, Z6, Z8
 	VMOVUPS        Z8, (R9)(DX*1)
-	TESTQ          R8, R8
-	JNZ            samegroup2
-	ADDQ           $0x04, DI
-	VPBROADCASTD   (DI), Z4
-	MOVQ           group+80(FP), R8
-
-samegroup2:
-	SUBQ           $0x10, R8
 	VBROADCASTI128 (SI)(R10*1), Y7
 	VPSHUFB        Y0, Y7, Y7
 	VPMOVZXWD      Y7, Z7
@@ -3973,8 +3902,7 @@ samegroup2:
 	VPANDD         Z2, Z7, Z7
 	VPADDD         Z4, Z7, Z7
 	VCVTDQ2PS      Z7, Z7
-	VMULPS         Z3, Z7, Z7
-	VADDPS         64(BX), Z7, Z7
+	VFMADD213PS    64(BX), Z3, Z7
 	VMOVUPS        64(R9), Z8
 	VFMADD231PS    Z7, Z5, Z8
 	VMOVUPS        Z8, 64(R9)
@@ -3988,16 +3916,8 @@ samegroup2:
 	JMP            loop2
 
 one:
-	CMPQ         R11, $0x00000010
-	JB           tail
-	TESTQ        R8, R8
-	JNZ          samegroup3
-	ADDQ         $0x04, DI
-	VPBROADCASTD (DI), Z4
-	MOVQ         group+80(FP), R8
-
-samegroup3:
-	SUBQ           $0x10, R8
+	CMPQ           R11, $0x00000010
+	JB             tail
 	VBROADCASTI128 (SI), Y7
 	VPSHUFB        Y0, Y7, Y7
 	VPMOVZXWD      Y7, Z7
@@ -4005,20 +3925,22 @@ samegroup3:
 	VPANDD         Z2, Z7, Z7
 	VPADDD         Z4, Z7, Z7
 	VCVTDQ2PS      Z7, Z7
-	VMULPS         Z3, Z7, Z7
-	VADDPS         (BX), Z7, Z7
+	VFMADD213PS    (BX), Z3, Z7
 	VMOVUPS        (R9), Z8
 	VFMADD231PS    Z7, Z5, Z8
 	VMOVUPS        Z8, (R9)
-	VMOVUPS        (R9)(DX*1), Z5
-	VFMADD231PS    Z7, Z6, Z5
-	VMOVUPS        Z5, (R9)(DX*1)
+	VMOVUPS        (R9)(DX*1), Z8
+	VFMADD231PS    Z7, Z6, Z8
+	VMOVUPS        Z8, (R9)(DX*1)
 	ADDQ           $0x00000040, BX
 	ADDQ           R10, SI
 	ADDQ           $0x00000040, R9
 	SUBQ           $0x00000010, R11
 
 tail:
+	JMP chunk
+
+rowdone:
 	ADDQ $0x04, AX
 	DECQ rows+0(FP)
 	JNZ  row
@@ -4026,7 +3948,7 @@ tail:
 	RET
 
 // func gemvAxpyF32M3AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *float32, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, AVX512F
+// Requires: AVX, AVX2, AVX512F, CMOV
 TEXT ·gemvAxpyF32M3AVX512(SB), NOSPLIT, $0-104
 	MOVQ         a+16(FP), AX
 	MOVQ         lda+24(FP), CX
@@ -4055,10 +3977,11 @@ row:
 	VBROADCASTSS (AX)(CX*2), Z7
 	MOVQ         c+32(FP), R9
 	MOVQ         rowLen+8(FP), R11
+	MOVQ         R11, R12
 
-loop2:
-	CMPQ         R11, $0x00000020
-	JB           one
+chunk:
+	TESTQ        R12, R12
+	JZ           rowdone
 	TESTQ        R8, R8
 	JNZ          samegroup1
 	ADDQ         $0x04, DI
@@ -4066,7 +3989,15 @@ loop2:
 	MOVQ         group+80(FP), R8
 
 samegroup1:
-	SUBQ           $0x10, R8
+	MOVQ    R12, R11
+	CMPQ    R8, R11
+	CMOVQLT R8, R11
+	SUBQ    R11, R12
+	SUBQ    R11, R8
+
+loop2:
+	CMPQ           R11, $0x00000020
+	JB             one
 	VBROADCASTI128 (SI), Y8
 	VPSHUFB        Y0, Y8, Y8
 	VPMOVZXWD      Y8, Z8
@@ -4074,8 +4005,7 @@ samegroup1:
 	VPANDD         Z2, Z8, Z8
 	VPADDD         Z4, Z8, Z8
 	VCVTDQ2PS      Z8, Z8
-	VMULPS         Z3, Z8, Z8
-	VADDPS         (BX), Z8, Z8
+	VFMADD213PS    (BX), Z3, Z8
 	VMOVUPS        (R9), Z9
 	VFMADD231PS    Z8, Z5, Z9
 	VMOVUPS        Z9, (R9)
@@ -4085,14 +4015,6 @@ samegroup1:
 	VMOVUPS        (R9)(DX*2), Z9
 	VFMADD231PS    Z8, Z7, Z9
 	VMOVUPS        Z9, (R9)(DX*2)
-	TESTQ          R8, R8
-	JNZ            samegroup2
-	ADDQ           $0x04, DI
-	VPBROADCASTD   (DI), Z4
-	MOVQ           group+80(FP), R8
-
-samegroup2:
-	SUBQ           $0x10, R8
 	VBROADCASTI128 (SI)(R10*1), Y8
 	VPSHUFB        Y0, Y8, Y8
 	VPMOVZXWD      Y8, Z8
@@ -4100,8 +4022,7 @@ samegroup2:
 	VPANDD         Z2, Z8, Z8
 	VPADDD         Z4, Z8, Z8
 	VCVTDQ2PS      Z8, Z8
-	VMULPS         Z3, Z8, Z8
-	VADDPS         64(BX), Z8, Z8
+	VFMADD213PS    64(BX), Z3, Z8
 	VMOVUPS        64(R9), Z9
 	VFMADD231PS    Z8, Z5, Z9
 	VMOVUPS        Z9, 64(R9)
@@ -4118,16 +4039,8 @@ samegroup2:
 	JMP            loop2
 
 one:
-	CMPQ         R11, $0x00000010
-	JB           tail
-	TESTQ        R8, R8
-	JNZ          samegroup3
-	ADDQ         $0x04, DI
-	VPBROADCASTD (DI), Z4
-	MOVQ         group+80(FP), R8
-
-samegroup3:
-	SUBQ           $0x10, R8
+	CMPQ           R11, $0x00000010
+	JB             tail
 	VBROADCASTI128 (SI), Y8
 	VPSHUFB        Y0, Y8, Y8
 	VPMOVZXWD      Y8, Z8
@@ -4135,23 +4048,25 @@ samegroup3:
 	VPANDD         Z2, Z8, Z8
 	VPADDD         Z4, Z8, Z8
 	VCVTDQ2PS      Z8, Z8
-	VMULPS         Z3, Z8, Z8
-	VADDPS         (BX), Z8, Z8
+	VFMADD213PS    (BX), Z3, Z8
 	VMOVUPS        (R9), Z9
 	VFMADD231PS    Z8, Z5, Z9
 	VMOVUPS        Z9, (R9)
-	VMOVUPS        (R9)(DX*1), Z5
-	VFMADD231PS    Z8, Z6, Z5
-	VMOVUPS        Z5, (R9)(DX*1)
-	VMOVUPS        (R9)(DX*2), Z5
-	VFMADD231PS    Z8, Z7, Z5
-	VMOVUPS        Z5, (R9)(DX*2)
+	VMOVUPS        (R9)(DX*1), Z9
+	VFMADD231PS    Z8, Z6, Z9
+	VMOVUPS        Z9, (R9)(DX*1)
+	VMOVUPS        (R9)(DX*2), Z9
+	VFMADD231PS    Z8, Z7, Z9
+	VMOVUPS        Z9, (R9)(DX*2)
 	ADDQ           $0x00000040, BX
 	ADDQ           R10, SI
 	ADDQ           $0x00000040, R9
 	SUBQ           $0x00000010, R11
 
 tail:
+	JMP chunk
+
+rowdone:
 	ADDQ $0x04, AX
 	DECQ rows+0(FP)
 	JNZ  row
@@ -4159,7 +4074,7 @@ tail:
 	RET
 
 // func gemvAxpyF32M4AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *float32, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, AVX512F
+// Requires: AVX, AVX2, AVX512F, CMOV
 TEXT ·gemvAxpyF32M4AVX512(SB), NOSPLIT, $0-104
 	MOVQ         a+16(FP), AX
 	MOVQ         lda+24(FP), CX
@@ -4193,10 +4108,11 @@ row:
 	LEAQ         (R10)(BX*2), R12
 	ADDQ         BX, R12
 	MOVQ         rowLen+8(FP), R13
+	MOVQ         R13, R14
 
-loop2:
-	CMPQ         R13, $0x00000020
-	JB           one
+chunk:
+	TESTQ        R14, R14
+	JZ           rowdone
 	TESTQ        R9, R9
 	JNZ          samegroup1
 	ADDQ         $0x04, R8
@@ -4204,7 +4120,15 @@ loop2:
 	MOVQ         group+80(FP), R9
 
 samegroup1:
-	SUBQ           $0x10, R9
+	MOVQ    R14, R13
+	CMPQ    R9, R13
+	CMOVQLT R9, R13
+	SUBQ    R13, R14
+	SUBQ    R13, R9
+
+loop2:
+	CMPQ           R13, $0x00000020
+	JB             one
 	VBROADCASTI128 (DI), Y9
 	VPSHUFB        Y0, Y9, Y9
 	VPMOVZXWD      Y9, Z9
@@ -4212,8 +4136,7 @@ samegroup1:
 	VPANDD         Z2, Z9, Z9
 	VPADDD         Z4, Z9, Z9
 	VCVTDQ2PS      Z9, Z9
-	VMULPS         Z3, Z9, Z9
-	VADDPS         (SI), Z9, Z9
+	VFMADD213PS    (SI), Z3, Z9
 	VMOVUPS        (R10), Z10
 	VFMADD231PS    Z9, Z5, Z10
 	VMOVUPS        Z10, (R10)
@@ -4226,14 +4149,6 @@ samegroup1:
 	VMOVUPS        (R12), Z10
 	VFMADD231PS    Z9, Z8, Z10
 	VMOVUPS        Z10, (R12)
-	TESTQ          R9, R9
-	JNZ            samegroup2
-	ADDQ           $0x04, R8
-	VPBROADCASTD   (R8), Z4
-	MOVQ           group+80(FP), R9
-
-samegroup2:
-	SUBQ           $0x10, R9
 	VBROADCASTI128 (DI)(R11*1), Y9
 	VPSHUFB        Y0, Y9, Y9
 	VPMOVZXWD      Y9, Z9
@@ -4241,8 +4156,7 @@ samegroup2:
 	VPANDD         Z2, Z9, Z9
 	VPADDD         Z4, Z9, Z9
 	VCVTDQ2PS      Z9, Z9
-	VMULPS         Z3, Z9, Z9
-	VADDPS         64(SI), Z9, Z9
+	VFMADD213PS    64(SI), Z3, Z9
 	VMOVUPS        64(R10), Z10
 	VFMADD231PS    Z9, Z5, Z10
 	VMOVUPS        Z10, 64(R10)
@@ -4263,16 +4177,8 @@ samegroup2:
 	JMP            loop2
 
 one:
-	CMPQ         R13, $0x00000010
-	JB           tail
-	TESTQ        R9, R9
-	JNZ          samegroup3
-	ADDQ         $0x04, R8
-	VPBROADCASTD (R8), Z4
-	MOVQ         group+80(FP), R9
-
-samegroup3:
-	SUBQ           $0x10, R9
+	CMPQ           R13, $0x00000010
+	JB             tail
 	VBROADCASTI128 (DI), Y9
 	VPSHUFB        Y0, Y9, Y9
 	VPMOVZXWD      Y9, Z9
@@ -4280,20 +4186,19 @@ samegroup3:
 	VPANDD         Z2, Z9, Z9
 	VPADDD         Z4, Z9, Z9
 	VCVTDQ2PS      Z9, Z9
-	VMULPS         Z3, Z9, Z9
-	VADDPS         (SI), Z9, Z9
+	VFMADD213PS    (SI), Z3, Z9
 	VMOVUPS        (R10), Z10
 	VFMADD231PS    Z9, Z5, Z10
 	VMOVUPS        Z10, (R10)
-	VMOVUPS        (R10)(BX*1), Z5
-	VFMADD231PS    Z9, Z6, Z5
-	VMOVUPS        Z5, (R10)(BX*1)
-	VMOVUPS        (R10)(BX*2), Z5
-	VFMADD231PS    Z9, Z7, Z5
-	VMOVUPS        Z5, (R10)(BX*2)
-	VMOVUPS        (R12), Z5
-	VFMADD231PS    Z9, Z8, Z5
-	VMOVUPS        Z5, (R12)
+	VMOVUPS        (R10)(BX*1), Z10
+	VFMADD231PS    Z9, Z6, Z10
+	VMOVUPS        Z10, (R10)(BX*1)
+	VMOVUPS        (R10)(BX*2), Z10
+	VFMADD231PS    Z9, Z7, Z10
+	VMOVUPS        Z10, (R10)(BX*2)
+	VMOVUPS        (R12), Z10
+	VFMADD231PS    Z9, Z8, Z10
+	VMOVUPS        Z10, (R12)
 	ADDQ           $0x00000040, SI
 	ADDQ           R11, DI
 	ADDQ           $0x00000040, R10
@@ -4301,6 +4206,9 @@ samegroup3:
 	SUBQ           $0x00000010, R13
 
 tail:
+	JMP chunk
+
+rowdone:
 	ADDQ $0x04, AX
 	ADDQ $0x04, DX
 	DECQ rows+0(FP)
@@ -4309,7 +4217,7 @@ tail:
 	RET
 
 // func gemvAxpyI16M1AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int16, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, AVX512F
+// Requires: AVX, AVX2, AVX512F, CMOV
 TEXT ·gemvAxpyI16M1AVX512(SB), NOSPLIT, $0-104
 	MOVQ         a+16(FP), AX
 	MOVQ         lda+24(FP), CX
@@ -4334,12 +4242,14 @@ TEXT ·gemvAxpyI16M1AVX512(SB), NOSPLIT, $0-104
 
 row:
 	VBROADCASTSS (AX), Z5
+	VMULPS       Z3, Z5, Z5
 	MOVQ         c+32(FP), DI
 	MOVQ         rowLen+8(FP), R9
+	MOVQ         R9, R10
 
-loop2:
-	CMPQ         R9, $0x00000020
-	JB           one
+chunk:
+	TESTQ        R10, R10
+	JZ           rowdone
 	TESTQ        SI, SI
 	JNZ          samegroup1
 	ADDQ         $0x04, BX
@@ -4347,7 +4257,15 @@ loop2:
 	MOVQ         group+80(FP), SI
 
 samegroup1:
-	SUBQ           $0x10, SI
+	MOVQ    R10, R9
+	CMPQ    SI, R9
+	CMOVQLT SI, R9
+	SUBQ    R9, R10
+	SUBQ    R9, SI
+
+loop2:
+	CMPQ           R9, $0x00000020
+	JB             one
 	VBROADCASTI128 (DX), Y6
 	VPSHUFB        Y0, Y6, Y6
 	VPMOVZXWD      Y6, Z6
@@ -4357,18 +4275,9 @@ samegroup1:
 	VPADDD         Z6, Z7, Z7
 	VPADDD         Z4, Z7, Z7
 	VCVTDQ2PS      Z7, Z7
-	VMULPS         Z3, Z7, Z7
 	VMOVUPS        (DI), Z6
 	VFMADD231PS    Z7, Z5, Z6
 	VMOVUPS        Z6, (DI)
-	TESTQ          SI, SI
-	JNZ            samegroup2
-	ADDQ           $0x04, BX
-	VPBROADCASTD   (BX), Z4
-	MOVQ           group+80(FP), SI
-
-samegroup2:
-	SUBQ           $0x10, SI
 	VBROADCASTI128 (DX)(R8*1), Y6
 	VPSHUFB        Y0, Y6, Y6
 	VPMOVZXWD      Y6, Z6
@@ -4378,7 +4287,6 @@ samegroup2:
 	VPADDD         Z6, Z7, Z7
 	VPADDD         Z4, Z7, Z7
 	VCVTDQ2PS      Z7, Z7
-	VMULPS         Z3, Z7, Z7
 	VMOVUPS        64(DI), Z6
 	VFMADD231PS    Z7, Z5, Z6
 	VMOVUPS        Z6, 64(DI)
@@ -4389,16 +4297,8 @@ samegroup2:
 	JMP            loop2
 
 one:
-	CMPQ         R9, $0x00000010
-	JB           tail
-	TESTQ        SI, SI
-	JNZ          samegroup3
-	ADDQ         $0x04, BX
-	VPBROADCASTD (BX), Z4
-	MOVQ         group+80(FP), SI
-
-samegroup3:
-	SUBQ           $0x10, SI
+	CMPQ           R9, $0x00000010
+	JB             tail
 	VBROADCASTI128 (DX), Y6
 	VPSHUFB        Y0, Y6, Y6
 	VPMOVZXWD      Y6, Z6
@@ -4408,7 +4308,6 @@ samegroup3:
 	VPADDD         Z6, Z7, Z7
 	VPADDD         Z4, Z7, Z7
 	VCVTDQ2PS      Z7, Z7
-	VMULPS         Z3, Z7, Z7
 	VMOVUPS        (DI), Z6
 	VFMADD231PS    Z7, Z5, Z6
 	VMOVUPS        Z6, (DI)
@@ -4418,6 +4317,9 @@ samegroup3:
 	SUBQ           $0x00000010, R9
 
 tail:
+	JMP chunk
+
+rowdone:
 	ADDQ $0x04, AX
 	DECQ rows+0(FP)
 	JNZ  row
@@ -4425,7 +4327,7 @@ tail:
 	RET
 
 // func gemvAxpyI16M2AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int16, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, AVX512F
+// Requires: AVX, AVX2, AVX512F, CMOV
 TEXT ·gemvAxpyI16M2AVX512(SB), NOSPLIT, $0-104
 	MOVQ         a+16(FP), AX
 	MOVQ         lda+24(FP), CX
@@ -4450,13 +4352,16 @@ TEXT ·gemvAxpyI16M2AVX512(SB), NOSPLIT, $0-104
 
 row:
 	VBROADCASTSS (AX), Z5
+	VMULPS       Z3, Z5, Z5
 	VBROADCASTSS (AX)(CX*1), Z6
+	VMULPS       Z3, Z6, Z6
 	MOVQ         c+32(FP), R9
 	MOVQ         rowLen+8(FP), R11
+	MOVQ         R11, R12
 
-loop2:
-	CMPQ         R11, $0x00000020
-	JB           one
+chunk:
+	TESTQ        R12, R12
+	JZ           rowdone
 	TESTQ        R8, R8
 	JNZ          samegroup1
 	ADDQ         $0x04, DI
@@ -4464,7 +4369,15 @@ loop2:
 	MOVQ         group+80(FP), R8
 
 samegroup1:
-	SUBQ           $0x10, R8
+	MOVQ    R12, R11
+	CMPQ    R8, R11
+	CMOVQLT R8, R11
+	SUBQ    R11, R12
+	SUBQ    R11, R8
+
+loop2:
+	CMPQ           R11, $0x00000020
+	JB             one
 	VBROADCASTI128 (SI), Y7
 	VPSHUFB        Y0, Y7, Y7
 	VPMOVZXWD      Y7, Z7
@@ -4474,21 +4387,12 @@ samegroup1:
 	VPADDD         Z7, Z8, Z8
 	VPADDD         Z4, Z8, Z8
 	VCVTDQ2PS      Z8, Z8
-	VMULPS         Z3, Z8, Z8
 	VMOVUPS        (R9), Z7
 	VFMADD231PS    Z8, Z5, Z7
 	VMOVUPS        Z7, (R9)
 	VMOVUPS        (R9)(DX*1), Z7
 	VFMADD231PS    Z8, Z6, Z7
 	VMOVUPS        Z7, (R9)(DX*1)
-	TESTQ          R8, R8
-	JNZ            samegroup2
-	ADDQ           $0x04, DI
-	VPBROADCASTD   (DI), Z4
-	MOVQ           group+80(FP), R8
-
-samegroup2:
-	SUBQ           $0x10, R8
 	VBROADCASTI128 (SI)(R10*1), Y7
 	VPSHUFB        Y0, Y7, Y7
 	VPMOVZXWD      Y7, Z7
@@ -4498,7 +4402,6 @@ samegroup2:
 	VPADDD         Z7, Z8, Z8
 	VPADDD         Z4, Z8, Z8
 	VCVTDQ2PS      Z8, Z8
-	VMULPS         Z3, Z8, Z8
 	VMOVUPS        64(R9), Z7
 	VFMADD231PS    Z8, Z5, Z7
 	VMOVUPS        Z7, 64(R9)
@@ -4512,16 +4415,8 @@ samegroup2:
 	JMP            loop2
 
 one:
-	CMPQ         R11, $0x00000010
-	JB           tail
-	TESTQ        R8, R8
-	JNZ          samegroup3
-	ADDQ         $0x04, DI
-	VPBROADCASTD (DI), Z4
-	MOVQ         group+80(FP), R8
-
-samegroup3:
-	SUBQ           $0x10, R8
+	CMPQ           R11, $0x00000010
+	JB             tail
 	VBROADCASTI128 (SI), Y7
 	VPSHUFB        Y0, Y7, Y7
 	VPMOVZXWD      Y7, Z7
@@ -4531,19 +4426,21 @@ samegroup3:
 	VPADDD         Z7, Z8, Z8
 	VPADDD         Z4, Z8, Z8
 	VCVTDQ2PS      Z8, Z8
-	VMULPS         Z3, Z8, Z8
 	VMOVUPS        (R9), Z7
 	VFMADD231PS    Z8, Z5, Z7
 	VMOVUPS        Z7, (R9)
-	VMOVUPS        (R9)(DX*1), Z5
-	VFMADD231PS    Z8, Z6, Z5
-	VMOVUPS        Z5, (R9)(DX*1)
+	VMOVUPS        (R9)(DX*1), Z7
+	VFMADD231PS    Z8, Z6, Z7
+	VMOVUPS        Z7, (R9)(DX*1)
 	ADDQ           $0x00000020, BX
 	ADDQ           R10, SI
 	ADDQ           $0x00000040, R9
 	SUBQ           $0x00000010, R11
 
 tail:
+	JMP chunk
+
+rowdone:
 	ADDQ $0x04, AX
 	DECQ rows+0(FP)
 	JNZ  row
@@ -4551,7 +4448,7 @@ tail:
 	RET
 
 // func gemvAxpyI16M3AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int16, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, AVX512F
+// Requires: AVX, AVX2, AVX512F, CMOV
 TEXT ·gemvAxpyI16M3AVX512(SB), NOSPLIT, $0-104
 	MOVQ         a+16(FP), AX
 	MOVQ         lda+24(FP), CX
@@ -4576,14 +4473,18 @@ TEXT ·gemvAxpyI16M3AVX512(SB), NOSPLIT, $0-104
 
 row:
 	VBROADCASTSS (AX), Z5
+	VMULPS       Z3, Z5, Z5
 	VBROADCASTSS (AX)(CX*1), Z6
+	VMULPS       Z3, Z6, Z6
 	VBROADCASTSS (AX)(CX*2), Z7
+	VMULPS       Z3, Z7, Z7
 	MOVQ         c+32(FP), R9
 	MOVQ         rowLen+8(FP), R11
+	MOVQ         R11, R12
 
-loop2:
-	CMPQ         R11, $0x00000020
-	JB           one
+chunk:
+	TESTQ        R12, R12
+	JZ           rowdone
 	TESTQ        R8, R8
 	JNZ          samegroup1
 	ADDQ         $0x04, DI
@@ -4591,7 +4492,15 @@ loop2:
 	MOVQ         group+80(FP), R8
 
 samegroup1:
-	SUBQ           $0x10, R8
+	MOVQ    R12, R11
+	CMPQ    R8, R11
+	CMOVQLT R8, R11
+	SUBQ    R11, R12
+	SUBQ    R11, R8
+
+loop2:
+	CMPQ           R11, $0x00000020
+	JB             one
 	VBROADCASTI128 (SI), Y8
 	VPSHUFB        Y0, Y8, Y8
 	VPMOVZXWD      Y8, Z8
@@ -4601,7 +4510,6 @@ samegroup1:
 	VPADDD         Z8, Z9, Z9
 	VPADDD         Z4, Z9, Z9
 	VCVTDQ2PS      Z9, Z9
-	VMULPS         Z3, Z9, Z9
 	VMOVUPS        (R9), Z8
 	VFMADD231PS    Z9, Z5, Z8
 	VMOVUPS        Z8, (R9)
@@ -4611,14 +4519,6 @@ samegroup1:
 	VMOVUPS        (R9)(DX*2), Z8
 	VFMADD231PS    Z9, Z7, Z8
 	VMOVUPS        Z8, (R9)(DX*2)
-	TESTQ          R8, R8
-	JNZ            samegroup2
-	ADDQ           $0x04, DI
-	VPBROADCASTD   (DI), Z4
-	MOVQ           group+80(FP), R8
-
-samegroup2:
-	SUBQ           $0x10, R8
 	VBROADCASTI128 (SI)(R10*1), Y8
 	VPSHUFB        Y0, Y8, Y8
 	VPMOVZXWD      Y8, Z8
@@ -4628,7 +4528,6 @@ samegroup2:
 	VPADDD         Z8, Z9, Z9
 	VPADDD         Z4, Z9, Z9
 	VCVTDQ2PS      Z9, Z9
-	VMULPS         Z3, Z9, Z9
 	VMOVUPS        64(R9), Z8
 	VFMADD231PS    Z9, Z5, Z8
 	VMOVUPS        Z8, 64(R9)
@@ -4645,16 +4544,8 @@ samegroup2:
 	JMP            loop2
 
 one:
-	CMPQ         R11, $0x00000010
-	JB           tail
-	TESTQ        R8, R8
-	JNZ          samegroup3
-	ADDQ         $0x04, DI
-	VPBROADCASTD (DI), Z4
-	MOVQ         group+80(FP), R8
-
-samegroup3:
-	SUBQ           $0x10, R8
+	CMPQ           R11, $0x00000010
+	JB             tail
 	VBROADCASTI128 (SI), Y8
 	VPSHUFB        Y0, Y8, Y8
 	VPMOVZXWD      Y8, Z8
@@ -4664,22 +4555,24 @@ samegroup3:
 	VPADDD         Z8, Z9, Z9
 	VPADDD         Z4, Z9, Z9
 	VCVTDQ2PS      Z9, Z9
-	VMULPS         Z3, Z9, Z9
 	VMOVUPS        (R9), Z8
 	VFMADD231PS    Z9, Z5, Z8
 	VMOVUPS        Z8, (R9)
-	VMOVUPS        (R9)(DX*1), Z5
-	VFMADD231PS    Z9, Z6, Z5
-	VMOVUPS        Z5, (R9)(DX*1)
-	VMOVUPS        (R9)(DX*2), Z5
-	VFMADD231PS    Z9, Z7, Z5
-	VMOVUPS        Z5, (R9)(DX*2)
+	VMOVUPS        (R9)(DX*1), Z8
+	VFMADD231PS    Z9, Z6, Z8
+	VMOVUPS        Z8, (R9)(DX*1)
+	VMOVUPS        (R9)(DX*2), Z8
+	VFMADD231PS    Z9, Z7, Z8
+	VMOVUPS        Z8, (R9)(DX*2)
 	ADDQ           $0x00000020, BX
 	ADDQ           R10, SI
 	ADDQ           $0x00000040, R9
 	SUBQ           $0x00000010, R11
 
 tail:
+	JMP chunk
+
+rowdone:
 	ADDQ $0x04, AX
 	DECQ rows+0(FP)
 	JNZ  row
@@ -4687,7 +4580,7 @@ tail:
 	RET
 
 // func gemvAxpyI16M4AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int16, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, AVX512F
+// Requires: AVX, AVX2, AVX512F, CMOV
 TEXT ·gemvAxpyI16M4AVX512(SB), NOSPLIT, $0-104
 	MOVQ         a+16(FP), AX
 	MOVQ         lda+24(FP), CX
@@ -4714,17 +4607,22 @@ TEXT ·gemvAxpyI16M4AVX512(SB), NOSPLIT, $0-104
 
 row:
 	VBROADCASTSS (AX), Z5
+	VMULPS       Z3, Z5, Z5
 	VBROADCASTSS (AX)(CX*1), Z6
+	VMULPS       Z3, Z6, Z6
 	VBROADCASTSS (AX)(CX*2), Z7
+	VMULPS       Z3, Z7, Z7
 	VBROADCASTSS (DX), Z8
+	VMULPS       Z3, Z8, Z8
 	MOVQ         c+32(FP), R10
 	LEAQ         (R10)(BX*2), R12
 	ADDQ         BX, R12
 	MOVQ         rowLen+8(FP), R13
+	MOVQ         R13, R14
 
-loop2:
-	CMPQ         R13, $0x00000020
-	JB           one
+chunk:
+	TESTQ        R14, R14
+	JZ           rowdone
 	TESTQ        R9, R9
 	JNZ          samegroup1
 	ADDQ         $0x04, R8
@@ -4732,7 +4630,15 @@ loop2:
 	MOVQ         group+80(FP), R9
 
 samegroup1:
-	SUBQ           $0x10, R9
+	MOVQ    R14, R13
+	CMPQ    R9, R13
+	CMOVQLT R9, R13
+	SUBQ    R13, R14
+	SUBQ    R13, R9
+
+loop2:
+	CMPQ           R13, $0x00000020
+	JB             one
 	VBROADCASTI128 (DI), Y9
 	VPSHUFB        Y0, Y9, Y9
 	VPMOVZXWD      Y9, Z9
@@ -4742,7 +4648,6 @@ samegroup1:
 	VPADDD         Z9, Z10, Z10
 	VPADDD         Z4, Z10, Z10
 	VCVTDQ2PS      Z10, Z10
-	VMULPS         Z3, Z10, Z10
 	VMOVUPS        (R10), Z9
 	VFMADD231PS    Z10, Z5, Z9
 	VMOVUPS        Z9, (R10)
@@ -4755,14 +4660,6 @@ samegroup1:
 	VMOVUPS        (R12), Z9
 	VFMADD231PS    Z10, Z8, Z9
 	VMOVUPS        Z9, (R12)
-	TESTQ          R9, R9
-	JNZ            samegroup2
-	ADDQ           $0x04, R8
-	VPBROADCASTD   (R8), Z4
-	MOVQ           group+80(FP), R9
-
-samegroup2:
-	SUBQ           $0x10, R9
 	VBROADCASTI128 (DI)(R11*1), Y9
 	VPSHUFB        Y0, Y9, Y9
 	VPMOVZXWD      Y9, Z9
@@ -4772,7 +4669,6 @@ samegroup2:
 	VPADDD         Z9, Z10, Z10
 	VPADDD         Z4, Z10, Z10
 	VCVTDQ2PS      Z10, Z10
-	VMULPS         Z3, Z10, Z10
 	VMOVUPS        64(R10), Z9
 	VFMADD231PS    Z10, Z5, Z9
 	VMOVUPS        Z9, 64(R10)
@@ -4793,16 +4689,8 @@ samegroup2:
 	JMP            loop2
 
 one:
-	CMPQ         R13, $0x00000010
-	JB           tail
-	TESTQ        R9, R9
-	JNZ          samegroup3
-	ADDQ         $0x04, R8
-	VPBROADCASTD (R8), Z4
-	MOVQ         group+80(FP), R9
-
-samegroup3:
-	SUBQ           $0x10, R9
+	CMPQ           R13, $0x00000010
+	JB             tail
 	VBROADCASTI128 (DI), Y9
 	VPSHUFB        Y0, Y9, Y9
 	VPMOVZXWD      Y9, Z9
@@ -4812,19 +4700,18 @@ samegroup3:
 	VPADDD         Z9, Z10, Z10
 	VPADDD         Z4, Z10, Z10
 	VCVTDQ2PS      Z10, Z10
-	VMULPS         Z3, Z10, Z10
 	VMOVUPS        (R10), Z9
 	VFMADD231PS    Z10, Z5, Z9
 	VMOVUPS        Z9, (R10)
-	VMOVUPS        (R10)(BX*1), Z5
-	VFMADD231PS    Z10, Z6, Z5
-	VMOVUPS        Z5, (R10)(BX*1)
-	VMOVUPS        (R10)(BX*2), Z5
-	VFMADD231PS    Z10, Z7, Z5
-	VMOVUPS        Z5, (R10)(BX*2)
-	VMOVUPS        (R12), Z5
-	VFMADD231PS    Z10, Z8, Z5
-	VMOVUPS        Z5, (R12)
+	VMOVUPS        (R10)(BX*1), Z9
+	VFMADD231PS    Z10, Z6, Z9
+	VMOVUPS        Z9, (R10)(BX*1)
+	VMOVUPS        (R10)(BX*2), Z9
+	VFMADD231PS    Z10, Z7, Z9
+	VMOVUPS        Z9, (R10)(BX*2)
+	VMOVUPS        (R12), Z9
+	VFMADD231PS    Z10, Z8, Z9
+	VMOVUPS        Z9, (R12)
 	ADDQ           $0x00000020, SI
 	ADDQ           R11, DI
 	ADDQ           $0x00000040, R10
@@ -4832,6 +4719,9 @@ samegroup3:
 	SUBQ           $0x00000010, R13
 
 tail:
+	JMP chunk
+
+rowdone:
 	ADDQ $0x04, AX
 	ADDQ $0x04, DX
 	DECQ rows+0(FP)
@@ -4840,7 +4730,7 @@ tail:
 	RET
 
 // func gemvAxpyI8M1AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, AVX512F
+// Requires: AVX, AVX2, AVX512F, CMOV
 TEXT ·gemvAxpyI8M1AVX512(SB), NOSPLIT, $0-104
 	MOVQ         a+16(FP), AX
 	MOVQ         lda+24(FP), CX
@@ -4865,12 +4755,14 @@ TEXT ·gemvAxpyI8M1AVX512(SB), NOSPLIT, $0-104
 
 row:
 	VBROADCASTSS (AX), Z5
+	VMULPS       Z3, Z5, Z5
 	MOVQ         c+32(FP), DI
 	MOVQ         rowLen+8(FP), R9
+	MOVQ         R9, R10
 
-loop2:
-	CMPQ         R9, $0x00000020
-	JB           one
+chunk:
+	TESTQ        R10, R10
+	JZ           rowdone
 	TESTQ        SI, SI
 	JNZ          samegroup1
 	ADDQ         $0x04, BX
@@ -4878,7 +4770,15 @@ loop2:
 	MOVQ         group+80(FP), SI
 
 samegroup1:
-	SUBQ           $0x10, SI
+	MOVQ    R10, R9
+	CMPQ    SI, R9
+	CMOVQLT SI, R9
+	SUBQ    R9, R10
+	SUBQ    R9, SI
+
+loop2:
+	CMPQ           R9, $0x00000020
+	JB             one
 	VBROADCASTI128 (DX), Y6
 	VPSHUFB        Y0, Y6, Y6
 	VPMOVZXWD      Y6, Z6
@@ -4888,18 +4788,9 @@ samegroup1:
 	VPADDD         Z6, Z7, Z7
 	VPADDD         Z4, Z7, Z7
 	VCVTDQ2PS      Z7, Z7
-	VMULPS         Z3, Z7, Z7
 	VMOVUPS        (DI), Z6
 	VFMADD231PS    Z7, Z5, Z6
 	VMOVUPS        Z6, (DI)
-	TESTQ          SI, SI
-	JNZ            samegroup2
-	ADDQ           $0x04, BX
-	VPBROADCASTD   (BX), Z4
-	MOVQ           group+80(FP), SI
-
-samegroup2:
-	SUBQ           $0x10, SI
 	VBROADCASTI128 (DX)(R8*1), Y6
 	VPSHUFB        Y0, Y6, Y6
 	VPMOVZXWD      Y6, Z6
@@ -4909,7 +4800,6 @@ samegroup2:
 	VPADDD         Z6, Z7, Z7
 	VPADDD         Z4, Z7, Z7
 	VCVTDQ2PS      Z7, Z7
-	VMULPS         Z3, Z7, Z7
 	VMOVUPS        64(DI), Z6
 	VFMADD231PS    Z7, Z5, Z6
 	VMOVUPS        Z6, 64(DI)
@@ -4920,16 +4810,8 @@ samegroup2:
 	JMP            loop2
 
 one:
-	CMPQ         R9, $0x00000010
-	JB           tail
-	TESTQ        SI, SI
-	JNZ          samegroup3
-	ADDQ         $0x04, BX
-	VPBROADCASTD (BX), Z4
-	MOVQ         group+80(FP), SI
-
-samegroup3:
-	SUBQ           $0x10, SI
+	CMPQ           R9, $0x00000010
+	JB             tail
 	VBROADCASTI128 (DX), Y6
 	VPSHUFB        Y0, Y6, Y6
 	VPMOVZXWD      Y6, Z6
@@ -4939,7 +4821,6 @@ samegroup3:
 	VPADDD         Z6, Z7, Z7
 	VPADDD         Z4, Z7, Z7
 	VCVTDQ2PS      Z7, Z7
-	VMULPS         Z3, Z7, Z7
 	VMOVUPS        (DI), Z6
 	VFMADD231PS    Z7, Z5, Z6
 	VMOVUPS        Z6, (DI)
@@ -4949,6 +4830,9 @@ samegroup3:
 	SUBQ           $0x00000010, R9
 
 tail:
+	JMP chunk
+
+rowdone:
 	ADDQ $0x04, AX
 	DECQ rows+0(FP)
 	JNZ  row
@@ -4956,7 +4840,7 @@ tail:
 	RET
 
 // func gemvAxpyI8M2AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, AVX512F
+// Requires: AVX, AVX2, AVX512F, CMOV
 TEXT ·gemvAxpyI8M2AVX512(SB), NOSPLIT, $0-104
 	MOVQ         a+16(FP), AX
 	MOVQ         lda+24(FP), CX
@@ -4981,13 +4865,16 @@ TEXT ·gemvAxpyI8M2AVX512(SB), NOSPLIT, $0-104
 
 row:
 	VBROADCASTSS (AX), Z5
+	VMULPS       Z3, Z5, Z5
 	VBROADCASTSS (AX)(CX*1), Z6
+	VMULPS       Z3, Z6, Z6
 	MOVQ         c+32(FP), R9
 	MOVQ         rowLen+8(FP), R11
+	MOVQ         R11, R12
 
-loop2:
-	CMPQ         R11, $0x00000020
-	JB           one
+chunk:
+	TESTQ        R12, R12
+	JZ           rowdone
 	TESTQ        R8, R8
 	JNZ          samegroup1
 	ADDQ         $0x04, DI
@@ -4995,7 +4882,15 @@ loop2:
 	MOVQ         group+80(FP), R8
 
 samegroup1:
-	SUBQ           $0x10, R8
+	MOVQ    R12, R11
+	CMPQ    R8, R11
+	CMOVQLT R8, R11
+	SUBQ    R11, R12
+	SUBQ    R11, R8
+
+loop2:
+	CMPQ           R11, $0x00000020
+	JB             one
 	VBROADCASTI128 (SI), Y7
 	VPSHUFB        Y0, Y7, Y7
 	VPMOVZXWD      Y7, Z7
@@ -5005,21 +4900,12 @@ samegroup1:
 	VPADDD         Z7, Z8, Z8
 	VPADDD         Z4, Z8, Z8
 	VCVTDQ2PS      Z8, Z8
-	VMULPS         Z3, Z8, Z8
 	VMOVUPS        (R9), Z7
 	VFMADD231PS    Z8, Z5, Z7
 	VMOVUPS        Z7, (R9)
 	VMOVUPS        (R9)(DX*1), Z7
 	VFMADD231PS    Z8, Z6, Z7
 	VMOVUPS        Z7, (R9)(DX*1)
-	TESTQ          R8, R8
-	JNZ            samegroup2
-	ADDQ           $0x04, DI
-	VPBROADCASTD   (DI), Z4
-	MOVQ           group+80(FP), R8
-
-samegroup2:
-	SUBQ           $0x10, R8
 	VBROADCASTI128 (SI)(R10*1), Y7
 	VPSHUFB        Y0, Y7, Y7
 	VPMOVZXWD      Y7, Z7
@@ -5029,7 +4915,6 @@ samegroup2:
 	VPADDD         Z7, Z8, Z8
 	VPADDD         Z4, Z8, Z8
 	VCVTDQ2PS      Z8, Z8
-	VMULPS         Z3, Z8, Z8
 	VMOVUPS        64(R9), Z7
 	VFMADD231PS    Z8, Z5, Z7
 	VMOVUPS        Z7, 64(R9)
@@ -5043,16 +4928,8 @@ samegroup2:
 	JMP            loop2
 
 one:
-	CMPQ         R11, $0x00000010
-	JB           tail
-	TESTQ        R8, R8
-	JNZ          samegroup3
-	ADDQ         $0x04, DI
-	VPBROADCASTD (DI), Z4
-	MOVQ         group+80(FP), R8
-
-samegroup3:
-	SUBQ           $0x10, R8
+	CMPQ           R11, $0x00000010
+	JB             tail
 	VBROADCASTI128 (SI), Y7
 	VPSHUFB        Y0, Y7, Y7
 	VPMOVZXWD      Y7, Z7
@@ -5062,19 +4939,21 @@ samegroup3:
 	VPADDD         Z7, Z8, Z8
 	VPADDD         Z4, Z8, Z8
 	VCVTDQ2PS      Z8, Z8
-	VMULPS         Z3, Z8, Z8
 	VMOVUPS        (R9), Z7
 	VFMADD231PS    Z8, Z5, Z7
 	VMOVUPS        Z7, (R9)
-	VMOVUPS        (R9)(DX*1), Z5
-	VFMADD231PS    Z8, Z6, Z5
-	VMOVUPS        Z5, (R9)(DX*1)
+	VMOVUPS        (R9)(DX*1), Z7
+	VFMADD231PS    Z8, Z6, Z7
+	VMOVUPS        Z7, (R9)(DX*1)
 	ADDQ           $0x00000010, BX
 	ADDQ           R10, SI
 	ADDQ           $0x00000040, R9
 	SUBQ           $0x00000010, R11
 
 tail:
+	JMP chunk
+
+rowdone:
 	ADDQ $0x04, AX
 	DECQ rows+0(FP)
 	JNZ  row
@@ -5082,7 +4961,7 @@ tail:
 	RET
 
 // func gemvAxpyI8M3AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, AVX512F
+// Requires: AVX, AVX2, AVX512F, CMOV
 TEXT ·gemvAxpyI8M3AVX512(SB), NOSPLIT, $0-104
 	MOVQ         a+16(FP), AX
 	MOVQ         lda+24(FP), CX
@@ -5107,14 +4986,18 @@ TEXT ·gemvAxpyI8M3AVX512(SB), NOSPLIT, $0-104
 
 row:
 	VBROADCASTSS (AX), Z5
+	VMULPS       Z3, Z5, Z5
 	VBROADCASTSS (AX)(CX*1), Z6
+	VMULPS       Z3, Z6, Z6
 	VBROADCASTSS (AX)(CX*2), Z7
+	VMULPS       Z3, Z7, Z7
 	MOVQ         c+32(FP), R9
 	MOVQ         rowLen+8(FP), R11
+	MOVQ         R11, R12
 
-loop2:
-	CMPQ         R11, $0x00000020
-	JB           one
+chunk:
+	TESTQ        R12, R12
+	JZ           rowdone
 	TESTQ        R8, R8
 	JNZ          samegroup1
 	ADDQ         $0x04, DI
@@ -5122,7 +5005,15 @@ loop2:
 	MOVQ         group+80(FP), R8
 
 samegroup1:
-	SUBQ           $0x10, R8
+	MOVQ    R12, R11
+	CMPQ    R8, R11
+	CMOVQLT R8, R11
+	SUBQ    R11, R12
+	SUBQ    R11, R8
+
+loop2:
+	CMPQ           R11, $0x00000020
+	JB             one
 	VBROADCASTI128 (SI), Y8
 	VPSHUFB        Y0, Y8, Y8
 	VPMOVZXWD      Y8, Z8
@@ -5132,7 +5023,6 @@ samegroup1:
 	VPADDD         Z8, Z9, Z9
 	VPADDD         Z4, Z9, Z9
 	VCVTDQ2PS      Z9, Z9
-	VMULPS         Z3, Z9, Z9
 	VMOVUPS        (R9), Z8
 	VFMADD231PS    Z9, Z5, Z8
 	VMOVUPS        Z8, (R9)
@@ -5142,14 +5032,6 @@ samegroup1:
 	VMOVUPS        (R9)(DX*2), Z8
 	VFMADD231PS    Z9, Z7, Z8
 	VMOVUPS        Z8, (R9)(DX*2)
-	TESTQ          R8, R8
-	JNZ            samegroup2
-	ADDQ           $0x04, DI
-	VPBROADCASTD   (DI), Z4
-	MOVQ           group+80(FP), R8
-
-samegroup2:
-	SUBQ           $0x10, R8
 	VBROADCASTI128 (SI)(R10*1), Y8
 	VPSHUFB        Y0, Y8, Y8
 	VPMOVZXWD      Y8, Z8
@@ -5159,7 +5041,6 @@ samegroup2:
 	VPADDD         Z8, Z9, Z9
 	VPADDD         Z4, Z9, Z9
 	VCVTDQ2PS      Z9, Z9
-	VMULPS         Z3, Z9, Z9
 	VMOVUPS        64(R9), Z8
 	VFMADD231PS    Z9, Z5, Z8
 	VMOVUPS        Z8, 64(R9)
@@ -5176,16 +5057,8 @@ samegroup2:
 	JMP            loop2
 
 one:
-	CMPQ         R11, $0x00000010
-	JB           tail
-	TESTQ        R8, R8
-	JNZ          samegroup3
-	ADDQ         $0x04, DI
-	VPBROADCASTD (DI), Z4
-	MOVQ         group+80(FP), R8
-
-samegroup3:
-	SUBQ           $0x10, R8
+	CMPQ           R11, $0x00000010
+	JB             tail
 	VBROADCASTI128 (SI), Y8
 	VPSHUFB        Y0, Y8, Y8
 	VPMOVZXWD      Y8, Z8
@@ -5195,22 +5068,24 @@ samegroup3:
 	VPADDD         Z8, Z9, Z9
 	VPADDD         Z4, Z9, Z9
 	VCVTDQ2PS      Z9, Z9
-	VMULPS         Z3, Z9, Z9
 	VMOVUPS        (R9), Z8
 	VFMADD231PS    Z9, Z5, Z8
 	VMOVUPS        Z8, (R9)
-	VMOVUPS        (R9)(DX*1), Z5
-	VFMADD231PS    Z9, Z6, Z5
-	VMOVUPS        Z5, (R9)(DX*1)
-	VMOVUPS        (R9)(DX*2), Z5
-	VFMADD231PS    Z9, Z7, Z5
-	VMOVUPS        Z5, (R9)(DX*2)
+	VMOVUPS        (R9)(DX*1), Z8
+	VFMADD231PS    Z9, Z6, Z8
+	VMOVUPS        Z8, (R9)(DX*1)
+	VMOVUPS        (R9)(DX*2), Z8
+	VFMADD231PS    Z9, Z7, Z8
+	VMOVUPS        Z8, (R9)(DX*2)
 	ADDQ           $0x00000010, BX
 	ADDQ           R10, SI
 	ADDQ           $0x00000040, R9
 	SUBQ           $0x00000010, R11
 
 tail:
+	JMP chunk
+
+rowdone:
 	ADDQ $0x04, AX
 	DECQ rows+0(FP)
 	JNZ  row
@@ -5218,7 +5093,7 @@ tail:
 	RET
 
 // func gemvAxpyI8M4AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, AVX512F
+// Requires: AVX, AVX2, AVX512F, CMOV
 TEXT ·gemvAxpyI8M4AVX512(SB), NOSPLIT, $0-104
 	MOVQ         a+16(FP), AX
 	MOVQ         lda+24(FP), CX
@@ -5245,17 +5120,22 @@ TEXT ·gemvAxpyI8M4AVX512(SB), NOSPLIT, $0-104
 
 row:
 	VBROADCASTSS (AX), Z5
+	VMULPS       Z3, Z5, Z5
 	VBROADCASTSS (AX)(CX*1), Z6
+	VMULPS       Z3, Z6, Z6
 	VBROADCASTSS (AX)(CX*2), Z7
+	VMULPS       Z3, Z7, Z7
 	VBROADCASTSS (DX), Z8
+	VMULPS       Z3, Z8, Z8
 	MOVQ         c+32(FP), R10
 	LEAQ         (R10)(BX*2), R12
 	ADDQ         BX, R12
 	MOVQ         rowLen+8(FP), R13
+	MOVQ         R13, R14
 
-loop2:
-	CMPQ         R13, $0x00000020
-	JB           one
+chunk:
+	TESTQ        R14, R14
+	JZ           rowdone
 	TESTQ        R9, R9
 	JNZ          samegroup1
 	ADDQ         $0x04, R8
@@ -5263,7 +5143,15 @@ loop2:
 	MOVQ         group+80(FP), R9
 
 samegroup1:
-	SUBQ           $0x10, R9
+	MOVQ    R14, R13
+	CMPQ    R9, R13
+	CMOVQLT R9, R13
+	SUBQ    R13, R14
+	SUBQ    R13, R9
+
+loop2:
+	CMPQ           R13, $0x00000020
+	JB             one
 	VBROADCASTI128 (DI), Y9
 	VPSHUFB        Y0, Y9, Y9
 	VPMOVZXWD      Y9, Z9
@@ -5273,7 +5161,6 @@ samegroup1:
 	VPADDD         Z9, Z10, Z10
 	VPADDD         Z4, Z10, Z10
 	VCVTDQ2PS      Z10, Z10
-	VMULPS         Z3, Z10, Z10
 	VMOVUPS        (R10), Z9
 	VFMADD231PS    Z10, Z5, Z9
 	VMOVUPS        Z9, (R10)
@@ -5286,14 +5173,6 @@ samegroup1:
 	VMOVUPS        (R12), Z9
 	VFMADD231PS    Z10, Z8, Z9
 	VMOVUPS        Z9, (R12)
-	TESTQ          R9, R9
-	JNZ            samegroup2
-	ADDQ           $0x04, R8
-	VPBROADCASTD   (R8), Z4
-	MOVQ           group+80(FP), R9
-
-samegroup2:
-	SUBQ           $0x10, R9
 	VBROADCASTI128 (DI)(R11*1), Y9
 	VPSHUFB        Y0, Y9, Y9
 	VPMOVZXWD      Y9, Z9
@@ -5303,7 +5182,6 @@ samegroup2:
 	VPADDD         Z9, Z10, Z10
 	VPADDD         Z4, Z10, Z10
 	VCVTDQ2PS      Z10, Z10
-	VMULPS         Z3, Z10, Z10
 	VMOVUPS        64(R10), Z9
 	VFMADD231PS    Z10, Z5, Z9
 	VMOVUPS        Z9, 64(R10)
@@ -5324,16 +5202,8 @@ samegroup2:
 	JMP            loop2
 
 one:
-	CMPQ         R13, $0x00000010
-	JB           tail
-	TESTQ        R9, R9
-	JNZ          samegroup3
-	ADDQ         $0x04, R8
-	VPBROADCASTD (R8), Z4
-	MOVQ         group+80(FP), R9
-
-samegroup3:
-	SUBQ           $0x10, R9
+	CMPQ           R13, $0x00000010
+	JB             tail
 	VBROADCASTI128 (DI), Y9
 	VPSHUFB        Y0, Y9, Y9
 	VPMOVZXWD      Y9, Z9
@@ -5343,19 +5213,18 @@ samegroup3:
 	VPADDD         Z9, Z10, Z10
 	VPADDD         Z4, Z10, Z10
 	VCVTDQ2PS      Z10, Z10
-	VMULPS         Z3, Z10, Z10
 	VMOVUPS        (R10), Z9
 	VFMADD231PS    Z10, Z5, Z9
 	VMOVUPS        Z9, (R10)
-	VMOVUPS        (R10)(BX*1), Z5
-	VFMADD231PS    Z10, Z6, Z5
-	VMOVUPS        Z5, (R10)(BX*1)
-	VMOVUPS        (R10)(BX*2), Z5
-	VFMADD231PS    Z10, Z7, Z5
-	VMOVUPS        Z5, (R10)(BX*2)
-	VMOVUPS        (R12), Z5
-	VFMADD231PS    Z10, Z8, Z5
-	VMOVUPS        Z5, (R12)
+	VMOVUPS        (R10)(BX*1), Z9
+	VFMADD231PS    Z10, Z6, Z9
+	VMOVUPS        Z9, (R10)(BX*1)
+	VMOVUPS        (R10)(BX*2), Z9
+	VFMADD231PS    Z10, Z7, Z9
+	VMOVUPS        Z9, (R10)(BX*2)
+	VMOVUPS        (R12), Z9
+	VFMADD231PS    Z10, Z8, Z9
+	VMOVUPS        Z9, (R12)
 	ADDQ           $0x00000010, SI
 	ADDQ           R11, DI
 	ADDQ           $0x00000040, R10
@@ -5363,6 +5232,9 @@ samegroup3:
 	SUBQ           $0x00000010, R13
 
 tail:
+	JMP chunk
+
+rowdone:
 	ADDQ $0x04, AX
 	ADDQ $0x04, DX
 	DECQ rows+0(FP)
@@ -5371,7 +5243,7 @@ tail:
 	RET
 
 // func decodeF32AVX512(n int, dst *float32, base *float32, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, AVX512F
+// Requires: AVX, AVX2, AVX512F, CMOV
 TEXT ·decodeF32AVX512(SB), NOSPLIT, $0-72
 	MOVQ         base+16(FP), AX
 	MOVQ         data+24(FP), CX
@@ -5390,10 +5262,11 @@ TEXT ·decodeF32AVX512(SB), NOSPLIT, $0-72
 	VPBROADCASTD (DX), Z4
 	MOVQ         dst+8(FP), SI
 	MOVQ         n+0(FP), R8
+	MOVQ         R8, R9
 
-loop2:
-	CMPQ         R8, $0x00000020
-	JB           one
+chunk:
+	TESTQ        R9, R9
+	JZ           rowdone
 	TESTQ        BX, BX
 	JNZ          samegroup1
 	ADDQ         $0x04, DX
@@ -5401,7 +5274,15 @@ loop2:
 	MOVQ         group+48(FP), BX
 
 samegroup1:
-	SUBQ           $0x10, BX
+	MOVQ    R9, R8
+	CMPQ    BX, R8
+	CMOVQLT BX, R8
+	SUBQ    R8, R9
+	SUBQ    R8, BX
+
+loop2:
+	CMPQ           R8, $0x00000020
+	JB             one
 	VBROADCASTI128 (CX), Y5
 	VPSHUFB        Y0, Y5, Y5
 	VPMOVZXWD      Y5, Z5
@@ -5412,14 +5293,6 @@ samegroup1:
 	VMULPS         Z3, Z5, Z5
 	VADDPS         (AX), Z5, Z5
 	VMOVUPS        Z5, (SI)
-	TESTQ          BX, BX
-	JNZ            samegroup2
-	ADDQ           $0x04, DX
-	VPBROADCASTD   (DX), Z4
-	MOVQ           group+48(FP), BX
-
-samegroup2:
-	SUBQ           $0x10, BX
 	VBROADCASTI128 (CX)(DI*1), Y5
 	VPSHUFB        Y0, Y5, Y5
 	VPMOVZXWD      Y5, Z5
@@ -5437,37 +5310,32 @@ samegroup2:
 	JMP            loop2
 
 one:
-	CMPQ         R8, $0x00000010
-	JB           tail
-	TESTQ        BX, BX
-	JNZ          samegroup3
-	ADDQ         $0x04, DX
-	VPBROADCASTD (DX), Z4
-	MOVQ         group+48(FP), BX
-
-samegroup3:
-	SUBQ           $0x10, BX
+	CMPQ           R8, $0x00000010
+	JB             tail
 	VBROADCASTI128 (CX), Y5
 	VPSHUFB        Y0, Y5, Y5
-	VPMOVZXWD      Y5, Z0
-	VPSRLVD        Z1, Z0, Z0
-	VPANDD         Z2, Z0, Z0
-	VPADDD         Z4, Z0, Z0
-	VCVTDQ2PS      Z0, Z0
-	VMULPS         Z3, Z0, Z0
-	VADDPS         (AX), Z0, Z0
-	VMOVUPS        Z0, (SI)
+	VPMOVZXWD      Y5, Z5
+	VPSRLVD        Z1, Z5, Z5
+	VPANDD         Z2, Z5, Z5
+	VPADDD         Z4, Z5, Z5
+	VCVTDQ2PS      Z5, Z5
+	VMULPS         Z3, Z5, Z5
+	VADDPS         (AX), Z5, Z5
+	VMOVUPS        Z5, (SI)
 	ADDQ           $0x00000040, AX
 	ADDQ           DI, CX
 	ADDQ           $0x00000040, SI
 	SUBQ           $0x00000010, R8
 
 tail:
+	JMP chunk
+
+rowdone:
 	VZEROUPPER
 	RET
 
 // func decodeI16AVX512(n int, dst *float32, base *int16, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, AVX512F
+// Requires: AVX, AVX2, AVX512F, CMOV
 TEXT ·decodeI16AVX512(SB), NOSPLIT, $0-72
 	MOVQ         base+16(FP), AX
 	MOVQ         data+24(FP), CX
@@ -5486,10 +5354,11 @@ TEXT ·decodeI16AVX512(SB), NOSPLIT, $0-72
 	VPBROADCASTD (DX), Z4
 	MOVQ         dst+8(FP), SI
 	MOVQ         n+0(FP), R8
+	MOVQ         R8, R9
 
-loop2:
-	CMPQ         R8, $0x00000020
-	JB           one
+chunk:
+	TESTQ        R9, R9
+	JZ           rowdone
 	TESTQ        BX, BX
 	JNZ          samegroup1
 	ADDQ         $0x04, DX
@@ -5497,7 +5366,15 @@ loop2:
 	MOVQ         group+48(FP), BX
 
 samegroup1:
-	SUBQ           $0x10, BX
+	MOVQ    R9, R8
+	CMPQ    BX, R8
+	CMOVQLT BX, R8
+	SUBQ    R8, R9
+	SUBQ    R8, BX
+
+loop2:
+	CMPQ           R8, $0x00000020
+	JB             one
 	VBROADCASTI128 (CX), Y5
 	VPSHUFB        Y0, Y5, Y5
 	VPMOVZXWD      Y5, Z5
@@ -5509,14 +5386,6 @@ samegroup1:
 	VCVTDQ2PS      Z6, Z6
 	VMULPS         Z3, Z6, Z6
 	VMOVUPS        Z6, (SI)
-	TESTQ          BX, BX
-	JNZ            samegroup2
-	ADDQ           $0x04, DX
-	VPBROADCASTD   (DX), Z4
-	MOVQ           group+48(FP), BX
-
-samegroup2:
-	SUBQ           $0x10, BX
 	VBROADCASTI128 (CX)(DI*1), Y5
 	VPSHUFB        Y0, Y5, Y5
 	VPMOVZXWD      Y5, Z5
@@ -5535,38 +5404,33 @@ samegroup2:
 	JMP            loop2
 
 one:
-	CMPQ         R8, $0x00000010
-	JB           tail
-	TESTQ        BX, BX
-	JNZ          samegroup3
-	ADDQ         $0x04, DX
-	VPBROADCASTD (DX), Z4
-	MOVQ         group+48(FP), BX
-
-samegroup3:
-	SUBQ           $0x10, BX
+	CMPQ           R8, $0x00000010
+	JB             tail
 	VBROADCASTI128 (CX), Y5
 	VPSHUFB        Y0, Y5, Y5
-	VPMOVZXWD      Y5, Z0
-	VPSRLVD        Z1, Z0, Z0
-	VPANDD         Z2, Z0, Z0
-	VPMOVSXWD      (AX), Z1
-	VPADDD         Z0, Z1, Z1
-	VPADDD         Z4, Z1, Z1
-	VCVTDQ2PS      Z1, Z1
-	VMULPS         Z3, Z1, Z1
-	VMOVUPS        Z1, (SI)
+	VPMOVZXWD      Y5, Z5
+	VPSRLVD        Z1, Z5, Z5
+	VPANDD         Z2, Z5, Z5
+	VPMOVSXWD      (AX), Z6
+	VPADDD         Z5, Z6, Z6
+	VPADDD         Z4, Z6, Z6
+	VCVTDQ2PS      Z6, Z6
+	VMULPS         Z3, Z6, Z6
+	VMOVUPS        Z6, (SI)
 	ADDQ           $0x00000020, AX
 	ADDQ           DI, CX
 	ADDQ           $0x00000040, SI
 	SUBQ           $0x00000010, R8
 
 tail:
+	JMP chunk
+
+rowdone:
 	VZEROUPPER
 	RET
 
 // func decodeI8AVX512(n int, dst *float32, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, AVX512F
+// Requires: AVX, AVX2, AVX512F, CMOV
 TEXT ·decodeI8AVX512(SB), NOSPLIT, $0-72
 	MOVQ         base+16(FP), AX
 	MOVQ         data+24(FP), CX
@@ -5585,10 +5449,11 @@ TEXT ·decodeI8AVX512(SB), NOSPLIT, $0-72
 	VPBROADCASTD (DX), Z4
 	MOVQ         dst+8(FP), SI
 	MOVQ         n+0(FP), R8
+	MOVQ         R8, R9
 
-loop2:
-	CMPQ         R8, $0x00000020
-	JB           one
+chunk:
+	TESTQ        R9, R9
+	JZ           rowdone
 	TESTQ        BX, BX
 	JNZ          samegroup1
 	ADDQ         $0x04, DX
@@ -5596,7 +5461,15 @@ loop2:
 	MOVQ         group+48(FP), BX
 
 samegroup1:
-	SUBQ           $0x10, BX
+	MOVQ    R9, R8
+	CMPQ    BX, R8
+	CMOVQLT BX, R8
+	SUBQ    R8, R9
+	SUBQ    R8, BX
+
+loop2:
+	CMPQ           R8, $0x00000020
+	JB             one
 	VBROADCASTI128 (CX), Y5
 	VPSHUFB        Y0, Y5, Y5
 	VPMOVZXWD      Y5, Z5
@@ -5608,14 +5481,6 @@ samegroup1:
 	VCVTDQ2PS      Z6, Z6
 	VMULPS         Z3, Z6, Z6
 	VMOVUPS        Z6, (SI)
-	TESTQ          BX, BX
-	JNZ            samegroup2
-	ADDQ           $0x04, DX
-	VPBROADCASTD   (DX), Z4
-	MOVQ           group+48(FP), BX
-
-samegroup2:
-	SUBQ           $0x10, BX
 	VBROADCASTI128 (CX)(DI*1), Y5
 	VPSHUFB        Y0, Y5, Y5
 	VPMOVZXWD      Y5, Z5
@@ -5634,33 +5499,28 @@ samegroup2:
 	JMP            loop2
 
 one:
-	CMPQ         R8, $0x00000010
-	JB           tail
-	TESTQ        BX, BX
-	JNZ          samegroup3
-	ADDQ         $0x04, DX
-	VPBROADCASTD (DX), Z4
-	MOVQ         group+48(FP), BX
-
-samegroup3:
-	SUBQ           $0x10, BX
+	CMPQ           R8, $0x00000010
+	JB             tail
 	VBROADCASTI128 (CX), Y5
 	VPSHUFB        Y0, Y5, Y5
-	VPMOVZXWD      Y5, Z0
-	VPSRLVD        Z1, Z0, Z0
-	VPANDD         Z2, Z0, Z0
-	VPMOVSXBD      (AX), Z1
-	VPADDD         Z0, Z1, Z1
-	VPADDD         Z4, Z1, Z1
-	VCVTDQ2PS      Z1, Z1
-	VMULPS         Z3, Z1, Z1
-	VMOVUPS        Z1, (SI)
+	VPMOVZXWD      Y5, Z5
+	VPSRLVD        Z1, Z5, Z5
+	VPANDD         Z2, Z5, Z5
+	VPMOVSXBD      (AX), Z6
+	VPADDD         Z5, Z6, Z6
+	VPADDD         Z4, Z6, Z6
+	VCVTDQ2PS      Z6, Z6
+	VMULPS         Z3, Z6, Z6
+	VMOVUPS        Z6, (SI)
 	ADDQ           $0x00000010, AX
 	ADDQ           DI, CX
 	ADDQ           $0x00000040, SI
 	SUBQ           $0x00000010, R8
 
 tail:
+	JMP chunk
+
+rowdone:
 	VZEROUPPER
 	RET
 
@@ -6781,7 +6641,7 @@ reduce:
 	RET
 
 // func gemvDotF32M1AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *float32, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, FMA3
+// Requires: AVX, AVX2, CMOV, FMA3
 TEXT ·gemvDotF32M1AVX2(SB), NOSPLIT, $0-104
 	MOVQ         lda+24(FP), AX
 	SHLQ         $0x02, AX
@@ -6808,10 +6668,11 @@ row:
 	MOVQ   rowLen+8(FP), R9
 	VXORPS Y5, Y5, Y5
 	VXORPS Y6, Y6, Y6
+	MOVQ   R9, R10
 
-loop2:
-	CMPQ         R9, $0x00000010
-	JB           one
+chunk:
+	TESTQ        R10, R10
+	JZ           rowdone
 	TESTQ        SI, SI
 	JNZ          samegroup1
 	ADDQ         $0x04, BX
@@ -6819,25 +6680,24 @@ loop2:
 	MOVQ         group+80(FP), SI
 
 samegroup1:
-	SUBQ         $0x08, SI
-	VMOVQ        (DX), X7
-	VPSHUFB      X0, X7, X7
-	VPMOVZXWD    X7, Y7
-	VPSRLVD      Y1, Y7, Y7
-	VPAND        Y2, Y7, Y7
-	VPADDD       Y4, Y7, Y7
-	VCVTDQ2PS    Y7, Y7
-	VMULPS       Y3, Y7, Y7
-	VADDPS       (CX), Y7, Y7
-	VFMADD231PS  (DI), Y7, Y5
-	TESTQ        SI, SI
-	JNZ          samegroup2
-	ADDQ         $0x04, BX
-	VPBROADCASTD (BX), Y4
-	MOVQ         group+80(FP), SI
+	MOVQ    R10, R9
+	CMPQ    SI, R9
+	CMOVQLT SI, R9
+	SUBQ    R9, R10
+	SUBQ    R9, SI
 
-samegroup2:
-	SUBQ        $0x08, SI
+loop2:
+	CMPQ        R9, $0x00000010
+	JB          one
+	VMOVQ       (DX), X7
+	VPSHUFB     X0, X7, X7
+	VPMOVZXWD   X7, Y7
+	VPSRLVD     Y1, Y7, Y7
+	VPAND       Y2, Y7, Y7
+	VPADDD      Y4, Y7, Y7
+	VCVTDQ2PS   Y7, Y7
+	VFMADD213PS (CX), Y3, Y7
+	VFMADD231PS (DI), Y7, Y5
 	VMOVQ       (DX)(R8*1), X7
 	VPSHUFB     X0, X7, X7
 	VPMOVZXWD   X7, Y7
@@ -6845,8 +6705,7 @@ samegroup2:
 	VPAND       Y2, Y7, Y7
 	VPADDD      Y4, Y7, Y7
 	VCVTDQ2PS   Y7, Y7
-	VMULPS      Y3, Y7, Y7
-	VADDPS      32(CX), Y7, Y7
+	VFMADD213PS 32(CX), Y3, Y7
 	VFMADD231PS 32(DI), Y7, Y6
 	ADDQ        $0x00000040, CX
 	LEAQ        (DX)(R8*2), DX
@@ -6855,16 +6714,8 @@ samegroup2:
 	JMP         loop2
 
 one:
-	CMPQ         R9, $0x00000008
-	JB           tail
-	TESTQ        SI, SI
-	JNZ          samegroup3
-	ADDQ         $0x04, BX
-	VPBROADCASTD (BX), Y4
-	MOVQ         group+80(FP), SI
-
-samegroup3:
-	SUBQ        $0x08, SI
+	CMPQ        R9, $0x00000008
+	JB          tail
 	VMOVQ       (DX), X7
 	VPSHUFB     X0, X7, X7
 	VPMOVZXWD   X7, Y7
@@ -6872,8 +6723,7 @@ samegroup3:
 	VPAND       Y2, Y7, Y7
 	VPADDD      Y4, Y7, Y7
 	VCVTDQ2PS   Y7, Y7
-	VMULPS      Y3, Y7, Y7
-	VADDPS      (CX), Y7, Y7
+	VFMADD213PS (CX), Y3, Y7
 	VFMADD231PS (DI), Y7, Y5
 	ADDQ        $0x00000020, CX
 	ADDQ        R8, DX
@@ -6881,6 +6731,9 @@ samegroup3:
 	SUBQ        $0x00000008, R9
 
 tail:
+	JMP chunk
+
+rowdone:
 	VADDPS       Y6, Y5, Y5
 	VEXTRACTF128 $0x01, Y5, X6
 	VADDPS       X6, X5, X6
@@ -6896,7 +6749,7 @@ tail:
 	RET
 
 // func gemvDotF32M2AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *float32, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, FMA3
+// Requires: AVX, AVX2, CMOV, FMA3
 TEXT ·gemvDotF32M2AVX2(SB), NOSPLIT, $0-104
 	MOVQ         lda+24(FP), AX
 	SHLQ         $0x02, AX
@@ -6925,10 +6778,11 @@ row:
 	VXORPS Y6, Y6, Y6
 	VXORPS Y7, Y7, Y7
 	VXORPS Y8, Y8, Y8
+	MOVQ   R11, R12
 
-loop2:
-	CMPQ         R11, $0x00000010
-	JB           one
+chunk:
+	TESTQ        R12, R12
+	JZ           rowdone
 	TESTQ        R8, R8
 	JNZ          samegroup1
 	ADDQ         $0x04, DI
@@ -6936,26 +6790,25 @@ loop2:
 	MOVQ         group+80(FP), R8
 
 samegroup1:
-	SUBQ         $0x08, R8
-	VMOVQ        (SI), X9
-	VPSHUFB      X0, X9, X9
-	VPMOVZXWD    X9, Y9
-	VPSRLVD      Y1, Y9, Y9
-	VPAND        Y2, Y9, Y9
-	VPADDD       Y4, Y9, Y9
-	VCVTDQ2PS    Y9, Y9
-	VMULPS       Y3, Y9, Y9
-	VADDPS       (BX), Y9, Y9
-	VFMADD231PS  (R9), Y9, Y5
-	VFMADD231PS  (R9)(AX*1), Y9, Y7
-	TESTQ        R8, R8
-	JNZ          samegroup2
-	ADDQ         $0x04, DI
-	VPBROADCASTD (DI), Y4
-	MOVQ         group+80(FP), R8
+	MOVQ    R12, R11
+	CMPQ    R8, R11
+	CMOVQLT R8, R11
+	SUBQ    R11, R12
+	SUBQ    R11, R8
 
-samegroup2:
-	SUBQ        $0x08, R8
+loop2:
+	CMPQ        R11, $0x00000010
+	JB          one
+	VMOVQ       (SI), X9
+	VPSHUFB     X0, X9, X9
+	VPMOVZXWD   X9, Y9
+	VPSRLVD     Y1, Y9, Y9
+	VPAND       Y2, Y9, Y9
+	VPADDD      Y4, Y9, Y9
+	VCVTDQ2PS   Y9, Y9
+	VFMADD213PS (BX), Y3, Y9
+	VFMADD231PS (R9), Y9, Y5
+	VFMADD231PS (R9)(AX*1), Y9, Y7
 	VMOVQ       (SI)(R10*1), X9
 	VPSHUFB     X0, X9, X9
 	VPMOVZXWD   X9, Y9
@@ -6963,8 +6816,7 @@ samegroup2:
 	VPAND       Y2, Y9, Y9
 	VPADDD      Y4, Y9, Y9
 	VCVTDQ2PS   Y9, Y9
-	VMULPS      Y3, Y9, Y9
-	VADDPS      32(BX), Y9, Y9
+	VFMADD213PS 32(BX), Y3, Y9
 	VFMADD231PS 32(R9), Y9, Y6
 	VFMADD231PS 32(R9)(AX*1), Y9, Y8
 	ADDQ        $0x00000040, BX
@@ -6974,16 +6826,8 @@ samegroup2:
 	JMP         loop2
 
 one:
-	CMPQ         R11, $0x00000008
-	JB           tail
-	TESTQ        R8, R8
-	JNZ          samegroup3
-	ADDQ         $0x04, DI
-	VPBROADCASTD (DI), Y4
-	MOVQ         group+80(FP), R8
-
-samegroup3:
-	SUBQ        $0x08, R8
+	CMPQ        R11, $0x00000008
+	JB          tail
 	VMOVQ       (SI), X9
 	VPSHUFB     X0, X9, X9
 	VPMOVZXWD   X9, Y9
@@ -6991,8 +6835,7 @@ samegroup3:
 	VPAND       Y2, Y9, Y9
 	VPADDD      Y4, Y9, Y9
 	VCVTDQ2PS   Y9, Y9
-	VMULPS      Y3, Y9, Y9
-	VADDPS      (BX), Y9, Y9
+	VFMADD213PS (BX), Y3, Y9
 	VFMADD231PS (R9), Y9, Y5
 	VFMADD231PS (R9)(AX*1), Y9, Y7
 	ADDQ        $0x00000020, BX
@@ -7001,6 +6844,9 @@ samegroup3:
 	SUBQ        $0x00000008, R11
 
 tail:
+	JMP chunk
+
+rowdone:
 	VADDPS       Y6, Y5, Y5
 	VEXTRACTF128 $0x01, Y5, X6
 	VADDPS       X6, X5, X6
@@ -7024,7 +6870,7 @@ tail:
 	RET
 
 // func gemvDotF32M3AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *float32, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, FMA3
+// Requires: AVX, AVX2, CMOV, FMA3
 TEXT ·gemvDotF32M3AVX2(SB), NOSPLIT, $0-104
 	MOVQ         lda+24(FP), AX
 	SHLQ         $0x02, AX
@@ -7052,10 +6898,11 @@ row:
 	VXORPS Y5, Y5, Y5
 	VXORPS Y6, Y6, Y6
 	VXORPS Y7, Y7, Y7
+	MOVQ   R11, R12
 
-loop1:
-	CMPQ         R11, $0x00000008
-	JB           tail
+chunk:
+	TESTQ        R12, R12
+	JZ           rowdone
 	TESTQ        R8, R8
 	JNZ          samegroup1
 	ADDQ         $0x04, DI
@@ -7063,7 +6910,15 @@ loop1:
 	MOVQ         group+80(FP), R8
 
 samegroup1:
-	SUBQ        $0x08, R8
+	MOVQ    R12, R11
+	CMPQ    R8, R11
+	CMOVQLT R8, R11
+	SUBQ    R11, R12
+	SUBQ    R11, R8
+
+loop1:
+	CMPQ        R11, $0x00000008
+	JB          tail
 	VMOVQ       (SI), X8
 	VPSHUFB     X0, X8, X8
 	VPMOVZXWD   X8, Y8
@@ -7071,8 +6926,7 @@ samegroup1:
 	VPAND       Y2, Y8, Y8
 	VPADDD      Y4, Y8, Y8
 	VCVTDQ2PS   Y8, Y8
-	VMULPS      Y3, Y8, Y8
-	VADDPS      (BX), Y8, Y8
+	VFMADD213PS (BX), Y3, Y8
 	VFMADD231PS (R9), Y8, Y5
 	VFMADD231PS (R9)(AX*1), Y8, Y6
 	VFMADD231PS (R9)(AX*2), Y8, Y7
@@ -7083,6 +6937,9 @@ samegroup1:
 	JMP         loop1
 
 tail:
+	JMP chunk
+
+rowdone:
 	VEXTRACTF128 $0x01, Y5, X8
 	VADDPS       X8, X5, X8
 	VMOVHLPS     X8, X8, X5
@@ -7111,7 +6968,7 @@ tail:
 	RET
 
 // func gemvDotF32M4AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *float32, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, FMA3
+// Requires: AVX, AVX2, CMOV, FMA3
 TEXT ·gemvDotF32M4AVX2(SB), NOSPLIT, $0-104
 	MOVQ         lda+24(FP), AX
 	SHLQ         $0x02, AX
@@ -7142,10 +6999,11 @@ row:
 	VXORPS Y6, Y6, Y6
 	VXORPS Y7, Y7, Y7
 	VXORPS Y8, Y8, Y8
+	MOVQ   R12, R13
 
-loop1:
-	CMPQ         R12, $0x00000008
-	JB           tail
+chunk:
+	TESTQ        R13, R13
+	JZ           rowdone
 	TESTQ        R8, R8
 	JNZ          samegroup1
 	ADDQ         $0x04, DI
@@ -7153,7 +7011,15 @@ loop1:
 	MOVQ         group+80(FP), R8
 
 samegroup1:
-	SUBQ        $0x08, R8
+	MOVQ    R13, R12
+	CMPQ    R8, R12
+	CMOVQLT R8, R12
+	SUBQ    R12, R13
+	SUBQ    R12, R8
+
+loop1:
+	CMPQ        R12, $0x00000008
+	JB          tail
 	VMOVQ       (SI), X9
 	VPSHUFB     X0, X9, X9
 	VPMOVZXWD   X9, Y9
@@ -7161,8 +7027,7 @@ samegroup1:
 	VPAND       Y2, Y9, Y9
 	VPADDD      Y4, Y9, Y9
 	VCVTDQ2PS   Y9, Y9
-	VMULPS      Y3, Y9, Y9
-	VADDPS      (BX), Y9, Y9
+	VFMADD213PS (BX), Y3, Y9
 	VFMADD231PS (R9), Y9, Y5
 	VFMADD231PS (R9)(AX*1), Y9, Y6
 	VFMADD231PS (R9)(AX*2), Y9, Y7
@@ -7175,6 +7040,9 @@ samegroup1:
 	JMP         loop1
 
 tail:
+	JMP chunk
+
+rowdone:
 	LEAQ         (CX)(DX*2), R9
 	ADDQ         DX, R9
 	VEXTRACTF128 $0x01, Y5, X9
@@ -7212,7 +7080,7 @@ tail:
 	RET
 
 // func gemvDotI16M1AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int16, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, FMA3
+// Requires: AVX, AVX2, CMOV, FMA3
 TEXT ·gemvDotI16M1AVX2(SB), NOSPLIT, $0-104
 	MOVQ         lda+24(FP), AX
 	SHLQ         $0x02, AX
@@ -7239,10 +7107,11 @@ row:
 	MOVQ   rowLen+8(FP), R9
 	VXORPS Y5, Y5, Y5
 	VXORPS Y6, Y6, Y6
+	MOVQ   R9, R10
 
-loop2:
-	CMPQ         R9, $0x00000010
-	JB           one
+chunk:
+	TESTQ        R10, R10
+	JZ           rowdone
 	TESTQ        SI, SI
 	JNZ          samegroup1
 	ADDQ         $0x04, BX
@@ -7250,54 +7119,15 @@ loop2:
 	MOVQ         group+80(FP), SI
 
 samegroup1:
-	SUBQ         $0x08, SI
-	VMOVQ        (DX), X7
-	VPSHUFB      X0, X7, X7
-	VPMOVZXWD    X7, Y7
-	VPSRLVD      Y1, Y7, Y7
-	VPAND        Y2, Y7, Y7
-	VPMOVSXWD    (CX), Y8
-	VPADDD       Y7, Y8, Y8
-	VPADDD       Y4, Y8, Y8
-	VCVTDQ2PS    Y8, Y8
-	VMULPS       Y3, Y8, Y8
-	VFMADD231PS  (DI), Y8, Y5
-	TESTQ        SI, SI
-	JNZ          samegroup2
-	ADDQ         $0x04, BX
-	VPBROADCASTD (BX), Y4
-	MOVQ         group+80(FP), SI
+	MOVQ    R10, R9
+	CMPQ    SI, R9
+	CMOVQLT SI, R9
+	SUBQ    R9, R10
+	SUBQ    R9, SI
 
-samegroup2:
-	SUBQ        $0x08, SI
-	VMOVQ       (DX)(R8*1), X7
-	VPSHUFB     X0, X7, X7
-	VPMOVZXWD   X7, Y7
-	VPSRLVD     Y1, Y7, Y7
-	VPAND       Y2, Y7, Y7
-	VPMOVSXWD   16(CX), Y8
-	VPADDD      Y7, Y8, Y8
-	VPADDD      Y4, Y8, Y8
-	VCVTDQ2PS   Y8, Y8
-	VMULPS      Y3, Y8, Y8
-	VFMADD231PS 32(DI), Y8, Y6
-	ADDQ        $0x00000020, CX
-	LEAQ        (DX)(R8*2), DX
-	ADDQ        $0x00000040, DI
-	SUBQ        $0x00000010, R9
-	JMP         loop2
-
-one:
-	CMPQ         R9, $0x00000008
-	JB           tail
-	TESTQ        SI, SI
-	JNZ          samegroup3
-	ADDQ         $0x04, BX
-	VPBROADCASTD (BX), Y4
-	MOVQ         group+80(FP), SI
-
-samegroup3:
-	SUBQ        $0x08, SI
+loop2:
+	CMPQ        R9, $0x00000010
+	JB          one
 	VMOVQ       (DX), X7
 	VPSHUFB     X0, X7, X7
 	VPMOVZXWD   X7, Y7
@@ -7307,7 +7137,35 @@ samegroup3:
 	VPADDD      Y7, Y8, Y8
 	VPADDD      Y4, Y8, Y8
 	VCVTDQ2PS   Y8, Y8
-	VMULPS      Y3, Y8, Y8
+	VFMADD231PS (DI), Y8, Y5
+	VMOVQ       (DX)(R8*1), X7
+	VPSHUFB     X0, X7, X7
+	VPMOVZXWD   X7, Y7
+	VPSRLVD     Y1, Y7, Y7
+	VPAND       Y2, Y7, Y7
+	VPMOVSXWD   16(CX), Y8
+	VPADDD      Y7, Y8, Y8
+	VPADDD      Y4, Y8, Y8
+	VCVTDQ2PS   Y8, Y8
+	VFMADD231PS 32(DI), Y8, Y6
+	ADDQ        $0x00000020, CX
+	LEAQ        (DX)(R8*2), DX
+	ADDQ        $0x00000040, DI
+	SUBQ        $0x00000010, R9
+	JMP         loop2
+
+one:
+	CMPQ        R9, $0x00000008
+	JB          tail
+	VMOVQ       (DX), X7
+	VPSHUFB     X0, X7, X7
+	VPMOVZXWD   X7, Y7
+	VPSRLVD     Y1, Y7, Y7
+	VPAND       Y2, Y7, Y7
+	VPMOVSXWD   (CX), Y8
+	VPADDD      Y7, Y8, Y8
+	VPADDD      Y4, Y8, Y8
+	VCVTDQ2PS   Y8, Y8
 	VFMADD231PS (DI), Y8, Y5
 	ADDQ        $0x00000010, CX
 	ADDQ        R8, DX
@@ -7315,6 +7173,9 @@ samegroup3:
 	SUBQ        $0x00000008, R9
 
 tail:
+	JMP chunk
+
+rowdone:
 	VADDPS       Y6, Y5, Y5
 	VEXTRACTF128 $0x01, Y5, X6
 	VADDPS       X6, X5, X6
@@ -7322,6 +7183,7 @@ tail:
 	VADDPS       X5, X6, X6
 	VMOVSHDUP    X6, X5
 	VADDSS       X5, X6, X6
+	VMULSS       X3, X6, X6
 	VMOVSS       X6, (AX)
 	ADDQ         $0x04, AX
 	DECQ         rows+0(FP)
@@ -7330,7 +7192,7 @@ tail:
 	RET
 
 // func gemvDotI16M2AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int16, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, FMA3
+// Requires: AVX, AVX2, CMOV, FMA3
 TEXT ·gemvDotI16M2AVX2(SB), NOSPLIT, $0-104
 	MOVQ         lda+24(FP), AX
 	SHLQ         $0x02, AX
@@ -7359,10 +7221,11 @@ row:
 	VXORPS Y6, Y6, Y6
 	VXORPS Y7, Y7, Y7
 	VXORPS Y8, Y8, Y8
+	MOVQ   R11, R12
 
-loop2:
-	CMPQ         R11, $0x00000010
-	JB           one
+chunk:
+	TESTQ        R12, R12
+	JZ           rowdone
 	TESTQ        R8, R8
 	JNZ          samegroup1
 	ADDQ         $0x04, DI
@@ -7370,56 +7233,15 @@ loop2:
 	MOVQ         group+80(FP), R8
 
 samegroup1:
-	SUBQ         $0x08, R8
-	VMOVQ        (SI), X9
-	VPSHUFB      X0, X9, X9
-	VPMOVZXWD    X9, Y9
-	VPSRLVD      Y1, Y9, Y9
-	VPAND        Y2, Y9, Y9
-	VPMOVSXWD    (BX), Y10
-	VPADDD       Y9, Y10, Y10
-	VPADDD       Y4, Y10, Y10
-	VCVTDQ2PS    Y10, Y10
-	VMULPS       Y3, Y10, Y10
-	VFMADD231PS  (R9), Y10, Y5
-	VFMADD231PS  (R9)(AX*1), Y10, Y7
-	TESTQ        R8, R8
-	JNZ          samegroup2
-	ADDQ         $0x04, DI
-	VPBROADCASTD (DI), Y4
-	MOVQ         group+80(FP), R8
+	MOVQ    R12, R11
+	CMPQ    R8, R11
+	CMOVQLT R8, R11
+	SUBQ    R11, R12
+	SUBQ    R11, R8
 
-samegroup2:
-	SUBQ        $0x08, R8
-	VMOVQ       (SI)(R10*1), X9
-	VPSHUFB     X0, X9, X9
-	VPMOVZXWD   X9, Y9
-	VPSRLVD     Y1, Y9, Y9
-	VPAND       Y2, Y9, Y9
-	VPMOVSXWD   16(BX), Y10
-	VPADDD      Y9, Y10, Y10
-	VPADDD      Y4, Y10, Y10
-	VCVTDQ2PS   Y10, Y10
-	VMULPS      Y3, Y10, Y10
-	VFMADD231PS 32(R9), Y10, Y6
-	VFMADD231PS 32(R9)(AX*1), Y10, Y8
-	ADDQ        $0x00000020, BX
-	LEAQ        (SI)(R10*2), SI
-	ADDQ        $0x00000040, R9
-	SUBQ        $0x00000010, R11
-	JMP         loop2
-
-one:
-	CMPQ         R11, $0x00000008
-	JB           tail
-	TESTQ        R8, R8
-	JNZ          samegroup3
-	ADDQ         $0x04, DI
-	VPBROADCASTD (DI), Y4
-	MOVQ         group+80(FP), R8
-
-samegroup3:
-	SUBQ        $0x08, R8
+loop2:
+	CMPQ        R11, $0x00000010
+	JB          one
 	VMOVQ       (SI), X9
 	VPSHUFB     X0, X9, X9
 	VPMOVZXWD   X9, Y9
@@ -7429,7 +7251,37 @@ samegroup3:
 	VPADDD      Y9, Y10, Y10
 	VPADDD      Y4, Y10, Y10
 	VCVTDQ2PS   Y10, Y10
-	VMULPS      Y3, Y10, Y10
+	VFMADD231PS (R9), Y10, Y5
+	VFMADD231PS (R9)(AX*1), Y10, Y7
+	VMOVQ       (SI)(R10*1), X9
+	VPSHUFB     X0, X9, X9
+	VPMOVZXWD   X9, Y9
+	VPSRLVD     Y1, Y9, Y9
+	VPAND       Y2, Y9, Y9
+	VPMOVSXWD   16(BX), Y10
+	VPADDD      Y9, Y10, Y10
+	VPADDD      Y4, Y10, Y10
+	VCVTDQ2PS   Y10, Y10
+	VFMADD231PS 32(R9), Y10, Y6
+	VFMADD231PS 32(R9)(AX*1), Y10, Y8
+	ADDQ        $0x00000020, BX
+	LEAQ        (SI)(R10*2), SI
+	ADDQ        $0x00000040, R9
+	SUBQ        $0x00000010, R11
+	JMP         loop2
+
+one:
+	CMPQ        R11, $0x00000008
+	JB          tail
+	VMOVQ       (SI), X9
+	VPSHUFB     X0, X9, X9
+	VPMOVZXWD   X9, Y9
+	VPSRLVD     Y1, Y9, Y9
+	VPAND       Y2, Y9, Y9
+	VPMOVSXWD   (BX), Y10
+	VPADDD      Y9, Y10, Y10
+	VPADDD      Y4, Y10, Y10
+	VCVTDQ2PS   Y10, Y10
 	VFMADD231PS (R9), Y10, Y5
 	VFMADD231PS (R9)(AX*1), Y10, Y7
 	ADDQ        $0x00000010, BX
@@ -7438,6 +7290,9 @@ samegroup3:
 	SUBQ        $0x00000008, R11
 
 tail:
+	JMP chunk
+
+rowdone:
 	VADDPS       Y6, Y5, Y5
 	VEXTRACTF128 $0x01, Y5, X6
 	VADDPS       X6, X5, X6
@@ -7445,6 +7300,7 @@ tail:
 	VADDPS       X5, X6, X6
 	VMOVSHDUP    X6, X5
 	VADDSS       X5, X6, X6
+	VMULSS       X3, X6, X6
 	VMOVSS       X6, (CX)
 	VADDPS       Y8, Y7, Y7
 	VEXTRACTF128 $0x01, Y7, X5
@@ -7453,6 +7309,7 @@ tail:
 	VADDPS       X6, X5, X5
 	VMOVSHDUP    X5, X6
 	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
 	VMOVSS       X5, (CX)(DX*1)
 	ADDQ         $0x04, CX
 	DECQ         rows+0(FP)
@@ -7461,7 +7318,7 @@ tail:
 	RET
 
 // func gemvDotI16M3AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int16, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, FMA3
+// Requires: AVX, AVX2, CMOV, FMA3
 TEXT ·gemvDotI16M3AVX2(SB), NOSPLIT, $0-104
 	MOVQ         lda+24(FP), AX
 	SHLQ         $0x02, AX
@@ -7489,10 +7346,11 @@ row:
 	VXORPS Y5, Y5, Y5
 	VXORPS Y6, Y6, Y6
 	VXORPS Y7, Y7, Y7
+	MOVQ   R11, R12
 
-loop1:
-	CMPQ         R11, $0x00000008
-	JB           tail
+chunk:
+	TESTQ        R12, R12
+	JZ           rowdone
 	TESTQ        R8, R8
 	JNZ          samegroup1
 	ADDQ         $0x04, DI
@@ -7500,7 +7358,15 @@ loop1:
 	MOVQ         group+80(FP), R8
 
 samegroup1:
-	SUBQ        $0x08, R8
+	MOVQ    R12, R11
+	CMPQ    R8, R11
+	CMOVQLT R8, R11
+	SUBQ    R11, R12
+	SUBQ    R11, R8
+
+loop1:
+	CMPQ        R11, $0x00000008
+	JB          tail
 	VMOVQ       (SI), X8
 	VPSHUFB     X0, X8, X8
 	VPMOVZXWD   X8, Y8
@@ -7510,7 +7376,6 @@ samegroup1:
 	VPADDD      Y8, Y9, Y9
 	VPADDD      Y4, Y9, Y9
 	VCVTDQ2PS   Y9, Y9
-	VMULPS      Y3, Y9, Y9
 	VFMADD231PS (R9), Y9, Y5
 	VFMADD231PS (R9)(AX*1), Y9, Y6
 	VFMADD231PS (R9)(AX*2), Y9, Y7
@@ -7521,12 +7386,16 @@ samegroup1:
 	JMP         loop1
 
 tail:
+	JMP chunk
+
+rowdone:
 	VEXTRACTF128 $0x01, Y5, X8
 	VADDPS       X8, X5, X8
 	VMOVHLPS     X8, X8, X5
 	VADDPS       X5, X8, X8
 	VMOVSHDUP    X8, X5
 	VADDSS       X5, X8, X8
+	VMULSS       X3, X8, X8
 	VMOVSS       X8, (CX)
 	VEXTRACTF128 $0x01, Y6, X5
 	VADDPS       X5, X6, X5
@@ -7534,6 +7403,7 @@ tail:
 	VADDPS       X6, X5, X5
 	VMOVSHDUP    X5, X6
 	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
 	VMOVSS       X5, (CX)(DX*1)
 	VEXTRACTF128 $0x01, Y7, X5
 	VADDPS       X5, X7, X5
@@ -7541,6 +7411,7 @@ tail:
 	VADDPS       X6, X5, X5
 	VMOVSHDUP    X5, X6
 	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
 	VMOVSS       X5, (CX)(DX*2)
 	ADDQ         $0x04, CX
 	DECQ         rows+0(FP)
@@ -7549,7 +7420,7 @@ tail:
 	RET
 
 // func gemvDotI16M4AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int16, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, FMA3
+// Requires: AVX, AVX2, CMOV, FMA3
 TEXT ·gemvDotI16M4AVX2(SB), NOSPLIT, $0-104
 	MOVQ         lda+24(FP), AX
 	SHLQ         $0x02, AX
@@ -7580,10 +7451,11 @@ row:
 	VXORPS Y6, Y6, Y6
 	VXORPS Y7, Y7, Y7
 	VXORPS Y8, Y8, Y8
+	MOVQ   R12, R13
 
-loop1:
-	CMPQ         R12, $0x00000008
-	JB           tail
+chunk:
+	TESTQ        R13, R13
+	JZ           rowdone
 	TESTQ        R8, R8
 	JNZ          samegroup1
 	ADDQ         $0x04, DI
@@ -7591,7 +7463,15 @@ loop1:
 	MOVQ         group+80(FP), R8
 
 samegroup1:
-	SUBQ        $0x08, R8
+	MOVQ    R13, R12
+	CMPQ    R8, R12
+	CMOVQLT R8, R12
+	SUBQ    R12, R13
+	SUBQ    R12, R8
+
+loop1:
+	CMPQ        R12, $0x00000008
+	JB          tail
 	VMOVQ       (SI), X9
 	VPSHUFB     X0, X9, X9
 	VPMOVZXWD   X9, Y9
@@ -7601,7 +7481,6 @@ samegroup1:
 	VPADDD      Y9, Y10, Y10
 	VPADDD      Y4, Y10, Y10
 	VCVTDQ2PS   Y10, Y10
-	VMULPS      Y3, Y10, Y10
 	VFMADD231PS (R9), Y10, Y5
 	VFMADD231PS (R9)(AX*1), Y10, Y6
 	VFMADD231PS (R9)(AX*2), Y10, Y7
@@ -7614,6 +7493,9 @@ samegroup1:
 	JMP         loop1
 
 tail:
+	JMP chunk
+
+rowdone:
 	LEAQ         (CX)(DX*2), R9
 	ADDQ         DX, R9
 	VEXTRACTF128 $0x01, Y5, X9
@@ -7622,6 +7504,7 @@ tail:
 	VADDPS       X5, X9, X9
 	VMOVSHDUP    X9, X5
 	VADDSS       X5, X9, X9
+	VMULSS       X3, X9, X9
 	VMOVSS       X9, (CX)
 	VEXTRACTF128 $0x01, Y6, X5
 	VADDPS       X5, X6, X5
@@ -7629,6 +7512,7 @@ tail:
 	VADDPS       X6, X5, X5
 	VMOVSHDUP    X5, X6
 	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
 	VMOVSS       X5, (CX)(DX*1)
 	VEXTRACTF128 $0x01, Y7, X5
 	VADDPS       X5, X7, X5
@@ -7636,6 +7520,7 @@ tail:
 	VADDPS       X6, X5, X5
 	VMOVSHDUP    X5, X6
 	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
 	VMOVSS       X5, (CX)(DX*2)
 	VEXTRACTF128 $0x01, Y8, X5
 	VADDPS       X5, X8, X5
@@ -7643,6 +7528,7 @@ tail:
 	VADDPS       X6, X5, X5
 	VMOVSHDUP    X5, X6
 	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
 	VMOVSS       X5, (R9)
 	ADDQ         $0x04, CX
 	DECQ         rows+0(FP)
@@ -7651,7 +7537,7 @@ tail:
 	RET
 
 // func gemvDotI8M1AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, FMA3
+// Requires: AVX, AVX2, CMOV, FMA3
 TEXT ·gemvDotI8M1AVX2(SB), NOSPLIT, $0-104
 	MOVQ         lda+24(FP), AX
 	SHLQ         $0x02, AX
@@ -7678,10 +7564,11 @@ row:
 	MOVQ   rowLen+8(FP), R9
 	VXORPS Y5, Y5, Y5
 	VXORPS Y6, Y6, Y6
+	MOVQ   R9, R10
 
-loop2:
-	CMPQ         R9, $0x00000010
-	JB           one
+chunk:
+	TESTQ        R10, R10
+	JZ           rowdone
 	TESTQ        SI, SI
 	JNZ          samegroup1
 	ADDQ         $0x04, BX
@@ -7689,54 +7576,15 @@ loop2:
 	MOVQ         group+80(FP), SI
 
 samegroup1:
-	SUBQ         $0x08, SI
-	VMOVQ        (DX), X7
-	VPSHUFB      X0, X7, X7
-	VPMOVZXWD    X7, Y7
-	VPSRLVD      Y1, Y7, Y7
-	VPAND        Y2, Y7, Y7
-	VPMOVSXBD    (CX), Y8
-	VPADDD       Y7, Y8, Y8
-	VPADDD       Y4, Y8, Y8
-	VCVTDQ2PS    Y8, Y8
-	VMULPS       Y3, Y8, Y8
-	VFMADD231PS  (DI), Y8, Y5
-	TESTQ        SI, SI
-	JNZ          samegroup2
-	ADDQ         $0x04, BX
-	VPBROADCASTD (BX), Y4
-	MOVQ         group+80(FP), SI
+	MOVQ    R10, R9
+	CMPQ    SI, R9
+	CMOVQLT SI, R9
+	SUBQ    R9, R10
+	SUBQ    R9, SI
 
-samegroup2:
-	SUBQ        $0x08, SI
-	VMOVQ       (DX)(R8*1), X7
-	VPSHUFB     X0, X7, X7
-	VPMOVZXWD   X7, Y7
-	VPSRLVD     Y1, Y7, Y7
-	VPAND       Y2, Y7, Y7
-	VPMOVSXBD   8(CX), Y8
-	VPADDD      Y7, Y8, Y8
-	VPADDD      Y4, Y8, Y8
-	VCVTDQ2PS   Y8, Y8
-	VMULPS      Y3, Y8, Y8
-	VFMADD231PS 32(DI), Y8, Y6
-	ADDQ        $0x00000010, CX
-	LEAQ        (DX)(R8*2), DX
-	ADDQ        $0x00000040, DI
-	SUBQ        $0x00000010, R9
-	JMP         loop2
-
-one:
-	CMPQ         R9, $0x00000008
-	JB           tail
-	TESTQ        SI, SI
-	JNZ          samegroup3
-	ADDQ         $0x04, BX
-	VPBROADCASTD (BX), Y4
-	MOVQ         group+80(FP), SI
-
-samegroup3:
-	SUBQ        $0x08, SI
+loop2:
+	CMPQ        R9, $0x00000010
+	JB          one
 	VMOVQ       (DX), X7
 	VPSHUFB     X0, X7, X7
 	VPMOVZXWD   X7, Y7
@@ -7746,7 +7594,35 @@ samegroup3:
 	VPADDD      Y7, Y8, Y8
 	VPADDD      Y4, Y8, Y8
 	VCVTDQ2PS   Y8, Y8
-	VMULPS      Y3, Y8, Y8
+	VFMADD231PS (DI), Y8, Y5
+	VMOVQ       (DX)(R8*1), X7
+	VPSHUFB     X0, X7, X7
+	VPMOVZXWD   X7, Y7
+	VPSRLVD     Y1, Y7, Y7
+	VPAND       Y2, Y7, Y7
+	VPMOVSXBD   8(CX), Y8
+	VPADDD      Y7, Y8, Y8
+	VPADDD      Y4, Y8, Y8
+	VCVTDQ2PS   Y8, Y8
+	VFMADD231PS 32(DI), Y8, Y6
+	ADDQ        $0x00000010, CX
+	LEAQ        (DX)(R8*2), DX
+	ADDQ        $0x00000040, DI
+	SUBQ        $0x00000010, R9
+	JMP         loop2
+
+one:
+	CMPQ        R9, $0x00000008
+	JB          tail
+	VMOVQ       (DX), X7
+	VPSHUFB     X0, X7, X7
+	VPMOVZXWD   X7, Y7
+	VPSRLVD     Y1, Y7, Y7
+	VPAND       Y2, Y7, Y7
+	VPMOVSXBD   (CX), Y8
+	VPADDD      Y7, Y8, Y8
+	VPADDD      Y4, Y8, Y8
+	VCVTDQ2PS   Y8, Y8
 	VFMADD231PS (DI), Y8, Y5
 	ADDQ        $0x00000008, CX
 	ADDQ        R8, DX
@@ -7754,6 +7630,9 @@ samegroup3:
 	SUBQ        $0x00000008, R9
 
 tail:
+	JMP chunk
+
+rowdone:
 	VADDPS       Y6, Y5, Y5
 	VEXTRACTF128 $0x01, Y5, X6
 	VADDPS       X6, X5, X6
@@ -7761,6 +7640,7 @@ tail:
 	VADDPS       X5, X6, X6
 	VMOVSHDUP    X6, X5
 	VADDSS       X5, X6, X6
+	VMULSS       X3, X6, X6
 	VMOVSS       X6, (AX)
 	ADDQ         $0x04, AX
 	DECQ         rows+0(FP)
@@ -7769,7 +7649,7 @@ tail:
 	RET
 
 // func gemvDotI8M2AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, FMA3
+// Requires: AVX, AVX2, CMOV, FMA3
 TEXT ·gemvDotI8M2AVX2(SB), NOSPLIT, $0-104
 	MOVQ         lda+24(FP), AX
 	SHLQ         $0x02, AX
@@ -7798,10 +7678,11 @@ row:
 	VXORPS Y6, Y6, Y6
 	VXORPS Y7, Y7, Y7
 	VXORPS Y8, Y8, Y8
+	MOVQ   R11, R12
 
-loop2:
-	CMPQ         R11, $0x00000010
-	JB           one
+chunk:
+	TESTQ        R12, R12
+	JZ           rowdone
 	TESTQ        R8, R8
 	JNZ          samegroup1
 	ADDQ         $0x04, DI
@@ -7809,56 +7690,15 @@ loop2:
 	MOVQ         group+80(FP), R8
 
 samegroup1:
-	SUBQ         $0x08, R8
-	VMOVQ        (SI), X9
-	VPSHUFB      X0, X9, X9
-	VPMOVZXWD    X9, Y9
-	VPSRLVD      Y1, Y9, Y9
-	VPAND        Y2, Y9, Y9
-	VPMOVSXBD    (BX), Y10
-	VPADDD       Y9, Y10, Y10
-	VPADDD       Y4, Y10, Y10
-	VCVTDQ2PS    Y10, Y10
-	VMULPS       Y3, Y10, Y10
-	VFMADD231PS  (R9), Y10, Y5
-	VFMADD231PS  (R9)(AX*1), Y10, Y7
-	TESTQ        R8, R8
-	JNZ          samegroup2
-	ADDQ         $0x04, DI
-	VPBROADCASTD (DI), Y4
-	MOVQ         group+80(FP), R8
+	MOVQ    R12, R11
+	CMPQ    R8, R11
+	CMOVQLT R8, R11
+	SUBQ    R11, R12
+	SUBQ    R11, R8
 
-samegroup2:
-	SUBQ        $0x08, R8
-	VMOVQ       (SI)(R10*1), X9
-	VPSHUFB     X0, X9, X9
-	VPMOVZXWD   X9, Y9
-	VPSRLVD     Y1, Y9, Y9
-	VPAND       Y2, Y9, Y9
-	VPMOVSXBD   8(BX), Y10
-	VPADDD      Y9, Y10, Y10
-	VPADDD      Y4, Y10, Y10
-	VCVTDQ2PS   Y10, Y10
-	VMULPS      Y3, Y10, Y10
-	VFMADD231PS 32(R9), Y10, Y6
-	VFMADD231PS 32(R9)(AX*1), Y10, Y8
-	ADDQ        $0x00000010, BX
-	LEAQ        (SI)(R10*2), SI
-	ADDQ        $0x00000040, R9
-	SUBQ        $0x00000010, R11
-	JMP         loop2
-
-one:
-	CMPQ         R11, $0x00000008
-	JB           tail
-	TESTQ        R8, R8
-	JNZ          samegroup3
-	ADDQ         $0x04, DI
-	VPBROADCASTD (DI), Y4
-	MOVQ         group+80(FP), R8
-
-samegroup3:
-	SUBQ        $0x08, R8
+loop2:
+	CMPQ        R11, $0x00000010
+	JB          one
 	VMOVQ       (SI), X9
 	VPSHUFB     X0, X9, X9
 	VPMOVZXWD   X9, Y9
@@ -7868,7 +7708,37 @@ samegroup3:
 	VPADDD      Y9, Y10, Y10
 	VPADDD      Y4, Y10, Y10
 	VCVTDQ2PS   Y10, Y10
-	VMULPS      Y3, Y10, Y10
+	VFMADD231PS (R9), Y10, Y5
+	VFMADD231PS (R9)(AX*1), Y10, Y7
+	VMOVQ       (SI)(R10*1), X9
+	VPSHUFB     X0, X9, X9
+	VPMOVZXWD   X9, Y9
+	VPSRLVD     Y1, Y9, Y9
+	VPAND       Y2, Y9, Y9
+	VPMOVSXBD   8(BX), Y10
+	VPADDD      Y9, Y10, Y10
+	VPADDD      Y4, Y10, Y10
+	VCVTDQ2PS   Y10, Y10
+	VFMADD231PS 32(R9), Y10, Y6
+	VFMADD231PS 32(R9)(AX*1), Y10, Y8
+	ADDQ        $0x00000010, BX
+	LEAQ        (SI)(R10*2), SI
+	ADDQ        $0x00000040, R9
+	SUBQ        $0x00000010, R11
+	JMP         loop2
+
+one:
+	CMPQ        R11, $0x00000008
+	JB          tail
+	VMOVQ       (SI), X9
+	VPSHUFB     X0, X9, X9
+	VPMOVZXWD   X9, Y9
+	VPSRLVD     Y1, Y9, Y9
+	VPAND       Y2, Y9, Y9
+	VPMOVSXBD   (BX), Y10
+	VPADDD      Y9, Y10, Y10
+	VPADDD      Y4, Y10, Y10
+	VCVTDQ2PS   Y10, Y10
 	VFMADD231PS (R9), Y10, Y5
 	VFMADD231PS (R9)(AX*1), Y10, Y7
 	ADDQ        $0x00000008, BX
@@ -7877,6 +7747,9 @@ samegroup3:
 	SUBQ        $0x00000008, R11
 
 tail:
+	JMP chunk
+
+rowdone:
 	VADDPS       Y6, Y5, Y5
 	VEXTRACTF128 $0x01, Y5, X6
 	VADDPS       X6, X5, X6
@@ -7884,6 +7757,7 @@ tail:
 	VADDPS       X5, X6, X6
 	VMOVSHDUP    X6, X5
 	VADDSS       X5, X6, X6
+	VMULSS       X3, X6, X6
 	VMOVSS       X6, (CX)
 	VADDPS       Y8, Y7, Y7
 	VEXTRACTF128 $0x01, Y7, X5
@@ -7892,6 +7766,7 @@ tail:
 	VADDPS       X6, X5, X5
 	VMOVSHDUP    X5, X6
 	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
 	VMOVSS       X5, (CX)(DX*1)
 	ADDQ         $0x04, CX
 	DECQ         rows+0(FP)
@@ -7900,7 +7775,7 @@ tail:
 	RET
 
 // func gemvDotI8M3AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, FMA3
+// Requires: AVX, AVX2, CMOV, FMA3
 TEXT ·gemvDotI8M3AVX2(SB), NOSPLIT, $0-104
 	MOVQ         lda+24(FP), AX
 	SHLQ         $0x02, AX
@@ -7928,10 +7803,11 @@ row:
 	VXORPS Y5, Y5, Y5
 	VXORPS Y6, Y6, Y6
 	VXORPS Y7, Y7, Y7
+	MOVQ   R11, R12
 
-loop1:
-	CMPQ         R11, $0x00000008
-	JB           tail
+chunk:
+	TESTQ        R12, R12
+	JZ           rowdone
 	TESTQ        R8, R8
 	JNZ          samegroup1
 	ADDQ         $0x04, DI
@@ -7939,7 +7815,15 @@ loop1:
 	MOVQ         group+80(FP), R8
 
 samegroup1:
-	SUBQ        $0x08, R8
+	MOVQ    R12, R11
+	CMPQ    R8, R11
+	CMOVQLT R8, R11
+	SUBQ    R11, R12
+	SUBQ    R11, R8
+
+loop1:
+	CMPQ        R11, $0x00000008
+	JB          tail
 	VMOVQ       (SI), X8
 	VPSHUFB     X0, X8, X8
 	VPMOVZXWD   X8, Y8
@@ -7949,7 +7833,6 @@ samegroup1:
 	VPADDD      Y8, Y9, Y9
 	VPADDD      Y4, Y9, Y9
 	VCVTDQ2PS   Y9, Y9
-	VMULPS      Y3, Y9, Y9
 	VFMADD231PS (R9), Y9, Y5
 	VFMADD231PS (R9)(AX*1), Y9, Y6
 	VFMADD231PS (R9)(AX*2), Y9, Y7
@@ -7960,12 +7843,16 @@ samegroup1:
 	JMP         loop1
 
 tail:
+	JMP chunk
+
+rowdone:
 	VEXTRACTF128 $0x01, Y5, X8
 	VADDPS       X8, X5, X8
 	VMOVHLPS     X8, X8, X5
 	VADDPS       X5, X8, X8
 	VMOVSHDUP    X8, X5
 	VADDSS       X5, X8, X8
+	VMULSS       X3, X8, X8
 	VMOVSS       X8, (CX)
 	VEXTRACTF128 $0x01, Y6, X5
 	VADDPS       X5, X6, X5
@@ -7973,6 +7860,7 @@ tail:
 	VADDPS       X6, X5, X5
 	VMOVSHDUP    X5, X6
 	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
 	VMOVSS       X5, (CX)(DX*1)
 	VEXTRACTF128 $0x01, Y7, X5
 	VADDPS       X5, X7, X5
@@ -7980,6 +7868,7 @@ tail:
 	VADDPS       X6, X5, X5
 	VMOVSHDUP    X5, X6
 	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
 	VMOVSS       X5, (CX)(DX*2)
 	ADDQ         $0x04, CX
 	DECQ         rows+0(FP)
@@ -7988,7 +7877,7 @@ tail:
 	RET
 
 // func gemvDotI8M4AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, FMA3
+// Requires: AVX, AVX2, CMOV, FMA3
 TEXT ·gemvDotI8M4AVX2(SB), NOSPLIT, $0-104
 	MOVQ         lda+24(FP), AX
 	SHLQ         $0x02, AX
@@ -8019,10 +7908,11 @@ row:
 	VXORPS Y6, Y6, Y6
 	VXORPS Y7, Y7, Y7
 	VXORPS Y8, Y8, Y8
+	MOVQ   R12, R13
 
-loop1:
-	CMPQ         R12, $0x00000008
-	JB           tail
+chunk:
+	TESTQ        R13, R13
+	JZ           rowdone
 	TESTQ        R8, R8
 	JNZ          samegroup1
 	ADDQ         $0x04, DI
@@ -8030,7 +7920,15 @@ loop1:
 	MOVQ         group+80(FP), R8
 
 samegroup1:
-	SUBQ        $0x08, R8
+	MOVQ    R13, R12
+	CMPQ    R8, R12
+	CMOVQLT R8, R12
+	SUBQ    R12, R13
+	SUBQ    R12, R8
+
+loop1:
+	CMPQ        R12, $0x00000008
+	JB          tail
 	VMOVQ       (SI), X9
 	VPSHUFB     X0, X9, X9
 	VPMOVZXWD   X9, Y9
@@ -8040,7 +7938,6 @@ samegroup1:
 	VPADDD      Y9, Y10, Y10
 	VPADDD      Y4, Y10, Y10
 	VCVTDQ2PS   Y10, Y10
-	VMULPS      Y3, Y10, Y10
 	VFMADD231PS (R9), Y10, Y5
 	VFMADD231PS (R9)(AX*1), Y10, Y6
 	VFMADD231PS (R9)(AX*2), Y10, Y7
@@ -8053,6 +7950,9 @@ samegroup1:
 	JMP         loop1
 
 tail:
+	JMP chunk
+
+rowdone:
 	LEAQ         (CX)(DX*2), R9
 	ADDQ         DX, R9
 	VEXTRACTF128 $0x01, Y5, X9
@@ -8061,6 +7961,7 @@ tail:
 	VADDPS       X5, X9, X9
 	VMOVSHDUP    X9, X5
 	VADDSS       X5, X9, X9
+	VMULSS       X3, X9, X9
 	VMOVSS       X9, (CX)
 	VEXTRACTF128 $0x01, Y6, X5
 	VADDPS       X5, X6, X5
@@ -8068,6 +7969,7 @@ tail:
 	VADDPS       X6, X5, X5
 	VMOVSHDUP    X5, X6
 	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
 	VMOVSS       X5, (CX)(DX*1)
 	VEXTRACTF128 $0x01, Y7, X5
 	VADDPS       X5, X7, X5
@@ -8075,6 +7977,7 @@ tail:
 	VADDPS       X6, X5, X5
 	VMOVSHDUP    X5, X6
 	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
 	VMOVSS       X5, (CX)(DX*2)
 	VEXTRACTF128 $0x01, Y8, X5
 	VADDPS       X5, X8, X5
@@ -8082,6 +7985,7 @@ tail:
 	VADDPS       X6, X5, X5
 	VMOVSHDUP    X5, X6
 	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
 	VMOVSS       X5, (R9)
 	ADDQ         $0x04, CX
 	DECQ         rows+0(FP)
@@ -8439,7 +8343,7 @@ next:
 	RET
 
 // func gemvAxpyF32M1AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *float32, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, FMA3
+// Requires: AVX, AVX2, CMOV, FMA3
 TEXT ·gemvAxpyF32M1AVX2(SB), NOSPLIT, $0-104
 	MOVQ         a+16(FP), AX
 	MOVQ         lda+24(FP), CX
@@ -8465,10 +8369,11 @@ row:
 	VBROADCASTSS (AX), Y5
 	MOVQ         c+32(FP), DI
 	MOVQ         rowLen+8(FP), R9
+	MOVQ         R9, R10
 
-loop2:
-	CMPQ         R9, $0x00000010
-	JB           one
+chunk:
+	TESTQ        R10, R10
+	JZ           rowdone
 	TESTQ        SI, SI
 	JNZ          samegroup1
 	ADDQ         $0x04, BX
@@ -8476,27 +8381,26 @@ loop2:
 	MOVQ         group+80(FP), SI
 
 samegroup1:
-	SUBQ         $0x08, SI
-	VMOVQ        (DX), X6
-	VPSHUFB      X0, X6, X6
-	VPMOVZXWD    X6, Y6
-	VPSRLVD      Y1, Y6, Y6
-	VPAND        Y2, Y6, Y6
-	VPADDD       Y4, Y6, Y6
-	VCVTDQ2PS    Y6, Y6
-	VMULPS       Y3, Y6, Y6
-	VADDPS       (CX), Y6, Y6
-	VMOVUPS      (DI), Y7
-	VFMADD231PS  Y6, Y5, Y7
-	VMOVUPS      Y7, (DI)
-	TESTQ        SI, SI
-	JNZ          samegroup2
-	ADDQ         $0x04, BX
-	VPBROADCASTD (BX), Y4
-	MOVQ         group+80(FP), SI
+	MOVQ    R10, R9
+	CMPQ    SI, R9
+	CMOVQLT SI, R9
+	SUBQ    R9, R10
+	SUBQ    R9, SI
 
-samegroup2:
-	SUBQ        $0x08, SI
+loop2:
+	CMPQ        R9, $0x00000010
+	JB          one
+	VMOVQ       (DX), X6
+	VPSHUFB     X0, X6, X6
+	VPMOVZXWD   X6, Y6
+	VPSRLVD     Y1, Y6, Y6
+	VPAND       Y2, Y6, Y6
+	VPADDD      Y4, Y6, Y6
+	VCVTDQ2PS   Y6, Y6
+	VFMADD213PS (CX), Y3, Y6
+	VMOVUPS     (DI), Y7
+	VFMADD231PS Y6, Y5, Y7
+	VMOVUPS     Y7, (DI)
 	VMOVQ       (DX)(R8*1), X6
 	VPSHUFB     X0, X6, X6
 	VPMOVZXWD   X6, Y6
@@ -8504,8 +8408,7 @@ samegroup2:
 	VPAND       Y2, Y6, Y6
 	VPADDD      Y4, Y6, Y6
 	VCVTDQ2PS   Y6, Y6
-	VMULPS      Y3, Y6, Y6
-	VADDPS      32(CX), Y6, Y6
+	VFMADD213PS 32(CX), Y3, Y6
 	VMOVUPS     32(DI), Y7
 	VFMADD231PS Y6, Y5, Y7
 	VMOVUPS     Y7, 32(DI)
@@ -8516,16 +8419,8 @@ samegroup2:
 	JMP         loop2
 
 one:
-	CMPQ         R9, $0x00000008
-	JB           tail
-	TESTQ        SI, SI
-	JNZ          samegroup3
-	ADDQ         $0x04, BX
-	VPBROADCASTD (BX), Y4
-	MOVQ         group+80(FP), SI
-
-samegroup3:
-	SUBQ        $0x08, SI
+	CMPQ        R9, $0x00000008
+	JB          tail
 	VMOVQ       (DX), X6
 	VPSHUFB     X0, X6, X6
 	VPMOVZXWD   X6, Y6
@@ -8533,8 +8428,7 @@ samegroup3:
 	VPAND       Y2, Y6, Y6
 	VPADDD      Y4, Y6, Y6
 	VCVTDQ2PS   Y6, Y6
-	VMULPS      Y3, Y6, Y6
-	VADDPS      (CX), Y6, Y6
+	VFMADD213PS (CX), Y3, Y6
 	VMOVUPS     (DI), Y7
 	VFMADD231PS Y6, Y5, Y7
 	VMOVUPS     Y7, (DI)
@@ -8544,6 +8438,9 @@ samegroup3:
 	SUBQ        $0x00000008, R9
 
 tail:
+	JMP chunk
+
+rowdone:
 	ADDQ $0x04, AX
 	DECQ rows+0(FP)
 	JNZ  row
@@ -8551,7 +8448,7 @@ tail:
 	RET
 
 // func gemvAxpyF32M2AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *float32, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, FMA3
+// Requires: AVX, AVX2, CMOV, FMA3
 TEXT ·gemvAxpyF32M2AVX2(SB), NOSPLIT, $0-104
 	MOVQ         a+16(FP), AX
 	MOVQ         lda+24(FP), CX
@@ -8578,10 +8475,11 @@ row:
 	VBROADCASTSS (AX)(CX*1), Y6
 	MOVQ         c+32(FP), R9
 	MOVQ         rowLen+8(FP), R11
+	MOVQ         R11, R12
 
-loop2:
-	CMPQ         R11, $0x00000010
-	JB           one
+chunk:
+	TESTQ        R12, R12
+	JZ           rowdone
 	TESTQ        R8, R8
 	JNZ          samegroup1
 	ADDQ         $0x04, DI
@@ -8589,30 +8487,29 @@ loop2:
 	MOVQ         group+80(FP), R8
 
 samegroup1:
-	SUBQ         $0x08, R8
-	VMOVQ        (SI), X7
-	VPSHUFB      X0, X7, X7
-	VPMOVZXWD    X7, Y7
-	VPSRLVD      Y1, Y7, Y7
-	VPAND        Y2, Y7, Y7
-	VPADDD       Y4, Y7, Y7
-	VCVTDQ2PS    Y7, Y7
-	VMULPS       Y3, Y7, Y7
-	VADDPS       (BX), Y7, Y7
-	VMOVUPS      (R9), Y8
-	VFMADD231PS  Y7, Y5, Y8
-	VMOVUPS      Y8, (R9)
-	VMOVUPS      (R9)(DX*1), Y8
-	VFMADD231PS  Y7, Y6, Y8
-	VMOVUPS      Y8, (R9)(DX*1)
-	TESTQ        R8, R8
-	JNZ          samegroup2
-	ADDQ         $0x04, DI
-	VPBROADCASTD (DI), Y4
-	MOVQ         group+80(FP), R8
+	MOVQ    R12, R11
+	CMPQ    R8, R11
+	CMOVQLT R8, R11
+	SUBQ    R11, R12
+	SUBQ    R11, R8
 
-samegroup2:
-	SUBQ        $0x08, R8
+loop2:
+	CMPQ        R11, $0x00000010
+	JB          one
+	VMOVQ       (SI), X7
+	VPSHUFB     X0, X7, X7
+	VPMOVZXWD   X7, Y7
+	VPSRLVD     Y1, Y7, Y7
+	VPAND       Y2, Y7, Y7
+	VPADDD      Y4, Y7, Y7
+	VCVTDQ2PS   Y7, Y7
+	VFMADD213PS (BX), Y3, Y7
+	VMOVUPS     (R9), Y8
+	VFMADD231PS Y7, Y5, Y8
+	VMOVUPS     Y8, (R9)
+	VMOVUPS     (R9)(DX*1), Y8
+	VFMADD231PS Y7, Y6, Y8
+	VMOVUPS     Y8, (R9)(DX*1)
 	VMOVQ       (SI)(R10*1), X7
 	VPSHUFB     X0, X7, X7
 	VPMOVZXWD   X7, Y7
@@ -8620,8 +8517,7 @@ samegroup2:
 	VPAND       Y2, Y7, Y7
 	VPADDD      Y4, Y7, Y7
 	VCVTDQ2PS   Y7, Y7
-	VMULPS      Y3, Y7, Y7
-	VADDPS      32(BX), Y7, Y7
+	VFMADD213PS 32(BX), Y3, Y7
 	VMOVUPS     32(R9), Y8
 	VFMADD231PS Y7, Y5, Y8
 	VMOVUPS     Y8, 32(R9)
@@ -8635,16 +8531,8 @@ samegroup2:
 	JMP         loop2
 
 one:
-	CMPQ         R11, $0x00000008
-	JB           tail
-	TESTQ        R8, R8
-	JNZ          samegroup3
-	ADDQ         $0x04, DI
-	VPBROADCASTD (DI), Y4
-	MOVQ         group+80(FP), R8
-
-samegroup3:
-	SUBQ        $0x08, R8
+	CMPQ        R11, $0x00000008
+	JB          tail
 	VMOVQ       (SI), X7
 	VPSHUFB     X0, X7, X7
 	VPMOVZXWD   X7, Y7
@@ -8652,20 +8540,22 @@ samegroup3:
 	VPAND       Y2, Y7, Y7
 	VPADDD      Y4, Y7, Y7
 	VCVTDQ2PS   Y7, Y7
-	VMULPS      Y3, Y7, Y7
-	VADDPS      (BX), Y7, Y7
+	VFMADD213PS (BX), Y3, Y7
 	VMOVUPS     (R9), Y8
 	VFMADD231PS Y7, Y5, Y8
 	VMOVUPS     Y8, (R9)
-	VMOVUPS     (R9)(DX*1), Y5
-	VFMADD231PS Y7, Y6, Y5
-	VMOVUPS     Y5, (R9)(DX*1)
+	VMOVUPS     (R9)(DX*1), Y8
+	VFMADD231PS Y7, Y6, Y8
+	VMOVUPS     Y8, (R9)(DX*1)
 	ADDQ        $0x00000020, BX
 	ADDQ        R10, SI
 	ADDQ        $0x00000020, R9
 	SUBQ        $0x00000008, R11
 
 tail:
+	JMP chunk
+
+rowdone:
 	ADDQ $0x04, AX
 	DECQ rows+0(FP)
 	JNZ  row
@@ -8673,7 +8563,7 @@ tail:
 	RET
 
 // func gemvAxpyF32M3AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *float32, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, FMA3
+// Requires: AVX, AVX2, CMOV, FMA3
 TEXT ·gemvAxpyF32M3AVX2(SB), NOSPLIT, $0-104
 	MOVQ         a+16(FP), AX
 	MOVQ         lda+24(FP), CX
@@ -8701,10 +8591,11 @@ row:
 	VBROADCASTSS (AX)(CX*2), Y7
 	MOVQ         c+32(FP), R9
 	MOVQ         rowLen+8(FP), R11
+	MOVQ         R11, R12
 
-loop2:
-	CMPQ         R11, $0x00000010
-	JB           one
+chunk:
+	TESTQ        R12, R12
+	JZ           rowdone
 	TESTQ        R8, R8
 	JNZ          samegroup1
 	ADDQ         $0x04, DI
@@ -8712,33 +8603,32 @@ loop2:
 	MOVQ         group+80(FP), R8
 
 samegroup1:
-	SUBQ         $0x08, R8
-	VMOVQ        (SI), X8
-	VPSHUFB      X0, X8, X8
-	VPMOVZXWD    X8, Y8
-	VPSRLVD      Y1, Y8, Y8
-	VPAND        Y2, Y8, Y8
-	VPADDD       Y4, Y8, Y8
-	VCVTDQ2PS    Y8, Y8
-	VMULPS       Y3, Y8, Y8
-	VADDPS       (BX), Y8, Y8
-	VMOVUPS      (R9), Y9
-	VFMADD231PS  Y8, Y5, Y9
-	VMOVUPS      Y9, (R9)
-	VMOVUPS      (R9)(DX*1), Y9
-	VFMADD231PS  Y8, Y6, Y9
-	VMOVUPS      Y9, (R9)(DX*1)
-	VMOVUPS      (R9)(DX*2), Y9
-	VFMADD231PS  Y8, Y7, Y9
-	VMOVUPS      Y9, (R9)(DX*2)
-	TESTQ        R8, R8
-	JNZ          samegroup2
-	ADDQ         $0x04, DI
-	VPBROADCASTD (DI), Y4
-	MOVQ         group+80(FP), R8
+	MOVQ    R12, R11
+	CMPQ    R8, R11
+	CMOVQLT R8, R11
+	SUBQ    R11, R12
+	SUBQ    R11, R8
 
-samegroup2:
-	SUBQ        $0x08, R8
+loop2:
+	CMPQ        R11, $0x00000010
+	JB          one
+	VMOVQ       (SI), X8
+	VPSHUFB     X0, X8, X8
+	VPMOVZXWD   X8, Y8
+	VPSRLVD     Y1, Y8, Y8
+	VPAND       Y2, Y8, Y8
+	VPADDD      Y4, Y8, Y8
+	VCVTDQ2PS   Y8, Y8
+	VFMADD213PS (BX), Y3, Y8
+	VMOVUPS     (R9), Y9
+	VFMADD231PS Y8, Y5, Y9
+	VMOVUPS     Y9, (R9)
+	VMOVUPS     (R9)(DX*1), Y9
+	VFMADD231PS Y8, Y6, Y9
+	VMOVUPS     Y9, (R9)(DX*1)
+	VMOVUPS     (R9)(DX*2), Y9
+	VFMADD231PS Y8, Y7, Y9
+	VMOVUPS     Y9, (R9)(DX*2)
 	VMOVQ       (SI)(R10*1), X8
 	VPSHUFB     X0, X8, X8
 	VPMOVZXWD   X8, Y8
@@ -8746,8 +8636,7 @@ samegroup2:
 	VPAND       Y2, Y8, Y8
 	VPADDD      Y4, Y8, Y8
 	VCVTDQ2PS   Y8, Y8
-	VMULPS      Y3, Y8, Y8
-	VADDPS      32(BX), Y8, Y8
+	VFMADD213PS 32(BX), Y3, Y8
 	VMOVUPS     32(R9), Y9
 	VFMADD231PS Y8, Y5, Y9
 	VMOVUPS     Y9, 32(R9)
@@ -8764,16 +8653,8 @@ samegroup2:
 	JMP         loop2
 
 one:
-	CMPQ         R11, $0x00000008
-	JB           tail
-	TESTQ        R8, R8
-	JNZ          samegroup3
-	ADDQ         $0x04, DI
-	VPBROADCASTD (DI), Y4
-	MOVQ         group+80(FP), R8
-
-samegroup3:
-	SUBQ        $0x08, R8
+	CMPQ        R11, $0x00000008
+	JB          tail
 	VMOVQ       (SI), X8
 	VPSHUFB     X0, X8, X8
 	VPMOVZXWD   X8, Y8
@@ -8781,23 +8662,25 @@ samegroup3:
 	VPAND       Y2, Y8, Y8
 	VPADDD      Y4, Y8, Y8
 	VCVTDQ2PS   Y8, Y8
-	VMULPS      Y3, Y8, Y8
-	VADDPS      (BX), Y8, Y8
+	VFMADD213PS (BX), Y3, Y8
 	VMOVUPS     (R9), Y9
 	VFMADD231PS Y8, Y5, Y9
 	VMOVUPS     Y9, (R9)
-	VMOVUPS     (R9)(DX*1), Y5
-	VFMADD231PS Y8, Y6, Y5
-	VMOVUPS     Y5, (R9)(DX*1)
-	VMOVUPS     (R9)(DX*2), Y5
-	VFMADD231PS Y8, Y7, Y5
-	VMOVUPS     Y5, (R9)(DX*2)
+	VMOVUPS     (R9)(DX*1), Y9
+	VFMADD231PS Y8, Y6, Y9
+	VMOVUPS     Y9, (R9)(DX*1)
+	VMOVUPS     (R9)(DX*2), Y9
+	VFMADD231PS Y8, Y7, Y9
+	VMOVUPS     Y9, (R9)(DX*2)
 	ADDQ        $0x00000020, BX
 	ADDQ        R10, SI
 	ADDQ        $0x00000020, R9
 	SUBQ        $0x00000008, R11
 
 tail:
+	JMP chunk
+
+rowdone:
 	ADDQ $0x04, AX
 	DECQ rows+0(FP)
 	JNZ  row
@@ -8805,7 +8688,7 @@ tail:
 	RET
 
 // func gemvAxpyF32M4AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *float32, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, FMA3
+// Requires: AVX, AVX2, CMOV, FMA3
 TEXT ·gemvAxpyF32M4AVX2(SB), NOSPLIT, $0-104
 	MOVQ         a+16(FP), AX
 	MOVQ         lda+24(FP), CX
@@ -8838,10 +8721,11 @@ row:
 	LEAQ         (R10)(BX*2), R12
 	ADDQ         BX, R12
 	MOVQ         rowLen+8(FP), R13
+	MOVQ         R13, R14
 
-loop2:
-	CMPQ         R13, $0x00000010
-	JB           one
+chunk:
+	TESTQ        R14, R14
+	JZ           rowdone
 	TESTQ        R9, R9
 	JNZ          samegroup1
 	ADDQ         $0x04, R8
@@ -8849,36 +8733,35 @@ loop2:
 	MOVQ         group+80(FP), R9
 
 samegroup1:
-	SUBQ         $0x08, R9
-	VMOVQ        (DI), X9
-	VPSHUFB      X0, X9, X9
-	VPMOVZXWD    X9, Y9
-	VPSRLVD      Y1, Y9, Y9
-	VPAND        Y2, Y9, Y9
-	VPADDD       Y4, Y9, Y9
-	VCVTDQ2PS    Y9, Y9
-	VMULPS       Y3, Y9, Y9
-	VADDPS       (SI), Y9, Y9
-	VMOVUPS      (R10), Y10
-	VFMADD231PS  Y9, Y5, Y10
-	VMOVUPS      Y10, (R10)
-	VMOVUPS      (R10)(BX*1), Y10
-	VFMADD231PS  Y9, Y6, Y10
-	VMOVUPS      Y10, (R10)(BX*1)
-	VMOVUPS      (R10)(BX*2), Y10
-	VFMADD231PS  Y9, Y7, Y10
-	VMOVUPS      Y10, (R10)(BX*2)
-	VMOVUPS      (R12), Y10
-	VFMADD231PS  Y9, Y8, Y10
-	VMOVUPS      Y10, (R12)
-	TESTQ        R9, R9
-	JNZ          samegroup2
-	ADDQ         $0x04, R8
-	VPBROADCASTD (R8), Y4
-	MOVQ         group+80(FP), R9
+	MOVQ    R14, R13
+	CMPQ    R9, R13
+	CMOVQLT R9, R13
+	SUBQ    R13, R14
+	SUBQ    R13, R9
 
-samegroup2:
-	SUBQ        $0x08, R9
+loop2:
+	CMPQ        R13, $0x00000010
+	JB          one
+	VMOVQ       (DI), X9
+	VPSHUFB     X0, X9, X9
+	VPMOVZXWD   X9, Y9
+	VPSRLVD     Y1, Y9, Y9
+	VPAND       Y2, Y9, Y9
+	VPADDD      Y4, Y9, Y9
+	VCVTDQ2PS   Y9, Y9
+	VFMADD213PS (SI), Y3, Y9
+	VMOVUPS     (R10), Y10
+	VFMADD231PS Y9, Y5, Y10
+	VMOVUPS     Y10, (R10)
+	VMOVUPS     (R10)(BX*1), Y10
+	VFMADD231PS Y9, Y6, Y10
+	VMOVUPS     Y10, (R10)(BX*1)
+	VMOVUPS     (R10)(BX*2), Y10
+	VFMADD231PS Y9, Y7, Y10
+	VMOVUPS     Y10, (R10)(BX*2)
+	VMOVUPS     (R12), Y10
+	VFMADD231PS Y9, Y8, Y10
+	VMOVUPS     Y10, (R12)
 	VMOVQ       (DI)(R11*1), X9
 	VPSHUFB     X0, X9, X9
 	VPMOVZXWD   X9, Y9
@@ -8886,8 +8769,7 @@ samegroup2:
 	VPAND       Y2, Y9, Y9
 	VPADDD      Y4, Y9, Y9
 	VCVTDQ2PS   Y9, Y9
-	VMULPS      Y3, Y9, Y9
-	VADDPS      32(SI), Y9, Y9
+	VFMADD213PS 32(SI), Y3, Y9
 	VMOVUPS     32(R10), Y10
 	VFMADD231PS Y9, Y5, Y10
 	VMOVUPS     Y10, 32(R10)
@@ -8908,16 +8790,8 @@ samegroup2:
 	JMP         loop2
 
 one:
-	CMPQ         R13, $0x00000008
-	JB           tail
-	TESTQ        R9, R9
-	JNZ          samegroup3
-	ADDQ         $0x04, R8
-	VPBROADCASTD (R8), Y4
-	MOVQ         group+80(FP), R9
-
-samegroup3:
-	SUBQ        $0x08, R9
+	CMPQ        R13, $0x00000008
+	JB          tail
 	VMOVQ       (DI), X9
 	VPSHUFB     X0, X9, X9
 	VPMOVZXWD   X9, Y9
@@ -8925,20 +8799,19 @@ samegroup3:
 	VPAND       Y2, Y9, Y9
 	VPADDD      Y4, Y9, Y9
 	VCVTDQ2PS   Y9, Y9
-	VMULPS      Y3, Y9, Y9
-	VADDPS      (SI), Y9, Y9
+	VFMADD213PS (SI), Y3, Y9
 	VMOVUPS     (R10), Y10
 	VFMADD231PS Y9, Y5, Y10
 	VMOVUPS     Y10, (R10)
-	VMOVUPS     (R10)(BX*1), Y5
-	VFMADD231PS Y9, Y6, Y5
-	VMOVUPS     Y5, (R10)(BX*1)
-	VMOVUPS     (R10)(BX*2), Y5
-	VFMADD231PS Y9, Y7, Y5
-	VMOVUPS     Y5, (R10)(BX*2)
-	VMOVUPS     (R12), Y5
-	VFMADD231PS Y9, Y8, Y5
-	VMOVUPS     Y5, (R12)
+	VMOVUPS     (R10)(BX*1), Y10
+	VFMADD231PS Y9, Y6, Y10
+	VMOVUPS     Y10, (R10)(BX*1)
+	VMOVUPS     (R10)(BX*2), Y10
+	VFMADD231PS Y9, Y7, Y10
+	VMOVUPS     Y10, (R10)(BX*2)
+	VMOVUPS     (R12), Y10
+	VFMADD231PS Y9, Y8, Y10
+	VMOVUPS     Y10, (R12)
 	ADDQ        $0x00000020, SI
 	ADDQ        R11, DI
 	ADDQ        $0x00000020, R10
@@ -8946,6 +8819,9 @@ samegroup3:
 	SUBQ        $0x00000008, R13
 
 tail:
+	JMP chunk
+
+rowdone:
 	ADDQ $0x04, AX
 	ADDQ $0x04, DX
 	DECQ rows+0(FP)
@@ -8954,7 +8830,7 @@ tail:
 	RET
 
 // func gemvAxpyI16M1AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int16, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, FMA3
+// Requires: AVX, AVX2, CMOV, FMA3
 TEXT ·gemvAxpyI16M1AVX2(SB), NOSPLIT, $0-104
 	MOVQ         a+16(FP), AX
 	MOVQ         lda+24(FP), CX
@@ -8978,12 +8854,14 @@ TEXT ·gemvAxpyI16M1AVX2(SB), NOSPLIT, $0-104
 
 row:
 	VBROADCASTSS (AX), Y5
+	VMULPS       Y3, Y5, Y5
 	MOVQ         c+32(FP), DI
 	MOVQ         rowLen+8(FP), R9
+	MOVQ         R9, R10
 
-loop2:
-	CMPQ         R9, $0x00000010
-	JB           one
+chunk:
+	TESTQ        R10, R10
+	JZ           rowdone
 	TESTQ        SI, SI
 	JNZ          samegroup1
 	ADDQ         $0x04, BX
@@ -8991,28 +8869,27 @@ loop2:
 	MOVQ         group+80(FP), SI
 
 samegroup1:
-	SUBQ         $0x08, SI
-	VMOVQ        (DX), X6
-	VPSHUFB      X0, X6, X6
-	VPMOVZXWD    X6, Y6
-	VPSRLVD      Y1, Y6, Y6
-	VPAND        Y2, Y6, Y6
-	VPMOVSXWD    (CX), Y7
-	VPADDD       Y6, Y7, Y7
-	VPADDD       Y4, Y7, Y7
-	VCVTDQ2PS    Y7, Y7
-	VMULPS       Y3, Y7, Y7
-	VMOVUPS      (DI), Y6
-	VFMADD231PS  Y7, Y5, Y6
-	VMOVUPS      Y6, (DI)
-	TESTQ        SI, SI
-	JNZ          samegroup2
-	ADDQ         $0x04, BX
-	VPBROADCASTD (BX), Y4
-	MOVQ         group+80(FP), SI
+	MOVQ    R10, R9
+	CMPQ    SI, R9
+	CMOVQLT SI, R9
+	SUBQ    R9, R10
+	SUBQ    R9, SI
 
-samegroup2:
-	SUBQ        $0x08, SI
+loop2:
+	CMPQ        R9, $0x00000010
+	JB          one
+	VMOVQ       (DX), X6
+	VPSHUFB     X0, X6, X6
+	VPMOVZXWD   X6, Y6
+	VPSRLVD     Y1, Y6, Y6
+	VPAND       Y2, Y6, Y6
+	VPMOVSXWD   (CX), Y7
+	VPADDD      Y6, Y7, Y7
+	VPADDD      Y4, Y7, Y7
+	VCVTDQ2PS   Y7, Y7
+	VMOVUPS     (DI), Y6
+	VFMADD231PS Y7, Y5, Y6
+	VMOVUPS     Y6, (DI)
 	VMOVQ       (DX)(R8*1), X6
 	VPSHUFB     X0, X6, X6
 	VPMOVZXWD   X6, Y6
@@ -9022,7 +8899,6 @@ samegroup2:
 	VPADDD      Y6, Y7, Y7
 	VPADDD      Y4, Y7, Y7
 	VCVTDQ2PS   Y7, Y7
-	VMULPS      Y3, Y7, Y7
 	VMOVUPS     32(DI), Y6
 	VFMADD231PS Y7, Y5, Y6
 	VMOVUPS     Y6, 32(DI)
@@ -9033,16 +8909,8 @@ samegroup2:
 	JMP         loop2
 
 one:
-	CMPQ         R9, $0x00000008
-	JB           tail
-	TESTQ        SI, SI
-	JNZ          samegroup3
-	ADDQ         $0x04, BX
-	VPBROADCASTD (BX), Y4
-	MOVQ         group+80(FP), SI
-
-samegroup3:
-	SUBQ        $0x08, SI
+	CMPQ        R9, $0x00000008
+	JB          tail
 	VMOVQ       (DX), X6
 	VPSHUFB     X0, X6, X6
 	VPMOVZXWD   X6, Y6
@@ -9052,7 +8920,6 @@ samegroup3:
 	VPADDD      Y6, Y7, Y7
 	VPADDD      Y4, Y7, Y7
 	VCVTDQ2PS   Y7, Y7
-	VMULPS      Y3, Y7, Y7
 	VMOVUPS     (DI), Y6
 	VFMADD231PS Y7, Y5, Y6
 	VMOVUPS     Y6, (DI)
@@ -9062,6 +8929,9 @@ samegroup3:
 	SUBQ        $0x00000008, R9
 
 tail:
+	JMP chunk
+
+rowdone:
 	ADDQ $0x04, AX
 	DECQ rows+0(FP)
 	JNZ  row
@@ -9069,7 +8939,7 @@ tail:
 	RET
 
 // func gemvAxpyI16M2AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int16, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, FMA3
+// Requires: AVX, AVX2, CMOV, FMA3
 TEXT ·gemvAxpyI16M2AVX2(SB), NOSPLIT, $0-104
 	MOVQ         a+16(FP), AX
 	MOVQ         lda+24(FP), CX
@@ -9093,13 +8963,16 @@ TEXT ·gemvAxpyI16M2AVX2(SB), NOSPLIT, $0-104
 
 row:
 	VBROADCASTSS (AX), Y5
+	VMULPS       Y3, Y5, Y5
 	VBROADCASTSS (AX)(CX*1), Y6
+	VMULPS       Y3, Y6, Y6
 	MOVQ         c+32(FP), R9
 	MOVQ         rowLen+8(FP), R11
+	MOVQ         R11, R12
 
-loop2:
-	CMPQ         R11, $0x00000010
-	JB           one
+chunk:
+	TESTQ        R12, R12
+	JZ           rowdone
 	TESTQ        R8, R8
 	JNZ          samegroup1
 	ADDQ         $0x04, DI
@@ -9107,31 +8980,30 @@ loop2:
 	MOVQ         group+80(FP), R8
 
 samegroup1:
-	SUBQ         $0x08, R8
-	VMOVQ        (SI), X7
-	VPSHUFB      X0, X7, X7
-	VPMOVZXWD    X7, Y7
-	VPSRLVD      Y1, Y7, Y7
-	VPAND        Y2, Y7, Y7
-	VPMOVSXWD    (BX), Y8
-	VPADDD       Y7, Y8, Y8
-	VPADDD       Y4, Y8, Y8
-	VCVTDQ2PS    Y8, Y8
-	VMULPS       Y3, Y8, Y8
-	VMOVUPS      (R9), Y7
-	VFMADD231PS  Y8, Y5, Y7
-	VMOVUPS      Y7, (R9)
-	VMOVUPS      (R9)(DX*1), Y7
-	VFMADD231PS  Y8, Y6, Y7
-	VMOVUPS      Y7, (R9)(DX*1)
-	TESTQ        R8, R8
-	JNZ          samegroup2
-	ADDQ         $0x04, DI
-	VPBROADCASTD (DI), Y4
-	MOVQ         group+80(FP), R8
+	MOVQ    R12, R11
+	CMPQ    R8, R11
+	CMOVQLT R8, R11
+	SUBQ    R11, R12
+	SUBQ    R11, R8
 
-samegroup2:
-	SUBQ        $0x08, R8
+loop2:
+	CMPQ        R11, $0x00000010
+	JB          one
+	VMOVQ       (SI), X7
+	VPSHUFB     X0, X7, X7
+	VPMOVZXWD   X7, Y7
+	VPSRLVD     Y1, Y7, Y7
+	VPAND       Y2, Y7, Y7
+	VPMOVSXWD   (BX), Y8
+	VPADDD      Y7, Y8, Y8
+	VPADDD      Y4, Y8, Y8
+	VCVTDQ2PS   Y8, Y8
+	VMOVUPS     (R9), Y7
+	VFMADD231PS Y8, Y5, Y7
+	VMOVUPS     Y7, (R9)
+	VMOVUPS     (R9)(DX*1), Y7
+	VFMADD231PS Y8, Y6, Y7
+	VMOVUPS     Y7, (R9)(DX*1)
 	VMOVQ       (SI)(R10*1), X7
 	VPSHUFB     X0, X7, X7
 	VPMOVZXWD   X7, Y7
@@ -9141,7 +9013,6 @@ samegroup2:
 	VPADDD      Y7, Y8, Y8
 	VPADDD      Y4, Y8, Y8
 	VCVTDQ2PS   Y8, Y8
-	VMULPS      Y3, Y8, Y8
 	VMOVUPS     32(R9), Y7
 	VFMADD231PS Y8, Y5, Y7
 	VMOVUPS     Y7, 32(R9)
@@ -9155,16 +9026,8 @@ samegroup2:
 	JMP         loop2
 
 one:
-	CMPQ         R11, $0x00000008
-	JB           tail
-	TESTQ        R8, R8
-	JNZ          samegroup3
-	ADDQ         $0x04, DI
-	VPBROADCASTD (DI), Y4
-	MOVQ         group+80(FP), R8
-
-samegroup3:
-	SUBQ        $0x08, R8
+	CMPQ        R11, $0x00000008
+	JB          tail
 	VMOVQ       (SI), X7
 	VPSHUFB     X0, X7, X7
 	VPMOVZXWD   X7, Y7
@@ -9174,19 +9037,21 @@ samegroup3:
 	VPADDD      Y7, Y8, Y8
 	VPADDD      Y4, Y8, Y8
 	VCVTDQ2PS   Y8, Y8
-	VMULPS      Y3, Y8, Y8
 	VMOVUPS     (R9), Y7
 	VFMADD231PS Y8, Y5, Y7
 	VMOVUPS     Y7, (R9)
-	VMOVUPS     (R9)(DX*1), Y5
-	VFMADD231PS Y8, Y6, Y5
-	VMOVUPS     Y5, (R9)(DX*1)
+	VMOVUPS     (R9)(DX*1), Y7
+	VFMADD231PS Y8, Y6, Y7
+	VMOVUPS     Y7, (R9)(DX*1)
 	ADDQ        $0x00000010, BX
 	ADDQ        R10, SI
 	ADDQ        $0x00000020, R9
 	SUBQ        $0x00000008, R11
 
 tail:
+	JMP chunk
+
+rowdone:
 	ADDQ $0x04, AX
 	DECQ rows+0(FP)
 	JNZ  row
@@ -9194,7 +9059,7 @@ tail:
 	RET
 
 // func gemvAxpyI16M3AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int16, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, FMA3
+// Requires: AVX, AVX2, CMOV, FMA3
 TEXT ·gemvAxpyI16M3AVX2(SB), NOSPLIT, $0-104
 	MOVQ         a+16(FP), AX
 	MOVQ         lda+24(FP), CX
@@ -9218,14 +9083,18 @@ TEXT ·gemvAxpyI16M3AVX2(SB), NOSPLIT, $0-104
 
 row:
 	VBROADCASTSS (AX), Y5
+	VMULPS       Y3, Y5, Y5
 	VBROADCASTSS (AX)(CX*1), Y6
+	VMULPS       Y3, Y6, Y6
 	VBROADCASTSS (AX)(CX*2), Y7
+	VMULPS       Y3, Y7, Y7
 	MOVQ         c+32(FP), R9
 	MOVQ         rowLen+8(FP), R11
+	MOVQ         R11, R12
 
-loop2:
-	CMPQ         R11, $0x00000010
-	JB           one
+chunk:
+	TESTQ        R12, R12
+	JZ           rowdone
 	TESTQ        R8, R8
 	JNZ          samegroup1
 	ADDQ         $0x04, DI
@@ -9233,34 +9102,33 @@ loop2:
 	MOVQ         group+80(FP), R8
 
 samegroup1:
-	SUBQ         $0x08, R8
-	VMOVQ        (SI), X8
-	VPSHUFB      X0, X8, X8
-	VPMOVZXWD    X8, Y8
-	VPSRLVD      Y1, Y8, Y8
-	VPAND        Y2, Y8, Y8
-	VPMOVSXWD    (BX), Y9
-	VPADDD       Y8, Y9, Y9
-	VPADDD       Y4, Y9, Y9
-	VCVTDQ2PS    Y9, Y9
-	VMULPS       Y3, Y9, Y9
-	VMOVUPS      (R9), Y8
-	VFMADD231PS  Y9, Y5, Y8
-	VMOVUPS      Y8, (R9)
-	VMOVUPS      (R9)(DX*1), Y8
-	VFMADD231PS  Y9, Y6, Y8
-	VMOVUPS      Y8, (R9)(DX*1)
-	VMOVUPS      (R9)(DX*2), Y8
-	VFMADD231PS  Y9, Y7, Y8
-	VMOVUPS      Y8, (R9)(DX*2)
-	TESTQ        R8, R8
-	JNZ          samegroup2
-	ADDQ         $0x04, DI
-	VPBROADCASTD (DI), Y4
-	MOVQ         group+80(FP), R8
+	MOVQ    R12, R11
+	CMPQ    R8, R11
+	CMOVQLT R8, R11
+	SUBQ    R11, R12
+	SUBQ    R11, R8
 
-samegroup2:
-	SUBQ        $0x08, R8
+loop2:
+	CMPQ        R11, $0x00000010
+	JB          one
+	VMOVQ       (SI), X8
+	VPSHUFB     X0, X8, X8
+	VPMOVZXWD   X8, Y8
+	VPSRLVD     Y1, Y8, Y8
+	VPAND       Y2, Y8, Y8
+	VPMOVSXWD   (BX), Y9
+	VPADDD      Y8, Y9, Y9
+	VPADDD      Y4, Y9, Y9
+	VCVTDQ2PS   Y9, Y9
+	VMOVUPS     (R9), Y8
+	VFMADD231PS Y9, Y5, Y8
+	VMOVUPS     Y8, (R9)
+	VMOVUPS     (R9)(DX*1), Y8
+	VFMADD231PS Y9, Y6, Y8
+	VMOVUPS     Y8, (R9)(DX*1)
+	VMOVUPS     (R9)(DX*2), Y8
+	VFMADD231PS Y9, Y7, Y8
+	VMOVUPS     Y8, (R9)(DX*2)
 	VMOVQ       (SI)(R10*1), X8
 	VPSHUFB     X0, X8, X8
 	VPMOVZXWD   X8, Y8
@@ -9270,7 +9138,6 @@ samegroup2:
 	VPADDD      Y8, Y9, Y9
 	VPADDD      Y4, Y9, Y9
 	VCVTDQ2PS   Y9, Y9
-	VMULPS      Y3, Y9, Y9
 	VMOVUPS     32(R9), Y8
 	VFMADD231PS Y9, Y5, Y8
 	VMOVUPS     Y8, 32(R9)
@@ -9287,16 +9154,8 @@ samegroup2:
 	JMP         loop2
 
 one:
-	CMPQ         R11, $0x00000008
-	JB           tail
-	TESTQ        R8, R8
-	JNZ          samegroup3
-	ADDQ         $0x04, DI
-	VPBROADCASTD (DI), Y4
-	MOVQ         group+80(FP), R8
-
-samegroup3:
-	SUBQ        $0x08, R8
+	CMPQ        R11, $0x00000008
+	JB          tail
 	VMOVQ       (SI), X8
 	VPSHUFB     X0, X8, X8
 	VPMOVZXWD   X8, Y8
@@ -9306,22 +9165,24 @@ samegroup3:
 	VPADDD      Y8, Y9, Y9
 	VPADDD      Y4, Y9, Y9
 	VCVTDQ2PS   Y9, Y9
-	VMULPS      Y3, Y9, Y9
 	VMOVUPS     (R9), Y8
 	VFMADD231PS Y9, Y5, Y8
 	VMOVUPS     Y8, (R9)
-	VMOVUPS     (R9)(DX*1), Y5
-	VFMADD231PS Y9, Y6, Y5
-	VMOVUPS     Y5, (R9)(DX*1)
-	VMOVUPS     (R9)(DX*2), Y5
-	VFMADD231PS Y9, Y7, Y5
-	VMOVUPS     Y5, (R9)(DX*2)
+	VMOVUPS     (R9)(DX*1), Y8
+	VFMADD231PS Y9, Y6, Y8
+	VMOVUPS     Y8, (R9)(DX*1)
+	VMOVUPS     (R9)(DX*2), Y8
+	VFMADD231PS Y9, Y7, Y8
+	VMOVUPS     Y8, (R9)(DX*2)
 	ADDQ        $0x00000010, BX
 	ADDQ        R10, SI
 	ADDQ        $0x00000020, R9
 	SUBQ        $0x00000008, R11
 
 tail:
+	JMP chunk
+
+rowdone:
 	ADDQ $0x04, AX
 	DECQ rows+0(FP)
 	JNZ  row
@@ -9329,7 +9190,7 @@ tail:
 	RET
 
 // func gemvAxpyI16M4AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int16, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, FMA3
+// Requires: AVX, AVX2, CMOV, FMA3
 TEXT ·gemvAxpyI16M4AVX2(SB), NOSPLIT, $0-104
 	MOVQ         a+16(FP), AX
 	MOVQ         lda+24(FP), CX
@@ -9355,17 +9216,22 @@ TEXT ·gemvAxpyI16M4AVX2(SB), NOSPLIT, $0-104
 
 row:
 	VBROADCASTSS (AX), Y5
+	VMULPS       Y3, Y5, Y5
 	VBROADCASTSS (AX)(CX*1), Y6
+	VMULPS       Y3, Y6, Y6
 	VBROADCASTSS (AX)(CX*2), Y7
+	VMULPS       Y3, Y7, Y7
 	VBROADCASTSS (DX), Y8
+	VMULPS       Y3, Y8, Y8
 	MOVQ         c+32(FP), R10
 	LEAQ         (R10)(BX*2), R12
 	ADDQ         BX, R12
 	MOVQ         rowLen+8(FP), R13
+	MOVQ         R13, R14
 
-loop2:
-	CMPQ         R13, $0x00000010
-	JB           one
+chunk:
+	TESTQ        R14, R14
+	JZ           rowdone
 	TESTQ        R9, R9
 	JNZ          samegroup1
 	ADDQ         $0x04, R8
@@ -9373,37 +9239,36 @@ loop2:
 	MOVQ         group+80(FP), R9
 
 samegroup1:
-	SUBQ         $0x08, R9
-	VMOVQ        (DI), X9
-	VPSHUFB      X0, X9, X9
-	VPMOVZXWD    X9, Y9
-	VPSRLVD      Y1, Y9, Y9
-	VPAND        Y2, Y9, Y9
-	VPMOVSXWD    (SI), Y10
-	VPADDD       Y9, Y10, Y10
-	VPADDD       Y4, Y10, Y10
-	VCVTDQ2PS    Y10, Y10
-	VMULPS       Y3, Y10, Y10
-	VMOVUPS      (R10), Y9
-	VFMADD231PS  Y10, Y5, Y9
-	VMOVUPS      Y9, (R10)
-	VMOVUPS      (R10)(BX*1), Y9
-	VFMADD231PS  Y10, Y6, Y9
-	VMOVUPS      Y9, (R10)(BX*1)
-	VMOVUPS      (R10)(BX*2), Y9
-	VFMADD231PS  Y10, Y7, Y9
-	VMOVUPS      Y9, (R10)(BX*2)
-	VMOVUPS      (R12), Y9
-	VFMADD231PS  Y10, Y8, Y9
-	VMOVUPS      Y9, (R12)
-	TESTQ        R9, R9
-	JNZ          samegroup2
-	ADDQ         $0x04, R8
-	VPBROADCASTD (R8), Y4
-	MOVQ         group+80(FP), R9
+	MOVQ    R14, R13
+	CMPQ    R9, R13
+	CMOVQLT R9, R13
+	SUBQ    R13, R14
+	SUBQ    R13, R9
 
-samegroup2:
-	SUBQ        $0x08, R9
+loop2:
+	CMPQ        R13, $0x00000010
+	JB          one
+	VMOVQ       (DI), X9
+	VPSHUFB     X0, X9, X9
+	VPMOVZXWD   X9, Y9
+	VPSRLVD     Y1, Y9, Y9
+	VPAND       Y2, Y9, Y9
+	VPMOVSXWD   (SI), Y10
+	VPADDD      Y9, Y10, Y10
+	VPADDD      Y4, Y10, Y10
+	VCVTDQ2PS   Y10, Y10
+	VMOVUPS     (R10), Y9
+	VFMADD231PS Y10, Y5, Y9
+	VMOVUPS     Y9, (R10)
+	VMOVUPS     (R10)(BX*1), Y9
+	VFMADD231PS Y10, Y6, Y9
+	VMOVUPS     Y9, (R10)(BX*1)
+	VMOVUPS     (R10)(BX*2), Y9
+	VFMADD231PS Y10, Y7, Y9
+	VMOVUPS     Y9, (R10)(BX*2)
+	VMOVUPS     (R12), Y9
+	VFMADD231PS Y10, Y8, Y9
+	VMOVUPS     Y9, (R12)
 	VMOVQ       (DI)(R11*1), X9
 	VPSHUFB     X0, X9, X9
 	VPMOVZXWD   X9, Y9
@@ -9413,7 +9278,6 @@ samegroup2:
 	VPADDD      Y9, Y10, Y10
 	VPADDD      Y4, Y10, Y10
 	VCVTDQ2PS   Y10, Y10
-	VMULPS      Y3, Y10, Y10
 	VMOVUPS     32(R10), Y9
 	VFMADD231PS Y10, Y5, Y9
 	VMOVUPS     Y9, 32(R10)
@@ -9434,16 +9298,8 @@ samegroup2:
 	JMP         loop2
 
 one:
-	CMPQ         R13, $0x00000008
-	JB           tail
-	TESTQ        R9, R9
-	JNZ          samegroup3
-	ADDQ         $0x04, R8
-	VPBROADCASTD (R8), Y4
-	MOVQ         group+80(FP), R9
-
-samegroup3:
-	SUBQ        $0x08, R9
+	CMPQ        R13, $0x00000008
+	JB          tail
 	VMOVQ       (DI), X9
 	VPSHUFB     X0, X9, X9
 	VPMOVZXWD   X9, Y9
@@ -9453,19 +9309,18 @@ samegroup3:
 	VPADDD      Y9, Y10, Y10
 	VPADDD      Y4, Y10, Y10
 	VCVTDQ2PS   Y10, Y10
-	VMULPS      Y3, Y10, Y10
 	VMOVUPS     (R10), Y9
 	VFMADD231PS Y10, Y5, Y9
 	VMOVUPS     Y9, (R10)
-	VMOVUPS     (R10)(BX*1), Y5
-	VFMADD231PS Y10, Y6, Y5
-	VMOVUPS     Y5, (R10)(BX*1)
-	VMOVUPS     (R10)(BX*2), Y5
-	VFMADD231PS Y10, Y7, Y5
-	VMOVUPS     Y5, (R10)(BX*2)
-	VMOVUPS     (R12), Y5
-	VFMADD231PS Y10, Y8, Y5
-	VMOVUPS     Y5, (R12)
+	VMOVUPS     (R10)(BX*1), Y9
+	VFMADD231PS Y10, Y6, Y9
+	VMOVUPS     Y9, (R10)(BX*1)
+	VMOVUPS     (R10)(BX*2), Y9
+	VFMADD231PS Y10, Y7, Y9
+	VMOVUPS     Y9, (R10)(BX*2)
+	VMOVUPS     (R12), Y9
+	VFMADD231PS Y10, Y8, Y9
+	VMOVUPS     Y9, (R12)
 	ADDQ        $0x00000010, SI
 	ADDQ        R11, DI
 	ADDQ        $0x00000020, R10
@@ -9473,6 +9328,9 @@ samegroup3:
 	SUBQ        $0x00000008, R13
 
 tail:
+	JMP chunk
+
+rowdone:
 	ADDQ $0x04, AX
 	ADDQ $0x04, DX
 	DECQ rows+0(FP)
@@ -9481,7 +9339,7 @@ tail:
 	RET
 
 // func gemvAxpyI8M1AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, FMA3
+// Requires: AVX, AVX2, CMOV, FMA3
 TEXT ·gemvAxpyI8M1AVX2(SB), NOSPLIT, $0-104
 	MOVQ         a+16(FP), AX
 	MOVQ         lda+24(FP), CX
@@ -9505,12 +9363,14 @@ TEXT ·gemvAxpyI8M1AVX2(SB), NOSPLIT, $0-104
 
 row:
 	VBROADCASTSS (AX), Y5
+	VMULPS       Y3, Y5, Y5
 	MOVQ         c+32(FP), DI
 	MOVQ         rowLen+8(FP), R9
+	MOVQ         R9, R10
 
-loop2:
-	CMPQ         R9, $0x00000010
-	JB           one
+chunk:
+	TESTQ        R10, R10
+	JZ           rowdone
 	TESTQ        SI, SI
 	JNZ          samegroup1
 	ADDQ         $0x04, BX
@@ -9518,28 +9378,27 @@ loop2:
 	MOVQ         group+80(FP), SI
 
 samegroup1:
-	SUBQ         $0x08, SI
-	VMOVQ        (DX), X6
-	VPSHUFB      X0, X6, X6
-	VPMOVZXWD    X6, Y6
-	VPSRLVD      Y1, Y6, Y6
-	VPAND        Y2, Y6, Y6
-	VPMOVSXBD    (CX), Y7
-	VPADDD       Y6, Y7, Y7
-	VPADDD       Y4, Y7, Y7
-	VCVTDQ2PS    Y7, Y7
-	VMULPS       Y3, Y7, Y7
-	VMOVUPS      (DI), Y6
-	VFMADD231PS  Y7, Y5, Y6
-	VMOVUPS      Y6, (DI)
-	TESTQ        SI, SI
-	JNZ          samegroup2
-	ADDQ         $0x04, BX
-	VPBROADCASTD (BX), Y4
-	MOVQ         group+80(FP), SI
+	MOVQ    R10, R9
+	CMPQ    SI, R9
+	CMOVQLT SI, R9
+	SUBQ    R9, R10
+	SUBQ    R9, SI
 
-samegroup2:
-	SUBQ        $0x08, SI
+loop2:
+	CMPQ        R9, $0x00000010
+	JB          one
+	VMOVQ       (DX), X6
+	VPSHUFB     X0, X6, X6
+	VPMOVZXWD   X6, Y6
+	VPSRLVD     Y1, Y6, Y6
+	VPAND       Y2, Y6, Y6
+	VPMOVSXBD   (CX), Y7
+	VPADDD      Y6, Y7, Y7
+	VPADDD      Y4, Y7, Y7
+	VCVTDQ2PS   Y7, Y7
+	VMOVUPS     (DI), Y6
+	VFMADD231PS Y7, Y5, Y6
+	VMOVUPS     Y6, (DI)
 	VMOVQ       (DX)(R8*1), X6
 	VPSHUFB     X0, X6, X6
 	VPMOVZXWD   X6, Y6
@@ -9549,7 +9408,6 @@ samegroup2:
 	VPADDD      Y6, Y7, Y7
 	VPADDD      Y4, Y7, Y7
 	VCVTDQ2PS   Y7, Y7
-	VMULPS      Y3, Y7, Y7
 	VMOVUPS     32(DI), Y6
 	VFMADD231PS Y7, Y5, Y6
 	VMOVUPS     Y6, 32(DI)
@@ -9560,16 +9418,8 @@ samegroup2:
 	JMP         loop2
 
 one:
-	CMPQ         R9, $0x00000008
-	JB           tail
-	TESTQ        SI, SI
-	JNZ          samegroup3
-	ADDQ         $0x04, BX
-	VPBROADCASTD (BX), Y4
-	MOVQ         group+80(FP), SI
-
-samegroup3:
-	SUBQ        $0x08, SI
+	CMPQ        R9, $0x00000008
+	JB          tail
 	VMOVQ       (DX), X6
 	VPSHUFB     X0, X6, X6
 	VPMOVZXWD   X6, Y6
@@ -9579,7 +9429,6 @@ samegroup3:
 	VPADDD      Y6, Y7, Y7
 	VPADDD      Y4, Y7, Y7
 	VCVTDQ2PS   Y7, Y7
-	VMULPS      Y3, Y7, Y7
 	VMOVUPS     (DI), Y6
 	VFMADD231PS Y7, Y5, Y6
 	VMOVUPS     Y6, (DI)
@@ -9589,6 +9438,9 @@ samegroup3:
 	SUBQ        $0x00000008, R9
 
 tail:
+	JMP chunk
+
+rowdone:
 	ADDQ $0x04, AX
 	DECQ rows+0(FP)
 	JNZ  row
@@ -9596,7 +9448,7 @@ tail:
 	RET
 
 // func gemvAxpyI8M2AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, FMA3
+// Requires: AVX, AVX2, CMOV, FMA3
 TEXT ·gemvAxpyI8M2AVX2(SB), NOSPLIT, $0-104
 	MOVQ         a+16(FP), AX
 	MOVQ         lda+24(FP), CX
@@ -9620,13 +9472,16 @@ TEXT ·gemvAxpyI8M2AVX2(SB), NOSPLIT, $0-104
 
 row:
 	VBROADCASTSS (AX), Y5
+	VMULPS       Y3, Y5, Y5
 	VBROADCASTSS (AX)(CX*1), Y6
+	VMULPS       Y3, Y6, Y6
 	MOVQ         c+32(FP), R9
 	MOVQ         rowLen+8(FP), R11
+	MOVQ         R11, R12
 
-loop2:
-	CMPQ         R11, $0x00000010
-	JB           one
+chunk:
+	TESTQ        R12, R12
+	JZ           rowdone
 	TESTQ        R8, R8
 	JNZ          samegroup1
 	ADDQ         $0x04, DI
@@ -9634,31 +9489,30 @@ loop2:
 	MOVQ         group+80(FP), R8
 
 samegroup1:
-	SUBQ         $0x08, R8
-	VMOVQ        (SI), X7
-	VPSHUFB      X0, X7, X7
-	VPMOVZXWD    X7, Y7
-	VPSRLVD      Y1, Y7, Y7
-	VPAND        Y2, Y7, Y7
-	VPMOVSXBD    (BX), Y8
-	VPADDD       Y7, Y8, Y8
-	VPADDD       Y4, Y8, Y8
-	VCVTDQ2PS    Y8, Y8
-	VMULPS       Y3, Y8, Y8
-	VMOVUPS      (R9), Y7
-	VFMADD231PS  Y8, Y5, Y7
-	VMOVUPS      Y7, (R9)
-	VMOVUPS      (R9)(DX*1), Y7
-	VFMADD231PS  Y8, Y6, Y7
-	VMOVUPS      Y7, (R9)(DX*1)
-	TESTQ        R8, R8
-	JNZ          samegroup2
-	ADDQ         $0x04, DI
-	VPBROADCASTD (DI), Y4
-	MOVQ         group+80(FP), R8
+	MOVQ    R12, R11
+	CMPQ    R8, R11
+	CMOVQLT R8, R11
+	SUBQ    R11, R12
+	SUBQ    R11, R8
 
-samegroup2:
-	SUBQ        $0x08, R8
+loop2:
+	CMPQ        R11, $0x00000010
+	JB          one
+	VMOVQ       (SI), X7
+	VPSHUFB     X0, X7, X7
+	VPMOVZXWD   X7, Y7
+	VPSRLVD     Y1, Y7, Y7
+	VPAND       Y2, Y7, Y7
+	VPMOVSXBD   (BX), Y8
+	VPADDD      Y7, Y8, Y8
+	VPADDD      Y4, Y8, Y8
+	VCVTDQ2PS   Y8, Y8
+	VMOVUPS     (R9), Y7
+	VFMADD231PS Y8, Y5, Y7
+	VMOVUPS     Y7, (R9)
+	VMOVUPS     (R9)(DX*1), Y7
+	VFMADD231PS Y8, Y6, Y7
+	VMOVUPS     Y7, (R9)(DX*1)
 	VMOVQ       (SI)(R10*1), X7
 	VPSHUFB     X0, X7, X7
 	VPMOVZXWD   X7, Y7
@@ -9668,7 +9522,6 @@ samegroup2:
 	VPADDD      Y7, Y8, Y8
 	VPADDD      Y4, Y8, Y8
 	VCVTDQ2PS   Y8, Y8
-	VMULPS      Y3, Y8, Y8
 	VMOVUPS     32(R9), Y7
 	VFMADD231PS Y8, Y5, Y7
 	VMOVUPS     Y7, 32(R9)
@@ -9682,16 +9535,8 @@ samegroup2:
 	JMP         loop2
 
 one:
-	CMPQ         R11, $0x00000008
-	JB           tail
-	TESTQ        R8, R8
-	JNZ          samegroup3
-	ADDQ         $0x04, DI
-	VPBROADCASTD (DI), Y4
-	MOVQ         group+80(FP), R8
-
-samegroup3:
-	SUBQ        $0x08, R8
+	CMPQ        R11, $0x00000008
+	JB          tail
 	VMOVQ       (SI), X7
 	VPSHUFB     X0, X7, X7
 	VPMOVZXWD   X7, Y7
@@ -9701,19 +9546,21 @@ samegroup3:
 	VPADDD      Y7, Y8, Y8
 	VPADDD      Y4, Y8, Y8
 	VCVTDQ2PS   Y8, Y8
-	VMULPS      Y3, Y8, Y8
 	VMOVUPS     (R9), Y7
 	VFMADD231PS Y8, Y5, Y7
 	VMOVUPS     Y7, (R9)
-	VMOVUPS     (R9)(DX*1), Y5
-	VFMADD231PS Y8, Y6, Y5
-	VMOVUPS     Y5, (R9)(DX*1)
+	VMOVUPS     (R9)(DX*1), Y7
+	VFMADD231PS Y8, Y6, Y7
+	VMOVUPS     Y7, (R9)(DX*1)
 	ADDQ        $0x00000008, BX
 	ADDQ        R10, SI
 	ADDQ        $0x00000020, R9
 	SUBQ        $0x00000008, R11
 
 tail:
+	JMP chunk
+
+rowdone:
 	ADDQ $0x04, AX
 	DECQ rows+0(FP)
 	JNZ  row
@@ -9721,7 +9568,7 @@ tail:
 	RET
 
 // func gemvAxpyI8M3AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, FMA3
+// Requires: AVX, AVX2, CMOV, FMA3
 TEXT ·gemvAxpyI8M3AVX2(SB), NOSPLIT, $0-104
 	MOVQ         a+16(FP), AX
 	MOVQ         lda+24(FP), CX
@@ -9745,14 +9592,18 @@ TEXT ·gemvAxpyI8M3AVX2(SB), NOSPLIT, $0-104
 
 row:
 	VBROADCASTSS (AX), Y5
+	VMULPS       Y3, Y5, Y5
 	VBROADCASTSS (AX)(CX*1), Y6
+	VMULPS       Y3, Y6, Y6
 	VBROADCASTSS (AX)(CX*2), Y7
+	VMULPS       Y3, Y7, Y7
 	MOVQ         c+32(FP), R9
 	MOVQ         rowLen+8(FP), R11
+	MOVQ         R11, R12
 
-loop2:
-	CMPQ         R11, $0x00000010
-	JB           one
+chunk:
+	TESTQ        R12, R12
+	JZ           rowdone
 	TESTQ        R8, R8
 	JNZ          samegroup1
 	ADDQ         $0x04, DI
@@ -9760,34 +9611,33 @@ loop2:
 	MOVQ         group+80(FP), R8
 
 samegroup1:
-	SUBQ         $0x08, R8
-	VMOVQ        (SI), X8
-	VPSHUFB      X0, X8, X8
-	VPMOVZXWD    X8, Y8
-	VPSRLVD      Y1, Y8, Y8
-	VPAND        Y2, Y8, Y8
-	VPMOVSXBD    (BX), Y9
-	VPADDD       Y8, Y9, Y9
-	VPADDD       Y4, Y9, Y9
-	VCVTDQ2PS    Y9, Y9
-	VMULPS       Y3, Y9, Y9
-	VMOVUPS      (R9), Y8
-	VFMADD231PS  Y9, Y5, Y8
-	VMOVUPS      Y8, (R9)
-	VMOVUPS      (R9)(DX*1), Y8
-	VFMADD231PS  Y9, Y6, Y8
-	VMOVUPS      Y8, (R9)(DX*1)
-	VMOVUPS      (R9)(DX*2), Y8
-	VFMADD231PS  Y9, Y7, Y8
-	VMOVUPS      Y8, (R9)(DX*2)
-	TESTQ        R8, R8
-	JNZ          samegroup2
-	ADDQ         $0x04, DI
-	VPBROADCASTD (DI), Y4
-	MOVQ         group+80(FP), R8
+	MOVQ    R12, R11
+	CMPQ    R8, R11
+	CMOVQLT R8, R11
+	SUBQ    R11, R12
+	SUBQ    R11, R8
 
-samegroup2:
-	SUBQ        $0x08, R8
+loop2:
+	CMPQ        R11, $0x00000010
+	JB          one
+	VMOVQ       (SI), X8
+	VPSHUFB     X0, X8, X8
+	VPMOVZXWD   X8, Y8
+	VPSRLVD     Y1, Y8, Y8
+	VPAND       Y2, Y8, Y8
+	VPMOVSXBD   (BX), Y9
+	VPADDD      Y8, Y9, Y9
+	VPADDD      Y4, Y9, Y9
+	VCVTDQ2PS   Y9, Y9
+	VMOVUPS     (R9), Y8
+	VFMADD231PS Y9, Y5, Y8
+	VMOVUPS     Y8, (R9)
+	VMOVUPS     (R9)(DX*1), Y8
+	VFMADD231PS Y9, Y6, Y8
+	VMOVUPS     Y8, (R9)(DX*1)
+	VMOVUPS     (R9)(DX*2), Y8
+	VFMADD231PS Y9, Y7, Y8
+	VMOVUPS     Y8, (R9)(DX*2)
 	VMOVQ       (SI)(R10*1), X8
 	VPSHUFB     X0, X8, X8
 	VPMOVZXWD   X8, Y8
@@ -9797,7 +9647,6 @@ samegroup2:
 	VPADDD      Y8, Y9, Y9
 	VPADDD      Y4, Y9, Y9
 	VCVTDQ2PS   Y9, Y9
-	VMULPS      Y3, Y9, Y9
 	VMOVUPS     32(R9), Y8
 	VFMADD231PS Y9, Y5, Y8
 	VMOVUPS     Y8, 32(R9)
@@ -9814,16 +9663,8 @@ samegroup2:
 	JMP         loop2
 
 one:
-	CMPQ         R11, $0x00000008
-	JB           tail
-	TESTQ        R8, R8
-	JNZ          samegroup3
-	ADDQ         $0x04, DI
-	VPBROADCASTD (DI), Y4
-	MOVQ         group+80(FP), R8
-
-samegroup3:
-	SUBQ        $0x08, R8
+	CMPQ        R11, $0x00000008
+	JB          tail
 	VMOVQ       (SI), X8
 	VPSHUFB     X0, X8, X8
 	VPMOVZXWD   X8, Y8
@@ -9833,22 +9674,24 @@ samegroup3:
 	VPADDD      Y8, Y9, Y9
 	VPADDD      Y4, Y9, Y9
 	VCVTDQ2PS   Y9, Y9
-	VMULPS      Y3, Y9, Y9
 	VMOVUPS     (R9), Y8
 	VFMADD231PS Y9, Y5, Y8
 	VMOVUPS     Y8, (R9)
-	VMOVUPS     (R9)(DX*1), Y5
-	VFMADD231PS Y9, Y6, Y5
-	VMOVUPS     Y5, (R9)(DX*1)
-	VMOVUPS     (R9)(DX*2), Y5
-	VFMADD231PS Y9, Y7, Y5
-	VMOVUPS     Y5, (R9)(DX*2)
+	VMOVUPS     (R9)(DX*1), Y8
+	VFMADD231PS Y9, Y6, Y8
+	VMOVUPS     Y8, (R9)(DX*1)
+	VMOVUPS     (R9)(DX*2), Y8
+	VFMADD231PS Y9, Y7, Y8
+	VMOVUPS     Y8, (R9)(DX*2)
 	ADDQ        $0x00000008, BX
 	ADDQ        R10, SI
 	ADDQ        $0x00000020, R9
 	SUBQ        $0x00000008, R11
 
 tail:
+	JMP chunk
+
+rowdone:
 	ADDQ $0x04, AX
 	DECQ rows+0(FP)
 	JNZ  row
@@ -9856,7 +9699,7 @@ tail:
 	RET
 
 // func gemvAxpyI8M4AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, FMA3
+// Requires: AVX, AVX2, CMOV, FMA3
 TEXT ·gemvAxpyI8M4AVX2(SB), NOSPLIT, $0-104
 	MOVQ         a+16(FP), AX
 	MOVQ         lda+24(FP), CX
@@ -9882,17 +9725,22 @@ TEXT ·gemvAxpyI8M4AVX2(SB), NOSPLIT, $0-104
 
 row:
 	VBROADCASTSS (AX), Y5
+	VMULPS       Y3, Y5, Y5
 	VBROADCASTSS (AX)(CX*1), Y6
+	VMULPS       Y3, Y6, Y6
 	VBROADCASTSS (AX)(CX*2), Y7
+	VMULPS       Y3, Y7, Y7
 	VBROADCASTSS (DX), Y8
+	VMULPS       Y3, Y8, Y8
 	MOVQ         c+32(FP), R10
 	LEAQ         (R10)(BX*2), R12
 	ADDQ         BX, R12
 	MOVQ         rowLen+8(FP), R13
+	MOVQ         R13, R14
 
-loop2:
-	CMPQ         R13, $0x00000010
-	JB           one
+chunk:
+	TESTQ        R14, R14
+	JZ           rowdone
 	TESTQ        R9, R9
 	JNZ          samegroup1
 	ADDQ         $0x04, R8
@@ -9900,37 +9748,36 @@ loop2:
 	MOVQ         group+80(FP), R9
 
 samegroup1:
-	SUBQ         $0x08, R9
-	VMOVQ        (DI), X9
-	VPSHUFB      X0, X9, X9
-	VPMOVZXWD    X9, Y9
-	VPSRLVD      Y1, Y9, Y9
-	VPAND        Y2, Y9, Y9
-	VPMOVSXBD    (SI), Y10
-	VPADDD       Y9, Y10, Y10
-	VPADDD       Y4, Y10, Y10
-	VCVTDQ2PS    Y10, Y10
-	VMULPS       Y3, Y10, Y10
-	VMOVUPS      (R10), Y9
-	VFMADD231PS  Y10, Y5, Y9
-	VMOVUPS      Y9, (R10)
-	VMOVUPS      (R10)(BX*1), Y9
-	VFMADD231PS  Y10, Y6, Y9
-	VMOVUPS      Y9, (R10)(BX*1)
-	VMOVUPS      (R10)(BX*2), Y9
-	VFMADD231PS  Y10, Y7, Y9
-	VMOVUPS      Y9, (R10)(BX*2)
-	VMOVUPS      (R12), Y9
-	VFMADD231PS  Y10, Y8, Y9
-	VMOVUPS      Y9, (R12)
-	TESTQ        R9, R9
-	JNZ          samegroup2
-	ADDQ         $0x04, R8
-	VPBROADCASTD (R8), Y4
-	MOVQ         group+80(FP), R9
+	MOVQ    R14, R13
+	CMPQ    R9, R13
+	CMOVQLT R9, R13
+	SUBQ    R13, R14
+	SUBQ    R13, R9
 
-samegroup2:
-	SUBQ        $0x08, R9
+loop2:
+	CMPQ        R13, $0x00000010
+	JB          one
+	VMOVQ       (DI), X9
+	VPSHUFB     X0, X9, X9
+	VPMOVZXWD   X9, Y9
+	VPSRLVD     Y1, Y9, Y9
+	VPAND       Y2, Y9, Y9
+	VPMOVSXBD   (SI), Y10
+	VPADDD      Y9, Y10, Y10
+	VPADDD      Y4, Y10, Y10
+	VCVTDQ2PS   Y10, Y10
+	VMOVUPS     (R10), Y9
+	VFMADD231PS Y10, Y5, Y9
+	VMOVUPS     Y9, (R10)
+	VMOVUPS     (R10)(BX*1), Y9
+	VFMADD231PS Y10, Y6, Y9
+	VMOVUPS     Y9, (R10)(BX*1)
+	VMOVUPS     (R10)(BX*2), Y9
+	VFMADD231PS Y10, Y7, Y9
+	VMOVUPS     Y9, (R10)(BX*2)
+	VMOVUPS     (R12), Y9
+	VFMADD231PS Y10, Y8, Y9
+	VMOVUPS     Y9, (R12)
 	VMOVQ       (DI)(R11*1), X9
 	VPSHUFB     X0, X9, X9
 	VPMOVZXWD   X9, Y9
@@ -9940,7 +9787,6 @@ samegroup2:
 	VPADDD      Y9, Y10, Y10
 	VPADDD      Y4, Y10, Y10
 	VCVTDQ2PS   Y10, Y10
-	VMULPS      Y3, Y10, Y10
 	VMOVUPS     32(R10), Y9
 	VFMADD231PS Y10, Y5, Y9
 	VMOVUPS     Y9, 32(R10)
@@ -9961,16 +9807,8 @@ samegroup2:
 	JMP         loop2
 
 one:
-	CMPQ         R13, $0x00000008
-	JB           tail
-	TESTQ        R9, R9
-	JNZ          samegroup3
-	ADDQ         $0x04, R8
-	VPBROADCASTD (R8), Y4
-	MOVQ         group+80(FP), R9
-
-samegroup3:
-	SUBQ        $0x08, R9
+	CMPQ        R13, $0x00000008
+	JB          tail
 	VMOVQ       (DI), X9
 	VPSHUFB     X0, X9, X9
 	VPMOVZXWD   X9, Y9
@@ -9980,19 +9818,18 @@ samegroup3:
 	VPADDD      Y9, Y10, Y10
 	VPADDD      Y4, Y10, Y10
 	VCVTDQ2PS   Y10, Y10
-	VMULPS      Y3, Y10, Y10
 	VMOVUPS     (R10), Y9
 	VFMADD231PS Y10, Y5, Y9
 	VMOVUPS     Y9, (R10)
-	VMOVUPS     (R10)(BX*1), Y5
-	VFMADD231PS Y10, Y6, Y5
-	VMOVUPS     Y5, (R10)(BX*1)
-	VMOVUPS     (R10)(BX*2), Y5
-	VFMADD231PS Y10, Y7, Y5
-	VMOVUPS     Y5, (R10)(BX*2)
-	VMOVUPS     (R12), Y5
-	VFMADD231PS Y10, Y8, Y5
-	VMOVUPS     Y5, (R12)
+	VMOVUPS     (R10)(BX*1), Y9
+	VFMADD231PS Y10, Y6, Y9
+	VMOVUPS     Y9, (R10)(BX*1)
+	VMOVUPS     (R10)(BX*2), Y9
+	VFMADD231PS Y10, Y7, Y9
+	VMOVUPS     Y9, (R10)(BX*2)
+	VMOVUPS     (R12), Y9
+	VFMADD231PS Y10, Y8, Y9
+	VMOVUPS     Y9, (R12)
 	ADDQ        $0x00000008, SI
 	ADDQ        R11, DI
 	ADDQ        $0x00000020, R10
@@ -10000,6 +9837,9 @@ samegroup3:
 	SUBQ        $0x00000008, R13
 
 tail:
+	JMP chunk
+
+rowdone:
 	ADDQ $0x04, AX
 	ADDQ $0x04, DX
 	DECQ rows+0(FP)
@@ -10008,7 +9848,7 @@ tail:
 	RET
 
 // func decodeF32AVX2(n int, dst *float32, base *float32, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2
+// Requires: AVX, AVX2, CMOV
 TEXT ·decodeF32AVX2(SB), NOSPLIT, $0-72
 	MOVQ         base+16(FP), AX
 	MOVQ         data+24(FP), CX
@@ -10026,10 +9866,11 @@ TEXT ·decodeF32AVX2(SB), NOSPLIT, $0-72
 	VPBROADCASTD (DX), Y4
 	MOVQ         dst+8(FP), SI
 	MOVQ         n+0(FP), R8
+	MOVQ         R8, R9
 
-loop2:
-	CMPQ         R8, $0x00000010
-	JB           one
+chunk:
+	TESTQ        R9, R9
+	JZ           rowdone
 	TESTQ        BX, BX
 	JNZ          samegroup1
 	ADDQ         $0x04, DX
@@ -10037,25 +9878,25 @@ loop2:
 	MOVQ         group+48(FP), BX
 
 samegroup1:
-	SUBQ         $0x08, BX
-	VMOVQ        (CX), X5
-	VPSHUFB      X0, X5, X5
-	VPMOVZXWD    X5, Y5
-	VPSRLVD      Y1, Y5, Y5
-	VPAND        Y2, Y5, Y5
-	VPADDD       Y4, Y5, Y5
-	VCVTDQ2PS    Y5, Y5
-	VMULPS       Y3, Y5, Y5
-	VADDPS       (AX), Y5, Y5
-	VMOVUPS      Y5, (SI)
-	TESTQ        BX, BX
-	JNZ          samegroup2
-	ADDQ         $0x04, DX
-	VPBROADCASTD (DX), Y4
-	MOVQ         group+48(FP), BX
+	MOVQ    R9, R8
+	CMPQ    BX, R8
+	CMOVQLT BX, R8
+	SUBQ    R8, R9
+	SUBQ    R8, BX
 
-samegroup2:
-	SUBQ      $0x08, BX
+loop2:
+	CMPQ      R8, $0x00000010
+	JB        one
+	VMOVQ     (CX), X5
+	VPSHUFB   X0, X5, X5
+	VPMOVZXWD X5, Y5
+	VPSRLVD   Y1, Y5, Y5
+	VPAND     Y2, Y5, Y5
+	VPADDD    Y4, Y5, Y5
+	VCVTDQ2PS Y5, Y5
+	VMULPS    Y3, Y5, Y5
+	VADDPS    (AX), Y5, Y5
+	VMOVUPS   Y5, (SI)
 	VMOVQ     (CX)(DI*1), X5
 	VPSHUFB   X0, X5, X5
 	VPMOVZXWD X5, Y5
@@ -10073,37 +9914,32 @@ samegroup2:
 	JMP       loop2
 
 one:
-	CMPQ         R8, $0x00000008
-	JB           tail
-	TESTQ        BX, BX
-	JNZ          samegroup3
-	ADDQ         $0x04, DX
-	VPBROADCASTD (DX), Y4
-	MOVQ         group+48(FP), BX
-
-samegroup3:
-	SUBQ      $0x08, BX
+	CMPQ      R8, $0x00000008
+	JB        tail
 	VMOVQ     (CX), X5
 	VPSHUFB   X0, X5, X5
-	VPMOVZXWD X5, Y0
-	VPSRLVD   Y1, Y0, Y0
-	VPAND     Y2, Y0, Y0
-	VPADDD    Y4, Y0, Y0
-	VCVTDQ2PS Y0, Y0
-	VMULPS    Y3, Y0, Y0
-	VADDPS    (AX), Y0, Y0
-	VMOVUPS   Y0, (SI)
+	VPMOVZXWD X5, Y5
+	VPSRLVD   Y1, Y5, Y5
+	VPAND     Y2, Y5, Y5
+	VPADDD    Y4, Y5, Y5
+	VCVTDQ2PS Y5, Y5
+	VMULPS    Y3, Y5, Y5
+	VADDPS    (AX), Y5, Y5
+	VMOVUPS   Y5, (SI)
 	ADDQ      $0x00000020, AX
 	ADDQ      DI, CX
 	ADDQ      $0x00000020, SI
 	SUBQ      $0x00000008, R8
 
 tail:
+	JMP chunk
+
+rowdone:
 	VZEROUPPER
 	RET
 
 // func decodeI16AVX2(n int, dst *float32, base *int16, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2
+// Requires: AVX, AVX2, CMOV
 TEXT ·decodeI16AVX2(SB), NOSPLIT, $0-72
 	MOVQ         base+16(FP), AX
 	MOVQ         data+24(FP), CX
@@ -10121,10 +9957,11 @@ TEXT ·decodeI16AVX2(SB), NOSPLIT, $0-72
 	VPBROADCASTD (DX), Y4
 	MOVQ         dst+8(FP), SI
 	MOVQ         n+0(FP), R8
+	MOVQ         R8, R9
 
-loop2:
-	CMPQ         R8, $0x00000010
-	JB           one
+chunk:
+	TESTQ        R9, R9
+	JZ           rowdone
 	TESTQ        BX, BX
 	JNZ          samegroup1
 	ADDQ         $0x04, DX
@@ -10132,26 +9969,26 @@ loop2:
 	MOVQ         group+48(FP), BX
 
 samegroup1:
-	SUBQ         $0x08, BX
-	VMOVQ        (CX), X5
-	VPSHUFB      X0, X5, X5
-	VPMOVZXWD    X5, Y5
-	VPSRLVD      Y1, Y5, Y5
-	VPAND        Y2, Y5, Y5
-	VPMOVSXWD    (AX), Y6
-	VPADDD       Y5, Y6, Y6
-	VPADDD       Y4, Y6, Y6
-	VCVTDQ2PS    Y6, Y6
-	VMULPS       Y3, Y6, Y6
-	VMOVUPS      Y6, (SI)
-	TESTQ        BX, BX
-	JNZ          samegroup2
-	ADDQ         $0x04, DX
-	VPBROADCASTD (DX), Y4
-	MOVQ         group+48(FP), BX
+	MOVQ    R9, R8
+	CMPQ    BX, R8
+	CMOVQLT BX, R8
+	SUBQ    R8, R9
+	SUBQ    R8, BX
 
-samegroup2:
-	SUBQ      $0x08, BX
+loop2:
+	CMPQ      R8, $0x00000010
+	JB        one
+	VMOVQ     (CX), X5
+	VPSHUFB   X0, X5, X5
+	VPMOVZXWD X5, Y5
+	VPSRLVD   Y1, Y5, Y5
+	VPAND     Y2, Y5, Y5
+	VPMOVSXWD (AX), Y6
+	VPADDD    Y5, Y6, Y6
+	VPADDD    Y4, Y6, Y6
+	VCVTDQ2PS Y6, Y6
+	VMULPS    Y3, Y6, Y6
+	VMOVUPS   Y6, (SI)
 	VMOVQ     (CX)(DI*1), X5
 	VPSHUFB   X0, X5, X5
 	VPMOVZXWD X5, Y5
@@ -10170,38 +10007,33 @@ samegroup2:
 	JMP       loop2
 
 one:
-	CMPQ         R8, $0x00000008
-	JB           tail
-	TESTQ        BX, BX
-	JNZ          samegroup3
-	ADDQ         $0x04, DX
-	VPBROADCASTD (DX), Y4
-	MOVQ         group+48(FP), BX
-
-samegroup3:
-	SUBQ      $0x08, BX
+	CMPQ      R8, $0x00000008
+	JB        tail
 	VMOVQ     (CX), X5
 	VPSHUFB   X0, X5, X5
-	VPMOVZXWD X5, Y0
-	VPSRLVD   Y1, Y0, Y0
-	VPAND     Y2, Y0, Y0
-	VPMOVSXWD (AX), Y1
-	VPADDD    Y0, Y1, Y1
-	VPADDD    Y4, Y1, Y1
-	VCVTDQ2PS Y1, Y1
-	VMULPS    Y3, Y1, Y1
-	VMOVUPS   Y1, (SI)
+	VPMOVZXWD X5, Y5
+	VPSRLVD   Y1, Y5, Y5
+	VPAND     Y2, Y5, Y5
+	VPMOVSXWD (AX), Y6
+	VPADDD    Y5, Y6, Y6
+	VPADDD    Y4, Y6, Y6
+	VCVTDQ2PS Y6, Y6
+	VMULPS    Y3, Y6, Y6
+	VMOVUPS   Y6, (SI)
 	ADDQ      $0x00000010, AX
 	ADDQ      DI, CX
 	ADDQ      $0x00000020, SI
 	SUBQ      $0x00000008, R8
 
 tail:
+	JMP chunk
+
+rowdone:
 	VZEROUPPER
 	RET
 
 // func decodeI8AVX2(n int, dst *float32, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2
+// Requires: AVX, AVX2, CMOV
 TEXT ·decodeI8AVX2(SB), NOSPLIT, $0-72
 	MOVQ         base+16(FP), AX
 	MOVQ         data+24(FP), CX
@@ -10219,10 +10051,11 @@ TEXT ·decodeI8AVX2(SB), NOSPLIT, $0-72
 	VPBROADCASTD (DX), Y4
 	MOVQ         dst+8(FP), SI
 	MOVQ         n+0(FP), R8
+	MOVQ         R8, R9
 
-loop2:
-	CMPQ         R8, $0x00000010
-	JB           one
+chunk:
+	TESTQ        R9, R9
+	JZ           rowdone
 	TESTQ        BX, BX
 	JNZ          samegroup1
 	ADDQ         $0x04, DX
@@ -10230,26 +10063,26 @@ loop2:
 	MOVQ         group+48(FP), BX
 
 samegroup1:
-	SUBQ         $0x08, BX
-	VMOVQ        (CX), X5
-	VPSHUFB      X0, X5, X5
-	VPMOVZXWD    X5, Y5
-	VPSRLVD      Y1, Y5, Y5
-	VPAND        Y2, Y5, Y5
-	VPMOVSXBD    (AX), Y6
-	VPADDD       Y5, Y6, Y6
-	VPADDD       Y4, Y6, Y6
-	VCVTDQ2PS    Y6, Y6
-	VMULPS       Y3, Y6, Y6
-	VMOVUPS      Y6, (SI)
-	TESTQ        BX, BX
-	JNZ          samegroup2
-	ADDQ         $0x04, DX
-	VPBROADCASTD (DX), Y4
-	MOVQ         group+48(FP), BX
+	MOVQ    R9, R8
+	CMPQ    BX, R8
+	CMOVQLT BX, R8
+	SUBQ    R8, R9
+	SUBQ    R8, BX
 
-samegroup2:
-	SUBQ      $0x08, BX
+loop2:
+	CMPQ      R8, $0x00000010
+	JB        one
+	VMOVQ     (CX), X5
+	VPSHUFB   X0, X5, X5
+	VPMOVZXWD X5, Y5
+	VPSRLVD   Y1, Y5, Y5
+	VPAND     Y2, Y5, Y5
+	VPMOVSXBD (AX), Y6
+	VPADDD    Y5, Y6, Y6
+	VPADDD    Y4, Y6, Y6
+	VCVTDQ2PS Y6, Y6
+	VMULPS    Y3, Y6, Y6
+	VMOVUPS   Y6, (SI)
 	VMOVQ     (CX)(DI*1), X5
 	VPSHUFB   X0, X5, X5
 	VPMOVZXWD X5, Y5
@@ -10268,33 +10101,28 @@ samegroup2:
 	JMP       loop2
 
 one:
-	CMPQ         R8, $0x00000008
-	JB           tail
-	TESTQ        BX, BX
-	JNZ          samegroup3
-	ADDQ         $0x04, DX
-	VPBROADCASTD (DX), Y4
-	MOVQ         group+48(FP), BX
-
-samegroup3:
-	SUBQ      $0x08, BX
+	CMPQ      R8, $0x00000008
+	JB        tail
 	VMOVQ     (CX), X5
 	VPSHUFB   X0, X5, X5
-	VPMOVZXWD X5, Y0
-	VPSRLVD   Y1, Y0, Y0
-	VPAND     Y2, Y0, Y0
-	VPMOVSXBD (AX), Y1
-	VPADDD    Y0, Y1, Y1
-	VPADDD    Y4, Y1, Y1
-	VCVTDQ2PS Y1, Y1
-	VMULPS    Y3, Y1, Y1
-	VMOVUPS   Y1, (SI)
+	VPMOVZXWD X5, Y5
+	VPSRLVD   Y1, Y5, Y5
+	VPAND     Y2, Y5, Y5
+	VPMOVSXBD (AX), Y6
+	VPADDD    Y5, Y6, Y6
+	VPADDD    Y4, Y6, Y6
+	VCVTDQ2PS Y6, Y6
+	VMULPS    Y3, Y6, Y6
+	VMOVUPS   Y6, (SI)
 	ADDQ      $0x00000008, AX
 	ADDQ      DI, CX
 	ADDQ      $0x00000020, SI
 	SUBQ      $0x00000008, R8
 
 tail:
+	JMP chunk
+
+rowdone:
 	VZEROUPPER
 	RET
 

@@ -2,7 +2,6 @@ package kernels
 
 import (
 	"math"
-	"sort"
 
 	"github.com/neurstore/neurstore/quant"
 )
@@ -77,8 +76,8 @@ func dense(dst []float32, w *Packed) {
 
 // gemvPacked computes c = a·W (W [k×n]) or a·Wᵀ (transposed, W [n×k]) for m <=
 // gemvMaxM rows of a: W's rows are outputs (opDot) when transposed, else they
-// are added to the outputs (opAxpy). The rows are split over the threads; for
-// opAxpy each part but the first sums into its own buffer, added to c at the end.
+// are added to the outputs (opAxpy, see axpyParts). The rows are split over the
+// threads.
 func gemvPacked(lv *matLevel, c, a []float32, m int, w *Packed, transposed bool) {
 	rows, rowLen := w.Rows, w.Cols
 	k, n := rows, rowLen
@@ -98,28 +97,14 @@ func gemvPacked(lv *matLevel, c, a []float32, m int, w *Packed, transposed bool)
 		})
 		return
 	}
-	clear(c)
 	if parts <= 1 {
+		clear(c)
 		packedRows(lv, op, m, a, k, c, n, w, 0, rows, fast)
 		return
 	}
-	buf := getMatScratch((parts - 1) * m * n)
-	partial := *buf
-	clear(partial)
-	matParallel(parts, func(lo, hi int) {
-		out := c
-		if lo > 0 {
-			out = partial[(lo-1)*m*n : lo*m*n]
-		}
-		packedRows(lv, op, m, a, k, out, n, w, lo*rows/parts, hi*rows/parts, fast)
+	axpyParts(c, m, n, rows, parts, func(out []float32, r0, r1 int) {
+		packedRows(lv, op, m, a, k, out, n, w, r0, r1, fast)
 	})
-	for t := range parts - 1 {
-		p := partial[t*m*n : (t+1)*m*n]
-		for i, v := range p {
-			c[i] += v
-		}
-	}
-	putMatScratch(buf)
 }
 
 // packedRows runs op for rows [r0, r1) of the packed w (rows rowLen long): the
@@ -196,10 +181,16 @@ func correctExceptions(op, m int, a []float32, lda int, c []float32, ldc int, w 
 
 // exceptionFrom returns the index of the first exception at element f or later.
 func exceptionFrom(ex []quant.Exception, f int) int {
-	if len(ex) == 0 || int(ex[0].Index) >= f {
-		return 0
+	lo, hi := 0, len(ex)
+	for lo < hi {
+		mid := int(uint(lo+hi) >> 1)
+		if int(ex[mid].Index) < f {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
 	}
-	return sort.Search(len(ex), func(i int) bool { return int(ex[i].Index) >= f })
+	return lo
 }
 
 // decodeRun writes elements [f0, f0+len(dst)) of w, exceptions applied: the

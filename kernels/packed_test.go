@@ -89,7 +89,7 @@ type packedCase struct {
 // packedCases returns the configurations: each base, width and group size
 // (group 0: one group for the whole matrix) on shapes aligned to the vectors
 // and not, with and without exceptions, in both layouts and with 1..5 rows of
-// activations (5: the GEMM path), plus larger ones.
+// activations (5: the GEMM path), plus medium ones.
 func packedCases() []packedCase {
 	shapes := [][2]int{{16, 64}, {33, 48}, {17, 31}, {64, 129}, {100, 7}, {1, 160}, {96, 1}}
 	var cs []packedCase
@@ -106,23 +106,39 @@ func packedCases() []packedCase {
 			}
 		}
 	}
-	for _, base := range []string{"f32", "i16", "i8"} {
-		for _, m := range []int{1, 2, 3, 4, 9, 70} {
+	// every fused GEMV kernel: each base, 1..4 rows, both layouts, on rows that
+	// are whole vectors
+	for i, base := range []string{"f32", "i16", "i8"} {
+		for m := 1; m <= gemvMaxM; m++ {
 			for _, tr := range []bool{false, true} {
-				cs = append(cs,
-					packedCase{base: base, bits: 4, group: 128, ex: 50, rows: 640, cols: 384, m: m, transposed: tr},
-					packedCase{base: base, bits: 3, group: 64, ex: 10, rows: 257, cols: 131, m: m, transposed: tr},
-					packedCase{base: base, bits: 5, group: 100, ex: 10, rows: 300, cols: 200, m: m, transposed: tr},
-				)
+				cs = append(cs, packedCase{base: base, bits: 1 + (i+m)%8, group: 64, ex: 7,
+					rows: 48, cols: 64, m: m, transposed: tr})
 			}
 		}
 	}
-	cs = append(cs,
-		packedCase{base: "i16", bits: 4, group: 128, ex: 5, rows: 1024, cols: 2048, m: 1, transposed: true},
-		packedCase{base: "i16", bits: 4, group: 128, ex: 5, rows: 1024, cols: 2048, m: 2, transposed: false},
-		packedCase{base: "f32", bits: 8, group: 64, ex: 5, rows: 513, cols: 1024, m: 3, transposed: false},
-	)
+	for i, base := range []string{"f32", "i16", "i8"} {
+		for j, m := range []int{1, 2, 3, 4, 9, 21} {
+			tr := (i+j)%2 == 0
+			cs = append(cs,
+				packedCase{base: base, bits: 4, group: 128, ex: 50, rows: 384, cols: 256, m: m, transposed: tr},
+				packedCase{base: base, bits: 3, group: 64, ex: 10, rows: 257, cols: 131, m: m, transposed: !tr},
+				packedCase{base: base, bits: 5, group: 100, ex: 10, rows: 160, cols: 200, m: m, transposed: tr},
+			)
+		}
+	}
 	return cs
+}
+
+// bigPackedCases are products large enough to be split over goroutines.
+func bigPackedCases() []packedCase {
+	return []packedCase{
+		{base: "i16", bits: 4, group: 128, ex: 5, rows: 1024, cols: 1024, m: 1, transposed: true},
+		{base: "i16", bits: 4, group: 128, ex: 5, rows: 1024, cols: 1024, m: 2, transposed: false},
+		{base: "f32", bits: 8, group: 64, ex: 5, rows: 513, cols: 1024, m: 3, transposed: false},
+		{base: "i8", bits: 2, group: 7, ex: 5, rows: 512, cols: 640, m: 4, transposed: true},
+		{base: "i8", bits: 6, group: 32, ex: 9, rows: 300, cols: 512, m: 12, transposed: true},
+		{base: "f32", bits: 1, group: 0, ex: 9, rows: 512, cols: 300, m: 12, transposed: false},
+	}
 }
 
 func TestMatMulPacked(t *testing.T) {
@@ -131,7 +147,11 @@ func TestMatMulPacked(t *testing.T) {
 		for _, th := range []int{0, 3} {
 			SetThreads(th)
 			rng := rand.New(rand.NewPCG(11, 12))
-			for _, tc := range packedCases() {
+			cases := bigPackedCases()
+			if th == 0 {
+				cases = append(packedCases(), cases...)
+			}
+			for _, tc := range cases {
 				w := randPacked(rng, tc.rows, tc.cols, tc.base, tc.bits, tc.group, tc.ex)
 				wd := make([]float32, tc.rows*tc.cols)
 				denseRef(wd, w)
@@ -158,10 +178,12 @@ func TestDense(t *testing.T) {
 	defer SetThreads(0)
 	forEachMatLevel(t, func(t *testing.T) {
 		rng := rand.New(rand.NewPCG(13, 14))
-		cases := packedCases()
-		cases = append(cases, packedCase{base: "i8", bits: 2, group: 32, ex: 100, rows: 700, cols: 1000})
 		for _, th := range []int{0, 4} {
 			SetThreads(th)
+			cases := append(bigPackedCases(), packedCase{base: "i8", bits: 2, group: 32, ex: 100, rows: 700, cols: 1000})
+			if th == 0 {
+				cases = append(packedCases(), cases...)
+			}
 			for _, tc := range cases {
 				w := randPacked(rng, tc.rows, tc.cols, tc.base, tc.bits, tc.group, tc.ex)
 				want := make([]float32, tc.rows*tc.cols)

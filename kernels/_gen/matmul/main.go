@@ -301,7 +301,8 @@ type gemv struct {
 
 	w     GPVirtual // the weight (dense) or base (packed) pointer, moving
 	wskip GPVirtual // dense: bytes from a row's end to the next row's start
-	cnt   GPVirtual // elements left in the row
+	cnt   GPVirtual // elements left in the row (dense) or in the current chunk (packed)
+	rest  GPVirtual // packed: elements left in the row after the current chunk
 
 	// packed
 	data, zp, left, vb             GPVirtual
@@ -426,9 +427,8 @@ func (g *gemv) label(s string) string {
 	return fmt.Sprintf("%s%d", s, g.nlabel)
 }
 
-// groupStep moves to the next group's zero point when the current one is used
-// up, then counts the vector's elements off it.
-func (g *gemv) groupStep() {
+// nextGroup moves to the next group's zero point when the current one is used up.
+func (g *gemv) nextGroup() {
 	same := g.label("samegroup")
 	TESTQ(g.left, g.left)
 	JNZ(LabelRef(same))
@@ -436,7 +436,6 @@ func (g *gemv) groupStep() {
 	VPBROADCASTD(Mem{Base: g.zp}, g.zer)
 	MOVQ(pmem("group"), g.left)
 	Label(same)
-	SUBQ(U8(g.l.lanes), g.left)
 }
 
 // value returns a register with the weight's values for vector k (0 or 1) of
@@ -449,7 +448,6 @@ func (g *gemv) value(k int) VecVirtual {
 		VMOVUPS(bm, x)
 		return x
 	}
-	g.groupStep()
 	dm := Mem{Base: g.data}
 	if k == 1 {
 		dm.Index, dm.Scale = g.vb, 1
@@ -471,11 +469,16 @@ func (g *gemv) value(k int) VecVirtual {
 		VPAND(g.mask, u, u)
 	}
 	if g.base == f32 {
-		// base + float32(u+zero)*scale
+		// base + float32(u+zero)*scale: rounded twice as denseRef does for
+		// decode, one fused multiply-add for the products
 		VPADDD(g.zer, u, u)
 		VCVTDQ2PS(u, u)
-		VMULPS(g.scale, u, u)
-		VADDPS(bm, u, u)
+		if g.op == opDecode {
+			VMULPS(g.scale, u, u)
+			VADDPS(bm, u, u)
+		} else {
+			VFMADD213PS(bm, g.scale, u)
+		}
 		return u
 	}
 	// float32(code+u+zero)*scale
@@ -488,9 +491,14 @@ func (g *gemv) value(k int) VecVirtual {
 	VPADDD(u, x, x)
 	VPADDD(g.zer, x, x)
 	VCVTDQ2PS(x, x)
-	VMULPS(g.scale, x, x)
+	if g.op == opDecode {
+		VMULPS(g.scale, x, x)
+	} // the products apply the scale once per output (dot) or activation (axpy)
 	return x
 }
+
+// scaled reports whether the products leave the scale out of the values.
+func (g *gemv) scaled() bool { return g.base == i16 || g.base == i8 }
 
 // advance moves the weight past n vectors.
 func (g *gemv) advance(n int) {
@@ -505,10 +513,26 @@ func (g *gemv) advance(n int) {
 	}
 }
 
-// loopVectors emits the loop over a row's whole vectors, unroll (1 or 2) at a
-// time; body emits vector k's work, next moves the other pointers past n vectors.
+// loopVectors emits the loop over a row's whole vectors (cnt elements), unroll
+// (1 or 2) at a time; body emits vector k's work, next moves the other pointers
+// past n vectors. For a packed weight the row is walked in chunks that end at
+// the row's end or the group's, whichever comes first, so that the zero point is
+// checked once a chunk; a packed row has no tail, a dense one leaves cnt < lanes.
 func (g *gemv) loopVectors(unroll int, body func(k int), next func(n int)) {
 	lanes := g.l.lanes
+	if g.base.packed {
+		MOVQ(g.cnt, g.rest)
+		Label("chunk")
+		TESTQ(g.rest, g.rest)
+		JZ(LabelRef("rowdone"))
+		g.nextGroup()
+		// cnt = min(rest, left); both drop by it
+		MOVQ(g.rest, g.cnt)
+		CMPQ(g.left, g.cnt)
+		CMOVQLT(g.left, g.cnt)
+		SUBQ(g.cnt, g.rest)
+		SUBQ(g.cnt, g.left)
+	}
 	if unroll == 2 {
 		Label("loop2")
 		CMPQ(g.cnt, U32(2*lanes))
@@ -537,6 +561,10 @@ func (g *gemv) loopVectors(unroll int, body func(k int), next func(n int)) {
 		JMP(LabelRef("loop1"))
 	}
 	Label("tail")
+	if g.base.packed {
+		JMP(LabelRef("chunk"))
+		Label("rowdone")
+	}
 }
 
 // rowMem is the address of row i (0..3) of the activations or outputs: base is
@@ -631,7 +659,7 @@ func (g *gemv) dot() {
 	g.ldc = load("ldc")
 	SHLQ(U8(2), g.ldc)
 	g.setupWeight()
-	g.a, g.a3, g.c3, g.cnt = GP64(), GP64(), GP64(), GP64()
+	g.a, g.a3, g.c3, g.cnt, g.rest = GP64(), GP64(), GP64(), GP64(), GP64()
 	acc := make([][]VecVirtual, g.m)
 	for i := range acc {
 		acc[i] = make([]VecVirtual, unroll)
@@ -681,7 +709,11 @@ func (g *gemv) dot() {
 		if unroll == 2 {
 			VADDPS(acc[i][1], acc[i][0], acc[i][0])
 		}
-		VMOVSS(g.hsum(acc[i][0]), g.cMem(i, 0))
+		x := g.hsum(acc[i][0])
+		if g.scaled() {
+			VMULSS(g.scale.AsX(), x, x)
+		}
+		VMOVSS(x, g.cMem(i, 0))
 	}
 	ADDQ(U8(4), g.c)
 	if !g.base.packed {
@@ -703,7 +735,7 @@ func (g *gemv) axpy() {
 	g.ldc = load("ldc")
 	SHLQ(U8(2), g.ldc)
 	g.setupWeight()
-	g.c, g.c3, g.cnt = GP64(), GP64(), GP64()
+	g.c, g.c3, g.cnt, g.rest = GP64(), GP64(), GP64(), GP64()
 	s := make([]VecVirtual, g.m)
 	for i := range s {
 		s[i] = l.vec()
@@ -712,6 +744,9 @@ func (g *gemv) axpy() {
 	Label("row")
 	for i := range s {
 		VBROADCASTSS(g.aMem(i, 0), s[i])
+		if g.scaled() {
+			VMULPS(g.scale, s[i], s[i])
+		}
 	}
 	MOVQ(pmem("c"), g.c)
 	if g.m == 4 {
@@ -761,6 +796,7 @@ func (g *gemv) decode() {
 	g.setupWeight()
 	dst := load("dst")
 	g.cnt = load("n")
+	g.rest = GP64()
 	g.loopVectors(2, func(k int) {
 		VMOVUPS(g.value(k), Mem{Base: dst, Disp: 4 * k * l.lanes})
 	}, func(n int) {
