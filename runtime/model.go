@@ -2,13 +2,10 @@ package runtime
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"math"
-	"strings"
 
 	"github.com/neurstore/neurstore/graph"
-	"github.com/neurstore/neurstore/kernels"
 	"github.com/neurstore/neurstore/quant"
 	"github.com/neurstore/neurstore/store"
 )
@@ -85,7 +82,8 @@ type Model struct {
 // base and builds the kernels' view.
 type packedWeight struct {
 	slot   int
-	key    string
+	name   string // the model's tensor name
+	key    string // the base's cache key: base id, grid, form
 	shape  []int
 	rows   int
 	cols   int
@@ -223,7 +221,7 @@ func (md *Model) plan(g *graph.Graph, weights map[string]*Tensor, packed []packe
 		md.static[slot(c.Name)] = w
 	}
 	for i := range packed {
-		packed[i].slot = slot(packed[i].name())
+		packed[i].slot = slot(packed[i].name)
 	}
 	md.packed = packed
 	for name, c := range g.Constants {
@@ -269,6 +267,10 @@ func (md *Model) plan(g *graph.Graph, weights map[string]*Tensor, packed []packe
 		}
 		md.outputs = append(md.outputs, s)
 	}
+	packedSlot := map[int]bool{}
+	for _, p := range md.packed {
+		packedSlot[p.slot] = true
+	}
 	// release[i]: computed values whose last reader is step i (never graph outputs)
 	last := make([]int, md.nslots)
 	for i := range last {
@@ -292,21 +294,12 @@ func (md *Model) plan(g *graph.Graph, weights map[string]*Tensor, packed []packe
 			}
 		}
 		for _, s := range st.in {
-			if s >= 0 && last[s] == i && md.static[s] == nil && !md.isPacked(s) {
+			if s >= 0 && last[s] == i && md.static[s] == nil && !packedSlot[s] {
 				md.release[i] = append(md.release[i], s)
 			}
 		}
 	}
 	return nil
-}
-
-func (md *Model) isPacked(slot int) bool {
-	for _, p := range md.packed {
-		if p.slot == slot {
-			return true
-		}
-	}
-	return false
 }
 
 func checkShape(c *graph.Const, w *Tensor) error {
@@ -378,8 +371,6 @@ func tensorBytes(t *Tensor) int64 {
 	return int64(len(t.F32))*4 + int64(len(t.F64))*8 + int64(len(t.I64))*8
 }
 
-func (p *packedWeight) name() string { return p.key[strings.LastIndexByte(p.key, '|')+1:] }
-
 // packedWeight prepares model tensor t to stay packed when it is a grid delta.
 func (md *Model) packedWeight(t *store.ManifestTensor, mode Mode, group int) (packedWeight, bool, error) {
 	gd, ok, err := md.st.GridDelta(t.ID)
@@ -398,8 +389,8 @@ func (md *Model) packedWeight(t *store.ManifestTensor, mode Mode, group int) (pa
 		}
 	}
 	pw := packedWeight{
-		// the key ends with the tensor name so plan can find the slot
-		key:   fmt.Sprintf("%s@%g%s|%s", gd.Base, gd.Tau, map[bool]string{true: "/int8"}[mode == ModeInt8], t.Name),
+		name:  t.Name,
+		key:   fmt.Sprintf("%s@%g%s", gd.Base, gd.Tau, map[bool]string{true: "/int8"}[mode == ModeInt8]),
 		shape: shape, rows: rows, cols: cols,
 		scale: float32(2 * gd.Tau), dtype: t.DType,
 	}
@@ -418,7 +409,7 @@ func (md *Model) packedWeight(t *store.ManifestTensor, mode Mode, group int) (pa
 	if pw.delta != nil && len(pw.delta.Exceptions) > len(gd.Delta.Exceptions) {
 		// Codes outside their group's window became exceptions holding the delta's
 		// value; the kernels override with the whole weight, so add the base's.
-		e, err := md.cache.get(pw.key[:len(pw.key)-len(t.Name)-1], pw.load)
+		e, err := md.cache.get(pw.key, pw.load)
 		if err != nil {
 			return packedWeight{}, false, err
 		}
@@ -503,8 +494,3 @@ func loadBase(st *store.Store, id store.TensorID, tau float64, i8 bool) (*baseEn
 
 // WeightBytes is the memory the model's own weights hold (shared bases excluded).
 func (md *Model) WeightBytes() int64 { return md.bytes }
-
-var errClosed = errors.New("runtime: model closed")
-
-var _ = kernels.Dense
-var _ = errClosed

@@ -167,9 +167,9 @@ func shapeString(s []graph.Dim) string {
 // resolve builds the run-time tensor of a packed weight, fetching its base from
 // the cache.
 func (md *Model) resolve(p *packedWeight) (*Tensor, error) {
-	e, err := md.cache.get(p.key[:len(p.key)-len(p.name())-1], p.load)
+	e, err := md.cache.get(p.key, p.load)
 	if err != nil {
-		return nil, fmt.Errorf("runtime: %s: base of %s: %w", md.Ref, p.name(), err)
+		return nil, fmt.Errorf("runtime: %s: base of %s: %w", md.Ref, p.name, err)
 	}
 	k := &kernels.Packed{Rows: p.rows, Cols: p.cols, Delta: p.delta}
 	switch {
