@@ -20,7 +20,10 @@ import (
 // layout. The integer bases are grid codes on the delta's grid (step Delta.Scale),
 // so base + delta is integer addition. Delta.Exceptions override their elements
 // with the float32 they hold. With Delta nil the matrix is BaseF32 itself (a dense
-// weight; the integer bases need a delta for their scale).
+// weight; the integer bases need a delta for their scale). With no base at all
+// the matrix is the delta alone, w[i] = float32(u[i] + Zero[g]) * Delta.Scale:
+// the part of a fine-tune's product that is added to a base product shared with
+// other fine-tunes (see runtime's cross-model runs).
 type Packed struct {
 	Rows, Cols int
 	BaseF32    []float32
@@ -44,8 +47,8 @@ func (p *Packed) Validate() error {
 			}
 		}
 	}
-	if set != 1 && n > 0 {
-		return errors.New("kernels: packed matrix needs exactly one base")
+	if set > 1 || set == 0 && p.Delta == nil && n > 0 {
+		return errors.New("kernels: packed matrix needs one base, or none with a delta")
 	}
 	if p.Delta == nil {
 		if p.BaseF32 == nil && n > 0 {

@@ -49,9 +49,11 @@ type asmKernels struct {
 	f32                   [2][gemvMaxM]packedF32
 	i16                   [2][gemvMaxM]packedI16
 	i8                    [2][gemvMaxM]packedI8
+	none                  [2][gemvMaxM]packedI8 // a delta without a base; the base argument is not read
 	decF32                decodeF32
 	decI16                decodeI16
 	decI8                 decodeI8
+	decNone               decodeI8
 }
 
 var avx512Kernels = &asmKernels{
@@ -74,7 +76,11 @@ var avx512Kernels = &asmKernels{
 		{gemvDotI8M1AVX512, gemvDotI8M2AVX512, gemvDotI8M3AVX512, gemvDotI8M4AVX512},
 		{gemvAxpyI8M1AVX512, gemvAxpyI8M2AVX512, gemvAxpyI8M3AVX512, gemvAxpyI8M4AVX512},
 	},
-	decF32: decodeF32AVX512, decI16: decodeI16AVX512, decI8: decodeI8AVX512,
+	none: [2][gemvMaxM]packedI8{
+		{gemvDotNoneM1AVX512, gemvDotNoneM2AVX512, gemvDotNoneM3AVX512, gemvDotNoneM4AVX512},
+		{gemvAxpyNoneM1AVX512, gemvAxpyNoneM2AVX512, gemvAxpyNoneM3AVX512, gemvAxpyNoneM4AVX512},
+	},
+	decF32: decodeF32AVX512, decI16: decodeI16AVX512, decI8: decodeI8AVX512, decNone: decodeNoneAVX512,
 }
 
 var avx2Kernels = &asmKernels{
@@ -97,7 +103,11 @@ var avx2Kernels = &asmKernels{
 		{gemvDotI8M1AVX2, gemvDotI8M2AVX2, gemvDotI8M3AVX2, gemvDotI8M4AVX2},
 		{gemvAxpyI8M1AVX2, gemvAxpyI8M2AVX2, gemvAxpyI8M3AVX2, gemvAxpyI8M4AVX2},
 	},
-	decF32: decodeF32AVX2, decI16: decodeI16AVX2, decI8: decodeI8AVX2,
+	none: [2][gemvMaxM]packedI8{
+		{gemvDotNoneM1AVX2, gemvDotNoneM2AVX2, gemvDotNoneM3AVX2, gemvDotNoneM4AVX2},
+		{gemvAxpyNoneM1AVX2, gemvAxpyNoneM2AVX2, gemvAxpyNoneM3AVX2, gemvAxpyNoneM4AVX2},
+	},
+	decF32: decodeF32AVX2, decI16: decodeI16AVX2, decI8: decodeI8AVX2, decNone: decodeNoneAVX2,
 }
 
 // level returns the matLevel that runs k's kernels.
@@ -201,9 +211,11 @@ func (k *asmKernels) gemvPacked(op, m, rows, rowLen int, a []float32, lda int, c
 	case w.BaseI16 != nil:
 		base := w.BaseI16[f0 : f0+n]
 		k.i16[op][m-1](rows, rowLen, &a[0], lda, &c[0], ldc, &base[0], data, zero, left, d.Group, d.Scale, d.Bits)
-	default:
+	case w.BaseI8 != nil:
 		base := w.BaseI8[f0 : f0+n]
 		k.i8[op][m-1](rows, rowLen, &a[0], lda, &c[0], ldc, &base[0], data, zero, left, d.Group, d.Scale, d.Bits)
+	default:
+		k.none[op][m-1](rows, rowLen, &a[0], lda, &c[0], ldc, nil, data, zero, left, d.Group, d.Scale, d.Bits)
 	}
 }
 
@@ -222,8 +234,10 @@ func (k *asmKernels) decode(dst []float32, w *Packed, f0 int) {
 	case w.BaseI16 != nil:
 		base := w.BaseI16[f0 : f0+n]
 		k.decI16(n, &dst[0], &base[0], data, zero, left, d.Group, d.Scale, d.Bits)
-	default:
+	case w.BaseI8 != nil:
 		base := w.BaseI8[f0 : f0+n]
 		k.decI8(n, &dst[0], &base[0], data, zero, left, d.Group, d.Scale, d.Bits)
+	default:
+		k.decNone(n, &dst[0], nil, data, zero, left, d.Group, d.Scale, d.Bits)
 	}
 }

@@ -3384,6 +3384,536 @@ rowdone:
 	VZEROUPPER
 	RET
 
+// func gemvDotNoneM1AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, AVX512F, CMOV
+TEXT ·gemvDotNoneM1AVX512(SB), NOSPLIT, $0-104
+	MOVQ         lda+24(FP), AX
+	SHLQ         $0x02, AX
+	MOVQ         c+32(FP), AX
+	MOVQ         ldc+40(FP), CX
+	SHLQ         $0x02, CX
+	MOVQ         base+48(FP), CX
+	MOVQ         data+56(FP), CX
+	MOVQ         zero+64(FP), DX
+	MOVQ         left+72(FP), BX
+	MOVQ         bits+96(FP), SI
+	MOVQ         SI, DI
+	SHLQ         $0x01, DI
+	LEAQ         mmdecodeAVX512<>+0(SB), R8
+	SHLQ         $0x07, SI
+	ADDQ         SI, R8
+	VMOVDQU      (R8), Y0
+	VMOVDQU32    32(R8), Z1
+	VPBROADCASTD 96(R8), Z2
+	VBROADCASTSS scale+88(FP), Z3
+	VPBROADCASTD (DX), Z4
+
+row:
+	MOVQ   a+16(FP), SI
+	MOVQ   rowLen+8(FP), R8
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	MOVQ   R8, R9
+
+chunk:
+	TESTQ        R9, R9
+	JZ           rowdone
+	TESTQ        BX, BX
+	JNZ          samegroup1
+	ADDQ         $0x04, DX
+	VPBROADCASTD (DX), Z4
+	MOVQ         group+80(FP), BX
+
+samegroup1:
+	MOVQ    R9, R8
+	CMPQ    BX, R8
+	CMOVQLT BX, R8
+	SUBQ    R8, R9
+	SUBQ    R8, BX
+
+loop2:
+	CMPQ           R8, $0x00000020
+	JB             one
+	VBROADCASTI128 (CX), Y7
+	VPSHUFB        Y0, Y7, Y7
+	VPMOVZXWD      Y7, Z7
+	VPSRLVD        Z1, Z7, Z7
+	VPANDD         Z2, Z7, Z7
+	VPADDD         Z4, Z7, Z7
+	VCVTDQ2PS      Z7, Z7
+	VFMADD231PS    (SI), Z7, Z5
+	VBROADCASTI128 (CX)(DI*1), Y7
+	VPSHUFB        Y0, Y7, Y7
+	VPMOVZXWD      Y7, Z7
+	VPSRLVD        Z1, Z7, Z7
+	VPANDD         Z2, Z7, Z7
+	VPADDD         Z4, Z7, Z7
+	VCVTDQ2PS      Z7, Z7
+	VFMADD231PS    64(SI), Z7, Z6
+	LEAQ           (CX)(DI*2), CX
+	ADDQ           $0x00000080, SI
+	SUBQ           $0x00000020, R8
+	JMP            loop2
+
+one:
+	CMPQ           R8, $0x00000010
+	JB             tail
+	VBROADCASTI128 (CX), Y7
+	VPSHUFB        Y0, Y7, Y7
+	VPMOVZXWD      Y7, Z7
+	VPSRLVD        Z1, Z7, Z7
+	VPANDD         Z2, Z7, Z7
+	VPADDD         Z4, Z7, Z7
+	VCVTDQ2PS      Z7, Z7
+	VFMADD231PS    (SI), Z7, Z5
+	ADDQ           DI, CX
+	ADDQ           $0x00000040, SI
+	SUBQ           $0x00000010, R8
+
+tail:
+	JMP chunk
+
+rowdone:
+	VADDPS        Z6, Z5, Z5
+	VEXTRACTF64X4 $0x01, Z5, Y7
+	VADDPS        Y7, Y5, Y7
+	VEXTRACTF128  $0x01, Y7, X8
+	VADDPS        X8, X7, X8
+	VMOVHLPS      X8, X8, X7
+	VADDPS        X7, X8, X8
+	VMOVSHDUP     X8, X7
+	VADDSS        X7, X8, X8
+	VMULSS        X3, X8, X8
+	VMOVSS        X8, (AX)
+	ADDQ          $0x04, AX
+	DECQ          rows+0(FP)
+	JNZ           row
+	VZEROUPPER
+	RET
+
+// func gemvDotNoneM2AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, AVX512F, CMOV
+TEXT ·gemvDotNoneM2AVX512(SB), NOSPLIT, $0-104
+	MOVQ         lda+24(FP), AX
+	SHLQ         $0x02, AX
+	MOVQ         c+32(FP), CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	MOVQ         base+48(FP), BX
+	MOVQ         data+56(FP), BX
+	MOVQ         zero+64(FP), SI
+	MOVQ         left+72(FP), DI
+	MOVQ         bits+96(FP), R8
+	MOVQ         R8, R9
+	SHLQ         $0x01, R9
+	LEAQ         mmdecodeAVX512<>+0(SB), R10
+	SHLQ         $0x07, R8
+	ADDQ         R8, R10
+	VMOVDQU      (R10), Y0
+	VMOVDQU32    32(R10), Z1
+	VPBROADCASTD 96(R10), Z2
+	VBROADCASTSS scale+88(FP), Z3
+	VPBROADCASTD (SI), Z4
+
+row:
+	MOVQ   a+16(FP), R8
+	MOVQ   rowLen+8(FP), R10
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	MOVQ   R10, R11
+
+chunk:
+	TESTQ        R11, R11
+	JZ           rowdone
+	TESTQ        DI, DI
+	JNZ          samegroup1
+	ADDQ         $0x04, SI
+	VPBROADCASTD (SI), Z4
+	MOVQ         group+80(FP), DI
+
+samegroup1:
+	MOVQ    R11, R10
+	CMPQ    DI, R10
+	CMOVQLT DI, R10
+	SUBQ    R10, R11
+	SUBQ    R10, DI
+
+loop2:
+	CMPQ           R10, $0x00000020
+	JB             one
+	VBROADCASTI128 (BX), Y9
+	VPSHUFB        Y0, Y9, Y9
+	VPMOVZXWD      Y9, Z9
+	VPSRLVD        Z1, Z9, Z9
+	VPANDD         Z2, Z9, Z9
+	VPADDD         Z4, Z9, Z9
+	VCVTDQ2PS      Z9, Z9
+	VFMADD231PS    (R8), Z9, Z5
+	VFMADD231PS    (R8)(AX*1), Z9, Z7
+	VBROADCASTI128 (BX)(R9*1), Y9
+	VPSHUFB        Y0, Y9, Y9
+	VPMOVZXWD      Y9, Z9
+	VPSRLVD        Z1, Z9, Z9
+	VPANDD         Z2, Z9, Z9
+	VPADDD         Z4, Z9, Z9
+	VCVTDQ2PS      Z9, Z9
+	VFMADD231PS    64(R8), Z9, Z6
+	VFMADD231PS    64(R8)(AX*1), Z9, Z8
+	LEAQ           (BX)(R9*2), BX
+	ADDQ           $0x00000080, R8
+	SUBQ           $0x00000020, R10
+	JMP            loop2
+
+one:
+	CMPQ           R10, $0x00000010
+	JB             tail
+	VBROADCASTI128 (BX), Y9
+	VPSHUFB        Y0, Y9, Y9
+	VPMOVZXWD      Y9, Z9
+	VPSRLVD        Z1, Z9, Z9
+	VPANDD         Z2, Z9, Z9
+	VPADDD         Z4, Z9, Z9
+	VCVTDQ2PS      Z9, Z9
+	VFMADD231PS    (R8), Z9, Z5
+	VFMADD231PS    (R8)(AX*1), Z9, Z7
+	ADDQ           R9, BX
+	ADDQ           $0x00000040, R8
+	SUBQ           $0x00000010, R10
+
+tail:
+	JMP chunk
+
+rowdone:
+	VADDPS        Z6, Z5, Z5
+	VEXTRACTF64X4 $0x01, Z5, Y9
+	VADDPS        Y9, Y5, Y9
+	VEXTRACTF128  $0x01, Y9, X10
+	VADDPS        X10, X9, X10
+	VMOVHLPS      X10, X10, X9
+	VADDPS        X9, X10, X10
+	VMOVSHDUP     X10, X9
+	VADDSS        X9, X10, X10
+	VMULSS        X3, X10, X10
+	VMOVSS        X10, (CX)
+	VADDPS        Z8, Z7, Z7
+	VEXTRACTF64X4 $0x01, Z7, Y9
+	VADDPS        Y9, Y7, Y9
+	VEXTRACTF128  $0x01, Y9, X10
+	VADDPS        X10, X9, X10
+	VMOVHLPS      X10, X10, X9
+	VADDPS        X9, X10, X10
+	VMOVSHDUP     X10, X9
+	VADDSS        X9, X10, X10
+	VMULSS        X3, X10, X10
+	VMOVSS        X10, (CX)(DX*1)
+	ADDQ          $0x04, CX
+	DECQ          rows+0(FP)
+	JNZ           row
+	VZEROUPPER
+	RET
+
+// func gemvDotNoneM3AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, AVX512F, CMOV
+TEXT ·gemvDotNoneM3AVX512(SB), NOSPLIT, $0-104
+	MOVQ         lda+24(FP), AX
+	SHLQ         $0x02, AX
+	MOVQ         c+32(FP), CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	MOVQ         base+48(FP), BX
+	MOVQ         data+56(FP), BX
+	MOVQ         zero+64(FP), SI
+	MOVQ         left+72(FP), DI
+	MOVQ         bits+96(FP), R8
+	MOVQ         R8, R9
+	SHLQ         $0x01, R9
+	LEAQ         mmdecodeAVX512<>+0(SB), R10
+	SHLQ         $0x07, R8
+	ADDQ         R8, R10
+	VMOVDQU      (R10), Y0
+	VMOVDQU32    32(R10), Z1
+	VPBROADCASTD 96(R10), Z2
+	VBROADCASTSS scale+88(FP), Z3
+	VPBROADCASTD (SI), Z4
+
+row:
+	MOVQ   a+16(FP), R8
+	MOVQ   rowLen+8(FP), R10
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	MOVQ   R10, R11
+
+chunk:
+	TESTQ        R11, R11
+	JZ           rowdone
+	TESTQ        DI, DI
+	JNZ          samegroup1
+	ADDQ         $0x04, SI
+	VPBROADCASTD (SI), Z4
+	MOVQ         group+80(FP), DI
+
+samegroup1:
+	MOVQ    R11, R10
+	CMPQ    DI, R10
+	CMOVQLT DI, R10
+	SUBQ    R10, R11
+	SUBQ    R10, DI
+
+loop2:
+	CMPQ           R10, $0x00000020
+	JB             one
+	VBROADCASTI128 (BX), Y11
+	VPSHUFB        Y0, Y11, Y11
+	VPMOVZXWD      Y11, Z11
+	VPSRLVD        Z1, Z11, Z11
+	VPANDD         Z2, Z11, Z11
+	VPADDD         Z4, Z11, Z11
+	VCVTDQ2PS      Z11, Z11
+	VFMADD231PS    (R8), Z11, Z5
+	VFMADD231PS    (R8)(AX*1), Z11, Z7
+	VFMADD231PS    (R8)(AX*2), Z11, Z9
+	VBROADCASTI128 (BX)(R9*1), Y11
+	VPSHUFB        Y0, Y11, Y11
+	VPMOVZXWD      Y11, Z11
+	VPSRLVD        Z1, Z11, Z11
+	VPANDD         Z2, Z11, Z11
+	VPADDD         Z4, Z11, Z11
+	VCVTDQ2PS      Z11, Z11
+	VFMADD231PS    64(R8), Z11, Z6
+	VFMADD231PS    64(R8)(AX*1), Z11, Z8
+	VFMADD231PS    64(R8)(AX*2), Z11, Z10
+	LEAQ           (BX)(R9*2), BX
+	ADDQ           $0x00000080, R8
+	SUBQ           $0x00000020, R10
+	JMP            loop2
+
+one:
+	CMPQ           R10, $0x00000010
+	JB             tail
+	VBROADCASTI128 (BX), Y11
+	VPSHUFB        Y0, Y11, Y11
+	VPMOVZXWD      Y11, Z11
+	VPSRLVD        Z1, Z11, Z11
+	VPANDD         Z2, Z11, Z11
+	VPADDD         Z4, Z11, Z11
+	VCVTDQ2PS      Z11, Z11
+	VFMADD231PS    (R8), Z11, Z5
+	VFMADD231PS    (R8)(AX*1), Z11, Z7
+	VFMADD231PS    (R8)(AX*2), Z11, Z9
+	ADDQ           R9, BX
+	ADDQ           $0x00000040, R8
+	SUBQ           $0x00000010, R10
+
+tail:
+	JMP chunk
+
+rowdone:
+	VADDPS        Z6, Z5, Z5
+	VEXTRACTF64X4 $0x01, Z5, Y11
+	VADDPS        Y11, Y5, Y11
+	VEXTRACTF128  $0x01, Y11, X12
+	VADDPS        X12, X11, X12
+	VMOVHLPS      X12, X12, X11
+	VADDPS        X11, X12, X12
+	VMOVSHDUP     X12, X11
+	VADDSS        X11, X12, X12
+	VMULSS        X3, X12, X12
+	VMOVSS        X12, (CX)
+	VADDPS        Z8, Z7, Z7
+	VEXTRACTF64X4 $0x01, Z7, Y11
+	VADDPS        Y11, Y7, Y11
+	VEXTRACTF128  $0x01, Y11, X12
+	VADDPS        X12, X11, X12
+	VMOVHLPS      X12, X12, X11
+	VADDPS        X11, X12, X12
+	VMOVSHDUP     X12, X11
+	VADDSS        X11, X12, X12
+	VMULSS        X3, X12, X12
+	VMOVSS        X12, (CX)(DX*1)
+	VADDPS        Z10, Z9, Z9
+	VEXTRACTF64X4 $0x01, Z9, Y11
+	VADDPS        Y11, Y9, Y11
+	VEXTRACTF128  $0x01, Y11, X12
+	VADDPS        X12, X11, X12
+	VMOVHLPS      X12, X12, X11
+	VADDPS        X11, X12, X12
+	VMOVSHDUP     X12, X11
+	VADDSS        X11, X12, X12
+	VMULSS        X3, X12, X12
+	VMOVSS        X12, (CX)(DX*2)
+	ADDQ          $0x04, CX
+	DECQ          rows+0(FP)
+	JNZ           row
+	VZEROUPPER
+	RET
+
+// func gemvDotNoneM4AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, AVX512F, CMOV
+TEXT ·gemvDotNoneM4AVX512(SB), NOSPLIT, $0-104
+	MOVQ         lda+24(FP), AX
+	SHLQ         $0x02, AX
+	MOVQ         c+32(FP), CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	MOVQ         base+48(FP), BX
+	MOVQ         data+56(FP), BX
+	MOVQ         zero+64(FP), SI
+	MOVQ         left+72(FP), DI
+	MOVQ         bits+96(FP), R8
+	MOVQ         R8, R9
+	SHLQ         $0x01, R9
+	LEAQ         mmdecodeAVX512<>+0(SB), R10
+	SHLQ         $0x07, R8
+	ADDQ         R8, R10
+	VMOVDQU      (R10), Y0
+	VMOVDQU32    32(R10), Z1
+	VPBROADCASTD 96(R10), Z2
+	VBROADCASTSS scale+88(FP), Z3
+	VPBROADCASTD (SI), Z4
+
+row:
+	MOVQ   a+16(FP), R8
+	LEAQ   (R8)(AX*2), R10
+	ADDQ   AX, R10
+	MOVQ   rowLen+8(FP), R11
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	MOVQ   R11, R12
+
+chunk:
+	TESTQ        R12, R12
+	JZ           rowdone
+	TESTQ        DI, DI
+	JNZ          samegroup1
+	ADDQ         $0x04, SI
+	VPBROADCASTD (SI), Z4
+	MOVQ         group+80(FP), DI
+
+samegroup1:
+	MOVQ    R12, R11
+	CMPQ    DI, R11
+	CMOVQLT DI, R11
+	SUBQ    R11, R12
+	SUBQ    R11, DI
+
+loop2:
+	CMPQ           R11, $0x00000020
+	JB             one
+	VBROADCASTI128 (BX), Y13
+	VPSHUFB        Y0, Y13, Y13
+	VPMOVZXWD      Y13, Z13
+	VPSRLVD        Z1, Z13, Z13
+	VPANDD         Z2, Z13, Z13
+	VPADDD         Z4, Z13, Z13
+	VCVTDQ2PS      Z13, Z13
+	VFMADD231PS    (R8), Z13, Z5
+	VFMADD231PS    (R8)(AX*1), Z13, Z7
+	VFMADD231PS    (R8)(AX*2), Z13, Z9
+	VFMADD231PS    (R10), Z13, Z11
+	VBROADCASTI128 (BX)(R9*1), Y13
+	VPSHUFB        Y0, Y13, Y13
+	VPMOVZXWD      Y13, Z13
+	VPSRLVD        Z1, Z13, Z13
+	VPANDD         Z2, Z13, Z13
+	VPADDD         Z4, Z13, Z13
+	VCVTDQ2PS      Z13, Z13
+	VFMADD231PS    64(R8), Z13, Z6
+	VFMADD231PS    64(R8)(AX*1), Z13, Z8
+	VFMADD231PS    64(R8)(AX*2), Z13, Z10
+	VFMADD231PS    64(R10), Z13, Z12
+	LEAQ           (BX)(R9*2), BX
+	ADDQ           $0x00000080, R8
+	ADDQ           $0x00000080, R10
+	SUBQ           $0x00000020, R11
+	JMP            loop2
+
+one:
+	CMPQ           R11, $0x00000010
+	JB             tail
+	VBROADCASTI128 (BX), Y13
+	VPSHUFB        Y0, Y13, Y13
+	VPMOVZXWD      Y13, Z13
+	VPSRLVD        Z1, Z13, Z13
+	VPANDD         Z2, Z13, Z13
+	VPADDD         Z4, Z13, Z13
+	VCVTDQ2PS      Z13, Z13
+	VFMADD231PS    (R8), Z13, Z5
+	VFMADD231PS    (R8)(AX*1), Z13, Z7
+	VFMADD231PS    (R8)(AX*2), Z13, Z9
+	VFMADD231PS    (R10), Z13, Z11
+	ADDQ           R9, BX
+	ADDQ           $0x00000040, R8
+	ADDQ           $0x00000040, R10
+	SUBQ           $0x00000010, R11
+
+tail:
+	JMP chunk
+
+rowdone:
+	LEAQ          (CX)(DX*2), R8
+	ADDQ          DX, R8
+	VADDPS        Z6, Z5, Z5
+	VEXTRACTF64X4 $0x01, Z5, Y13
+	VADDPS        Y13, Y5, Y13
+	VEXTRACTF128  $0x01, Y13, X14
+	VADDPS        X14, X13, X14
+	VMOVHLPS      X14, X14, X13
+	VADDPS        X13, X14, X14
+	VMOVSHDUP     X14, X13
+	VADDSS        X13, X14, X14
+	VMULSS        X3, X14, X14
+	VMOVSS        X14, (CX)
+	VADDPS        Z8, Z7, Z7
+	VEXTRACTF64X4 $0x01, Z7, Y13
+	VADDPS        Y13, Y7, Y13
+	VEXTRACTF128  $0x01, Y13, X14
+	VADDPS        X14, X13, X14
+	VMOVHLPS      X14, X14, X13
+	VADDPS        X13, X14, X14
+	VMOVSHDUP     X14, X13
+	VADDSS        X13, X14, X14
+	VMULSS        X3, X14, X14
+	VMOVSS        X14, (CX)(DX*1)
+	VADDPS        Z10, Z9, Z9
+	VEXTRACTF64X4 $0x01, Z9, Y13
+	VADDPS        Y13, Y9, Y13
+	VEXTRACTF128  $0x01, Y13, X14
+	VADDPS        X14, X13, X14
+	VMOVHLPS      X14, X14, X13
+	VADDPS        X13, X14, X14
+	VMOVSHDUP     X14, X13
+	VADDSS        X13, X14, X14
+	VMULSS        X3, X14, X14
+	VMOVSS        X14, (CX)(DX*2)
+	VADDPS        Z12, Z11, Z11
+	VEXTRACTF64X4 $0x01, Z11, Y13
+	VADDPS        Y13, Y11, Y13
+	VEXTRACTF128  $0x01, Y13, X14
+	VADDPS        X14, X13, X14
+	VMOVHLPS      X14, X14, X13
+	VADDPS        X13, X14, X14
+	VMOVSHDUP     X14, X13
+	VADDSS        X13, X14, X14
+	VMULSS        X3, X14, X14
+	VMOVSS        X14, (R8)
+	ADDQ          $0x04, CX
+	DECQ          rows+0(FP)
+	JNZ           row
+	VZEROUPPER
+	RET
+
 // func gemvAxpyDenseM1AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, w *float32, ldw int)
 // Requires: AVX, AVX512F
 TEXT ·gemvAxpyDenseM1AVX512(SB), NOSPLIT, $0-64
@@ -5242,6 +5772,487 @@ rowdone:
 	VZEROUPPER
 	RET
 
+// func gemvAxpyNoneM1AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, AVX512F, CMOV
+TEXT ·gemvAxpyNoneM1AVX512(SB), NOSPLIT, $0-104
+	MOVQ         a+16(FP), AX
+	MOVQ         lda+24(FP), CX
+	SHLQ         $0x02, CX
+	MOVQ         ldc+40(FP), CX
+	SHLQ         $0x02, CX
+	MOVQ         base+48(FP), CX
+	MOVQ         data+56(FP), CX
+	MOVQ         zero+64(FP), DX
+	MOVQ         left+72(FP), BX
+	MOVQ         bits+96(FP), SI
+	MOVQ         SI, DI
+	SHLQ         $0x01, DI
+	LEAQ         mmdecodeAVX512<>+0(SB), R8
+	SHLQ         $0x07, SI
+	ADDQ         SI, R8
+	VMOVDQU      (R8), Y0
+	VMOVDQU32    32(R8), Z1
+	VPBROADCASTD 96(R8), Z2
+	VBROADCASTSS scale+88(FP), Z3
+	VPBROADCASTD (DX), Z4
+
+row:
+	VBROADCASTSS (AX), Z5
+	VMULPS       Z3, Z5, Z5
+	MOVQ         c+32(FP), SI
+	MOVQ         rowLen+8(FP), R8
+	MOVQ         R8, R9
+
+chunk:
+	TESTQ        R9, R9
+	JZ           rowdone
+	TESTQ        BX, BX
+	JNZ          samegroup1
+	ADDQ         $0x04, DX
+	VPBROADCASTD (DX), Z4
+	MOVQ         group+80(FP), BX
+
+samegroup1:
+	MOVQ    R9, R8
+	CMPQ    BX, R8
+	CMOVQLT BX, R8
+	SUBQ    R8, R9
+	SUBQ    R8, BX
+
+loop2:
+	CMPQ           R8, $0x00000020
+	JB             one
+	VBROADCASTI128 (CX), Y6
+	VPSHUFB        Y0, Y6, Y6
+	VPMOVZXWD      Y6, Z6
+	VPSRLVD        Z1, Z6, Z6
+	VPANDD         Z2, Z6, Z6
+	VPADDD         Z4, Z6, Z6
+	VCVTDQ2PS      Z6, Z6
+	VMOVUPS        (SI), Z7
+	VFMADD231PS    Z6, Z5, Z7
+	VMOVUPS        Z7, (SI)
+	VBROADCASTI128 (CX)(DI*1), Y6
+	VPSHUFB        Y0, Y6, Y6
+	VPMOVZXWD      Y6, Z6
+	VPSRLVD        Z1, Z6, Z6
+	VPANDD         Z2, Z6, Z6
+	VPADDD         Z4, Z6, Z6
+	VCVTDQ2PS      Z6, Z6
+	VMOVUPS        64(SI), Z7
+	VFMADD231PS    Z6, Z5, Z7
+	VMOVUPS        Z7, 64(SI)
+	LEAQ           (CX)(DI*2), CX
+	ADDQ           $0x00000080, SI
+	SUBQ           $0x00000020, R8
+	JMP            loop2
+
+one:
+	CMPQ           R8, $0x00000010
+	JB             tail
+	VBROADCASTI128 (CX), Y6
+	VPSHUFB        Y0, Y6, Y6
+	VPMOVZXWD      Y6, Z6
+	VPSRLVD        Z1, Z6, Z6
+	VPANDD         Z2, Z6, Z6
+	VPADDD         Z4, Z6, Z6
+	VCVTDQ2PS      Z6, Z6
+	VMOVUPS        (SI), Z7
+	VFMADD231PS    Z6, Z5, Z7
+	VMOVUPS        Z7, (SI)
+	ADDQ           DI, CX
+	ADDQ           $0x00000040, SI
+	SUBQ           $0x00000010, R8
+
+tail:
+	JMP chunk
+
+rowdone:
+	ADDQ $0x04, AX
+	DECQ rows+0(FP)
+	JNZ  row
+	VZEROUPPER
+	RET
+
+// func gemvAxpyNoneM2AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, AVX512F, CMOV
+TEXT ·gemvAxpyNoneM2AVX512(SB), NOSPLIT, $0-104
+	MOVQ         a+16(FP), AX
+	MOVQ         lda+24(FP), CX
+	SHLQ         $0x02, CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	MOVQ         base+48(FP), BX
+	MOVQ         data+56(FP), BX
+	MOVQ         zero+64(FP), SI
+	MOVQ         left+72(FP), DI
+	MOVQ         bits+96(FP), R8
+	MOVQ         R8, R9
+	SHLQ         $0x01, R9
+	LEAQ         mmdecodeAVX512<>+0(SB), R10
+	SHLQ         $0x07, R8
+	ADDQ         R8, R10
+	VMOVDQU      (R10), Y0
+	VMOVDQU32    32(R10), Z1
+	VPBROADCASTD 96(R10), Z2
+	VBROADCASTSS scale+88(FP), Z3
+	VPBROADCASTD (SI), Z4
+
+row:
+	VBROADCASTSS (AX), Z5
+	VMULPS       Z3, Z5, Z5
+	VBROADCASTSS (AX)(CX*1), Z6
+	VMULPS       Z3, Z6, Z6
+	MOVQ         c+32(FP), R8
+	MOVQ         rowLen+8(FP), R10
+	MOVQ         R10, R11
+
+chunk:
+	TESTQ        R11, R11
+	JZ           rowdone
+	TESTQ        DI, DI
+	JNZ          samegroup1
+	ADDQ         $0x04, SI
+	VPBROADCASTD (SI), Z4
+	MOVQ         group+80(FP), DI
+
+samegroup1:
+	MOVQ    R11, R10
+	CMPQ    DI, R10
+	CMOVQLT DI, R10
+	SUBQ    R10, R11
+	SUBQ    R10, DI
+
+loop2:
+	CMPQ           R10, $0x00000020
+	JB             one
+	VBROADCASTI128 (BX), Y7
+	VPSHUFB        Y0, Y7, Y7
+	VPMOVZXWD      Y7, Z7
+	VPSRLVD        Z1, Z7, Z7
+	VPANDD         Z2, Z7, Z7
+	VPADDD         Z4, Z7, Z7
+	VCVTDQ2PS      Z7, Z7
+	VMOVUPS        (R8), Z8
+	VFMADD231PS    Z7, Z5, Z8
+	VMOVUPS        Z8, (R8)
+	VMOVUPS        (R8)(DX*1), Z8
+	VFMADD231PS    Z7, Z6, Z8
+	VMOVUPS        Z8, (R8)(DX*1)
+	VBROADCASTI128 (BX)(R9*1), Y7
+	VPSHUFB        Y0, Y7, Y7
+	VPMOVZXWD      Y7, Z7
+	VPSRLVD        Z1, Z7, Z7
+	VPANDD         Z2, Z7, Z7
+	VPADDD         Z4, Z7, Z7
+	VCVTDQ2PS      Z7, Z7
+	VMOVUPS        64(R8), Z8
+	VFMADD231PS    Z7, Z5, Z8
+	VMOVUPS        Z8, 64(R8)
+	VMOVUPS        64(R8)(DX*1), Z8
+	VFMADD231PS    Z7, Z6, Z8
+	VMOVUPS        Z8, 64(R8)(DX*1)
+	LEAQ           (BX)(R9*2), BX
+	ADDQ           $0x00000080, R8
+	SUBQ           $0x00000020, R10
+	JMP            loop2
+
+one:
+	CMPQ           R10, $0x00000010
+	JB             tail
+	VBROADCASTI128 (BX), Y7
+	VPSHUFB        Y0, Y7, Y7
+	VPMOVZXWD      Y7, Z7
+	VPSRLVD        Z1, Z7, Z7
+	VPANDD         Z2, Z7, Z7
+	VPADDD         Z4, Z7, Z7
+	VCVTDQ2PS      Z7, Z7
+	VMOVUPS        (R8), Z8
+	VFMADD231PS    Z7, Z5, Z8
+	VMOVUPS        Z8, (R8)
+	VMOVUPS        (R8)(DX*1), Z8
+	VFMADD231PS    Z7, Z6, Z8
+	VMOVUPS        Z8, (R8)(DX*1)
+	ADDQ           R9, BX
+	ADDQ           $0x00000040, R8
+	SUBQ           $0x00000010, R10
+
+tail:
+	JMP chunk
+
+rowdone:
+	ADDQ $0x04, AX
+	DECQ rows+0(FP)
+	JNZ  row
+	VZEROUPPER
+	RET
+
+// func gemvAxpyNoneM3AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, AVX512F, CMOV
+TEXT ·gemvAxpyNoneM3AVX512(SB), NOSPLIT, $0-104
+	MOVQ         a+16(FP), AX
+	MOVQ         lda+24(FP), CX
+	SHLQ         $0x02, CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	MOVQ         base+48(FP), BX
+	MOVQ         data+56(FP), BX
+	MOVQ         zero+64(FP), SI
+	MOVQ         left+72(FP), DI
+	MOVQ         bits+96(FP), R8
+	MOVQ         R8, R9
+	SHLQ         $0x01, R9
+	LEAQ         mmdecodeAVX512<>+0(SB), R10
+	SHLQ         $0x07, R8
+	ADDQ         R8, R10
+	VMOVDQU      (R10), Y0
+	VMOVDQU32    32(R10), Z1
+	VPBROADCASTD 96(R10), Z2
+	VBROADCASTSS scale+88(FP), Z3
+	VPBROADCASTD (SI), Z4
+
+row:
+	VBROADCASTSS (AX), Z5
+	VMULPS       Z3, Z5, Z5
+	VBROADCASTSS (AX)(CX*1), Z6
+	VMULPS       Z3, Z6, Z6
+	VBROADCASTSS (AX)(CX*2), Z7
+	VMULPS       Z3, Z7, Z7
+	MOVQ         c+32(FP), R8
+	MOVQ         rowLen+8(FP), R10
+	MOVQ         R10, R11
+
+chunk:
+	TESTQ        R11, R11
+	JZ           rowdone
+	TESTQ        DI, DI
+	JNZ          samegroup1
+	ADDQ         $0x04, SI
+	VPBROADCASTD (SI), Z4
+	MOVQ         group+80(FP), DI
+
+samegroup1:
+	MOVQ    R11, R10
+	CMPQ    DI, R10
+	CMOVQLT DI, R10
+	SUBQ    R10, R11
+	SUBQ    R10, DI
+
+loop2:
+	CMPQ           R10, $0x00000020
+	JB             one
+	VBROADCASTI128 (BX), Y8
+	VPSHUFB        Y0, Y8, Y8
+	VPMOVZXWD      Y8, Z8
+	VPSRLVD        Z1, Z8, Z8
+	VPANDD         Z2, Z8, Z8
+	VPADDD         Z4, Z8, Z8
+	VCVTDQ2PS      Z8, Z8
+	VMOVUPS        (R8), Z9
+	VFMADD231PS    Z8, Z5, Z9
+	VMOVUPS        Z9, (R8)
+	VMOVUPS        (R8)(DX*1), Z9
+	VFMADD231PS    Z8, Z6, Z9
+	VMOVUPS        Z9, (R8)(DX*1)
+	VMOVUPS        (R8)(DX*2), Z9
+	VFMADD231PS    Z8, Z7, Z9
+	VMOVUPS        Z9, (R8)(DX*2)
+	VBROADCASTI128 (BX)(R9*1), Y8
+	VPSHUFB        Y0, Y8, Y8
+	VPMOVZXWD      Y8, Z8
+	VPSRLVD        Z1, Z8, Z8
+	VPANDD         Z2, Z8, Z8
+	VPADDD         Z4, Z8, Z8
+	VCVTDQ2PS      Z8, Z8
+	VMOVUPS        64(R8), Z9
+	VFMADD231PS    Z8, Z5, Z9
+	VMOVUPS        Z9, 64(R8)
+	VMOVUPS        64(R8)(DX*1), Z9
+	VFMADD231PS    Z8, Z6, Z9
+	VMOVUPS        Z9, 64(R8)(DX*1)
+	VMOVUPS        64(R8)(DX*2), Z9
+	VFMADD231PS    Z8, Z7, Z9
+	VMOVUPS        Z9, 64(R8)(DX*2)
+	LEAQ           (BX)(R9*2), BX
+	ADDQ           $0x00000080, R8
+	SUBQ           $0x00000020, R10
+	JMP            loop2
+
+one:
+	CMPQ           R10, $0x00000010
+	JB             tail
+	VBROADCASTI128 (BX), Y8
+	VPSHUFB        Y0, Y8, Y8
+	VPMOVZXWD      Y8, Z8
+	VPSRLVD        Z1, Z8, Z8
+	VPANDD         Z2, Z8, Z8
+	VPADDD         Z4, Z8, Z8
+	VCVTDQ2PS      Z8, Z8
+	VMOVUPS        (R8), Z9
+	VFMADD231PS    Z8, Z5, Z9
+	VMOVUPS        Z9, (R8)
+	VMOVUPS        (R8)(DX*1), Z9
+	VFMADD231PS    Z8, Z6, Z9
+	VMOVUPS        Z9, (R8)(DX*1)
+	VMOVUPS        (R8)(DX*2), Z9
+	VFMADD231PS    Z8, Z7, Z9
+	VMOVUPS        Z9, (R8)(DX*2)
+	ADDQ           R9, BX
+	ADDQ           $0x00000040, R8
+	SUBQ           $0x00000010, R10
+
+tail:
+	JMP chunk
+
+rowdone:
+	ADDQ $0x04, AX
+	DECQ rows+0(FP)
+	JNZ  row
+	VZEROUPPER
+	RET
+
+// func gemvAxpyNoneM4AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, AVX512F, CMOV
+TEXT ·gemvAxpyNoneM4AVX512(SB), NOSPLIT, $0-104
+	MOVQ         a+16(FP), AX
+	MOVQ         lda+24(FP), CX
+	SHLQ         $0x02, CX
+	LEAQ         (AX)(CX*2), DX
+	ADDQ         CX, DX
+	MOVQ         ldc+40(FP), BX
+	SHLQ         $0x02, BX
+	MOVQ         base+48(FP), SI
+	MOVQ         data+56(FP), SI
+	MOVQ         zero+64(FP), DI
+	MOVQ         left+72(FP), R8
+	MOVQ         bits+96(FP), R9
+	MOVQ         R9, R10
+	SHLQ         $0x01, R10
+	LEAQ         mmdecodeAVX512<>+0(SB), R11
+	SHLQ         $0x07, R9
+	ADDQ         R9, R11
+	VMOVDQU      (R11), Y0
+	VMOVDQU32    32(R11), Z1
+	VPBROADCASTD 96(R11), Z2
+	VBROADCASTSS scale+88(FP), Z3
+	VPBROADCASTD (DI), Z4
+
+row:
+	VBROADCASTSS (AX), Z5
+	VMULPS       Z3, Z5, Z5
+	VBROADCASTSS (AX)(CX*1), Z6
+	VMULPS       Z3, Z6, Z6
+	VBROADCASTSS (AX)(CX*2), Z7
+	VMULPS       Z3, Z7, Z7
+	VBROADCASTSS (DX), Z8
+	VMULPS       Z3, Z8, Z8
+	MOVQ         c+32(FP), R9
+	LEAQ         (R9)(BX*2), R11
+	ADDQ         BX, R11
+	MOVQ         rowLen+8(FP), R12
+	MOVQ         R12, R13
+
+chunk:
+	TESTQ        R13, R13
+	JZ           rowdone
+	TESTQ        R8, R8
+	JNZ          samegroup1
+	ADDQ         $0x04, DI
+	VPBROADCASTD (DI), Z4
+	MOVQ         group+80(FP), R8
+
+samegroup1:
+	MOVQ    R13, R12
+	CMPQ    R8, R12
+	CMOVQLT R8, R12
+	SUBQ    R12, R13
+	SUBQ    R12, R8
+
+loop2:
+	CMPQ           R12, $0x00000020
+	JB             one
+	VBROADCASTI128 (SI), Y9
+	VPSHUFB        Y0, Y9, Y9
+	VPMOVZXWD      Y9, Z9
+	VPSRLVD        Z1, Z9, Z9
+	VPANDD         Z2, Z9, Z9
+	VPADDD         Z4, Z9, Z9
+	VCVTDQ2PS      Z9, Z9
+	VMOVUPS        (R9), Z10
+	VFMADD231PS    Z9, Z5, Z10
+	VMOVUPS        Z10, (R9)
+	VMOVUPS        (R9)(BX*1), Z10
+	VFMADD231PS    Z9, Z6, Z10
+	VMOVUPS        Z10, (R9)(BX*1)
+	VMOVUPS        (R9)(BX*2), Z10
+	VFMADD231PS    Z9, Z7, Z10
+	VMOVUPS        Z10, (R9)(BX*2)
+	VMOVUPS        (R11), Z10
+	VFMADD231PS    Z9, Z8, Z10
+	VMOVUPS        Z10, (R11)
+	VBROADCASTI128 (SI)(R10*1), Y9
+	VPSHUFB        Y0, Y9, Y9
+	VPMOVZXWD      Y9, Z9
+	VPSRLVD        Z1, Z9, Z9
+	VPANDD         Z2, Z9, Z9
+	VPADDD         Z4, Z9, Z9
+	VCVTDQ2PS      Z9, Z9
+	VMOVUPS        64(R9), Z10
+	VFMADD231PS    Z9, Z5, Z10
+	VMOVUPS        Z10, 64(R9)
+	VMOVUPS        64(R9)(BX*1), Z10
+	VFMADD231PS    Z9, Z6, Z10
+	VMOVUPS        Z10, 64(R9)(BX*1)
+	VMOVUPS        64(R9)(BX*2), Z10
+	VFMADD231PS    Z9, Z7, Z10
+	VMOVUPS        Z10, 64(R9)(BX*2)
+	VMOVUPS        64(R11), Z10
+	VFMADD231PS    Z9, Z8, Z10
+	VMOVUPS        Z10, 64(R11)
+	LEAQ           (SI)(R10*2), SI
+	ADDQ           $0x00000080, R9
+	ADDQ           $0x00000080, R11
+	SUBQ           $0x00000020, R12
+	JMP            loop2
+
+one:
+	CMPQ           R12, $0x00000010
+	JB             tail
+	VBROADCASTI128 (SI), Y9
+	VPSHUFB        Y0, Y9, Y9
+	VPMOVZXWD      Y9, Z9
+	VPSRLVD        Z1, Z9, Z9
+	VPANDD         Z2, Z9, Z9
+	VPADDD         Z4, Z9, Z9
+	VCVTDQ2PS      Z9, Z9
+	VMOVUPS        (R9), Z10
+	VFMADD231PS    Z9, Z5, Z10
+	VMOVUPS        Z10, (R9)
+	VMOVUPS        (R9)(BX*1), Z10
+	VFMADD231PS    Z9, Z6, Z10
+	VMOVUPS        Z10, (R9)(BX*1)
+	VMOVUPS        (R9)(BX*2), Z10
+	VFMADD231PS    Z9, Z7, Z10
+	VMOVUPS        Z10, (R9)(BX*2)
+	VMOVUPS        (R11), Z10
+	VFMADD231PS    Z9, Z8, Z10
+	VMOVUPS        Z10, (R11)
+	ADDQ           R10, SI
+	ADDQ           $0x00000040, R9
+	ADDQ           $0x00000040, R11
+	SUBQ           $0x00000010, R12
+
+tail:
+	JMP chunk
+
+rowdone:
+	ADDQ $0x04, AX
+	ADDQ $0x04, DX
+	DECQ rows+0(FP)
+	JNZ  row
+	VZEROUPPER
+	RET
+
 // func decodeF32AVX512(n int, dst *float32, base *float32, data *byte, zero *int32, left int, group int, scale float32, bits int)
 // Requires: AVX, AVX2, AVX512F, CMOV
 TEXT ·decodeF32AVX512(SB), NOSPLIT, $0-72
@@ -5516,6 +6527,93 @@ one:
 	ADDQ           DI, CX
 	ADDQ           $0x00000040, SI
 	SUBQ           $0x00000010, R8
+
+tail:
+	JMP chunk
+
+rowdone:
+	VZEROUPPER
+	RET
+
+// func decodeNoneAVX512(n int, dst *float32, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, AVX512F, CMOV
+TEXT ·decodeNoneAVX512(SB), NOSPLIT, $0-72
+	MOVQ         base+16(FP), AX
+	MOVQ         data+24(FP), AX
+	MOVQ         zero+32(FP), CX
+	MOVQ         left+40(FP), DX
+	MOVQ         bits+64(FP), BX
+	MOVQ         BX, SI
+	SHLQ         $0x01, SI
+	LEAQ         mmdecodeAVX512<>+0(SB), DI
+	SHLQ         $0x07, BX
+	ADDQ         BX, DI
+	VMOVDQU      (DI), Y0
+	VMOVDQU32    32(DI), Z1
+	VPBROADCASTD 96(DI), Z2
+	VBROADCASTSS scale+56(FP), Z3
+	VPBROADCASTD (CX), Z4
+	MOVQ         dst+8(FP), BX
+	MOVQ         n+0(FP), DI
+	MOVQ         DI, R8
+
+chunk:
+	TESTQ        R8, R8
+	JZ           rowdone
+	TESTQ        DX, DX
+	JNZ          samegroup1
+	ADDQ         $0x04, CX
+	VPBROADCASTD (CX), Z4
+	MOVQ         group+48(FP), DX
+
+samegroup1:
+	MOVQ    R8, DI
+	CMPQ    DX, DI
+	CMOVQLT DX, DI
+	SUBQ    DI, R8
+	SUBQ    DI, DX
+
+loop2:
+	CMPQ           DI, $0x00000020
+	JB             one
+	VBROADCASTI128 (AX), Y5
+	VPSHUFB        Y0, Y5, Y5
+	VPMOVZXWD      Y5, Z5
+	VPSRLVD        Z1, Z5, Z5
+	VPANDD         Z2, Z5, Z5
+	VPADDD         Z4, Z5, Z5
+	VCVTDQ2PS      Z5, Z5
+	VMULPS         Z3, Z5, Z5
+	VMOVUPS        Z5, (BX)
+	VBROADCASTI128 (AX)(SI*1), Y5
+	VPSHUFB        Y0, Y5, Y5
+	VPMOVZXWD      Y5, Z5
+	VPSRLVD        Z1, Z5, Z5
+	VPANDD         Z2, Z5, Z5
+	VPADDD         Z4, Z5, Z5
+	VCVTDQ2PS      Z5, Z5
+	VMULPS         Z3, Z5, Z5
+	VMOVUPS        Z5, 64(BX)
+	LEAQ           (AX)(SI*2), AX
+	ADDQ           $0x00000080, BX
+	SUBQ           $0x00000020, DI
+	JMP            loop2
+
+one:
+	CMPQ           DI, $0x00000010
+	JB             tail
+	VBROADCASTI128 (AX), Y5
+	VPSHUFB        Y0, Y5, Y5
+	VPMOVZXWD      Y5, Z5
+	VPSRLVD        Z1, Z5, Z5
+	VPANDD         Z2, Z5, Z5
+	VPADDD         Z4, Z5, Z5
+	VCVTDQ2PS      Z5, Z5
+	VMULPS         Z3, Z5, Z5
+	VMOVUPS        Z5, (BX)
+	ADDQ           SI, AX
+	ADDQ           $0x00000040, BX
+	SUBQ           $0x00000010, DI
 
 tail:
 	JMP chunk
@@ -7993,6 +9091,441 @@ rowdone:
 	VZEROUPPER
 	RET
 
+// func gemvDotNoneM1AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, CMOV, FMA3
+TEXT ·gemvDotNoneM1AVX2(SB), NOSPLIT, $0-104
+	MOVQ         lda+24(FP), AX
+	SHLQ         $0x02, AX
+	MOVQ         c+32(FP), AX
+	MOVQ         ldc+40(FP), CX
+	SHLQ         $0x02, CX
+	MOVQ         base+48(FP), CX
+	MOVQ         data+56(FP), CX
+	MOVQ         zero+64(FP), DX
+	MOVQ         left+72(FP), BX
+	MOVQ         bits+96(FP), SI
+	MOVQ         SI, DI
+	LEAQ         mmdecodeAVX2<>+0(SB), R8
+	SHLQ         $0x06, SI
+	ADDQ         SI, R8
+	VMOVDQU      (R8), X0
+	VMOVDQU      16(R8), Y1
+	VPBROADCASTD 48(R8), Y2
+	VBROADCASTSS scale+88(FP), Y3
+	VPBROADCASTD (DX), Y4
+
+row:
+	MOVQ   a+16(FP), SI
+	MOVQ   rowLen+8(FP), R8
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	MOVQ   R8, R9
+
+chunk:
+	TESTQ        R9, R9
+	JZ           rowdone
+	TESTQ        BX, BX
+	JNZ          samegroup1
+	ADDQ         $0x04, DX
+	VPBROADCASTD (DX), Y4
+	MOVQ         group+80(FP), BX
+
+samegroup1:
+	MOVQ    R9, R8
+	CMPQ    BX, R8
+	CMOVQLT BX, R8
+	SUBQ    R8, R9
+	SUBQ    R8, BX
+
+loop2:
+	CMPQ        R8, $0x00000010
+	JB          one
+	VMOVQ       (CX), X7
+	VPSHUFB     X0, X7, X7
+	VPMOVZXWD   X7, Y7
+	VPSRLVD     Y1, Y7, Y7
+	VPAND       Y2, Y7, Y7
+	VPADDD      Y4, Y7, Y7
+	VCVTDQ2PS   Y7, Y7
+	VFMADD231PS (SI), Y7, Y5
+	VMOVQ       (CX)(DI*1), X7
+	VPSHUFB     X0, X7, X7
+	VPMOVZXWD   X7, Y7
+	VPSRLVD     Y1, Y7, Y7
+	VPAND       Y2, Y7, Y7
+	VPADDD      Y4, Y7, Y7
+	VCVTDQ2PS   Y7, Y7
+	VFMADD231PS 32(SI), Y7, Y6
+	LEAQ        (CX)(DI*2), CX
+	ADDQ        $0x00000040, SI
+	SUBQ        $0x00000010, R8
+	JMP         loop2
+
+one:
+	CMPQ        R8, $0x00000008
+	JB          tail
+	VMOVQ       (CX), X7
+	VPSHUFB     X0, X7, X7
+	VPMOVZXWD   X7, Y7
+	VPSRLVD     Y1, Y7, Y7
+	VPAND       Y2, Y7, Y7
+	VPADDD      Y4, Y7, Y7
+	VCVTDQ2PS   Y7, Y7
+	VFMADD231PS (SI), Y7, Y5
+	ADDQ        DI, CX
+	ADDQ        $0x00000020, SI
+	SUBQ        $0x00000008, R8
+
+tail:
+	JMP chunk
+
+rowdone:
+	VADDPS       Y6, Y5, Y5
+	VEXTRACTF128 $0x01, Y5, X6
+	VADDPS       X6, X5, X6
+	VMOVHLPS     X6, X6, X5
+	VADDPS       X5, X6, X6
+	VMOVSHDUP    X6, X5
+	VADDSS       X5, X6, X6
+	VMULSS       X3, X6, X6
+	VMOVSS       X6, (AX)
+	ADDQ         $0x04, AX
+	DECQ         rows+0(FP)
+	JNZ          row
+	VZEROUPPER
+	RET
+
+// func gemvDotNoneM2AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, CMOV, FMA3
+TEXT ·gemvDotNoneM2AVX2(SB), NOSPLIT, $0-104
+	MOVQ         lda+24(FP), AX
+	SHLQ         $0x02, AX
+	MOVQ         c+32(FP), CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	MOVQ         base+48(FP), BX
+	MOVQ         data+56(FP), BX
+	MOVQ         zero+64(FP), SI
+	MOVQ         left+72(FP), DI
+	MOVQ         bits+96(FP), R8
+	MOVQ         R8, R9
+	LEAQ         mmdecodeAVX2<>+0(SB), R10
+	SHLQ         $0x06, R8
+	ADDQ         R8, R10
+	VMOVDQU      (R10), X0
+	VMOVDQU      16(R10), Y1
+	VPBROADCASTD 48(R10), Y2
+	VBROADCASTSS scale+88(FP), Y3
+	VPBROADCASTD (SI), Y4
+
+row:
+	MOVQ   a+16(FP), R8
+	MOVQ   rowLen+8(FP), R10
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	MOVQ   R10, R11
+
+chunk:
+	TESTQ        R11, R11
+	JZ           rowdone
+	TESTQ        DI, DI
+	JNZ          samegroup1
+	ADDQ         $0x04, SI
+	VPBROADCASTD (SI), Y4
+	MOVQ         group+80(FP), DI
+
+samegroup1:
+	MOVQ    R11, R10
+	CMPQ    DI, R10
+	CMOVQLT DI, R10
+	SUBQ    R10, R11
+	SUBQ    R10, DI
+
+loop2:
+	CMPQ        R10, $0x00000010
+	JB          one
+	VMOVQ       (BX), X9
+	VPSHUFB     X0, X9, X9
+	VPMOVZXWD   X9, Y9
+	VPSRLVD     Y1, Y9, Y9
+	VPAND       Y2, Y9, Y9
+	VPADDD      Y4, Y9, Y9
+	VCVTDQ2PS   Y9, Y9
+	VFMADD231PS (R8), Y9, Y5
+	VFMADD231PS (R8)(AX*1), Y9, Y7
+	VMOVQ       (BX)(R9*1), X9
+	VPSHUFB     X0, X9, X9
+	VPMOVZXWD   X9, Y9
+	VPSRLVD     Y1, Y9, Y9
+	VPAND       Y2, Y9, Y9
+	VPADDD      Y4, Y9, Y9
+	VCVTDQ2PS   Y9, Y9
+	VFMADD231PS 32(R8), Y9, Y6
+	VFMADD231PS 32(R8)(AX*1), Y9, Y8
+	LEAQ        (BX)(R9*2), BX
+	ADDQ        $0x00000040, R8
+	SUBQ        $0x00000010, R10
+	JMP         loop2
+
+one:
+	CMPQ        R10, $0x00000008
+	JB          tail
+	VMOVQ       (BX), X9
+	VPSHUFB     X0, X9, X9
+	VPMOVZXWD   X9, Y9
+	VPSRLVD     Y1, Y9, Y9
+	VPAND       Y2, Y9, Y9
+	VPADDD      Y4, Y9, Y9
+	VCVTDQ2PS   Y9, Y9
+	VFMADD231PS (R8), Y9, Y5
+	VFMADD231PS (R8)(AX*1), Y9, Y7
+	ADDQ        R9, BX
+	ADDQ        $0x00000020, R8
+	SUBQ        $0x00000008, R10
+
+tail:
+	JMP chunk
+
+rowdone:
+	VADDPS       Y6, Y5, Y5
+	VEXTRACTF128 $0x01, Y5, X6
+	VADDPS       X6, X5, X6
+	VMOVHLPS     X6, X6, X5
+	VADDPS       X5, X6, X6
+	VMOVSHDUP    X6, X5
+	VADDSS       X5, X6, X6
+	VMULSS       X3, X6, X6
+	VMOVSS       X6, (CX)
+	VADDPS       Y8, Y7, Y7
+	VEXTRACTF128 $0x01, Y7, X5
+	VADDPS       X5, X7, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
+	VMOVSS       X5, (CX)(DX*1)
+	ADDQ         $0x04, CX
+	DECQ         rows+0(FP)
+	JNZ          row
+	VZEROUPPER
+	RET
+
+// func gemvDotNoneM3AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, CMOV, FMA3
+TEXT ·gemvDotNoneM3AVX2(SB), NOSPLIT, $0-104
+	MOVQ         lda+24(FP), AX
+	SHLQ         $0x02, AX
+	MOVQ         c+32(FP), CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	MOVQ         base+48(FP), BX
+	MOVQ         data+56(FP), BX
+	MOVQ         zero+64(FP), SI
+	MOVQ         left+72(FP), DI
+	MOVQ         bits+96(FP), R8
+	MOVQ         R8, R9
+	LEAQ         mmdecodeAVX2<>+0(SB), R10
+	SHLQ         $0x06, R8
+	ADDQ         R8, R10
+	VMOVDQU      (R10), X0
+	VMOVDQU      16(R10), Y1
+	VPBROADCASTD 48(R10), Y2
+	VBROADCASTSS scale+88(FP), Y3
+	VPBROADCASTD (SI), Y4
+
+row:
+	MOVQ   a+16(FP), R8
+	MOVQ   rowLen+8(FP), R10
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	MOVQ   R10, R11
+
+chunk:
+	TESTQ        R11, R11
+	JZ           rowdone
+	TESTQ        DI, DI
+	JNZ          samegroup1
+	ADDQ         $0x04, SI
+	VPBROADCASTD (SI), Y4
+	MOVQ         group+80(FP), DI
+
+samegroup1:
+	MOVQ    R11, R10
+	CMPQ    DI, R10
+	CMOVQLT DI, R10
+	SUBQ    R10, R11
+	SUBQ    R10, DI
+
+loop1:
+	CMPQ        R10, $0x00000008
+	JB          tail
+	VMOVQ       (BX), X8
+	VPSHUFB     X0, X8, X8
+	VPMOVZXWD   X8, Y8
+	VPSRLVD     Y1, Y8, Y8
+	VPAND       Y2, Y8, Y8
+	VPADDD      Y4, Y8, Y8
+	VCVTDQ2PS   Y8, Y8
+	VFMADD231PS (R8), Y8, Y5
+	VFMADD231PS (R8)(AX*1), Y8, Y6
+	VFMADD231PS (R8)(AX*2), Y8, Y7
+	ADDQ        R9, BX
+	ADDQ        $0x00000020, R8
+	SUBQ        $0x00000008, R10
+	JMP         loop1
+
+tail:
+	JMP chunk
+
+rowdone:
+	VEXTRACTF128 $0x01, Y5, X8
+	VADDPS       X8, X5, X8
+	VMOVHLPS     X8, X8, X5
+	VADDPS       X5, X8, X8
+	VMOVSHDUP    X8, X5
+	VADDSS       X5, X8, X8
+	VMULSS       X3, X8, X8
+	VMOVSS       X8, (CX)
+	VEXTRACTF128 $0x01, Y6, X5
+	VADDPS       X5, X6, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
+	VMOVSS       X5, (CX)(DX*1)
+	VEXTRACTF128 $0x01, Y7, X5
+	VADDPS       X5, X7, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
+	VMOVSS       X5, (CX)(DX*2)
+	ADDQ         $0x04, CX
+	DECQ         rows+0(FP)
+	JNZ          row
+	VZEROUPPER
+	RET
+
+// func gemvDotNoneM4AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, CMOV, FMA3
+TEXT ·gemvDotNoneM4AVX2(SB), NOSPLIT, $0-104
+	MOVQ         lda+24(FP), AX
+	SHLQ         $0x02, AX
+	MOVQ         c+32(FP), CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	MOVQ         base+48(FP), BX
+	MOVQ         data+56(FP), BX
+	MOVQ         zero+64(FP), SI
+	MOVQ         left+72(FP), DI
+	MOVQ         bits+96(FP), R8
+	MOVQ         R8, R9
+	LEAQ         mmdecodeAVX2<>+0(SB), R10
+	SHLQ         $0x06, R8
+	ADDQ         R8, R10
+	VMOVDQU      (R10), X0
+	VMOVDQU      16(R10), Y1
+	VPBROADCASTD 48(R10), Y2
+	VBROADCASTSS scale+88(FP), Y3
+	VPBROADCASTD (SI), Y4
+
+row:
+	MOVQ   a+16(FP), R8
+	LEAQ   (R8)(AX*2), R10
+	ADDQ   AX, R10
+	MOVQ   rowLen+8(FP), R11
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	MOVQ   R11, R12
+
+chunk:
+	TESTQ        R12, R12
+	JZ           rowdone
+	TESTQ        DI, DI
+	JNZ          samegroup1
+	ADDQ         $0x04, SI
+	VPBROADCASTD (SI), Y4
+	MOVQ         group+80(FP), DI
+
+samegroup1:
+	MOVQ    R12, R11
+	CMPQ    DI, R11
+	CMOVQLT DI, R11
+	SUBQ    R11, R12
+	SUBQ    R11, DI
+
+loop1:
+	CMPQ        R11, $0x00000008
+	JB          tail
+	VMOVQ       (BX), X9
+	VPSHUFB     X0, X9, X9
+	VPMOVZXWD   X9, Y9
+	VPSRLVD     Y1, Y9, Y9
+	VPAND       Y2, Y9, Y9
+	VPADDD      Y4, Y9, Y9
+	VCVTDQ2PS   Y9, Y9
+	VFMADD231PS (R8), Y9, Y5
+	VFMADD231PS (R8)(AX*1), Y9, Y6
+	VFMADD231PS (R8)(AX*2), Y9, Y7
+	VFMADD231PS (R10), Y9, Y8
+	ADDQ        R9, BX
+	ADDQ        $0x00000020, R8
+	ADDQ        $0x00000020, R10
+	SUBQ        $0x00000008, R11
+	JMP         loop1
+
+tail:
+	JMP chunk
+
+rowdone:
+	LEAQ         (CX)(DX*2), R8
+	ADDQ         DX, R8
+	VEXTRACTF128 $0x01, Y5, X9
+	VADDPS       X9, X5, X9
+	VMOVHLPS     X9, X9, X5
+	VADDPS       X5, X9, X9
+	VMOVSHDUP    X9, X5
+	VADDSS       X5, X9, X9
+	VMULSS       X3, X9, X9
+	VMOVSS       X9, (CX)
+	VEXTRACTF128 $0x01, Y6, X5
+	VADDPS       X5, X6, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
+	VMOVSS       X5, (CX)(DX*1)
+	VEXTRACTF128 $0x01, Y7, X5
+	VADDPS       X5, X7, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
+	VMOVSS       X5, (CX)(DX*2)
+	VEXTRACTF128 $0x01, Y8, X5
+	VADDPS       X5, X8, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
+	VMOVSS       X5, (R8)
+	ADDQ         $0x04, CX
+	DECQ         rows+0(FP)
+	JNZ          row
+	VZEROUPPER
+	RET
+
 // func gemvAxpyDenseM1AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, w *float32, ldw int)
 // Requires: AVX, FMA3
 TEXT ·gemvAxpyDenseM1AVX2(SB), NOSPLIT, $0-64
@@ -9847,6 +11380,483 @@ rowdone:
 	VZEROUPPER
 	RET
 
+// func gemvAxpyNoneM1AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, CMOV, FMA3
+TEXT ·gemvAxpyNoneM1AVX2(SB), NOSPLIT, $0-104
+	MOVQ         a+16(FP), AX
+	MOVQ         lda+24(FP), CX
+	SHLQ         $0x02, CX
+	MOVQ         ldc+40(FP), CX
+	SHLQ         $0x02, CX
+	MOVQ         base+48(FP), CX
+	MOVQ         data+56(FP), CX
+	MOVQ         zero+64(FP), DX
+	MOVQ         left+72(FP), BX
+	MOVQ         bits+96(FP), SI
+	MOVQ         SI, DI
+	LEAQ         mmdecodeAVX2<>+0(SB), R8
+	SHLQ         $0x06, SI
+	ADDQ         SI, R8
+	VMOVDQU      (R8), X0
+	VMOVDQU      16(R8), Y1
+	VPBROADCASTD 48(R8), Y2
+	VBROADCASTSS scale+88(FP), Y3
+	VPBROADCASTD (DX), Y4
+
+row:
+	VBROADCASTSS (AX), Y5
+	VMULPS       Y3, Y5, Y5
+	MOVQ         c+32(FP), SI
+	MOVQ         rowLen+8(FP), R8
+	MOVQ         R8, R9
+
+chunk:
+	TESTQ        R9, R9
+	JZ           rowdone
+	TESTQ        BX, BX
+	JNZ          samegroup1
+	ADDQ         $0x04, DX
+	VPBROADCASTD (DX), Y4
+	MOVQ         group+80(FP), BX
+
+samegroup1:
+	MOVQ    R9, R8
+	CMPQ    BX, R8
+	CMOVQLT BX, R8
+	SUBQ    R8, R9
+	SUBQ    R8, BX
+
+loop2:
+	CMPQ        R8, $0x00000010
+	JB          one
+	VMOVQ       (CX), X6
+	VPSHUFB     X0, X6, X6
+	VPMOVZXWD   X6, Y6
+	VPSRLVD     Y1, Y6, Y6
+	VPAND       Y2, Y6, Y6
+	VPADDD      Y4, Y6, Y6
+	VCVTDQ2PS   Y6, Y6
+	VMOVUPS     (SI), Y7
+	VFMADD231PS Y6, Y5, Y7
+	VMOVUPS     Y7, (SI)
+	VMOVQ       (CX)(DI*1), X6
+	VPSHUFB     X0, X6, X6
+	VPMOVZXWD   X6, Y6
+	VPSRLVD     Y1, Y6, Y6
+	VPAND       Y2, Y6, Y6
+	VPADDD      Y4, Y6, Y6
+	VCVTDQ2PS   Y6, Y6
+	VMOVUPS     32(SI), Y7
+	VFMADD231PS Y6, Y5, Y7
+	VMOVUPS     Y7, 32(SI)
+	LEAQ        (CX)(DI*2), CX
+	ADDQ        $0x00000040, SI
+	SUBQ        $0x00000010, R8
+	JMP         loop2
+
+one:
+	CMPQ        R8, $0x00000008
+	JB          tail
+	VMOVQ       (CX), X6
+	VPSHUFB     X0, X6, X6
+	VPMOVZXWD   X6, Y6
+	VPSRLVD     Y1, Y6, Y6
+	VPAND       Y2, Y6, Y6
+	VPADDD      Y4, Y6, Y6
+	VCVTDQ2PS   Y6, Y6
+	VMOVUPS     (SI), Y7
+	VFMADD231PS Y6, Y5, Y7
+	VMOVUPS     Y7, (SI)
+	ADDQ        DI, CX
+	ADDQ        $0x00000020, SI
+	SUBQ        $0x00000008, R8
+
+tail:
+	JMP chunk
+
+rowdone:
+	ADDQ $0x04, AX
+	DECQ rows+0(FP)
+	JNZ  row
+	VZEROUPPER
+	RET
+
+// func gemvAxpyNoneM2AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, CMOV, FMA3
+TEXT ·gemvAxpyNoneM2AVX2(SB), NOSPLIT, $0-104
+	MOVQ         a+16(FP), AX
+	MOVQ         lda+24(FP), CX
+	SHLQ         $0x02, CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	MOVQ         base+48(FP), BX
+	MOVQ         data+56(FP), BX
+	MOVQ         zero+64(FP), SI
+	MOVQ         left+72(FP), DI
+	MOVQ         bits+96(FP), R8
+	MOVQ         R8, R9
+	LEAQ         mmdecodeAVX2<>+0(SB), R10
+	SHLQ         $0x06, R8
+	ADDQ         R8, R10
+	VMOVDQU      (R10), X0
+	VMOVDQU      16(R10), Y1
+	VPBROADCASTD 48(R10), Y2
+	VBROADCASTSS scale+88(FP), Y3
+	VPBROADCASTD (SI), Y4
+
+row:
+	VBROADCASTSS (AX), Y5
+	VMULPS       Y3, Y5, Y5
+	VBROADCASTSS (AX)(CX*1), Y6
+	VMULPS       Y3, Y6, Y6
+	MOVQ         c+32(FP), R8
+	MOVQ         rowLen+8(FP), R10
+	MOVQ         R10, R11
+
+chunk:
+	TESTQ        R11, R11
+	JZ           rowdone
+	TESTQ        DI, DI
+	JNZ          samegroup1
+	ADDQ         $0x04, SI
+	VPBROADCASTD (SI), Y4
+	MOVQ         group+80(FP), DI
+
+samegroup1:
+	MOVQ    R11, R10
+	CMPQ    DI, R10
+	CMOVQLT DI, R10
+	SUBQ    R10, R11
+	SUBQ    R10, DI
+
+loop2:
+	CMPQ        R10, $0x00000010
+	JB          one
+	VMOVQ       (BX), X7
+	VPSHUFB     X0, X7, X7
+	VPMOVZXWD   X7, Y7
+	VPSRLVD     Y1, Y7, Y7
+	VPAND       Y2, Y7, Y7
+	VPADDD      Y4, Y7, Y7
+	VCVTDQ2PS   Y7, Y7
+	VMOVUPS     (R8), Y8
+	VFMADD231PS Y7, Y5, Y8
+	VMOVUPS     Y8, (R8)
+	VMOVUPS     (R8)(DX*1), Y8
+	VFMADD231PS Y7, Y6, Y8
+	VMOVUPS     Y8, (R8)(DX*1)
+	VMOVQ       (BX)(R9*1), X7
+	VPSHUFB     X0, X7, X7
+	VPMOVZXWD   X7, Y7
+	VPSRLVD     Y1, Y7, Y7
+	VPAND       Y2, Y7, Y7
+	VPADDD      Y4, Y7, Y7
+	VCVTDQ2PS   Y7, Y7
+	VMOVUPS     32(R8), Y8
+	VFMADD231PS Y7, Y5, Y8
+	VMOVUPS     Y8, 32(R8)
+	VMOVUPS     32(R8)(DX*1), Y8
+	VFMADD231PS Y7, Y6, Y8
+	VMOVUPS     Y8, 32(R8)(DX*1)
+	LEAQ        (BX)(R9*2), BX
+	ADDQ        $0x00000040, R8
+	SUBQ        $0x00000010, R10
+	JMP         loop2
+
+one:
+	CMPQ        R10, $0x00000008
+	JB          tail
+	VMOVQ       (BX), X7
+	VPSHUFB     X0, X7, X7
+	VPMOVZXWD   X7, Y7
+	VPSRLVD     Y1, Y7, Y7
+	VPAND       Y2, Y7, Y7
+	VPADDD      Y4, Y7, Y7
+	VCVTDQ2PS   Y7, Y7
+	VMOVUPS     (R8), Y8
+	VFMADD231PS Y7, Y5, Y8
+	VMOVUPS     Y8, (R8)
+	VMOVUPS     (R8)(DX*1), Y8
+	VFMADD231PS Y7, Y6, Y8
+	VMOVUPS     Y8, (R8)(DX*1)
+	ADDQ        R9, BX
+	ADDQ        $0x00000020, R8
+	SUBQ        $0x00000008, R10
+
+tail:
+	JMP chunk
+
+rowdone:
+	ADDQ $0x04, AX
+	DECQ rows+0(FP)
+	JNZ  row
+	VZEROUPPER
+	RET
+
+// func gemvAxpyNoneM3AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, CMOV, FMA3
+TEXT ·gemvAxpyNoneM3AVX2(SB), NOSPLIT, $0-104
+	MOVQ         a+16(FP), AX
+	MOVQ         lda+24(FP), CX
+	SHLQ         $0x02, CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	MOVQ         base+48(FP), BX
+	MOVQ         data+56(FP), BX
+	MOVQ         zero+64(FP), SI
+	MOVQ         left+72(FP), DI
+	MOVQ         bits+96(FP), R8
+	MOVQ         R8, R9
+	LEAQ         mmdecodeAVX2<>+0(SB), R10
+	SHLQ         $0x06, R8
+	ADDQ         R8, R10
+	VMOVDQU      (R10), X0
+	VMOVDQU      16(R10), Y1
+	VPBROADCASTD 48(R10), Y2
+	VBROADCASTSS scale+88(FP), Y3
+	VPBROADCASTD (SI), Y4
+
+row:
+	VBROADCASTSS (AX), Y5
+	VMULPS       Y3, Y5, Y5
+	VBROADCASTSS (AX)(CX*1), Y6
+	VMULPS       Y3, Y6, Y6
+	VBROADCASTSS (AX)(CX*2), Y7
+	VMULPS       Y3, Y7, Y7
+	MOVQ         c+32(FP), R8
+	MOVQ         rowLen+8(FP), R10
+	MOVQ         R10, R11
+
+chunk:
+	TESTQ        R11, R11
+	JZ           rowdone
+	TESTQ        DI, DI
+	JNZ          samegroup1
+	ADDQ         $0x04, SI
+	VPBROADCASTD (SI), Y4
+	MOVQ         group+80(FP), DI
+
+samegroup1:
+	MOVQ    R11, R10
+	CMPQ    DI, R10
+	CMOVQLT DI, R10
+	SUBQ    R10, R11
+	SUBQ    R10, DI
+
+loop2:
+	CMPQ        R10, $0x00000010
+	JB          one
+	VMOVQ       (BX), X8
+	VPSHUFB     X0, X8, X8
+	VPMOVZXWD   X8, Y8
+	VPSRLVD     Y1, Y8, Y8
+	VPAND       Y2, Y8, Y8
+	VPADDD      Y4, Y8, Y8
+	VCVTDQ2PS   Y8, Y8
+	VMOVUPS     (R8), Y9
+	VFMADD231PS Y8, Y5, Y9
+	VMOVUPS     Y9, (R8)
+	VMOVUPS     (R8)(DX*1), Y9
+	VFMADD231PS Y8, Y6, Y9
+	VMOVUPS     Y9, (R8)(DX*1)
+	VMOVUPS     (R8)(DX*2), Y9
+	VFMADD231PS Y8, Y7, Y9
+	VMOVUPS     Y9, (R8)(DX*2)
+	VMOVQ       (BX)(R9*1), X8
+	VPSHUFB     X0, X8, X8
+	VPMOVZXWD   X8, Y8
+	VPSRLVD     Y1, Y8, Y8
+	VPAND       Y2, Y8, Y8
+	VPADDD      Y4, Y8, Y8
+	VCVTDQ2PS   Y8, Y8
+	VMOVUPS     32(R8), Y9
+	VFMADD231PS Y8, Y5, Y9
+	VMOVUPS     Y9, 32(R8)
+	VMOVUPS     32(R8)(DX*1), Y9
+	VFMADD231PS Y8, Y6, Y9
+	VMOVUPS     Y9, 32(R8)(DX*1)
+	VMOVUPS     32(R8)(DX*2), Y9
+	VFMADD231PS Y8, Y7, Y9
+	VMOVUPS     Y9, 32(R8)(DX*2)
+	LEAQ        (BX)(R9*2), BX
+	ADDQ        $0x00000040, R8
+	SUBQ        $0x00000010, R10
+	JMP         loop2
+
+one:
+	CMPQ        R10, $0x00000008
+	JB          tail
+	VMOVQ       (BX), X8
+	VPSHUFB     X0, X8, X8
+	VPMOVZXWD   X8, Y8
+	VPSRLVD     Y1, Y8, Y8
+	VPAND       Y2, Y8, Y8
+	VPADDD      Y4, Y8, Y8
+	VCVTDQ2PS   Y8, Y8
+	VMOVUPS     (R8), Y9
+	VFMADD231PS Y8, Y5, Y9
+	VMOVUPS     Y9, (R8)
+	VMOVUPS     (R8)(DX*1), Y9
+	VFMADD231PS Y8, Y6, Y9
+	VMOVUPS     Y9, (R8)(DX*1)
+	VMOVUPS     (R8)(DX*2), Y9
+	VFMADD231PS Y8, Y7, Y9
+	VMOVUPS     Y9, (R8)(DX*2)
+	ADDQ        R9, BX
+	ADDQ        $0x00000020, R8
+	SUBQ        $0x00000008, R10
+
+tail:
+	JMP chunk
+
+rowdone:
+	ADDQ $0x04, AX
+	DECQ rows+0(FP)
+	JNZ  row
+	VZEROUPPER
+	RET
+
+// func gemvAxpyNoneM4AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, CMOV, FMA3
+TEXT ·gemvAxpyNoneM4AVX2(SB), NOSPLIT, $0-104
+	MOVQ         a+16(FP), AX
+	MOVQ         lda+24(FP), CX
+	SHLQ         $0x02, CX
+	LEAQ         (AX)(CX*2), DX
+	ADDQ         CX, DX
+	MOVQ         ldc+40(FP), BX
+	SHLQ         $0x02, BX
+	MOVQ         base+48(FP), SI
+	MOVQ         data+56(FP), SI
+	MOVQ         zero+64(FP), DI
+	MOVQ         left+72(FP), R8
+	MOVQ         bits+96(FP), R9
+	MOVQ         R9, R10
+	LEAQ         mmdecodeAVX2<>+0(SB), R11
+	SHLQ         $0x06, R9
+	ADDQ         R9, R11
+	VMOVDQU      (R11), X0
+	VMOVDQU      16(R11), Y1
+	VPBROADCASTD 48(R11), Y2
+	VBROADCASTSS scale+88(FP), Y3
+	VPBROADCASTD (DI), Y4
+
+row:
+	VBROADCASTSS (AX), Y5
+	VMULPS       Y3, Y5, Y5
+	VBROADCASTSS (AX)(CX*1), Y6
+	VMULPS       Y3, Y6, Y6
+	VBROADCASTSS (AX)(CX*2), Y7
+	VMULPS       Y3, Y7, Y7
+	VBROADCASTSS (DX), Y8
+	VMULPS       Y3, Y8, Y8
+	MOVQ         c+32(FP), R9
+	LEAQ         (R9)(BX*2), R11
+	ADDQ         BX, R11
+	MOVQ         rowLen+8(FP), R12
+	MOVQ         R12, R13
+
+chunk:
+	TESTQ        R13, R13
+	JZ           rowdone
+	TESTQ        R8, R8
+	JNZ          samegroup1
+	ADDQ         $0x04, DI
+	VPBROADCASTD (DI), Y4
+	MOVQ         group+80(FP), R8
+
+samegroup1:
+	MOVQ    R13, R12
+	CMPQ    R8, R12
+	CMOVQLT R8, R12
+	SUBQ    R12, R13
+	SUBQ    R12, R8
+
+loop2:
+	CMPQ        R12, $0x00000010
+	JB          one
+	VMOVQ       (SI), X9
+	VPSHUFB     X0, X9, X9
+	VPMOVZXWD   X9, Y9
+	VPSRLVD     Y1, Y9, Y9
+	VPAND       Y2, Y9, Y9
+	VPADDD      Y4, Y9, Y9
+	VCVTDQ2PS   Y9, Y9
+	VMOVUPS     (R9), Y10
+	VFMADD231PS Y9, Y5, Y10
+	VMOVUPS     Y10, (R9)
+	VMOVUPS     (R9)(BX*1), Y10
+	VFMADD231PS Y9, Y6, Y10
+	VMOVUPS     Y10, (R9)(BX*1)
+	VMOVUPS     (R9)(BX*2), Y10
+	VFMADD231PS Y9, Y7, Y10
+	VMOVUPS     Y10, (R9)(BX*2)
+	VMOVUPS     (R11), Y10
+	VFMADD231PS Y9, Y8, Y10
+	VMOVUPS     Y10, (R11)
+	VMOVQ       (SI)(R10*1), X9
+	VPSHUFB     X0, X9, X9
+	VPMOVZXWD   X9, Y9
+	VPSRLVD     Y1, Y9, Y9
+	VPAND       Y2, Y9, Y9
+	VPADDD      Y4, Y9, Y9
+	VCVTDQ2PS   Y9, Y9
+	VMOVUPS     32(R9), Y10
+	VFMADD231PS Y9, Y5, Y10
+	VMOVUPS     Y10, 32(R9)
+	VMOVUPS     32(R9)(BX*1), Y10
+	VFMADD231PS Y9, Y6, Y10
+	VMOVUPS     Y10, 32(R9)(BX*1)
+	VMOVUPS     32(R9)(BX*2), Y10
+	VFMADD231PS Y9, Y7, Y10
+	VMOVUPS     Y10, 32(R9)(BX*2)
+	VMOVUPS     32(R11), Y10
+	VFMADD231PS Y9, Y8, Y10
+	VMOVUPS     Y10, 32(R11)
+	LEAQ        (SI)(R10*2), SI
+	ADDQ        $0x00000040, R9
+	ADDQ        $0x00000040, R11
+	SUBQ        $0x00000010, R12
+	JMP         loop2
+
+one:
+	CMPQ        R12, $0x00000008
+	JB          tail
+	VMOVQ       (SI), X9
+	VPSHUFB     X0, X9, X9
+	VPMOVZXWD   X9, Y9
+	VPSRLVD     Y1, Y9, Y9
+	VPAND       Y2, Y9, Y9
+	VPADDD      Y4, Y9, Y9
+	VCVTDQ2PS   Y9, Y9
+	VMOVUPS     (R9), Y10
+	VFMADD231PS Y9, Y5, Y10
+	VMOVUPS     Y10, (R9)
+	VMOVUPS     (R9)(BX*1), Y10
+	VFMADD231PS Y9, Y6, Y10
+	VMOVUPS     Y10, (R9)(BX*1)
+	VMOVUPS     (R9)(BX*2), Y10
+	VFMADD231PS Y9, Y7, Y10
+	VMOVUPS     Y10, (R9)(BX*2)
+	VMOVUPS     (R11), Y10
+	VFMADD231PS Y9, Y8, Y10
+	VMOVUPS     Y10, (R11)
+	ADDQ        R10, SI
+	ADDQ        $0x00000020, R9
+	ADDQ        $0x00000020, R11
+	SUBQ        $0x00000008, R12
+
+tail:
+	JMP chunk
+
+rowdone:
+	ADDQ $0x04, AX
+	ADDQ $0x04, DX
+	DECQ rows+0(FP)
+	JNZ  row
+	VZEROUPPER
+	RET
+
 // func decodeF32AVX2(n int, dst *float32, base *float32, data *byte, zero *int32, left int, group int, scale float32, bits int)
 // Requires: AVX, AVX2, CMOV
 TEXT ·decodeF32AVX2(SB), NOSPLIT, $0-72
@@ -10118,6 +12128,92 @@ one:
 	ADDQ      DI, CX
 	ADDQ      $0x00000020, SI
 	SUBQ      $0x00000008, R8
+
+tail:
+	JMP chunk
+
+rowdone:
+	VZEROUPPER
+	RET
+
+// func decodeNoneAVX2(n int, dst *float32, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, CMOV
+TEXT ·decodeNoneAVX2(SB), NOSPLIT, $0-72
+	MOVQ         base+16(FP), AX
+	MOVQ         data+24(FP), AX
+	MOVQ         zero+32(FP), CX
+	MOVQ         left+40(FP), DX
+	MOVQ         bits+64(FP), BX
+	MOVQ         BX, SI
+	LEAQ         mmdecodeAVX2<>+0(SB), DI
+	SHLQ         $0x06, BX
+	ADDQ         BX, DI
+	VMOVDQU      (DI), X0
+	VMOVDQU      16(DI), Y1
+	VPBROADCASTD 48(DI), Y2
+	VBROADCASTSS scale+56(FP), Y3
+	VPBROADCASTD (CX), Y4
+	MOVQ         dst+8(FP), BX
+	MOVQ         n+0(FP), DI
+	MOVQ         DI, R8
+
+chunk:
+	TESTQ        R8, R8
+	JZ           rowdone
+	TESTQ        DX, DX
+	JNZ          samegroup1
+	ADDQ         $0x04, CX
+	VPBROADCASTD (CX), Y4
+	MOVQ         group+48(FP), DX
+
+samegroup1:
+	MOVQ    R8, DI
+	CMPQ    DX, DI
+	CMOVQLT DX, DI
+	SUBQ    DI, R8
+	SUBQ    DI, DX
+
+loop2:
+	CMPQ      DI, $0x00000010
+	JB        one
+	VMOVQ     (AX), X5
+	VPSHUFB   X0, X5, X5
+	VPMOVZXWD X5, Y5
+	VPSRLVD   Y1, Y5, Y5
+	VPAND     Y2, Y5, Y5
+	VPADDD    Y4, Y5, Y5
+	VCVTDQ2PS Y5, Y5
+	VMULPS    Y3, Y5, Y5
+	VMOVUPS   Y5, (BX)
+	VMOVQ     (AX)(SI*1), X5
+	VPSHUFB   X0, X5, X5
+	VPMOVZXWD X5, Y5
+	VPSRLVD   Y1, Y5, Y5
+	VPAND     Y2, Y5, Y5
+	VPADDD    Y4, Y5, Y5
+	VCVTDQ2PS Y5, Y5
+	VMULPS    Y3, Y5, Y5
+	VMOVUPS   Y5, 32(BX)
+	LEAQ      (AX)(SI*2), AX
+	ADDQ      $0x00000040, BX
+	SUBQ      $0x00000010, DI
+	JMP       loop2
+
+one:
+	CMPQ      DI, $0x00000008
+	JB        tail
+	VMOVQ     (AX), X5
+	VPSHUFB   X0, X5, X5
+	VPMOVZXWD X5, Y5
+	VPSRLVD   Y1, Y5, Y5
+	VPAND     Y2, Y5, Y5
+	VPADDD    Y4, Y5, Y5
+	VCVTDQ2PS Y5, Y5
+	VMULPS    Y3, Y5, Y5
+	VMOVUPS   Y5, (BX)
+	ADDQ      SI, AX
+	ADDQ      $0x00000020, BX
+	SUBQ      $0x00000008, DI
 
 tail:
 	JMP chunk

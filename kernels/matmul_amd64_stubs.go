@@ -172,6 +172,34 @@ func gemvDotI8M3AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ld
 //go:noescape
 func gemvDotI8M4AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
 
+// gemvDotNoneM1AVX512 computes c[i*ldc+r] = sum over p < rowLen of a[i*lda+p] * W[r*rowLen+p], for i < 1 and r < rows;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX512F, AVX2 and FMA.
+//
+//go:noescape
+func gemvDotNoneM1AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
+// gemvDotNoneM2AVX512 computes c[i*ldc+r] = sum over p < rowLen of a[i*lda+p] * W[r*rowLen+p], for i < 2 and r < rows;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX512F, AVX2 and FMA.
+//
+//go:noescape
+func gemvDotNoneM2AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
+// gemvDotNoneM3AVX512 computes c[i*ldc+r] = sum over p < rowLen of a[i*lda+p] * W[r*rowLen+p], for i < 3 and r < rows;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX512F, AVX2 and FMA.
+//
+//go:noescape
+func gemvDotNoneM3AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
+// gemvDotNoneM4AVX512 computes c[i*ldc+r] = sum over p < rowLen of a[i*lda+p] * W[r*rowLen+p], for i < 4 and r < rows;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX512F, AVX2 and FMA.
+//
+//go:noescape
+func gemvDotNoneM4AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
 // gemvAxpyDenseM1AVX512 computes c[i*ldc+j] += sum over r < rows of a[i*lda+r] * W[r*rowLen+j], for i < 1 and j < rowLen;
 // W's rows ldw floats apart.
 // Requires AVX512F, AVX2 and FMA.
@@ -284,6 +312,34 @@ func gemvAxpyI8M3AVX512(rows int, rowLen int, a *float32, lda int, c *float32, l
 //go:noescape
 func gemvAxpyI8M4AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
 
+// gemvAxpyNoneM1AVX512 computes c[i*ldc+j] += sum over r < rows of a[i*lda+r] * W[r*rowLen+j], for i < 1 and j < rowLen;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX512F, AVX2 and FMA.
+//
+//go:noescape
+func gemvAxpyNoneM1AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
+// gemvAxpyNoneM2AVX512 computes c[i*ldc+j] += sum over r < rows of a[i*lda+r] * W[r*rowLen+j], for i < 2 and j < rowLen;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX512F, AVX2 and FMA.
+//
+//go:noescape
+func gemvAxpyNoneM2AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
+// gemvAxpyNoneM3AVX512 computes c[i*ldc+j] += sum over r < rows of a[i*lda+r] * W[r*rowLen+j], for i < 3 and j < rowLen;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX512F, AVX2 and FMA.
+//
+//go:noescape
+func gemvAxpyNoneM3AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
+// gemvAxpyNoneM4AVX512 computes c[i*ldc+j] += sum over r < rows of a[i*lda+r] * W[r*rowLen+j], for i < 4 and j < rowLen;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX512F, AVX2 and FMA.
+//
+//go:noescape
+func gemvAxpyNoneM4AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
 // decodeF32AVX512 computes dst[e] = W[e] for e < n (n a multiple of the lanes);
 // W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
 // Requires AVX512F, AVX2 and FMA.
@@ -304,6 +360,13 @@ func decodeI16AVX512(n int, dst *float32, base *int16, data *byte, zero *int32, 
 //
 //go:noescape
 func decodeI8AVX512(n int, dst *float32, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
+// decodeNoneAVX512 computes dst[e] = W[e] for e < n (n a multiple of the lanes);
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX512F, AVX2 and FMA.
+//
+//go:noescape
+func decodeNoneAVX512(n int, dst *float32, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
 
 // gemm1x16AVX2 computes the 1x16 tile c = a·b (or c += a·b with acc) over kc steps
 // of the packed panels a (6 floats a step, the first 1 used) and b (16 floats a step);
@@ -459,6 +522,34 @@ func gemvDotI8M3AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc 
 //go:noescape
 func gemvDotI8M4AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
 
+// gemvDotNoneM1AVX2 computes c[i*ldc+r] = sum over p < rowLen of a[i*lda+p] * W[r*rowLen+p], for i < 1 and r < rows;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX2 and FMA.
+//
+//go:noescape
+func gemvDotNoneM1AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
+// gemvDotNoneM2AVX2 computes c[i*ldc+r] = sum over p < rowLen of a[i*lda+p] * W[r*rowLen+p], for i < 2 and r < rows;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX2 and FMA.
+//
+//go:noescape
+func gemvDotNoneM2AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
+// gemvDotNoneM3AVX2 computes c[i*ldc+r] = sum over p < rowLen of a[i*lda+p] * W[r*rowLen+p], for i < 3 and r < rows;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX2 and FMA.
+//
+//go:noescape
+func gemvDotNoneM3AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
+// gemvDotNoneM4AVX2 computes c[i*ldc+r] = sum over p < rowLen of a[i*lda+p] * W[r*rowLen+p], for i < 4 and r < rows;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX2 and FMA.
+//
+//go:noescape
+func gemvDotNoneM4AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
 // gemvAxpyDenseM1AVX2 computes c[i*ldc+j] += sum over r < rows of a[i*lda+r] * W[r*rowLen+j], for i < 1 and j < rowLen;
 // W's rows ldw floats apart.
 // Requires AVX2 and FMA.
@@ -571,6 +662,34 @@ func gemvAxpyI8M3AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc
 //go:noescape
 func gemvAxpyI8M4AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
 
+// gemvAxpyNoneM1AVX2 computes c[i*ldc+j] += sum over r < rows of a[i*lda+r] * W[r*rowLen+j], for i < 1 and j < rowLen;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX2 and FMA.
+//
+//go:noescape
+func gemvAxpyNoneM1AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
+// gemvAxpyNoneM2AVX2 computes c[i*ldc+j] += sum over r < rows of a[i*lda+r] * W[r*rowLen+j], for i < 2 and j < rowLen;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX2 and FMA.
+//
+//go:noescape
+func gemvAxpyNoneM2AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
+// gemvAxpyNoneM3AVX2 computes c[i*ldc+j] += sum over r < rows of a[i*lda+r] * W[r*rowLen+j], for i < 3 and j < rowLen;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX2 and FMA.
+//
+//go:noescape
+func gemvAxpyNoneM3AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
+// gemvAxpyNoneM4AVX2 computes c[i*ldc+j] += sum over r < rows of a[i*lda+r] * W[r*rowLen+j], for i < 4 and j < rowLen;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX2 and FMA.
+//
+//go:noescape
+func gemvAxpyNoneM4AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
 // decodeF32AVX2 computes dst[e] = W[e] for e < n (n a multiple of the lanes);
 // W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
 // Requires AVX2 and FMA.
@@ -591,6 +710,13 @@ func decodeI16AVX2(n int, dst *float32, base *int16, data *byte, zero *int32, le
 //
 //go:noescape
 func decodeI8AVX2(n int, dst *float32, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
+// decodeNoneAVX2 computes dst[e] = W[e] for e < n (n a multiple of the lanes);
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX2 and FMA.
+//
+//go:noescape
+func decodeNoneAVX2(n int, dst *float32, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
 
 // transpose8x8AVX writes dst[(8b+q)*ldd+r] = src[r*ld+8b+q] for r, q < 8 and b < n.
 // Requires AVX.

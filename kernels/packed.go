@@ -296,8 +296,13 @@ func decodeGo(dst []float32, w *Packed, f0 int) {
 		}
 	case w.BaseI16 != nil:
 		decodeIntGo(dst, w.BaseI16[f0:f1], d, f0)
-	default:
+	case w.BaseI8 != nil:
 		decodeIntGo(dst, w.BaseI8[f0:f1], d, f0)
+	default:
+		r := newDeltaReader(d, f0)
+		for i := range dst {
+			dst[i] = float32(r.next()) * d.Scale
+		}
 	}
 }
 

@@ -10,7 +10,7 @@ import (
 )
 
 // randPacked returns a random rows×cols packed matrix with the given base
-// ("f32", "i16", "i8"), delta width, group size (0: one group) and about ex
+// ("f32", "i16", "i8", or "none" for a delta alone), delta width, group size (0: one group) and about ex
 // exceptions. The codes are small, as a model's would be, so that float32
 // products of the decoded values are exact enough for the checks. Most
 // exception slots hold u = 0, as quant writes them; some do not, which the
@@ -94,7 +94,7 @@ func packedCases() []packedCase {
 	shapes := [][2]int{{16, 64}, {33, 48}, {17, 31}, {64, 129}, {100, 7}, {1, 160}, {96, 1}}
 	var cs []packedCase
 	i := 0
-	for _, base := range []string{"f32", "i16", "i8"} {
+	for _, base := range []string{"f32", "i16", "i8", "none"} {
 		for bits := 1; bits <= 8; bits++ {
 			for _, group := range []int{1, 7, 64, 128, 0} {
 				s := shapes[i%len(shapes)]
@@ -108,7 +108,7 @@ func packedCases() []packedCase {
 	}
 	// every fused GEMV kernel: each base, 1..4 rows, both layouts, on rows that
 	// are whole vectors
-	for i, base := range []string{"f32", "i16", "i8"} {
+	for i, base := range []string{"f32", "i16", "i8", "none"} {
 		for m := 1; m <= gemvMaxM; m++ {
 			for _, tr := range []bool{false, true} {
 				cs = append(cs, packedCase{base: base, bits: 1 + (i+m)%8, group: 64, ex: 7,
@@ -116,7 +116,7 @@ func packedCases() []packedCase {
 			}
 		}
 	}
-	for i, base := range []string{"f32", "i16", "i8"} {
+	for i, base := range []string{"f32", "i16", "i8", "none"} {
 		for j, m := range []int{1, 2, 3, 4, 9, 21} {
 			tr := (i+j)%2 == 0
 			cs = append(cs,
@@ -138,6 +138,8 @@ func bigPackedCases() []packedCase {
 		{base: "i8", bits: 2, group: 7, ex: 5, rows: 512, cols: 640, m: 4, transposed: true},
 		{base: "i8", bits: 6, group: 32, ex: 9, rows: 300, cols: 512, m: 12, transposed: true},
 		{base: "f32", bits: 1, group: 0, ex: 9, rows: 512, cols: 300, m: 12, transposed: false},
+		{base: "none", bits: 4, group: 64, ex: 9, rows: 1024, cols: 512, m: 1, transposed: true},
+		{base: "none", bits: 3, group: 0, ex: 9, rows: 512, cols: 1024, m: 16, transposed: false},
 	}
 }
 
@@ -207,7 +209,7 @@ func TestDecodeRun(t *testing.T) {
 	for _, lv := range matLevels {
 		for bits := 1; bits <= 8; bits++ {
 			for _, group := range []int{1, 5, 16, 32, 0} {
-				w := randPacked(rng, 3, 37, []string{"f32", "i16", "i8"}[bits%3], bits, group, 6)
+				w := randPacked(rng, 3, 37, []string{"f32", "i16", "i8", "none"}[(bits+group)%4], bits, group, 6)
 				want := make([]float32, w.Rows*w.Cols)
 				denseRef(want, w)
 				got := make([]float32, len(want))

@@ -54,8 +54,10 @@ func denseRef(dst []float32, p *Packed) {
 			dst[i] = p.BaseF32[i] + float32(q)*d.Scale
 		case p.BaseI16 != nil:
 			dst[i] = float32(int32(p.BaseI16[i])+q) * d.Scale
-		default:
+		case p.BaseI8 != nil:
 			dst[i] = float32(int32(p.BaseI8[i])+q) * d.Scale
+		default:
+			dst[i] = float32(q) * d.Scale
 		}
 	}
 	for _, e := range d.Exceptions {

@@ -27,6 +27,22 @@ type baseEntry struct {
 	i8    []int8             // int8 mode: codes with one per-tensor scale
 	scale float64            // of i8
 	zero  *quant.GroupPacked // int8 mode: the all-zero delta that carries scale to the kernels
+	// exceptions is how many elements the codes do not hold (NaN, Inf, ...: their
+	// code is 0); a delta overrides them, a base used alone must not have any.
+	exceptions int
+
+	zeroOnce sync.Once // i16: zero made on first use (cross-model runs' base products)
+}
+
+// zeroFor returns an all-zero delta of n elements carrying scale, with which the
+// kernels compute the integer base alone (made once per entry; N/8 bytes).
+func (e *baseEntry) zeroFor(n int, scale float32) *quant.GroupPacked {
+	e.zeroOnce.Do(func() {
+		if e.zero == nil {
+			e.zero = zeroDelta(n, float64(scale))
+		}
+	})
+	return e.zero
 }
 
 func (e *baseEntry) bytes() int64 {

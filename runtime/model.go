@@ -3,7 +3,10 @@ package runtime
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
+	"sync"
 
 	"github.com/neurstore/neurstore/graph"
 	"github.com/neurstore/neurstore/quant"
@@ -76,22 +79,28 @@ type Model struct {
 	inputs  []int // slots of the graph inputs
 	release [][]int
 	bytes   int64 // weight bytes held by the model itself (bases excluded)
+
+	joins sync.Map // *Model -> *joinInfo: how another model differs (cross-model runs)
 }
 
 // packedWeight is a weight whose base lives in the cache: each run fetches the
 // base and builds the kernels' view.
 type packedWeight struct {
-	slot   int
-	name   string // the model's tensor name
-	key    string // the base's cache key: base id, grid, form
-	shape  []int
-	rows   int
-	cols   int
-	delta  *quant.GroupPacked // nil in int8 mode
-	scale  float32
-	load   func() (*baseEntry, error)
-	dtype  graph.DType
-	wantI8 bool
+	slot  int
+	name  string // the model's tensor name
+	key   string // the base's cache key: base id, grid, form
+	shape []int
+	rows  int
+	cols  int
+	delta *quant.GroupPacked // nil in int8 mode
+	// deltaOnly is delta for a product apart from the base's (cross-model runs):
+	// its exceptions hold whole weight minus base value. delta itself when it has
+	// no exceptions.
+	deltaOnly *quant.GroupPacked
+	scale     float32
+	load      func() (*baseEntry, error)
+	dtype     graph.DType
+	wantI8    bool
 }
 
 type step struct {
@@ -224,7 +233,10 @@ func (md *Model) plan(g *graph.Graph, weights map[string]*Tensor, packed []packe
 		packed[i].slot = slot(packed[i].name)
 	}
 	md.packed = packed
-	for name, c := range g.Constants {
+	// in name order: slots are numbered the same in every load of one graph
+	// (cross-model runs compare models slot by slot)
+	for _, name := range slices.Sorted(maps.Keys(g.Constants)) {
+		c := g.Constants[name]
 		t, err := constTensor(c)
 		if err != nil {
 			return fmt.Errorf("constant %s: %w", name, err)
@@ -374,8 +386,20 @@ func tensorBytes(t *Tensor) int64 {
 // packedWeight prepares model tensor t to stay packed when it is a grid delta.
 func (md *Model) packedWeight(t *store.ManifestTensor, mode Mode, group int) (packedWeight, bool, error) {
 	gd, ok, err := md.st.GridDelta(t.ID)
-	if err != nil || !ok {
+	if err != nil {
 		return packedWeight{}, false, err
+	}
+	if !ok {
+		// In compressed mode a base stored on a grid stays as its codes too, shared
+		// through the cache with its fine-tunes (a delta-free packed weight).
+		if mode != ModeCompressed {
+			return packedWeight{}, false, nil
+		}
+		tau, ok, err := md.st.GridBase(t.ID)
+		if err != nil || !ok {
+			return packedWeight{}, false, err
+		}
+		gd = &store.GridDelta{Base: t.ID, Tau: tau}
 	}
 	shape := make([]int, len(t.Shape))
 	for i, d := range t.Shape {
@@ -395,9 +419,15 @@ func (md *Model) packedWeight(t *store.ManifestTensor, mode Mode, group int) (pa
 		scale: float32(2 * gd.Tau), dtype: t.DType,
 	}
 	base, tau, st := gd.Base, gd.Tau, md.st
-	if mode == ModeInt8 {
+	switch {
+	case mode == ModeInt8:
 		pw.wantI8 = true
-	} else {
+	case gd.Delta == nil:
+		e, err := md.cache.get(pw.key, func() (*baseEntry, error) { return loadBase(st, base, tau, false) })
+		if err != nil || e.exceptions > 0 {
+			return packedWeight{}, false, err // NaN or Inf in the base: keep it dense
+		}
+	default:
 		bits := min(quant.ChooseGroupBits(gd.Delta, group), 8)
 		if pw.delta, err = gd.Delta.PackGroups(bits, group); err != nil {
 			return packedWeight{}, false, err
@@ -406,6 +436,9 @@ func (md *Model) packedWeight(t *store.ManifestTensor, mode Mode, group int) (pa
 	}
 	wantI8 := pw.wantI8
 	pw.load = func() (*baseEntry, error) { return loadBase(st, base, tau, wantI8) }
+	if gd.Delta == nil {
+		return pw, true, nil
+	}
 	if pw.delta != nil && len(pw.delta.Exceptions) > len(gd.Delta.Exceptions) {
 		// Codes outside their group's window became exceptions holding the delta's
 		// value; the kernels override with the whole weight, so add the base's.
@@ -414,6 +447,17 @@ func (md *Model) packedWeight(t *store.ManifestTensor, mode Mode, group int) (pa
 			return packedWeight{}, false, err
 		}
 		absoluteExceptions(pw.delta, gd.Delta, e, 2*tau)
+	}
+	if pw.delta != nil {
+		pw.deltaOnly = pw.delta
+		if len(pw.delta.Exceptions) > 0 {
+			e, err := md.cache.get(pw.key, pw.load)
+			if err != nil {
+				return packedWeight{}, false, err
+			}
+			pw.deltaOnly = relativeDelta(pw.delta, e)
+			md.bytes += int64(len(pw.delta.Exceptions)) * 8
+		}
 	}
 	return pw, true, nil
 }
@@ -453,7 +497,7 @@ func loadBase(st *store.Store, id store.TensorID, tau float64, i8 bool) (*baseEn
 	for _, q := range c.Q {
 		lo, hi = min(lo, q), max(hi, q)
 	}
-	e := &baseEntry{}
+	e := &baseEntry{exceptions: len(c.Exceptions)}
 	switch {
 	case i8:
 		// int8 mode: the base alone, rescaled to int8 codes with one symmetric

@@ -1,6 +1,8 @@
 package runtime
 
 import (
+	"fmt"
+
 	"github.com/neurstore/neurstore/graph"
 	"github.com/neurstore/neurstore/kernels"
 )
@@ -68,9 +70,14 @@ func opMatMul(c *opCtx, n *graph.Node, in []*Tensor) ([]*Tensor, error) {
 		}
 		out := c.alloc.New(a.DType, shape)
 		if rows := numel(batch) * m; rows > 0 && nn > 0 {
-			kernels.MatMulPacked(out.F32, a.Floats(), rows, b.Packed, false)
+			if err := packedProduct(c, out.F32, a.Floats(), rows, b, false); err != nil {
+				return nil, err
+			}
 		}
 		return one(finish(out))
+	}
+	if b.joint != nil {
+		return nil, fmt.Errorf("%w: %s multiplies %s by a fine-tuned packed weight", ErrNotJoinable, n.Name, a.DType)
 	}
 	out := c.alloc.New(a.DType, shape)
 	switch storageOf(a.DType) {
@@ -169,6 +176,9 @@ func opGemm(c *opCtx, n *graph.Node, in []*Tensor) ([]*Tensor, error) {
 	if b.Packed != nil && (b.Packed.Rows != b.Shape[0] || b.Packed.Cols != b.Shape[1]) {
 		return nil, opErr(n, "packed weight is %dx%d, shape %v", b.Packed.Rows, b.Packed.Cols, b.Shape)
 	}
+	if b.joint != nil && (transA || storageOf(a.DType) != storeF32) {
+		return nil, fmt.Errorf("%w: %s multiplies a transposed or %s A by a fine-tuned packed weight", ErrNotJoinable, n.Name, a.DType)
+	}
 	out := c.alloc.New(a.DType, shape)
 	switch storageOf(a.DType) {
 	case storeF32:
@@ -182,7 +192,9 @@ func opGemm(c *opCtx, n *graph.Node, in []*Tensor) ([]*Tensor, error) {
 		case k == 0:
 			clear(out.F32)
 		case b.Packed != nil:
-			kernels.MatMulPacked(out.F32, av, m, b.Packed, transB)
+			if err := packedProduct(c, out.F32, av, m, b, transB); err != nil {
+				return nil, err
+			}
 		case transB:
 			kernels.MatMulT(out.F32, av, b.Floats(), m, k, nn)
 		default:

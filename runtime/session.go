@@ -179,6 +179,10 @@ func (md *Model) resolve(p *packedWeight) (*Tensor, error) {
 		k.BaseI8, k.Delta = e.i8, e.zero
 	case e.i16 != nil:
 		k.BaseI16 = e.i16
+		if k.Delta == nil {
+			// a base used alone: an all-zero delta carries the grid step
+			k.Delta = e.zeroFor(len(e.i16), p.scale)
+		}
 	default:
 		k.BaseF32 = e.f32
 	}

@@ -24,6 +24,9 @@ type Tensor struct {
 	// delta) and F32 is nil until Floats expands it. Only weights are packed; MatMul,
 	// Gemm and Conv compute on Packed directly, other ops call Floats.
 	Packed *kernels.Packed
+	// joint, set only inside a cross-model run (RunParts), is a packed weight
+	// whose base product is shared by every row and whose deltas differ by part.
+	joint *jointWeight
 }
 
 // Floats returns the float32 elements of an F32-kind tensor, expanding a packed

@@ -43,6 +43,21 @@ func (s *Store) GridDelta(id TensorID) (gd *GridDelta, ok bool, err error) {
 	return &GridDelta{Base: bid, Tau: gp.Tau, Delta: joinCodes(parts, gp.Tau)}, true, nil
 }
 
+// GridBase reports whether tensor id is a base stored on a grid (an EncGrid
+// record) and the grid's tau: GridCodes(id, tau) then gives its own codes, which
+// reconstruct it exactly (exceptions aside).
+func (s *Store) GridBase(id TensorID) (tau float64, ok bool, err error) {
+	rec, err := getRecord(s.be, id)
+	if err != nil || rec.Encoding != EncGrid {
+		return 0, false, err
+	}
+	gp, err := decodeGridParams(rec.Params)
+	if err != nil {
+		return 0, false, fmt.Errorf("tensor %s: %w", id.Short(), err)
+	}
+	return gp.Tau, true, nil
+}
+
 // GridCodes returns the codes of float tensor id on the grid of step 2*tau, whole
 // tensor: its own codes when it is a grid record of that tau, else its
 // reconstruction put on the grid (exactly what a grid delta against it adds to).

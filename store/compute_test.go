@@ -59,6 +59,33 @@ func TestGridDeltaReconstructs(t *testing.T) {
 		if _, ok, err := s.GridDelta(mustModel(t, s, "base").Tensors[0].ID); ok || err != nil {
 			t.Errorf("GridDelta of a base tensor: ok %v, err %v", ok, err)
 		}
+		// GridBase finds the base's grid records and their tau, and no delta.
+		bases := 0
+		for _, mt := range mustModel(t, s, "base").Tensors {
+			if mt.Inline() {
+				continue
+			}
+			tau, ok, err := s.GridBase(mt.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ok {
+				bases++
+				if tau != baseTau {
+					t.Errorf("GridBase of %s: tau %g, imported at %g", mt.Name, tau, baseTau)
+				}
+			}
+		}
+		if (bases > 0) != (baseTau > 0) {
+			t.Errorf("base tau %g: GridBase finds %d grid bases", baseTau, bases)
+		}
+		for _, mt := range man.Tensors {
+			if _, ok, _ := s.GridBase(mt.ID); ok && !mt.Inline() {
+				if _, ok, _ := s.GridDelta(mt.ID); ok {
+					t.Errorf("%s: GridBase and GridDelta both say yes", mt.Name)
+				}
+			}
+		}
 		for _, mt := range man.Tensors {
 			if gd, ok, _ := s.GridDelta(mt.ID); ok {
 				if _, err := s.GridCodes(mt.ID, gd.Tau); err == nil {

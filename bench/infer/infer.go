@@ -97,7 +97,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer st.Close()
+	closed := false
+	defer func() {
+		if !closed {
+			st.Close()
+		}
+	}()
 	type model struct{ family, dir string }
 	models := []model{}
 	for _, f := range benchModels {
@@ -106,9 +111,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.Big && cfg.Python != "" {
 		dir := filepath.Join(cfg.Scratch, "big")
 		cfg.logf("generating big-mlp (base + 6 fine-tunes) with %s", cfg.Python)
-		out, err := exec.CommandContext(ctx, cfg.Python, "bench/infer/make_big.py", dir, "--finetunes", "6").CombinedOutput()
-		if err != nil {
-			return nil, fmt.Errorf("make_big.py: %v\n%s", err, out)
+		if err := MakeBig(ctx, cfg.Python, dir, 6); err != nil {
+			return nil, err
 		}
 		models = append(models, model{"big-mlp", dir})
 	}
@@ -166,7 +170,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	cfg.logf("GEMV 4096x4096 fused %.1f GB/s (%.2f bytes/weight), dense f32 %.1f GB/s, memory %.1f GB/s",
 		rep.GEMV.FusedGBs, rep.GEMV.BytesPerWeight, rep.GEMV.DenseGBs, rep.GEMV.MemGBs)
 	if cfg.Bin != "" && cfg.Big && cfg.Python != "" {
-		st.Close()
+		st.Close() // the children open the store
+		closed = true
 		r, err := measureRSS(ctx, cfg)
 		if err != nil {
 			return nil, err
@@ -175,6 +180,23 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		cfg.logf("RSS: one f32 model %d MiB, six compressed fine-tunes %d MiB (%.2fx)", r.OneF32Bytes>>20, r.SixCompressedBytes>>20, r.Ratio)
 	}
 	return rep, nil
+}
+
+// MakeBig writes big-mlp (base and fine-tunes ft1..ftN as ONNX and safetensors,
+// named big-mlp-ROLE) into dir with python (which needs torch), running
+// bench/infer/make_big.py from the repository root (the working directory).
+func MakeBig(ctx context.Context, python, dir string, finetunes int) error {
+	out, err := exec.CommandContext(ctx, python, "bench/infer/make_big.py", dir, "--finetunes", fmt.Sprint(finetunes)).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("make_big.py: %v\n%s", err, out)
+	}
+	return nil
+}
+
+// ImportONNX imports the ONNX model at path into st as ref with error bound
+// tau, against base's tensors unless ref is base (replacing an existing ref).
+func ImportONNX(ctx context.Context, st *store.Store, path, ref string, tau float64, base string) error {
+	return importONNX(ctx, st, path, ref, tau, base)
 }
 
 func importONNX(ctx context.Context, st *store.Store, path, ref string, tau float64, base string) error {

@@ -78,8 +78,15 @@ func ChildRSS(ctx context.Context, st *store.Store, mode runtime.Mode, refs []st
 }
 
 // selfRSS reads VmRSS from /proc/self/status.
-func selfRSS() (int64, error) {
-	f, err := os.Open("/proc/self/status")
+func selfRSS() (int64, error) { return vmRSS("/proc/self/status") }
+
+// ProcessRSS is the resident set size of process pid, from /proc/PID/status
+// (Linux only).
+func ProcessRSS(pid int) (int64, error) { return vmRSS(fmt.Sprintf("/proc/%d/status", pid)) }
+
+// vmRSS reads VmRSS from a /proc/.../status file.
+func vmRSS(path string) (int64, error) {
+	f, err := os.Open(path)
 	if err != nil {
 		return 0, fmt.Errorf("resident memory: %w (Linux only)", err)
 	}
@@ -91,5 +98,5 @@ func selfRSS() (int64, error) {
 			return kb << 10, err
 		}
 	}
-	return 0, fmt.Errorf("resident memory: no VmRSS in /proc/self/status")
+	return 0, fmt.Errorf("resident memory: no VmRSS in %s", path)
 }

@@ -18,7 +18,7 @@ func benchCmd() *cobra.Command {
 		Use:   "bench",
 		Short: "Benchmarks: compression reports",
 	}
-	cmd.AddCommand(benchCompressCmd(), benchInferCmd(), benchRSSCmd())
+	cmd.AddCommand(benchCompressCmd(), benchInferCmd(), benchServeCmd(), benchRSSCmd())
 	return cmd
 }
 

@@ -12,7 +12,7 @@
 //     kc packed steps (the panel layouts are packA and packB's in matmul.go);
 //   - gemv{Dot,Axpy}<base>M<m>: the products with m = 1..4 rows of activations
 //     that stream the weight once, for a dense float32 weight (Dense) or a
-//     packed one whose base is F32, I16 or I8 and whose delta is decoded on the
+//     packed one whose base is F32, I16, I8 or None (a delta alone) and whose delta is decoded on the
 //     fly in registers;
 //   - decode<base>: the packed matrix's values, written out (Dense, GEMM panels);
 //   - transpose8x8AVX: 8×8 float32 block transposes (packing of transposed panels);
@@ -47,13 +47,13 @@ func main() {
 			micro(l, mr)
 		}
 		for _, op := range []int{opDot, opAxpy} {
-			for _, b := range []baseKind{dense, f32, i16, i8} {
+			for _, b := range []baseKind{dense, f32, i16, i8, none} {
 				for m := 1; m <= 4; m++ {
 					newGemv(l, op, b, m).generate()
 				}
 			}
 		}
-		for _, b := range []baseKind{f32, i16, i8} {
+		for _, b := range []baseKind{f32, i16, i8, none} {
 			newGemv(l, opDecode, b, 0).generate()
 		}
 	}
@@ -289,6 +289,10 @@ var (
 	f32   = baseKind{"F32", "float32", 4, true}
 	i16   = baseKind{"I16", "int16", 2, true}
 	i8    = baseKind{"I8", "int8", 1, true}
+	// none is a delta without a base (w = float32(u+zero)*scale): the delta
+	// half of a base product shared by several fine-tunes. Its base pointer is
+	// not read.
+	none = baseKind{"None", "int8", 0, true}
 )
 
 // gemv generates one GEMV or decode kernel.
@@ -481,7 +485,15 @@ func (g *gemv) value(k int) VecVirtual {
 		}
 		return u
 	}
-	// float32(code+u+zero)*scale
+	// float32(code+u+zero)*scale, or float32(u+zero)*scale without a base
+	if g.base == none {
+		VPADDD(g.zer, u, u)
+		VCVTDQ2PS(u, u)
+		if g.op == opDecode {
+			VMULPS(g.scale, u, u)
+		}
+		return u
+	}
 	x := l.vec()
 	if g.base == i16 {
 		VPMOVSXWD(bm, x)
@@ -498,11 +510,13 @@ func (g *gemv) value(k int) VecVirtual {
 }
 
 // scaled reports whether the products leave the scale out of the values.
-func (g *gemv) scaled() bool { return g.base == i16 || g.base == i8 }
+func (g *gemv) scaled() bool { return g.base == i16 || g.base == i8 || g.base == none }
 
 // advance moves the weight past n vectors.
 func (g *gemv) advance(n int) {
-	ADDQ(U32(n*g.l.lanes*g.base.size), g.w)
+	if g.base.size > 0 {
+		ADDQ(U32(n*g.l.lanes*g.base.size), g.w)
+	}
 	if !g.base.packed {
 		return
 	}
