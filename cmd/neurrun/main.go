@@ -60,6 +60,7 @@ embedded Pebble database. Only one process can use a store at a time.`,
 		compareCmd(),
 		benchCmd(),
 		runCmd(),
+		scoreCmd(),
 		conformanceCmd(),
 		serveCmd(),
 	)

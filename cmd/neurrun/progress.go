@@ -16,6 +16,7 @@ import (
 type progress struct {
 	w     io.Writer
 	label string
+	unit  string // what is counted, for example "rows"; "" for bytes
 	tty   bool
 	start time.Time
 
@@ -32,7 +33,16 @@ func newProgress(label string) *progress {
 	}
 }
 
-// Set records that done of total bytes are processed and redraws when due.
+// newCountProgress is newProgress for a job that counts things, such as rows,
+// rather than bytes: unit names them.
+func newCountProgress(label, unit string) *progress {
+	p := newProgress(label)
+	p.unit = unit
+	return p
+}
+
+// Set records that done of total bytes (or units) are processed and redraws
+// when due.
 func (p *progress) Set(done, total int64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -72,7 +82,8 @@ func (p *progress) drawLocked() bool {
 	return true
 }
 
-// String renders the current state: label, bar, bytes, rate and time left.
+// String renders the current state: label, bar, bytes (or units), rate and
+// time left.
 func (p *progress) String() string {
 	frac := 0.0
 	if p.total > 0 {
@@ -92,8 +103,11 @@ func (p *progress) String() string {
 	const width = 30
 	fill := int(frac * width)
 	bar := strings.Repeat("=", fill) + strings.Repeat(" ", width-fill)
-	return fmt.Sprintf("%s [%s] %3.0f%% %s/%s %s/s eta %s", p.label, bar, frac*100,
-		humanBytes(p.done), humanBytes(p.total), humanBytes(int64(rate)), eta)
+	amounts := fmt.Sprintf("%s/%s %s/s", humanBytes(p.done), humanBytes(p.total), humanBytes(int64(rate)))
+	if p.unit != "" {
+		amounts = fmt.Sprintf("%d/%d %s, %.0f %s/s", p.done, p.total, p.unit, rate, p.unit)
+	}
+	return fmt.Sprintf("%s [%s] %3.0f%% %s eta %s", p.label, bar, frac*100, amounts, eta)
 }
 
 // humanBytes formats n in binary units.

@@ -107,39 +107,7 @@ var nativeLittle = binary.NativeEndian.Uint16([]byte{1, 0}) == 1
 // shape whose byte size overflows, and data shorter than the shape needs
 // (wrapping io.ErrUnexpectedEOF).
 func Read(r io.Reader) (*Array, error) {
-	var pre [8]byte
-	if _, err := io.ReadFull(r, pre[:]); err != nil {
-		return nil, fmt.Errorf("npy: reading magic: %w", eofUnexpected(err))
-	}
-	if string(pre[:6]) != magic {
-		return nil, errors.New("npy: not a .npy file (bad magic)")
-	}
-	major, minor := pre[6], pre[7]
-	var hlen uint64
-	switch {
-	case major == 1 && minor == 0:
-		var b [2]byte
-		if _, err := io.ReadFull(r, b[:]); err != nil {
-			return nil, fmt.Errorf("npy: reading header length: %w", eofUnexpected(err))
-		}
-		hlen = uint64(binary.LittleEndian.Uint16(b[:]))
-	case (major == 2 || major == 3) && minor == 0:
-		var b [4]byte
-		if _, err := io.ReadFull(r, b[:]); err != nil {
-			return nil, fmt.Errorf("npy: reading header length: %w", eofUnexpected(err))
-		}
-		hlen = uint64(binary.LittleEndian.Uint32(b[:]))
-	default:
-		return nil, fmt.Errorf("npy: unsupported format version %d.%d (want 1.0, 2.0 or 3.0)", major, minor)
-	}
-	if hlen > MaxHeaderLen {
-		return nil, fmt.Errorf("npy: header of %d bytes (at most %d accepted)", hlen, MaxHeaderLen)
-	}
-	header := make([]byte, hlen)
-	if _, err := io.ReadFull(r, header); err != nil {
-		return nil, fmt.Errorf("npy: reading %d-byte header: %w", hlen, eofUnexpected(err))
-	}
-	dt, swap, shape, err := parseHeader(header)
+	dt, swap, shape, err := readHeader(r)
 	if err != nil {
 		return nil, err
 	}
@@ -155,6 +123,45 @@ func Read(r io.Reader) (*Array, error) {
 		swapBytes(data, dt.Size())
 	}
 	return &Array{DType: dt, Shape: shape, Data: data}, nil
+}
+
+// readHeader reads everything before the data of a .npy array: magic, version,
+// header length and header. It returns the element type, whether the data must
+// be byte-swapped to little-endian, and the shape.
+func readHeader(r io.Reader) (graph.DType, bool, []int, error) {
+	var pre [8]byte
+	if _, err := io.ReadFull(r, pre[:]); err != nil {
+		return 0, false, nil, fmt.Errorf("npy: reading magic: %w", eofUnexpected(err))
+	}
+	if string(pre[:6]) != magic {
+		return 0, false, nil, errors.New("npy: not a .npy file (bad magic)")
+	}
+	major, minor := pre[6], pre[7]
+	var hlen uint64
+	switch {
+	case major == 1 && minor == 0:
+		var b [2]byte
+		if _, err := io.ReadFull(r, b[:]); err != nil {
+			return 0, false, nil, fmt.Errorf("npy: reading header length: %w", eofUnexpected(err))
+		}
+		hlen = uint64(binary.LittleEndian.Uint16(b[:]))
+	case (major == 2 || major == 3) && minor == 0:
+		var b [4]byte
+		if _, err := io.ReadFull(r, b[:]); err != nil {
+			return 0, false, nil, fmt.Errorf("npy: reading header length: %w", eofUnexpected(err))
+		}
+		hlen = uint64(binary.LittleEndian.Uint32(b[:]))
+	default:
+		return 0, false, nil, fmt.Errorf("npy: unsupported format version %d.%d (want 1.0, 2.0 or 3.0)", major, minor)
+	}
+	if hlen > MaxHeaderLen {
+		return 0, false, nil, fmt.Errorf("npy: header of %d bytes (at most %d accepted)", hlen, MaxHeaderLen)
+	}
+	header := make([]byte, hlen)
+	if _, err := io.ReadFull(r, header); err != nil {
+		return 0, false, nil, fmt.Errorf("npy: reading %d-byte header: %w", hlen, eofUnexpected(err))
+	}
+	return parseHeader(header)
 }
 
 // ReadFile reads the .npy file at path (see Read). Bytes after the array's data
@@ -243,16 +250,27 @@ func encodeHeader(a *Array) ([]byte, error) {
 	if a == nil {
 		return nil, errors.New("npy: nil array")
 	}
-	descr, ok := descrs[a.DType]
-	if !ok {
-		return nil, fmt.Errorf("npy: element type %s has no NumPy dtype", a.DType)
-	}
-	n, err := byteSize(a.DType, a.Shape)
+	h, n, err := headerFor(a.DType, a.Shape)
 	if err != nil {
 		return nil, err
 	}
 	if uint64(len(a.Data)) != n {
 		return nil, fmt.Errorf("npy: %d data bytes for %s%s (want %d)", len(a.Data), a.DType, shapeRepr(a.Shape), n)
+	}
+	return h, nil
+}
+
+// headerFor returns what precedes the data of an array of dt and shape in the
+// file (magic, version, header length and the padded header) and the size of
+// that data in bytes.
+func headerFor(dt graph.DType, shape []int) ([]byte, uint64, error) {
+	descr, ok := descrs[dt]
+	if !ok {
+		return nil, 0, fmt.Errorf("npy: element type %s has no NumPy dtype", dt)
+	}
+	n, err := byteSize(dt, shape)
+	if err != nil {
+		return nil, 0, err
 	}
 	// numpy: "{" + "'key': repr(value), " for each key in sorted order + "}",
 	// then the growth-axis spaces.
@@ -260,10 +278,10 @@ func encodeHeader(a *Array) ([]byte, error) {
 	b.WriteString("{'descr': '")
 	b.WriteString(descr)
 	b.WriteString("', 'fortran_order': False, 'shape': ")
-	b.WriteString(shapeRepr(a.Shape))
+	b.WriteString(shapeRepr(shape))
 	b.WriteString(", }")
-	if len(a.Shape) > 0 {
-		b.WriteString(strings.Repeat(" ", growthAxisMaxDigits-len(strconv.Itoa(a.Shape[0]))))
+	if len(shape) > 0 {
+		b.WriteString(strings.Repeat(" ", growthAxisMaxDigits-len(strconv.Itoa(shape[0]))))
 	}
 	dict := b.String()
 	// magic + version + length field + dict + padding + '\n', a multiple of 64.
@@ -292,9 +310,9 @@ func encodeHeader(a *Array) ([]byte, error) {
 		for range pad {
 			out = append(out, ' ')
 		}
-		return append(out, '\n'), nil
+		return append(out, '\n'), n, nil
 	}
-	return nil, fmt.Errorf("npy: header of %d bytes for %d dimensions (at most %d)", len(dict), len(a.Shape), MaxHeaderLen)
+	return nil, 0, fmt.Errorf("npy: header of %d bytes for %d dimensions (at most %d)", len(dict), len(shape), MaxHeaderLen)
 }
 
 // shapeRepr is Python's repr of the shape tuple: (), (5,), (2, 3).

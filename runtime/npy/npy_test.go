@@ -528,6 +528,7 @@ func FuzzRead(f *testing.F) {
 	f.Add(header("{'descr': [('a', '<i4')], 'fortran_order': False, 'shape': (), }\n", nil))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		a, err := Read(bytes.NewReader(in))
+		checkReader(t, in, a, err)
 		if err != nil {
 			if a != nil {
 				t.Fatal("Read returned an array and an error")
@@ -550,6 +551,39 @@ func FuzzRead(f *testing.F) {
 			t.Fatal("Write is not deterministic")
 		}
 	})
+}
+
+// checkReader reads in through a Reader, in chunks of a size taken from in,
+// and checks that it agrees with Read, which returned a and err: the same rows
+// when Read succeeds (a scalar has none), an error when Read fails, from
+// NewReader when the header is bad, and the same error for a bad header.
+func checkReader(t *testing.T, in []byte, a *Array, err error) {
+	t.Helper()
+	rd, rerr := NewReader(bytes.NewReader(in))
+	if rerr != nil {
+		if rd != nil {
+			t.Fatal("NewReader returned a Reader and an error")
+		}
+		switch {
+		case err == nil && len(a.Shape) > 0:
+			t.Fatalf("NewReader failed where Read succeeded: %v", rerr)
+		case err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && rerr.Error() != err.Error():
+			t.Fatalf("NewReader error %q, Read error %q", rerr, err)
+		}
+		return
+	}
+	if err == nil && len(a.Shape) == 0 {
+		t.Fatal("NewReader accepted a scalar")
+	}
+	got, rowsErr := readAllRows(t, rd, 1+len(in)%5)
+	switch {
+	case err == nil && rowsErr != nil:
+		t.Fatalf("ReadRows failed where Read succeeded: %v", rowsErr)
+	case err != nil && rowsErr == nil:
+		t.Fatalf("Reader read %s%v where Read failed: %v", got.DType, got.Shape, err)
+	case err == nil && !equal(got, a):
+		t.Fatalf("Reader read %s%v, Read %s%v", got.DType, got.Shape, a.DType, a.Shape)
+	}
 }
 
 func BenchmarkRead(b *testing.B) {
