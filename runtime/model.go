@@ -80,7 +80,9 @@ type Model struct {
 	release [][]int
 	bytes   int64 // weight bytes held by the model itself (bases excluded)
 
-	joins sync.Map // *Model -> *joinInfo: how another model differs (cross-model runs)
+	joins       sync.Map // *Model -> *joinInfo: how another model differs (cross-model runs)
+	joinKeyOnce sync.Once
+	joinKey     string
 }
 
 // packedWeight is a weight whose base lives in the cache: each run fetches the

@@ -3,8 +3,11 @@ package runtime
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"reflect"
 	"slices"
@@ -134,6 +137,32 @@ func sameTensor(a, b *Tensor) bool {
 		return false
 	}
 	return bytes.Equal(a.Bytes(), b.Bytes())
+}
+
+// JoinKey is a digest of what Joinable compares but the weights' values: models
+// with different keys never join; models with equal keys usually do (Joinable
+// and RunParts decide). "" for a model without packed weights, for which a
+// cross-model run saves nothing over running the models one by one.
+func (md *Model) JoinKey() string {
+	md.joinKeyOnce.Do(func() {
+		if len(md.packed) == 0 {
+			return
+		}
+		h := sha256.New()
+		fmt.Fprintf(h, "%s %p %d %v %v\n", md.Mode, md.cache, md.nslots, md.inputs, md.outputs)
+		for _, st := range md.steps {
+			fmt.Fprintf(h, "%s %s %v %v", st.node.Op, st.node.Domain, st.in, st.out)
+			for _, k := range slices.Sorted(maps.Keys(st.node.Attrs)) {
+				fmt.Fprintf(h, " %s=%v", k, st.node.Attrs[k])
+			}
+			h.Write([]byte{'\n'})
+		}
+		for _, p := range md.packed {
+			fmt.Fprintf(h, "%d %s %d %d\n", p.slot, p.key, p.rows, p.cols)
+		}
+		md.joinKey = hex.EncodeToString(h.Sum(nil))
+	})
+	return md.joinKey
 }
 
 // rowState is what a run knows of a value's layout.

@@ -51,6 +51,9 @@ func TestRunPartsMatchesSeparateRuns(t *testing.T) {
 				if err := models["ft1"].Joinable(models["ft2"]); err != nil {
 					t.Fatal(err)
 				}
+				if k := models["ft1"].JoinKey(); k == "" || k != models["ft2"].JoinKey() || k != models["base"].JoinKey() {
+					t.Fatalf("%s: join keys %q, %q, %q", fam, k, models["ft2"].JoinKey(), models["base"].JoinKey())
+				}
 				packedDiffers := false
 				for _, p := range models["ft1"].packed {
 					packedDiffers = packedDiffers || models["ft1"].join(models["ft2"]).diff[p.slot]
@@ -130,6 +133,9 @@ func TestJoinableRefuses(t *testing.T) {
 		if err := mlp.Joinable(o); !errors.Is(err, ErrNotJoinable) {
 			t.Errorf("Joinable(%s %s, %s %s) = %v, want ErrNotJoinable", mlp.Ref, mlp.Mode, o.Ref, o.Mode, err)
 		}
+	}
+	if mlp.JoinKey() == cnn.JoinKey() || mlpF32.JoinKey() != "" {
+		t.Errorf("join keys: mlp %q, cnn %q, mlp f32 %q", mlp.JoinKey(), cnn.JoinKey(), mlpF32.JoinKey())
 	}
 	if err := mlp.Joinable(load("mlp", ModeCompressed)); err != nil {
 		t.Errorf("a second load of the same model does not join: %v", err)

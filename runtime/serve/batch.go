@@ -2,6 +2,7 @@ package serve
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,6 +21,8 @@ type job struct {
 	// share a run with others of the same key, 0 when it runs alone.
 	rows int
 	key  string
+	// m is the loaded model the request is for
+	m    *member
 	done chan result // buffered: the worker never blocks on it
 }
 
@@ -42,32 +45,48 @@ type batcher struct {
 	work  chan []*job // dispatcher -> workers
 	done  chan struct{}
 	once  sync.Once
+
+	// shared: the batcher serves a family of models (see member); users counts
+	// the loaded members (guarded by the manager's lock)
+	shared bool
+	users  int
 }
 
-func newBatcher(ref string, md model, cfg *Config, m *metrics) *batcher {
+// member is one loaded model served by a batcher. A batcher serves one model,
+// or every loaded fine-tune of one base (models with one runtime JoinKey), whose
+// requests it joins into cross-model runs.
+type member struct {
+	ref     string
+	model   model
+	retired atomic.Bool // unloaded: workers drop its runner
+}
+
+// newBatcher starts a batcher for model md (and, when shared, the other models
+// of its family: they have its inputs).
+func newBatcher(ref string, md model, cfg *Config, m *metrics, shared bool) *batcher {
 	b := &batcher{
 		ref: ref, model: md, batchable: batchable(md.Inputs()),
 		maxBatch: cfg.MaxBatch, maxDelay: cfg.MaxDelay, metrics: m,
-		queue: make(chan *job, cfg.Queue),
-		work:  make(chan []*job),
-		done:  make(chan struct{}),
+		queue:  make(chan *job, cfg.Queue),
+		work:   make(chan []*job),
+		done:   make(chan struct{}),
+		shared: shared,
 	}
-	m.queueDepth.WithLabelValues(ref).Set(0)
 	var wg sync.WaitGroup
 	for range cfg.Workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r := md.NewRunner()
+			w := &worker{runners: map[*member]runner{}}
 			for batch := range b.work {
-				b.run(r, batch)
+				b.run(w, batch)
+				w.prune()
 			}
 		}()
 	}
 	go b.dispatch()
 	go func() {
 		wg.Wait()
-		m.queueDepth.DeleteLabelValues(ref)
 		close(b.done)
 	}()
 	return b
@@ -115,7 +134,7 @@ func (b *batcher) batchKey(inputs map[string]*runtime.Tensor) (rows int, key str
 
 // submit queues j; it fails with errQueueFull when the queue is full.
 func (b *batcher) submit(j *job) error {
-	g := b.metrics.queueDepth.WithLabelValues(b.ref)
+	g := b.metrics.queueDepth.WithLabelValues(j.m.ref)
 	g.Inc()
 	select {
 	case b.queue <- j:
@@ -134,7 +153,7 @@ func (b *batcher) close() { b.once.Do(func() { close(b.queue) }) }
 func (b *batcher) take() (*job, bool) {
 	j, ok := <-b.queue
 	if ok {
-		b.metrics.queueDepth.WithLabelValues(b.ref).Dec()
+		b.metrics.queueDepth.WithLabelValues(j.m.ref).Dec()
 	}
 	return j, ok
 }
@@ -181,7 +200,7 @@ func (b *batcher) dispatch() {
 					queue = nil // closed: run what we have
 					break
 				}
-				b.metrics.queueDepth.WithLabelValues(b.ref).Dec()
+				b.metrics.queueDepth.WithLabelValues(j.m.ref).Dec()
 				if j.key == first.key && j.rows > 0 && rows+j.rows <= b.maxBatch {
 					batch = append(batch, j)
 					rows += j.rows
@@ -199,8 +218,124 @@ func (b *batcher) dispatch() {
 	}
 }
 
-// run runs one batch of jobs on r and answers each.
-func (b *batcher) run(r runner, batch []*job) {
+// worker is one worker goroutine's state: a runner per model it has run.
+type worker struct {
+	runners map[*member]runner
+}
+
+func (w *worker) runner(m *member) runner {
+	r := w.runners[m]
+	if r == nil {
+		r = m.model.NewRunner()
+		w.runners[m] = r
+	}
+	return r
+}
+
+// prune drops the runners (and their sessions' memory) of unloaded models.
+func (w *worker) prune() {
+	for m := range w.runners {
+		if m.retired.Load() {
+			delete(w.runners, m)
+		}
+	}
+}
+
+// run runs one batch of jobs and answers each: the jobs of one model as one run,
+// those of several models of a family as one cross-model run.
+func (b *batcher) run(w *worker, batch []*job) {
+	first := batch[0].m
+	for _, j := range batch[1:] {
+		if j.m != first {
+			b.runCross(w, batch)
+			return
+		}
+	}
+	b.runOwn(w.runner(first), batch)
+}
+
+// runCross runs a batch whose jobs are for several models of the batcher's
+// family as one cross-model run (runtime.Session.RunParts: the base product once,
+// each model's delta on its rows). If the models cannot share it, each model's
+// jobs run on their own.
+func (b *batcher) runCross(w *worker, batch []*job) {
+	// group by model, keeping the order of first arrival
+	slices.SortStableFunc(batch, func(x, y *job) int { return cmpFirst(batch, x.m, y.m) })
+	live := batch[:0:0]
+	for _, j := range batch {
+		if err := j.ctx.Err(); err != nil {
+			j.done <- result{err: err}
+			continue
+		}
+		live = append(live, j)
+	}
+	if len(live) == 0 {
+		return
+	}
+	pr, ok := w.runner(live[0].m).(partsRunner)
+	var parts []runtime.Part
+	rows := 0
+	for _, j := range live {
+		rm, isRuntime := j.m.model.(runtimeModel)
+		if ok = ok && isRuntime; !ok {
+			break
+		}
+		if n := len(parts); n > 0 && parts[n-1].Model == rm.Model {
+			parts[n-1].Rows += j.rows
+		} else {
+			parts = append(parts, runtime.Part{Model: rm.Model, Rows: j.rows})
+		}
+		rows += j.rows
+	}
+	if ok && len(parts) > 1 {
+		ctx, stop := allDone(live)
+		out, err := pr.RunParts(ctx, concat(b.model.Inputs(), live, rows), parts)
+		stop()
+		if err == nil {
+			if split, ok := split(out, live, rows); ok {
+				b.observe(live[0].m.ref, rows, len(live))
+				b.metrics.crossRuns.Inc()
+				for i, j := range live {
+					j.done <- result{outputs: split[i]}
+				}
+				return
+			}
+		}
+	}
+	for i := 0; i < len(live); {
+		k := i + 1
+		for k < len(live) && live[k].m == live[i].m {
+			k++
+		}
+		b.runOwn(w.runner(live[i].m), live[i:k])
+		i = k
+	}
+}
+
+// cmpFirst orders models x and y by their first job in batch.
+func cmpFirst(batch []*job, x, y *member) int {
+	if x == y {
+		return 0
+	}
+	for _, j := range batch {
+		switch j.m {
+		case x:
+			return -1
+		case y:
+			return 1
+		}
+	}
+	return 0
+}
+
+// partsRunner is a runner that runs cross-model batches; *runtime.Session is one.
+type partsRunner interface {
+	RunParts(ctx context.Context, inputs map[string]*runtime.Tensor, parts []runtime.Part) (map[string]*runtime.Tensor, error)
+}
+
+// runOwn runs one batch of one model's jobs on r (that model's runner) and
+// answers each.
+func (b *batcher) runOwn(r runner, batch []*job) {
 	live := batch[:0:0]
 	for _, j := range batch {
 		if err := j.ctx.Err(); err != nil {
@@ -221,7 +356,7 @@ func (b *batcher) run(r runner, batch []*job) {
 		rows += j.rows
 	}
 	ctx, stop := allDone(live)
-	b.observe(rows, len(live))
+	b.observe(live[0].m.ref, rows, len(live))
 	out, err := r.Run(ctx, concat(b.model.Inputs(), live, rows))
 	stop()
 	if err == nil {
@@ -240,14 +375,14 @@ func (b *batcher) run(r runner, batch []*job) {
 }
 
 func (b *batcher) runAlone(r runner, j *job) {
-	b.observe(max(j.rows, 1), 1)
+	b.observe(j.m.ref, max(j.rows, 1), 1)
 	out, err := r.Run(j.ctx, j.inputs)
 	j.done <- result{outputs: out, err: err}
 }
 
-func (b *batcher) observe(rows, requests int) {
-	b.metrics.batchRows.WithLabelValues(b.ref).Observe(float64(rows))
-	b.metrics.batchRequests.WithLabelValues(b.ref).Observe(float64(requests))
+func (b *batcher) observe(ref string, rows, requests int) {
+	b.metrics.batchRows.WithLabelValues(ref).Observe(float64(rows))
+	b.metrics.batchRequests.WithLabelValues(ref).Observe(float64(requests))
 }
 
 // allDone returns a context that is cancelled once every job's context is done,

@@ -25,9 +25,10 @@ type manager struct {
 	loading chan struct{}
 
 	mu       sync.Mutex
-	models   map[string]*entry // by "name:tag"
-	removing map[string]bool   // refs being deleted: not loadable meanwhile
-	tick     int64             // LRU clock
+	models   map[string]*entry   // by "name:tag"
+	removing map[string]bool     // refs being deleted: not loadable meanwhile
+	families map[string]*batcher // shared batchers by runtime.Model.JoinKey: models that may share runs
+	tick     int64               // LRU clock
 	closed   bool
 }
 
@@ -39,7 +40,11 @@ type entry struct {
 	m     model
 	err   error
 	bytes int64
-	b     *batcher
+	b     *batcher // the model's, or its family's (shared)
+	mem   *member
+	idle  chan struct{} // closed once retired and no request holds it
+	// stopsBatcher: e was the batcher's last user; b.done closes once it stopped
+	stopsBatcher bool
 
 	// guarded by manager.mu
 	inflight int   // requests holding the entry
@@ -49,7 +54,7 @@ type entry struct {
 
 func newManager(be backend, cfg *Config, m *metrics, log *slog.Logger) *manager {
 	return &manager{be: be, cfg: cfg, metrics: m, log: log, loading: make(chan struct{}, 1),
-		models: map[string]*entry{}, removing: map[string]bool{}}
+		models: map[string]*entry{}, removing: map[string]bool{}, families: map[string]*batcher{}}
 }
 
 // canonical checks ref and returns it as "name:tag".
@@ -87,7 +92,7 @@ func (mg *manager) acquire(ctx context.Context, ref string) (*entry, error) {
 	}
 	e := mg.models[ref]
 	if e == nil {
-		e = &entry{ref: ref, loaded: make(chan struct{})}
+		e = &entry{ref: ref, loaded: make(chan struct{}), idle: make(chan struct{})}
 		mg.models[ref] = e
 		go mg.load(e)
 	}
@@ -114,9 +119,34 @@ func (mg *manager) release(e *entry) {
 	e.inflight--
 	mg.tick++
 	e.lastUse = mg.tick
-	if e.retired && e.inflight == 0 && e.b != nil {
-		e.b.close()
+	if e.retired && e.inflight == 0 {
+		mg.finishLocked(e)
 	}
+}
+
+// finishLocked ends a retired entry that no request holds: its model leaves its
+// batcher, which closes (after running what it holds) when it was the last.
+func (mg *manager) finishLocked(e *entry) {
+	select {
+	case <-e.idle:
+		return // done already
+	default:
+	}
+	if e.b != nil {
+		e.mem.retired.Store(true)
+		mg.metrics.queueDepth.DeleteLabelValues(e.ref)
+		e.b.users--
+		if e.b.users == 0 {
+			for k, b := range mg.families {
+				if b == e.b {
+					delete(mg.families, k)
+				}
+			}
+			e.stopsBatcher = true
+			e.b.close()
+		}
+	}
+	close(e.idle)
 }
 
 // load loads e's model, warms it up and makes room for it in the budget.
@@ -149,7 +179,23 @@ func (mg *manager) load(e *entry) {
 		return
 	}
 	e.m, e.bytes = md, md.WeightBytes()
-	e.b = newBatcher(e.ref, md, mg.cfg, mg.metrics)
+	// fine-tunes of one base share a batcher, which joins their requests
+	key := ""
+	if jk, ok := md.(interface{ JoinKey() string }); ok {
+		key = jk.JoinKey()
+	}
+	if key != "" {
+		e.b = mg.families[key]
+	}
+	if e.b == nil {
+		e.b = newBatcher(e.ref, md, mg.cfg, mg.metrics, key != "")
+		if key != "" {
+			mg.families[key] = e.b
+		}
+	}
+	e.b.users++
+	e.mem = &member{ref: e.ref, model: md}
+	mg.metrics.queueDepth.WithLabelValues(e.ref).Set(0)
 	mg.metrics.loads.Inc()
 	mg.log.Info("loaded model", "model", e.ref, "weight_bytes", e.bytes, "batching", e.b.batchable)
 	close(e.loaded)
@@ -226,8 +272,8 @@ func (mg *manager) retireLocked(e *entry) {
 		delete(mg.models, e.ref)
 	}
 	e.retired = true
-	if e.inflight == 0 && e.b != nil {
-		e.b.close()
+	if e.inflight == 0 {
+		mg.finishLocked(e)
 	}
 }
 
@@ -247,7 +293,12 @@ func (mg *manager) unload(ctx context.Context, ref string) bool {
 	case <-ctx.Done():
 		return true
 	}
-	if e.b != nil {
+	select {
+	case <-e.idle:
+	case <-ctx.Done():
+		return true
+	}
+	if e.stopsBatcher {
 		select {
 		case <-e.b.done:
 		case <-ctx.Done():
@@ -328,7 +379,12 @@ func (mg *manager) close(ctx context.Context) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		if e.b == nil {
+		select {
+		case <-e.idle:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if !e.stopsBatcher {
 			continue
 		}
 		select {

@@ -19,6 +19,7 @@ type metrics struct {
 	latency       *prometheus.HistogramVec // model
 	batchRows     *prometheus.HistogramVec // model
 	batchRequests *prometheus.HistogramVec // model
+	crossRuns     prometheus.Counter       // runs that joined several models' requests
 	queueDepth    *prometheus.GaugeVec     // model
 	loads         prometheus.Counter
 	evictions     prometheus.Counter
@@ -54,6 +55,10 @@ func newMetrics(cache func() runtime.CacheStats, loaded func() (int, int64)) *me
 			Help:    "Requests served per model run, by model.",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 11),
 		}, []string{"model"}),
+		crossRuns: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "neurstore_cross_model_runs_total",
+			Help: "Runs that joined requests for several fine-tunes of one base (base product computed once).",
+		}),
 		queueDepth: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "neurstore_queue_depth",
 			Help: "Inference requests waiting in a loaded model's queue.",
@@ -67,7 +72,7 @@ func newMetrics(cache func() runtime.CacheStats, loaded func() (int, int64)) *me
 			Help: "Idle models unloaded to keep the loaded weights within the memory budget.",
 		}),
 	}
-	m.reg.MustRegister(m.requests, m.errors, m.latency, m.batchRows, m.batchRequests, m.queueDepth, m.loads, m.evictions,
+	m.reg.MustRegister(m.requests, m.errors, m.latency, m.batchRows, m.batchRequests, m.crossRuns, m.queueDepth, m.loads, m.evictions,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "neurstore_loaded_models",
 			Help: "Models loaded in memory.",

@@ -516,7 +516,7 @@ func (s *Server) infer(w http.ResponseWriter, r *http.Request) {
 		writeError(rec, err)
 		return
 	}
-	j := &job{ctx: ctx, inputs: inputs, done: make(chan result, 1)}
+	j := &job{ctx: ctx, inputs: inputs, m: e.mem, done: make(chan result, 1)}
 	j.rows, j.key = e.b.batchKey(inputs)
 	if err := e.b.submit(j); err != nil {
 		writeError(rec, err)
