@@ -6,6 +6,7 @@ STORE    ?= ./neurstore-data
 OUT      ?= out/demo
 FUZZTIME ?= 2m
 FAMILY   := testdata/family
+ADDR     ?= 127.0.0.1:8080
 
 .PHONY: all build demo test fuzz bench clean
 
@@ -15,7 +16,9 @@ build:
 	$(GO) build -o $(BIN) ./cmd/neurrun
 
 # The main job: import the committed model family into the embedded store, print
-# the store's sizes, export every model and check it bit for bit against its source.
+# the store's sizes, export every model and check it bit for bit against its
+# source, then serve the store over HTTP until Ctrl-C (a curl call to try is
+# printed first).
 demo: build
 	@mkdir -p $(OUT)
 	@set -e; for f in $(FAMILY)/*.safetensors $(FAMILY)/*.onnx $(FAMILY)/text-tiny-base-sharded; do \
@@ -28,6 +31,11 @@ demo: build
 		printf '%-40s ' "$$n"; $(BIN) compare "$$f" "$(OUT)/$$n"; \
 	done
 	$(BIN) --store $(STORE) verify
+	@echo
+	@echo "Serving $(STORE) on http://$(ADDR) (Ctrl-C stops it). Try, from another shell:"
+	@echo "  curl -s http://$(ADDR)/v2/models/digits-mlp-ft1.onnx/infer -d @testdata/demo/digits-request.json"
+	@echo
+	$(BIN) --store $(STORE) serve --addr $(ADDR) --preload digits-mlp-ft1.onnx
 
 # The tests, as CI runs them (.ci/run).
 test:

@@ -24,7 +24,8 @@ import (
 // several such models (Part) and computes it in one pass: for a MatMul or Gemm on a
 // packed weight the base product is computed once for every row and each model's
 // delta product (kernels.Packed without a base) is added to its own rows, the idea
-// of DeltaZip's and Punica's batched fine-tune kernels. Steps that read a weight
+// of DeltaZip's and Punica's batched fine-tune kernels (on the CPU only while the
+// batch is small; see splitRowsPerPart). Steps that read a weight
 // that differs between the models (a fine-tuned bias, a norm's scale) run once per
 // part on that part's rows; every other step runs once for the whole batch.
 //
@@ -354,11 +355,12 @@ func (md *Model) jointWeight(k int, parts []Part, resolved [][]*Tensor) (*Tensor
 		return nil, fmt.Errorf("%w: weight %s has an int8 base", ErrNotJoinable, md.packed[k].name)
 	}
 	j := &jointWeight{base: base}
-	for _, p := range parts {
+	for i, p := range parts {
+		jp := jointPart{s0: j.samples, s1: j.samples + p.Rows, whole: resolved[i][k].Packed}
 		if d := p.Model.packed[k].deltaOnly; d != nil { // nil: the base model itself
-			j.parts = append(j.parts, jointPart{s0: j.samples, s1: j.samples + p.Rows,
-				delta: &kernels.Packed{Rows: p0.Rows, Cols: p0.Cols, Delta: d}})
+			jp.delta = &kernels.Packed{Rows: p0.Rows, Cols: p0.Cols, Delta: d}
 		}
+		j.parts = append(j.parts, jp)
 		j.samples += p.Rows
 	}
 	return &Tensor{DType: resolved[0][k].DType, Shape: resolved[0][k].Shape, Packed: p0, joint: j}, nil
@@ -371,11 +373,23 @@ type jointWeight struct {
 	samples int
 }
 
-// jointPart is the delta of samples [s0, s1).
+// jointPart is the weight of samples [s0, s1).
 type jointPart struct {
 	s0, s1 int
-	delta  *kernels.Packed // the part's delta alone (kernels.Packed without a base)
+	delta  *kernels.Packed // the part's delta alone (kernels.Packed without a base); nil: none
+	whole  *kernels.Packed // the part's base + delta
 }
+
+// splitRowsPerPart bounds the rows for which a shared base product pays. The
+// split computes the base product once but adds a delta product of the same
+// arithmetic for every row: it saves reading the base V-1 times (V models) and
+// costs one more multiply-add per weight and row. On the CPU a weight byte
+// streamed costs about what a few multiply-adds on it do, so the split is used
+// while rows <= splitRowsPerPart * (V-1); above that each part multiplies its
+// own rows by its own base + delta (fused), reading the cached base once each.
+// (A GPU's ratio of arithmetic to bandwidth is far higher: there the split
+// always pays.)
+const splitRowsPerPart = 4
 
 // packedProduct computes out = a·W (W [k×n]) or a·Wᵀ for rows rows of a, W a
 // packed weight. For a joint weight the base product covers every row and each
@@ -395,6 +409,13 @@ func packedProduct(c *opCtx, out, a []float32, rows int, w *Tensor, transposed b
 	if transposed {
 		k, n = n, k
 	}
+	if rows > splitRowsPerPart*(len(j.parts)-1) {
+		for _, p := range j.parts {
+			r0, r1 := p.s0*per, p.s1*per
+			kernels.MatMulPacked(out[r0*n:r1*n], a[r0*k:r1*k], r1-r0, p.whole, transposed)
+		}
+		return nil
+	}
 	kernels.MatMulPacked(out, a, rows, j.base, transposed)
 	most := 0
 	for _, p := range j.parts {
@@ -402,6 +423,9 @@ func packedProduct(c *opCtx, out, a []float32, rows int, w *Tensor, transposed b
 	}
 	tmp := c.alloc.New(graph.F32, []int{most * per * n})
 	for _, p := range j.parts {
+		if p.delta == nil {
+			continue
+		}
 		r0, r1 := p.s0*per, p.s1*per
 		t := tmp.F32[:(r1-r0)*n]
 		kernels.MatMulPacked(t, a[r0*k:r1*k], r1-r0, p.delta, transposed)

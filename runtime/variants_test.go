@@ -32,6 +32,7 @@ func TestRunPartsMatchesSeparateRuns(t *testing.T) {
 			importFile(t, s, filepath.Join(familyDir, fam+"-"+ft+".onnx"), ft, 1e-3, "base")
 		}
 		x := readNpy(t, filepath.Join(familyDir, "ref", fam+"-ft1.input.npy"))
+		x = concatRows([]*Tensor{x, x, x, x, x, x})
 		n := x.Shape[0]
 		if n < 4 {
 			t.Fatalf("%s: reference input has %d rows", fam, n)
@@ -62,40 +63,47 @@ func TestRunPartsMatchesSeparateRuns(t *testing.T) {
 					t.Fatalf("%s: no packed weight differs between fine-tunes", fam)
 				}
 			}
-			// parts of 1 to 3 samples, a model twice, the primary not first
-			plan := []struct {
+			// parts of 1 to 3 samples, a model twice, the primary not first (the
+			// base product shared); then two parts of many rows (each part's
+			// rows through its own base + delta)
+			type share struct {
 				ref  string
 				rows int
-			}{{"ft2", 2}, {"ft1", 1}, {"base", 3}, {"ft3", 1}, {"ft2", 1}}
-			var parts []Part
-			var pieces []*Tensor
-			at := 0
-			for _, p := range plan {
-				s0 := at % (n - p.rows + 1)
-				pieces = append(pieces, rowsOf(x, s0, s0+p.rows))
-				parts = append(parts, Part{Model: models[p.ref], Rows: p.rows})
-				at += p.rows
 			}
-			joint := concatRows(pieces)
-			primary := models["ft1"]
-			out, err := primary.NewSession().RunParts(context.Background(), map[string]*Tensor{primary.Inputs()[0].Name: joint}, parts)
-			if err != nil {
-				t.Fatalf("%s %s: %v", fam, mode, err)
-			}
-			y := out[primary.Outputs()[0].Name]
-			s0 := 0
-			worst := 0.0
-			for i, p := range parts {
-				want := runOne(t, p.Model, pieces[i])
-				got := rowsOf(y, s0, s0+p.Rows)
-				if e := relL2(got.F32, want.F32); !(e <= 1e-5) {
-					t.Errorf("%s %s: part %d (%s, %d rows): relative L2 %.3g against its own run", fam, mode, i, plan[i].ref, p.Rows, e)
-				} else {
-					worst = max(worst, e)
+			for _, plan := range [][]share{
+				{{"ft2", 2}, {"ft1", 1}, {"base", 3}, {"ft3", 1}, {"ft2", 1}},
+				{{"ft3", 11}, {"base", 9}},
+			} {
+				var parts []Part
+				var pieces []*Tensor
+				at := 0
+				for _, p := range plan {
+					s0 := at % (n - p.rows + 1)
+					pieces = append(pieces, rowsOf(x, s0, s0+p.rows))
+					parts = append(parts, Part{Model: models[p.ref], Rows: p.rows})
+					at += p.rows
 				}
-				s0 += p.Rows
+				joint := concatRows(pieces)
+				primary := models["ft1"]
+				out, err := primary.NewSession().RunParts(context.Background(), map[string]*Tensor{primary.Inputs()[0].Name: joint}, parts)
+				if err != nil {
+					t.Fatalf("%s %s: %v", fam, mode, err)
+				}
+				y := out[primary.Outputs()[0].Name]
+				s0 := 0
+				worst := 0.0
+				for i, p := range parts {
+					want := runOne(t, p.Model, pieces[i])
+					got := rowsOf(y, s0, s0+p.Rows)
+					if e := relL2(got.F32, want.F32); !(e <= 1e-5) {
+						t.Errorf("%s %s: part %d (%s, %d rows): relative L2 %.3g against its own run", fam, mode, i, plan[i].ref, p.Rows, e)
+					} else {
+						worst = max(worst, e)
+					}
+					s0 += p.Rows
+				}
+				t.Logf("%s %s: %d parts, worst relative L2 against separate runs %.3g", fam, mode, len(parts), worst)
 			}
-			t.Logf("%s %s: %d parts, worst relative L2 against separate runs %.3g", fam, mode, len(parts), worst)
 			cache.Close()
 		}
 	}

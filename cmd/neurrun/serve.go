@@ -60,7 +60,10 @@ Models load on first use (or at start with --preload) and stay loaded while
 their weights fit --memory-bytes; the least recently used idle model is unloaded
 to make room. Requests for one model arriving within --max-delay are run
 together, joined along the first (batch) dimension up to --max-batch rows, by
---workers sessions per model. Each model queues at most --queue requests (more
+--workers sessions per model. Fine-tunes of one base loaded in compressed mode
+share one queue and workers: a run holding requests for several of them is one
+cross-model run, the base product computed once for all rows and each model's
+delta product added to its own. Each model queues at most --queue requests (more
 answer 429); a request that takes longer than --timeout answers 504 and its run
 is cancelled.
 
