@@ -133,11 +133,13 @@ func prefetch(w *Packed, f0, n int) {
 		base = (*byte)(unsafe.Pointer(unsafe.SliceData(w.BaseF32)))
 	case w.BaseI16 != nil:
 		base, size = (*byte)(unsafe.Pointer(unsafe.SliceData(w.BaseI16))), 2
-	default:
+	case w.BaseI8 != nil:
 		base, size = (*byte)(unsafe.Pointer(unsafe.SliceData(w.BaseI8))), 1
 	}
 	// a prefetch never faults: the range may pass the arrays' ends
-	prefetchT0((*byte)(unsafe.Add(unsafe.Pointer(base), f0*size)), n*size)
+	if base != nil { // nil: a delta without a base
+		prefetchT0((*byte)(unsafe.Add(unsafe.Pointer(base), f0*size)), n*size)
+	}
 	if d != nil {
 		prefetchT0((*byte)(unsafe.Add(unsafe.Pointer(unsafe.SliceData(d.Data)), f0*d.Bits/8)), n*d.Bits/8+1)
 	}
