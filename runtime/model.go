@@ -421,25 +421,23 @@ func (md *Model) packedWeight(t *store.ManifestTensor, mode Mode, group int) (pa
 		scale: float32(2 * gd.Tau), dtype: t.DType,
 	}
 	base, tau, st := gd.Base, gd.Tau, md.st
+	pw.wantI8 = mode == ModeInt8
+	wantI8 := pw.wantI8
+	pw.load = func() (*baseEntry, error) { return loadBase(st, base, tau, wantI8) }
 	switch {
 	case mode == ModeInt8:
-		pw.wantI8 = true
 	case gd.Delta == nil:
-		e, err := md.cache.get(pw.key, func() (*baseEntry, error) { return loadBase(st, base, tau, false) })
+		e, err := md.cache.get(pw.key, pw.load)
 		if err != nil || e.exceptions > 0 {
 			return packedWeight{}, false, err // NaN or Inf in the base: keep it dense
 		}
+		return pw, true, nil
 	default:
 		bits := min(quant.ChooseGroupBits(gd.Delta, group), 8)
 		if pw.delta, err = gd.Delta.PackGroups(bits, group); err != nil {
 			return packedWeight{}, false, err
 		}
 		md.bytes += int64(len(pw.delta.Data)) + int64(len(pw.delta.Zero))*4 + int64(len(pw.delta.Exceptions))*8
-	}
-	wantI8 := pw.wantI8
-	pw.load = func() (*baseEntry, error) { return loadBase(st, base, tau, wantI8) }
-	if gd.Delta == nil {
-		return pw, true, nil
 	}
 	if pw.delta != nil && len(pw.delta.Exceptions) > len(gd.Delta.Exceptions) {
 		// Codes outside their group's window became exceptions holding the delta's

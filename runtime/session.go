@@ -33,22 +33,8 @@ func (s *Session) Run(ctx context.Context, inputs map[string]*Tensor) (map[strin
 	vals := s.vals
 	copy(vals, md.static)
 	defer clear(vals)
-	for i, in := range md.Graph.Inputs {
-		t, ok := inputs[in.Name]
-		if !ok {
-			return nil, fmt.Errorf("runtime: %s: missing input %q", md.Ref, in.Name)
-		}
-		if err := checkInput(in, t); err != nil {
-			return nil, fmt.Errorf("runtime: %s: %w", md.Ref, err)
-		}
-		vals[md.inputs[i]] = t
-	}
-	if len(inputs) != len(md.Graph.Inputs) {
-		for name := range inputs {
-			if _, ok := md.names[name]; !ok || !isInput(md.Graph, name) {
-				return nil, fmt.Errorf("runtime: %s: unknown input %q", md.Ref, name)
-			}
-		}
+	if err := md.bindInputs(vals, inputs); err != nil {
+		return nil, err
 	}
 	for i := range md.packed {
 		t, err := md.resolve(&md.packed[i])
@@ -99,6 +85,28 @@ func (s *Session) Run(ctx context.Context, inputs map[string]*Tensor) (map[strin
 	}
 	s.arena.reset()
 	return out, nil
+}
+
+// bindInputs checks inputs against the graph's and puts them in their slots.
+func (md *Model) bindInputs(vals []*Tensor, inputs map[string]*Tensor) error {
+	for i, in := range md.Graph.Inputs {
+		t, ok := inputs[in.Name]
+		if !ok {
+			return fmt.Errorf("runtime: %s: missing input %q", md.Ref, in.Name)
+		}
+		if err := checkInput(in, t); err != nil {
+			return fmt.Errorf("runtime: %s: %w", md.Ref, err)
+		}
+		vals[md.inputs[i]] = t
+	}
+	if len(inputs) != len(md.Graph.Inputs) {
+		for name := range inputs {
+			if _, ok := md.names[name]; !ok || !isInput(md.Graph, name) {
+				return fmt.Errorf("runtime: %s: unknown input %q", md.Ref, name)
+			}
+		}
+	}
+	return nil
 }
 
 func isInput(g *graph.Graph, name string) bool {

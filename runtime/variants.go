@@ -211,18 +211,13 @@ func (s *Session) RunParts(ctx context.Context, inputs map[string]*Tensor, parts
 	copy(vals, md.static)
 	defer clear(vals)
 	state := make([]rowState, md.nslots)
+	if err := md.bindInputs(vals, inputs); err != nil {
+		return nil, err
+	}
 	for i, in := range md.Graph.Inputs {
-		t, ok := inputs[in.Name]
-		if !ok {
-			return nil, fmt.Errorf("runtime: %s: missing input %q", md.Ref, in.Name)
-		}
-		if err := checkInput(in, t); err != nil {
-			return nil, fmt.Errorf("runtime: %s: %w", md.Ref, err)
-		}
-		if len(t.Shape) == 0 || t.Shape[0] != samples {
+		if t := vals[md.inputs[i]]; len(t.Shape) == 0 || t.Shape[0] != samples {
 			return nil, fmt.Errorf("runtime: %s: input %q has shape %v for %d samples", md.Ref, in.Name, t.Shape, samples)
 		}
-		vals[md.inputs[i]] = t
 		state[md.inputs[i]] = stateRows
 	}
 	if len(parts) == 1 && parts[0].Model == md {
@@ -231,8 +226,14 @@ func (s *Session) RunParts(ctx context.Context, inputs map[string]*Tensor, parts
 	}
 	// per part: its model's packed weights, resolved once
 	resolved := make([][]*Tensor, len(parts))
+	byModel := make(map[*Model][]*Tensor, len(parts))
 	for i, p := range parts {
+		if r, ok := byModel[p.Model]; ok {
+			resolved[i] = r
+			continue
+		}
 		resolved[i] = make([]*Tensor, len(md.packed))
+		byModel[p.Model] = resolved[i]
 		for k := range md.packed {
 			t, err := p.Model.resolve(&p.Model.packed[k])
 			if err != nil {
@@ -299,9 +300,10 @@ func (s *Session) RunParts(ctx context.Context, inputs map[string]*Tensor, parts
 		for j, sl := range st.out {
 			if sl >= 0 && j < len(outs) {
 				vals[sl] = outs[j]
-				state[sl] = outState(st.node, ins, insState, outs[j], samples, md.Graph.Opset)
-				if perPart && outs[j] != nil {
-					state[sl] = stateRows // stepParts checked it
+				if perPart {
+					state[sl] = stateRows // stepParts and gemmParts checked it
+				} else {
+					state[sl] = outState(st.node, ins, insState, outs[j], samples, md.Graph.Opset)
 				}
 			}
 		}

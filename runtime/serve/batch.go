@@ -46,9 +46,10 @@ type batcher struct {
 	done  chan struct{}
 	once  sync.Once
 
-	// shared: the batcher serves a family of models (see member); users counts
-	// the loaded members (guarded by the manager's lock)
-	shared bool
+	// family is the JoinKey of the models the batcher serves (see member), ""
+	// for a batcher of one model; users counts the loaded members (guarded by
+	// the manager's lock)
+	family string
 	users  int
 }
 
@@ -61,16 +62,16 @@ type member struct {
 	retired atomic.Bool // unloaded: workers drop its runner
 }
 
-// newBatcher starts a batcher for model md (and, when shared, the other models
-// of its family: they have its inputs).
-func newBatcher(ref string, md model, cfg *Config, m *metrics, shared bool) *batcher {
+// newBatcher starts a batcher for model md (and, when family is a JoinKey, the
+// other models of that family: they have its inputs).
+func newBatcher(ref string, md model, cfg *Config, m *metrics, family string) *batcher {
 	b := &batcher{
 		ref: ref, model: md, batchable: batchable(md.Inputs()),
 		maxBatch: cfg.MaxBatch, maxDelay: cfg.MaxDelay, metrics: m,
 		queue:  make(chan *job, cfg.Queue),
 		work:   make(chan []*job),
 		done:   make(chan struct{}),
-		shared: shared,
+		family: family,
 	}
 	var wg sync.WaitGroup
 	for range cfg.Workers {
@@ -260,7 +261,13 @@ func (b *batcher) run(w *worker, batch []*job) {
 // jobs run on their own.
 func (b *batcher) runCross(w *worker, batch []*job) {
 	// group by model, keeping the order of first arrival
-	slices.SortStableFunc(batch, func(x, y *job) int { return cmpFirst(batch, x.m, y.m) })
+	first := map[*member]int{}
+	for i, j := range batch {
+		if _, ok := first[j.m]; !ok {
+			first[j.m] = i
+		}
+	}
+	slices.SortStableFunc(batch, func(x, y *job) int { return first[x.m] - first[y.m] })
 	live := batch[:0:0]
 	for _, j := range batch {
 		if err := j.ctx.Err(); err != nil {
@@ -310,22 +317,6 @@ func (b *batcher) runCross(w *worker, batch []*job) {
 		b.runOwn(w.runner(live[i].m), live[i:k])
 		i = k
 	}
-}
-
-// cmpFirst orders models x and y by their first job in batch.
-func cmpFirst(batch []*job, x, y *member) int {
-	if x == y {
-		return 0
-	}
-	for _, j := range batch {
-		switch j.m {
-		case x:
-			return -1
-		case y:
-			return 1
-		}
-	}
-	return 0
 }
 
 // partsRunner is a runner that runs cross-model batches; *runtime.Session is one.

@@ -137,10 +137,8 @@ func (mg *manager) finishLocked(e *entry) {
 		mg.metrics.queueDepth.DeleteLabelValues(e.ref)
 		e.b.users--
 		if e.b.users == 0 {
-			for k, b := range mg.families {
-				if b == e.b {
-					delete(mg.families, k)
-				}
+			if mg.families[e.b.family] == e.b {
+				delete(mg.families, e.b.family)
 			}
 			e.stopsBatcher = true
 			e.b.close()
@@ -188,7 +186,7 @@ func (mg *manager) load(e *entry) {
 		e.b = mg.families[key]
 	}
 	if e.b == nil {
-		e.b = newBatcher(e.ref, md, mg.cfg, mg.metrics, key != "")
+		e.b = newBatcher(e.ref, md, mg.cfg, mg.metrics, key)
 		if key != "" {
 			mg.families[key] = e.b
 		}
