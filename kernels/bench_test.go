@@ -153,3 +153,39 @@ func sumWords(x []uint64) uint64 {
 	}
 	return s0 + s1 + s2 + s3
 }
+
+// BenchmarkMatMulSmallM times the products of the batch sizes a server sees
+// (a few rows) against a 2048×2048 weight, dense and packed (6-bit delta over
+// an int16 base, and a delta alone), and reports the time per activation row:
+// where the GEMV kernels (up to gemvMaxM rows) and the GEMM cross over.
+func BenchmarkMatMulSmallM(b *testing.B) {
+	rng := rand.New(rand.NewPCG(2, 2))
+	const k, n = 2048, 2048
+	dense := randMat(rng, k*n)
+	for _, base := range []string{"dense", "i16", "none"} {
+		var w *Packed
+		if base != "dense" {
+			w = randPacked(rng, k, n, base, 6, 64, 16)
+		}
+		for _, m := range []int{1, 4, 5, 8, 9, 16, 32} {
+			a := randMat(rng, m*k)
+			c := make([]float32, m*n)
+			for _, trans := range []bool{false, true} {
+				name := fmt.Sprintf("%s/m%d", base, m)
+				if trans {
+					name += "/T"
+				}
+				b.Run(name, func(b *testing.B) {
+					for b.Loop() {
+						if w == nil {
+							matMul(c, a, dense, m, k, n, trans)
+						} else {
+							matMulPacked(c, a, m, w, trans)
+						}
+					}
+					b.ReportMetric(b.Elapsed().Seconds()*1e6/float64(b.N)/float64(m), "us/row")
+				})
+			}
+		}
+	}
+}

@@ -23,10 +23,10 @@ import (
 // exported functions use; the tests switch it to check every level.
 
 const (
-	gemvMaxM = 4   // products with at most this many rows run as GEMV
-	gemmKC   = 256 // reduction steps per packed panel
-	gemmMC   = 256 // rows of a task, at most (rounded down to the level's mr)
-	gemmNC   = 512 // columns of a task, at most (a multiple of every nr)
+	gemvMaxM = 8   // products with at most this many rows run as GEMV
+	gemmKC        = 256 // reduction steps per packed panel
+	gemmMC        = 256 // rows of a task, at most (rounded down to the level's mr)
+	gemmNC        = 512 // columns of a task, at most (a multiple of every nr)
 
 	// parallelFlops is the work (2*m*k*n) under which a product stays on the
 	// caller's goroutine.

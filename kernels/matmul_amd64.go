@@ -14,14 +14,15 @@ import (
 //go:generate go run -C _gen/matmul . -out ../../matmul_amd64.s -stubs ../../matmul_amd64_stubs.go -pkg kernels
 
 // matSIMDLevels returns the assembly levels this CPU runs, slowest first: AVX2
-// with FMA, then AVX-512 (which uses AVX2 and FMA instructions too). x/sys/cpu
+// with FMA, then AVX-512 (F, BW and VL: the kernels use EVEX forms of 256-bit
+// and byte instructions on registers above 15, and AVX2 and FMA too). x/sys/cpu
 // reports AVX-512 only where the OS saves its registers.
 func matSIMDLevels() []*matLevel {
 	if !cpu.X86.HasAVX2 || !cpu.X86.HasFMA {
 		return nil
 	}
 	levels := []*matLevel{avx2Kernels.level()}
-	if cpu.X86.HasAVX512F {
+	if cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512VL {
 		levels = append(levels, avx512Kernels.level())
 	}
 	return levels
@@ -61,24 +62,34 @@ var avx512Kernels = &asmKernels{
 	micro: []microFn{gemm1x32AVX512, gemm2x32AVX512, gemm3x32AVX512, gemm4x32AVX512,
 		gemm5x32AVX512, gemm6x32AVX512, gemm7x32AVX512, gemm8x32AVX512},
 	dense: [2][gemvMaxM]denseFn{
-		{gemvDotDenseM1AVX512, gemvDotDenseM2AVX512, gemvDotDenseM3AVX512, gemvDotDenseM4AVX512},
-		{gemvAxpyDenseM1AVX512, gemvAxpyDenseM2AVX512, gemvAxpyDenseM3AVX512, gemvAxpyDenseM4AVX512},
+		{gemvDotDenseM1AVX512, gemvDotDenseM2AVX512, gemvDotDenseM3AVX512, gemvDotDenseM4AVX512,
+			gemvDotDenseM5AVX512, gemvDotDenseM6AVX512, gemvDotDenseM7AVX512, gemvDotDenseM8AVX512},
+		{gemvAxpyDenseM1AVX512, gemvAxpyDenseM2AVX512, gemvAxpyDenseM3AVX512, gemvAxpyDenseM4AVX512,
+			gemvAxpyDenseM5AVX512, gemvAxpyDenseM6AVX512, gemvAxpyDenseM7AVX512, gemvAxpyDenseM8AVX512},
 	},
 	f32: [2][gemvMaxM]packedF32{
-		{gemvDotF32M1AVX512, gemvDotF32M2AVX512, gemvDotF32M3AVX512, gemvDotF32M4AVX512},
-		{gemvAxpyF32M1AVX512, gemvAxpyF32M2AVX512, gemvAxpyF32M3AVX512, gemvAxpyF32M4AVX512},
+		{gemvDotF32M1AVX512, gemvDotF32M2AVX512, gemvDotF32M3AVX512, gemvDotF32M4AVX512,
+			gemvDotF32M5AVX512, gemvDotF32M6AVX512, gemvDotF32M7AVX512, gemvDotF32M8AVX512},
+		{gemvAxpyF32M1AVX512, gemvAxpyF32M2AVX512, gemvAxpyF32M3AVX512, gemvAxpyF32M4AVX512,
+			gemvAxpyF32M5AVX512, gemvAxpyF32M6AVX512, gemvAxpyF32M7AVX512, gemvAxpyF32M8AVX512},
 	},
 	i16: [2][gemvMaxM]packedI16{
-		{gemvDotI16M1AVX512, gemvDotI16M2AVX512, gemvDotI16M3AVX512, gemvDotI16M4AVX512},
-		{gemvAxpyI16M1AVX512, gemvAxpyI16M2AVX512, gemvAxpyI16M3AVX512, gemvAxpyI16M4AVX512},
+		{gemvDotI16M1AVX512, gemvDotI16M2AVX512, gemvDotI16M3AVX512, gemvDotI16M4AVX512,
+			gemvDotI16M5AVX512, gemvDotI16M6AVX512, gemvDotI16M7AVX512, gemvDotI16M8AVX512},
+		{gemvAxpyI16M1AVX512, gemvAxpyI16M2AVX512, gemvAxpyI16M3AVX512, gemvAxpyI16M4AVX512,
+			gemvAxpyI16M5AVX512, gemvAxpyI16M6AVX512, gemvAxpyI16M7AVX512, gemvAxpyI16M8AVX512},
 	},
 	i8: [2][gemvMaxM]packedI8{
-		{gemvDotI8M1AVX512, gemvDotI8M2AVX512, gemvDotI8M3AVX512, gemvDotI8M4AVX512},
-		{gemvAxpyI8M1AVX512, gemvAxpyI8M2AVX512, gemvAxpyI8M3AVX512, gemvAxpyI8M4AVX512},
+		{gemvDotI8M1AVX512, gemvDotI8M2AVX512, gemvDotI8M3AVX512, gemvDotI8M4AVX512,
+			gemvDotI8M5AVX512, gemvDotI8M6AVX512, gemvDotI8M7AVX512, gemvDotI8M8AVX512},
+		{gemvAxpyI8M1AVX512, gemvAxpyI8M2AVX512, gemvAxpyI8M3AVX512, gemvAxpyI8M4AVX512,
+			gemvAxpyI8M5AVX512, gemvAxpyI8M6AVX512, gemvAxpyI8M7AVX512, gemvAxpyI8M8AVX512},
 	},
 	none: [2][gemvMaxM]packedI8{
-		{gemvDotNoneM1AVX512, gemvDotNoneM2AVX512, gemvDotNoneM3AVX512, gemvDotNoneM4AVX512},
-		{gemvAxpyNoneM1AVX512, gemvAxpyNoneM2AVX512, gemvAxpyNoneM3AVX512, gemvAxpyNoneM4AVX512},
+		{gemvDotNoneM1AVX512, gemvDotNoneM2AVX512, gemvDotNoneM3AVX512, gemvDotNoneM4AVX512,
+			gemvDotNoneM5AVX512, gemvDotNoneM6AVX512, gemvDotNoneM7AVX512, gemvDotNoneM8AVX512},
+		{gemvAxpyNoneM1AVX512, gemvAxpyNoneM2AVX512, gemvAxpyNoneM3AVX512, gemvAxpyNoneM4AVX512,
+			gemvAxpyNoneM5AVX512, gemvAxpyNoneM6AVX512, gemvAxpyNoneM7AVX512, gemvAxpyNoneM8AVX512},
 	},
 	decF32: decodeF32AVX512, decI16: decodeI16AVX512, decI8: decodeI8AVX512, decNone: decodeNoneAVX512,
 }
@@ -88,24 +99,34 @@ var avx2Kernels = &asmKernels{
 	micro: []microFn{gemm1x16AVX2, gemm2x16AVX2, gemm3x16AVX2, gemm4x16AVX2,
 		gemm5x16AVX2, gemm6x16AVX2},
 	dense: [2][gemvMaxM]denseFn{
-		{gemvDotDenseM1AVX2, gemvDotDenseM2AVX2, gemvDotDenseM3AVX2, gemvDotDenseM4AVX2},
-		{gemvAxpyDenseM1AVX2, gemvAxpyDenseM2AVX2, gemvAxpyDenseM3AVX2, gemvAxpyDenseM4AVX2},
+		{gemvDotDenseM1AVX2, gemvDotDenseM2AVX2, gemvDotDenseM3AVX2, gemvDotDenseM4AVX2,
+			gemvDotDenseM5AVX2, gemvDotDenseM6AVX2, gemvDotDenseM7AVX2, gemvDotDenseM8AVX2},
+		{gemvAxpyDenseM1AVX2, gemvAxpyDenseM2AVX2, gemvAxpyDenseM3AVX2, gemvAxpyDenseM4AVX2,
+			gemvAxpyDenseM5AVX2, gemvAxpyDenseM6AVX2, gemvAxpyDenseM7AVX2, gemvAxpyDenseM8AVX2},
 	},
 	f32: [2][gemvMaxM]packedF32{
-		{gemvDotF32M1AVX2, gemvDotF32M2AVX2, gemvDotF32M3AVX2, gemvDotF32M4AVX2},
-		{gemvAxpyF32M1AVX2, gemvAxpyF32M2AVX2, gemvAxpyF32M3AVX2, gemvAxpyF32M4AVX2},
+		{gemvDotF32M1AVX2, gemvDotF32M2AVX2, gemvDotF32M3AVX2, gemvDotF32M4AVX2,
+			gemvDotF32M5AVX2, gemvDotF32M6AVX2, gemvDotF32M7AVX2, gemvDotF32M8AVX2},
+		{gemvAxpyF32M1AVX2, gemvAxpyF32M2AVX2, gemvAxpyF32M3AVX2, gemvAxpyF32M4AVX2,
+			gemvAxpyF32M5AVX2, gemvAxpyF32M6AVX2, gemvAxpyF32M7AVX2, gemvAxpyF32M8AVX2},
 	},
 	i16: [2][gemvMaxM]packedI16{
-		{gemvDotI16M1AVX2, gemvDotI16M2AVX2, gemvDotI16M3AVX2, gemvDotI16M4AVX2},
-		{gemvAxpyI16M1AVX2, gemvAxpyI16M2AVX2, gemvAxpyI16M3AVX2, gemvAxpyI16M4AVX2},
+		{gemvDotI16M1AVX2, gemvDotI16M2AVX2, gemvDotI16M3AVX2, gemvDotI16M4AVX2,
+			gemvDotI16M5AVX2, gemvDotI16M6AVX2, gemvDotI16M7AVX2, gemvDotI16M8AVX2},
+		{gemvAxpyI16M1AVX2, gemvAxpyI16M2AVX2, gemvAxpyI16M3AVX2, gemvAxpyI16M4AVX2,
+			gemvAxpyI16M5AVX2, gemvAxpyI16M6AVX2, gemvAxpyI16M7AVX2, gemvAxpyI16M8AVX2},
 	},
 	i8: [2][gemvMaxM]packedI8{
-		{gemvDotI8M1AVX2, gemvDotI8M2AVX2, gemvDotI8M3AVX2, gemvDotI8M4AVX2},
-		{gemvAxpyI8M1AVX2, gemvAxpyI8M2AVX2, gemvAxpyI8M3AVX2, gemvAxpyI8M4AVX2},
+		{gemvDotI8M1AVX2, gemvDotI8M2AVX2, gemvDotI8M3AVX2, gemvDotI8M4AVX2,
+			gemvDotI8M5AVX2, gemvDotI8M6AVX2, gemvDotI8M7AVX2, gemvDotI8M8AVX2},
+		{gemvAxpyI8M1AVX2, gemvAxpyI8M2AVX2, gemvAxpyI8M3AVX2, gemvAxpyI8M4AVX2,
+			gemvAxpyI8M5AVX2, gemvAxpyI8M6AVX2, gemvAxpyI8M7AVX2, gemvAxpyI8M8AVX2},
 	},
 	none: [2][gemvMaxM]packedI8{
-		{gemvDotNoneM1AVX2, gemvDotNoneM2AVX2, gemvDotNoneM3AVX2, gemvDotNoneM4AVX2},
-		{gemvAxpyNoneM1AVX2, gemvAxpyNoneM2AVX2, gemvAxpyNoneM3AVX2, gemvAxpyNoneM4AVX2},
+		{gemvDotNoneM1AVX2, gemvDotNoneM2AVX2, gemvDotNoneM3AVX2, gemvDotNoneM4AVX2,
+			gemvDotNoneM5AVX2, gemvDotNoneM6AVX2, gemvDotNoneM7AVX2, gemvDotNoneM8AVX2},
+		{gemvAxpyNoneM1AVX2, gemvAxpyNoneM2AVX2, gemvAxpyNoneM3AVX2, gemvAxpyNoneM4AVX2,
+			gemvAxpyNoneM5AVX2, gemvAxpyNoneM6AVX2, gemvAxpyNoneM7AVX2, gemvAxpyNoneM8AVX2},
 	},
 	decF32: decodeF32AVX2, decI16: decodeI16AVX2, decI8: decodeI8AVX2, decNone: decodeNoneAVX2,
 }

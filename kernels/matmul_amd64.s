@@ -1341,7 +1341,7 @@ overwrite:
 	RET
 
 // func gemvDotDenseM1AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, w *float32, ldw int)
-// Requires: AVX, AVX512F
+// Requires: AVX, AVX512F, AVX512VL
 TEXT ·gemvDotDenseM1AVX512(SB), NOSPLIT, $0-64
 	MOVQ lda+24(FP), AX
 	SHLQ $0x02, AX
@@ -1394,7 +1394,7 @@ reduce:
 	VADDPS        Z1, Z0, Z0
 	VEXTRACTF64X4 $0x01, Z0, Y2
 	VADDPS        Y2, Y0, Y2
-	VEXTRACTF128  $0x01, Y2, X3
+	VEXTRACTF32X4 $0x01, Y2, X3
 	VADDPS        X3, X2, X3
 	VMOVHLPS      X3, X3, X2
 	VADDPS        X2, X3, X3
@@ -1409,7 +1409,7 @@ reduce:
 	RET
 
 // func gemvDotDenseM2AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, w *float32, ldw int)
-// Requires: AVX, AVX512F
+// Requires: AVX, AVX512F, AVX512VL
 TEXT ·gemvDotDenseM2AVX512(SB), NOSPLIT, $0-64
 	MOVQ lda+24(FP), AX
 	SHLQ $0x02, AX
@@ -1469,7 +1469,7 @@ reduce:
 	VADDPS        Z1, Z0, Z0
 	VEXTRACTF64X4 $0x01, Z0, Y4
 	VADDPS        Y4, Y0, Y4
-	VEXTRACTF128  $0x01, Y4, X5
+	VEXTRACTF32X4 $0x01, Y4, X5
 	VADDPS        X5, X4, X5
 	VMOVHLPS      X5, X5, X4
 	VADDPS        X4, X5, X5
@@ -1479,7 +1479,7 @@ reduce:
 	VADDPS        Z3, Z2, Z2
 	VEXTRACTF64X4 $0x01, Z2, Y4
 	VADDPS        Y4, Y2, Y4
-	VEXTRACTF128  $0x01, Y4, X5
+	VEXTRACTF32X4 $0x01, Y4, X5
 	VADDPS        X5, X4, X5
 	VMOVHLPS      X5, X5, X4
 	VADDPS        X4, X5, X5
@@ -1494,7 +1494,7 @@ reduce:
 	RET
 
 // func gemvDotDenseM3AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, w *float32, ldw int)
-// Requires: AVX, AVX512F
+// Requires: AVX, AVX512F, AVX512VL
 TEXT ·gemvDotDenseM3AVX512(SB), NOSPLIT, $0-64
 	MOVQ lda+24(FP), AX
 	SHLQ $0x02, AX
@@ -1561,7 +1561,7 @@ reduce:
 	VADDPS        Z1, Z0, Z0
 	VEXTRACTF64X4 $0x01, Z0, Y6
 	VADDPS        Y6, Y0, Y6
-	VEXTRACTF128  $0x01, Y6, X7
+	VEXTRACTF32X4 $0x01, Y6, X7
 	VADDPS        X7, X6, X7
 	VMOVHLPS      X7, X7, X6
 	VADDPS        X6, X7, X7
@@ -1571,7 +1571,7 @@ reduce:
 	VADDPS        Z3, Z2, Z2
 	VEXTRACTF64X4 $0x01, Z2, Y6
 	VADDPS        Y6, Y2, Y6
-	VEXTRACTF128  $0x01, Y6, X7
+	VEXTRACTF32X4 $0x01, Y6, X7
 	VADDPS        X7, X6, X7
 	VMOVHLPS      X7, X7, X6
 	VADDPS        X6, X7, X7
@@ -1581,7 +1581,7 @@ reduce:
 	VADDPS        Z5, Z4, Z4
 	VEXTRACTF64X4 $0x01, Z4, Y6
 	VADDPS        Y6, Y4, Y6
-	VEXTRACTF128  $0x01, Y6, X7
+	VEXTRACTF32X4 $0x01, Y6, X7
 	VADDPS        X7, X6, X7
 	VMOVHLPS      X7, X7, X6
 	VADDPS        X6, X7, X7
@@ -1596,7 +1596,7 @@ reduce:
 	RET
 
 // func gemvDotDenseM4AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, w *float32, ldw int)
-// Requires: AVX, AVX512F
+// Requires: AVX, AVX512F, AVX512VL
 TEXT ·gemvDotDenseM4AVX512(SB), NOSPLIT, $0-64
 	MOVQ lda+24(FP), AX
 	SHLQ $0x02, AX
@@ -1607,12 +1607,11 @@ TEXT ·gemvDotDenseM4AVX512(SB), NOSPLIT, $0-64
 	MOVQ ldw+56(FP), SI
 	SUBQ rowLen+8(FP), SI
 	SHLQ $0x02, SI
+	LEAQ (AX)(AX*2), R9
 
 row:
 	MOVQ   a+16(FP), DI
-	LEAQ   (DI)(AX*2), R8
-	ADDQ   AX, R8
-	MOVQ   rowLen+8(FP), R9
+	MOVQ   rowLen+8(FP), R8
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -1623,42 +1622,40 @@ row:
 	VPXORD Z7, Z7, Z7
 
 loop2:
-	CMPQ        R9, $0x00000020
+	CMPQ        R8, $0x00000020
 	JB          one
 	VMOVUPS     (BX), Z8
 	VFMADD231PS (DI), Z8, Z0
 	VFMADD231PS (DI)(AX*1), Z8, Z2
 	VFMADD231PS (DI)(AX*2), Z8, Z4
-	VFMADD231PS (R8), Z8, Z6
+	VFMADD231PS (DI)(R9*1), Z8, Z6
 	VMOVUPS     64(BX), Z8
 	VFMADD231PS 64(DI), Z8, Z1
 	VFMADD231PS 64(DI)(AX*1), Z8, Z3
 	VFMADD231PS 64(DI)(AX*2), Z8, Z5
-	VFMADD231PS 64(R8), Z8, Z7
+	VFMADD231PS 64(DI)(R9*1), Z8, Z7
 	ADDQ        $0x00000080, BX
 	ADDQ        $0x00000080, DI
-	ADDQ        $0x00000080, R8
-	SUBQ        $0x00000020, R9
+	SUBQ        $0x00000020, R8
 	JMP         loop2
 
 one:
-	CMPQ        R9, $0x00000010
+	CMPQ        R8, $0x00000010
 	JB          tail
 	VMOVUPS     (BX), Z8
 	VFMADD231PS (DI), Z8, Z0
 	VFMADD231PS (DI)(AX*1), Z8, Z2
 	VFMADD231PS (DI)(AX*2), Z8, Z4
-	VFMADD231PS (R8), Z8, Z6
+	VFMADD231PS (DI)(R9*1), Z8, Z6
 	ADDQ        $0x00000040, BX
 	ADDQ        $0x00000040, DI
-	ADDQ        $0x00000040, R8
-	SUBQ        $0x00000010, R9
+	SUBQ        $0x00000010, R8
 
 tail:
-	TESTQ       R9, R9
+	TESTQ       R8, R8
 	JZ          reduce
 	LEAQ        mmtail16<>+0(SB), R10
-	KMOVW       (R10)(R9*2), K1
+	KMOVW       (R10)(R8*2), K1
 	VMOVUPS.Z   (BX), K1, Z8
 	VMOVUPS.Z   (DI), K1, Z9
 	VFMADD231PS Z9, Z8, Z0
@@ -1666,17 +1663,16 @@ tail:
 	VFMADD231PS Z9, Z8, Z2
 	VMOVUPS.Z   (DI)(AX*2), K1, Z9
 	VFMADD231PS Z9, Z8, Z4
-	VMOVUPS.Z   (R8), K1, Z9
+	VMOVUPS.Z   (DI)(R9*1), K1, Z9
 	VFMADD231PS Z9, Z8, Z6
-	LEAQ        (BX)(R9*4), BX
+	LEAQ        (BX)(R8*4), BX
 
 reduce:
-	LEAQ          (CX)(DX*2), DI
-	ADDQ          DX, DI
+	LEAQ          (DX)(DX*2), DI
 	VADDPS        Z1, Z0, Z0
 	VEXTRACTF64X4 $0x01, Z0, Y8
 	VADDPS        Y8, Y0, Y8
-	VEXTRACTF128  $0x01, Y8, X9
+	VEXTRACTF32X4 $0x01, Y8, X9
 	VADDPS        X9, X8, X9
 	VMOVHLPS      X9, X9, X8
 	VADDPS        X8, X9, X9
@@ -1686,7 +1682,7 @@ reduce:
 	VADDPS        Z3, Z2, Z2
 	VEXTRACTF64X4 $0x01, Z2, Y8
 	VADDPS        Y8, Y2, Y8
-	VEXTRACTF128  $0x01, Y8, X9
+	VEXTRACTF32X4 $0x01, Y8, X9
 	VADDPS        X9, X8, X9
 	VMOVHLPS      X9, X9, X8
 	VADDPS        X8, X9, X9
@@ -1696,7 +1692,7 @@ reduce:
 	VADDPS        Z5, Z4, Z4
 	VEXTRACTF64X4 $0x01, Z4, Y8
 	VADDPS        Y8, Y4, Y8
-	VEXTRACTF128  $0x01, Y8, X9
+	VEXTRACTF32X4 $0x01, Y8, X9
 	VADDPS        X9, X8, X9
 	VMOVHLPS      X9, X9, X8
 	VADDPS        X8, X9, X9
@@ -1706,13 +1702,683 @@ reduce:
 	VADDPS        Z7, Z6, Z6
 	VEXTRACTF64X4 $0x01, Z6, Y8
 	VADDPS        Y8, Y6, Y8
-	VEXTRACTF128  $0x01, Y8, X9
+	VEXTRACTF32X4 $0x01, Y8, X9
 	VADDPS        X9, X8, X9
 	VMOVHLPS      X9, X9, X8
 	VADDPS        X8, X9, X9
 	VMOVSHDUP     X9, X8
 	VADDSS        X8, X9, X9
-	VMOVSS        X9, (DI)
+	VMOVSS        X9, (CX)(DI*1)
+	ADDQ          $0x04, CX
+	ADDQ          SI, BX
+	DECQ          rows+0(FP)
+	JNZ           row
+	VZEROUPPER
+	RET
+
+// func gemvDotDenseM5AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, w *float32, ldw int)
+// Requires: AVX, AVX512F, AVX512VL
+TEXT ·gemvDotDenseM5AVX512(SB), NOSPLIT, $0-64
+	MOVQ lda+24(FP), AX
+	SHLQ $0x02, AX
+	MOVQ c+32(FP), CX
+	MOVQ ldc+40(FP), DX
+	SHLQ $0x02, DX
+	MOVQ w+48(FP), BX
+	MOVQ ldw+56(FP), SI
+	SUBQ rowLen+8(FP), SI
+	SHLQ $0x02, SI
+	LEAQ (AX)(AX*2), R9
+
+row:
+	MOVQ   a+16(FP), DI
+	LEAQ   (DI)(AX*4), R10
+	MOVQ   rowLen+8(FP), R8
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+
+loop2:
+	CMPQ        R8, $0x00000020
+	JB          one
+	VMOVUPS     (BX), Z10
+	VFMADD231PS (DI), Z10, Z0
+	VFMADD231PS (DI)(AX*1), Z10, Z2
+	VFMADD231PS (DI)(AX*2), Z10, Z4
+	VFMADD231PS (DI)(R9*1), Z10, Z6
+	VFMADD231PS (R10), Z10, Z8
+	VMOVUPS     64(BX), Z10
+	VFMADD231PS 64(DI), Z10, Z1
+	VFMADD231PS 64(DI)(AX*1), Z10, Z3
+	VFMADD231PS 64(DI)(AX*2), Z10, Z5
+	VFMADD231PS 64(DI)(R9*1), Z10, Z7
+	VFMADD231PS 64(R10), Z10, Z9
+	ADDQ        $0x00000080, BX
+	ADDQ        $0x00000080, DI
+	ADDQ        $0x00000080, R10
+	SUBQ        $0x00000020, R8
+	JMP         loop2
+
+one:
+	CMPQ        R8, $0x00000010
+	JB          tail
+	VMOVUPS     (BX), Z10
+	VFMADD231PS (DI), Z10, Z0
+	VFMADD231PS (DI)(AX*1), Z10, Z2
+	VFMADD231PS (DI)(AX*2), Z10, Z4
+	VFMADD231PS (DI)(R9*1), Z10, Z6
+	VFMADD231PS (R10), Z10, Z8
+	ADDQ        $0x00000040, BX
+	ADDQ        $0x00000040, DI
+	ADDQ        $0x00000040, R10
+	SUBQ        $0x00000010, R8
+
+tail:
+	TESTQ       R8, R8
+	JZ          reduce
+	LEAQ        mmtail16<>+0(SB), R11
+	KMOVW       (R11)(R8*2), K1
+	VMOVUPS.Z   (BX), K1, Z10
+	VMOVUPS.Z   (DI), K1, Z11
+	VFMADD231PS Z11, Z10, Z0
+	VMOVUPS.Z   (DI)(AX*1), K1, Z11
+	VFMADD231PS Z11, Z10, Z2
+	VMOVUPS.Z   (DI)(AX*2), K1, Z11
+	VFMADD231PS Z11, Z10, Z4
+	VMOVUPS.Z   (DI)(R9*1), K1, Z11
+	VFMADD231PS Z11, Z10, Z6
+	VMOVUPS.Z   (R10), K1, Z11
+	VFMADD231PS Z11, Z10, Z8
+	LEAQ        (BX)(R8*4), BX
+
+reduce:
+	LEAQ          (DX)(DX*2), DI
+	LEAQ          (CX)(DX*4), R8
+	VADDPS        Z1, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z0, Y10
+	VADDPS        Y10, Y0, Y10
+	VEXTRACTF32X4 $0x01, Y10, X11
+	VADDPS        X11, X10, X11
+	VMOVHLPS      X11, X11, X10
+	VADDPS        X10, X11, X11
+	VMOVSHDUP     X11, X10
+	VADDSS        X10, X11, X11
+	VMOVSS        X11, (CX)
+	VADDPS        Z3, Z2, Z2
+	VEXTRACTF64X4 $0x01, Z2, Y10
+	VADDPS        Y10, Y2, Y10
+	VEXTRACTF32X4 $0x01, Y10, X11
+	VADDPS        X11, X10, X11
+	VMOVHLPS      X11, X11, X10
+	VADDPS        X10, X11, X11
+	VMOVSHDUP     X11, X10
+	VADDSS        X10, X11, X11
+	VMOVSS        X11, (CX)(DX*1)
+	VADDPS        Z5, Z4, Z4
+	VEXTRACTF64X4 $0x01, Z4, Y10
+	VADDPS        Y10, Y4, Y10
+	VEXTRACTF32X4 $0x01, Y10, X11
+	VADDPS        X11, X10, X11
+	VMOVHLPS      X11, X11, X10
+	VADDPS        X10, X11, X11
+	VMOVSHDUP     X11, X10
+	VADDSS        X10, X11, X11
+	VMOVSS        X11, (CX)(DX*2)
+	VADDPS        Z7, Z6, Z6
+	VEXTRACTF64X4 $0x01, Z6, Y10
+	VADDPS        Y10, Y6, Y10
+	VEXTRACTF32X4 $0x01, Y10, X11
+	VADDPS        X11, X10, X11
+	VMOVHLPS      X11, X11, X10
+	VADDPS        X10, X11, X11
+	VMOVSHDUP     X11, X10
+	VADDSS        X10, X11, X11
+	VMOVSS        X11, (CX)(DI*1)
+	VADDPS        Z9, Z8, Z8
+	VEXTRACTF64X4 $0x01, Z8, Y10
+	VADDPS        Y10, Y8, Y10
+	VEXTRACTF32X4 $0x01, Y10, X11
+	VADDPS        X11, X10, X11
+	VMOVHLPS      X11, X11, X10
+	VADDPS        X10, X11, X11
+	VMOVSHDUP     X11, X10
+	VADDSS        X10, X11, X11
+	VMOVSS        X11, (R8)
+	ADDQ          $0x04, CX
+	ADDQ          SI, BX
+	DECQ          rows+0(FP)
+	JNZ           row
+	VZEROUPPER
+	RET
+
+// func gemvDotDenseM6AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, w *float32, ldw int)
+// Requires: AVX, AVX512F, AVX512VL
+TEXT ·gemvDotDenseM6AVX512(SB), NOSPLIT, $0-64
+	MOVQ lda+24(FP), AX
+	SHLQ $0x02, AX
+	MOVQ c+32(FP), CX
+	MOVQ ldc+40(FP), DX
+	SHLQ $0x02, DX
+	MOVQ w+48(FP), BX
+	MOVQ ldw+56(FP), SI
+	SUBQ rowLen+8(FP), SI
+	SHLQ $0x02, SI
+	LEAQ (AX)(AX*2), R9
+
+row:
+	MOVQ   a+16(FP), DI
+	LEAQ   (DI)(AX*4), R10
+	MOVQ   rowLen+8(FP), R8
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+
+loop2:
+	CMPQ        R8, $0x00000020
+	JB          one
+	VMOVUPS     (BX), Z12
+	VFMADD231PS (DI), Z12, Z0
+	VFMADD231PS (DI)(AX*1), Z12, Z2
+	VFMADD231PS (DI)(AX*2), Z12, Z4
+	VFMADD231PS (DI)(R9*1), Z12, Z6
+	VFMADD231PS (R10), Z12, Z8
+	VFMADD231PS (R10)(AX*1), Z12, Z10
+	VMOVUPS     64(BX), Z12
+	VFMADD231PS 64(DI), Z12, Z1
+	VFMADD231PS 64(DI)(AX*1), Z12, Z3
+	VFMADD231PS 64(DI)(AX*2), Z12, Z5
+	VFMADD231PS 64(DI)(R9*1), Z12, Z7
+	VFMADD231PS 64(R10), Z12, Z9
+	VFMADD231PS 64(R10)(AX*1), Z12, Z11
+	ADDQ        $0x00000080, BX
+	ADDQ        $0x00000080, DI
+	ADDQ        $0x00000080, R10
+	SUBQ        $0x00000020, R8
+	JMP         loop2
+
+one:
+	CMPQ        R8, $0x00000010
+	JB          tail
+	VMOVUPS     (BX), Z12
+	VFMADD231PS (DI), Z12, Z0
+	VFMADD231PS (DI)(AX*1), Z12, Z2
+	VFMADD231PS (DI)(AX*2), Z12, Z4
+	VFMADD231PS (DI)(R9*1), Z12, Z6
+	VFMADD231PS (R10), Z12, Z8
+	VFMADD231PS (R10)(AX*1), Z12, Z10
+	ADDQ        $0x00000040, BX
+	ADDQ        $0x00000040, DI
+	ADDQ        $0x00000040, R10
+	SUBQ        $0x00000010, R8
+
+tail:
+	TESTQ       R8, R8
+	JZ          reduce
+	LEAQ        mmtail16<>+0(SB), R11
+	KMOVW       (R11)(R8*2), K1
+	VMOVUPS.Z   (BX), K1, Z12
+	VMOVUPS.Z   (DI), K1, Z13
+	VFMADD231PS Z13, Z12, Z0
+	VMOVUPS.Z   (DI)(AX*1), K1, Z13
+	VFMADD231PS Z13, Z12, Z2
+	VMOVUPS.Z   (DI)(AX*2), K1, Z13
+	VFMADD231PS Z13, Z12, Z4
+	VMOVUPS.Z   (DI)(R9*1), K1, Z13
+	VFMADD231PS Z13, Z12, Z6
+	VMOVUPS.Z   (R10), K1, Z13
+	VFMADD231PS Z13, Z12, Z8
+	VMOVUPS.Z   (R10)(AX*1), K1, Z13
+	VFMADD231PS Z13, Z12, Z10
+	LEAQ        (BX)(R8*4), BX
+
+reduce:
+	LEAQ          (DX)(DX*2), DI
+	LEAQ          (CX)(DX*4), R8
+	VADDPS        Z1, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z0, Y12
+	VADDPS        Y12, Y0, Y12
+	VEXTRACTF32X4 $0x01, Y12, X13
+	VADDPS        X13, X12, X13
+	VMOVHLPS      X13, X13, X12
+	VADDPS        X12, X13, X13
+	VMOVSHDUP     X13, X12
+	VADDSS        X12, X13, X13
+	VMOVSS        X13, (CX)
+	VADDPS        Z3, Z2, Z2
+	VEXTRACTF64X4 $0x01, Z2, Y12
+	VADDPS        Y12, Y2, Y12
+	VEXTRACTF32X4 $0x01, Y12, X13
+	VADDPS        X13, X12, X13
+	VMOVHLPS      X13, X13, X12
+	VADDPS        X12, X13, X13
+	VMOVSHDUP     X13, X12
+	VADDSS        X12, X13, X13
+	VMOVSS        X13, (CX)(DX*1)
+	VADDPS        Z5, Z4, Z4
+	VEXTRACTF64X4 $0x01, Z4, Y12
+	VADDPS        Y12, Y4, Y12
+	VEXTRACTF32X4 $0x01, Y12, X13
+	VADDPS        X13, X12, X13
+	VMOVHLPS      X13, X13, X12
+	VADDPS        X12, X13, X13
+	VMOVSHDUP     X13, X12
+	VADDSS        X12, X13, X13
+	VMOVSS        X13, (CX)(DX*2)
+	VADDPS        Z7, Z6, Z6
+	VEXTRACTF64X4 $0x01, Z6, Y12
+	VADDPS        Y12, Y6, Y12
+	VEXTRACTF32X4 $0x01, Y12, X13
+	VADDPS        X13, X12, X13
+	VMOVHLPS      X13, X13, X12
+	VADDPS        X12, X13, X13
+	VMOVSHDUP     X13, X12
+	VADDSS        X12, X13, X13
+	VMOVSS        X13, (CX)(DI*1)
+	VADDPS        Z9, Z8, Z8
+	VEXTRACTF64X4 $0x01, Z8, Y12
+	VADDPS        Y12, Y8, Y12
+	VEXTRACTF32X4 $0x01, Y12, X13
+	VADDPS        X13, X12, X13
+	VMOVHLPS      X13, X13, X12
+	VADDPS        X12, X13, X13
+	VMOVSHDUP     X13, X12
+	VADDSS        X12, X13, X13
+	VMOVSS        X13, (R8)
+	VADDPS        Z11, Z10, Z10
+	VEXTRACTF64X4 $0x01, Z10, Y12
+	VADDPS        Y12, Y10, Y12
+	VEXTRACTF32X4 $0x01, Y12, X13
+	VADDPS        X13, X12, X13
+	VMOVHLPS      X13, X13, X12
+	VADDPS        X12, X13, X13
+	VMOVSHDUP     X13, X12
+	VADDSS        X12, X13, X13
+	VMOVSS        X13, (R8)(DX*1)
+	ADDQ          $0x04, CX
+	ADDQ          SI, BX
+	DECQ          rows+0(FP)
+	JNZ           row
+	VZEROUPPER
+	RET
+
+// func gemvDotDenseM7AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, w *float32, ldw int)
+// Requires: AVX, AVX512F, AVX512VL
+TEXT ·gemvDotDenseM7AVX512(SB), NOSPLIT, $0-64
+	MOVQ lda+24(FP), AX
+	SHLQ $0x02, AX
+	MOVQ c+32(FP), CX
+	MOVQ ldc+40(FP), DX
+	SHLQ $0x02, DX
+	MOVQ w+48(FP), BX
+	MOVQ ldw+56(FP), SI
+	SUBQ rowLen+8(FP), SI
+	SHLQ $0x02, SI
+	LEAQ (AX)(AX*2), R9
+
+row:
+	MOVQ   a+16(FP), DI
+	LEAQ   (DI)(AX*4), R10
+	MOVQ   rowLen+8(FP), R8
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+
+loop2:
+	CMPQ        R8, $0x00000020
+	JB          one
+	VMOVUPS     (BX), Z14
+	VFMADD231PS (DI), Z14, Z0
+	VFMADD231PS (DI)(AX*1), Z14, Z2
+	VFMADD231PS (DI)(AX*2), Z14, Z4
+	VFMADD231PS (DI)(R9*1), Z14, Z6
+	VFMADD231PS (R10), Z14, Z8
+	VFMADD231PS (R10)(AX*1), Z14, Z10
+	VFMADD231PS (R10)(AX*2), Z14, Z12
+	VMOVUPS     64(BX), Z14
+	VFMADD231PS 64(DI), Z14, Z1
+	VFMADD231PS 64(DI)(AX*1), Z14, Z3
+	VFMADD231PS 64(DI)(AX*2), Z14, Z5
+	VFMADD231PS 64(DI)(R9*1), Z14, Z7
+	VFMADD231PS 64(R10), Z14, Z9
+	VFMADD231PS 64(R10)(AX*1), Z14, Z11
+	VFMADD231PS 64(R10)(AX*2), Z14, Z13
+	ADDQ        $0x00000080, BX
+	ADDQ        $0x00000080, DI
+	ADDQ        $0x00000080, R10
+	SUBQ        $0x00000020, R8
+	JMP         loop2
+
+one:
+	CMPQ        R8, $0x00000010
+	JB          tail
+	VMOVUPS     (BX), Z14
+	VFMADD231PS (DI), Z14, Z0
+	VFMADD231PS (DI)(AX*1), Z14, Z2
+	VFMADD231PS (DI)(AX*2), Z14, Z4
+	VFMADD231PS (DI)(R9*1), Z14, Z6
+	VFMADD231PS (R10), Z14, Z8
+	VFMADD231PS (R10)(AX*1), Z14, Z10
+	VFMADD231PS (R10)(AX*2), Z14, Z12
+	ADDQ        $0x00000040, BX
+	ADDQ        $0x00000040, DI
+	ADDQ        $0x00000040, R10
+	SUBQ        $0x00000010, R8
+
+tail:
+	TESTQ       R8, R8
+	JZ          reduce
+	LEAQ        mmtail16<>+0(SB), R11
+	KMOVW       (R11)(R8*2), K1
+	VMOVUPS.Z   (BX), K1, Z14
+	VMOVUPS.Z   (DI), K1, Z15
+	VFMADD231PS Z15, Z14, Z0
+	VMOVUPS.Z   (DI)(AX*1), K1, Z15
+	VFMADD231PS Z15, Z14, Z2
+	VMOVUPS.Z   (DI)(AX*2), K1, Z15
+	VFMADD231PS Z15, Z14, Z4
+	VMOVUPS.Z   (DI)(R9*1), K1, Z15
+	VFMADD231PS Z15, Z14, Z6
+	VMOVUPS.Z   (R10), K1, Z15
+	VFMADD231PS Z15, Z14, Z8
+	VMOVUPS.Z   (R10)(AX*1), K1, Z15
+	VFMADD231PS Z15, Z14, Z10
+	VMOVUPS.Z   (R10)(AX*2), K1, Z15
+	VFMADD231PS Z15, Z14, Z12
+	LEAQ        (BX)(R8*4), BX
+
+reduce:
+	LEAQ          (DX)(DX*2), DI
+	LEAQ          (CX)(DX*4), R8
+	VADDPS        Z1, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z0, Y14
+	VADDPS        Y14, Y0, Y14
+	VEXTRACTF32X4 $0x01, Y14, X15
+	VADDPS        X15, X14, X15
+	VMOVHLPS      X15, X15, X14
+	VADDPS        X14, X15, X15
+	VMOVSHDUP     X15, X14
+	VADDSS        X14, X15, X15
+	VMOVSS        X15, (CX)
+	VADDPS        Z3, Z2, Z2
+	VEXTRACTF64X4 $0x01, Z2, Y14
+	VADDPS        Y14, Y2, Y14
+	VEXTRACTF32X4 $0x01, Y14, X15
+	VADDPS        X15, X14, X15
+	VMOVHLPS      X15, X15, X14
+	VADDPS        X14, X15, X15
+	VMOVSHDUP     X15, X14
+	VADDSS        X14, X15, X15
+	VMOVSS        X15, (CX)(DX*1)
+	VADDPS        Z5, Z4, Z4
+	VEXTRACTF64X4 $0x01, Z4, Y14
+	VADDPS        Y14, Y4, Y14
+	VEXTRACTF32X4 $0x01, Y14, X15
+	VADDPS        X15, X14, X15
+	VMOVHLPS      X15, X15, X14
+	VADDPS        X14, X15, X15
+	VMOVSHDUP     X15, X14
+	VADDSS        X14, X15, X15
+	VMOVSS        X15, (CX)(DX*2)
+	VADDPS        Z7, Z6, Z6
+	VEXTRACTF64X4 $0x01, Z6, Y14
+	VADDPS        Y14, Y6, Y14
+	VEXTRACTF32X4 $0x01, Y14, X15
+	VADDPS        X15, X14, X15
+	VMOVHLPS      X15, X15, X14
+	VADDPS        X14, X15, X15
+	VMOVSHDUP     X15, X14
+	VADDSS        X14, X15, X15
+	VMOVSS        X15, (CX)(DI*1)
+	VADDPS        Z9, Z8, Z8
+	VEXTRACTF64X4 $0x01, Z8, Y14
+	VADDPS        Y14, Y8, Y14
+	VEXTRACTF32X4 $0x01, Y14, X15
+	VADDPS        X15, X14, X15
+	VMOVHLPS      X15, X15, X14
+	VADDPS        X14, X15, X15
+	VMOVSHDUP     X15, X14
+	VADDSS        X14, X15, X15
+	VMOVSS        X15, (R8)
+	VADDPS        Z11, Z10, Z10
+	VEXTRACTF64X4 $0x01, Z10, Y14
+	VADDPS        Y14, Y10, Y14
+	VEXTRACTF32X4 $0x01, Y14, X15
+	VADDPS        X15, X14, X15
+	VMOVHLPS      X15, X15, X14
+	VADDPS        X14, X15, X15
+	VMOVSHDUP     X15, X14
+	VADDSS        X14, X15, X15
+	VMOVSS        X15, (R8)(DX*1)
+	VADDPS        Z13, Z12, Z12
+	VEXTRACTF64X4 $0x01, Z12, Y14
+	VADDPS        Y14, Y12, Y14
+	VEXTRACTF32X4 $0x01, Y14, X15
+	VADDPS        X15, X14, X15
+	VMOVHLPS      X15, X15, X14
+	VADDPS        X14, X15, X15
+	VMOVSHDUP     X15, X14
+	VADDSS        X14, X15, X15
+	VMOVSS        X15, (R8)(DX*2)
+	ADDQ          $0x04, CX
+	ADDQ          SI, BX
+	DECQ          rows+0(FP)
+	JNZ           row
+	VZEROUPPER
+	RET
+
+// func gemvDotDenseM8AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, w *float32, ldw int)
+// Requires: AVX, AVX512F, AVX512VL
+TEXT ·gemvDotDenseM8AVX512(SB), NOSPLIT, $0-64
+	MOVQ lda+24(FP), AX
+	SHLQ $0x02, AX
+	MOVQ c+32(FP), CX
+	MOVQ ldc+40(FP), DX
+	SHLQ $0x02, DX
+	MOVQ w+48(FP), BX
+	MOVQ ldw+56(FP), SI
+	SUBQ rowLen+8(FP), SI
+	SHLQ $0x02, SI
+	LEAQ (AX)(AX*2), R9
+
+row:
+	MOVQ   a+16(FP), DI
+	LEAQ   (DI)(AX*4), R10
+	MOVQ   rowLen+8(FP), R8
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+
+loop2:
+	CMPQ        R8, $0x00000020
+	JB          one
+	VMOVUPS     (BX), Z16
+	VFMADD231PS (DI), Z16, Z0
+	VFMADD231PS (DI)(AX*1), Z16, Z2
+	VFMADD231PS (DI)(AX*2), Z16, Z4
+	VFMADD231PS (DI)(R9*1), Z16, Z6
+	VFMADD231PS (R10), Z16, Z8
+	VFMADD231PS (R10)(AX*1), Z16, Z10
+	VFMADD231PS (R10)(AX*2), Z16, Z12
+	VFMADD231PS (R10)(R9*1), Z16, Z14
+	VMOVUPS     64(BX), Z16
+	VFMADD231PS 64(DI), Z16, Z1
+	VFMADD231PS 64(DI)(AX*1), Z16, Z3
+	VFMADD231PS 64(DI)(AX*2), Z16, Z5
+	VFMADD231PS 64(DI)(R9*1), Z16, Z7
+	VFMADD231PS 64(R10), Z16, Z9
+	VFMADD231PS 64(R10)(AX*1), Z16, Z11
+	VFMADD231PS 64(R10)(AX*2), Z16, Z13
+	VFMADD231PS 64(R10)(R9*1), Z16, Z15
+	ADDQ        $0x00000080, BX
+	ADDQ        $0x00000080, DI
+	ADDQ        $0x00000080, R10
+	SUBQ        $0x00000020, R8
+	JMP         loop2
+
+one:
+	CMPQ        R8, $0x00000010
+	JB          tail
+	VMOVUPS     (BX), Z16
+	VFMADD231PS (DI), Z16, Z0
+	VFMADD231PS (DI)(AX*1), Z16, Z2
+	VFMADD231PS (DI)(AX*2), Z16, Z4
+	VFMADD231PS (DI)(R9*1), Z16, Z6
+	VFMADD231PS (R10), Z16, Z8
+	VFMADD231PS (R10)(AX*1), Z16, Z10
+	VFMADD231PS (R10)(AX*2), Z16, Z12
+	VFMADD231PS (R10)(R9*1), Z16, Z14
+	ADDQ        $0x00000040, BX
+	ADDQ        $0x00000040, DI
+	ADDQ        $0x00000040, R10
+	SUBQ        $0x00000010, R8
+
+tail:
+	TESTQ       R8, R8
+	JZ          reduce
+	LEAQ        mmtail16<>+0(SB), R11
+	KMOVW       (R11)(R8*2), K1
+	VMOVUPS.Z   (BX), K1, Z16
+	VMOVUPS.Z   (DI), K1, Z17
+	VFMADD231PS Z17, Z16, Z0
+	VMOVUPS.Z   (DI)(AX*1), K1, Z17
+	VFMADD231PS Z17, Z16, Z2
+	VMOVUPS.Z   (DI)(AX*2), K1, Z17
+	VFMADD231PS Z17, Z16, Z4
+	VMOVUPS.Z   (DI)(R9*1), K1, Z17
+	VFMADD231PS Z17, Z16, Z6
+	VMOVUPS.Z   (R10), K1, Z17
+	VFMADD231PS Z17, Z16, Z8
+	VMOVUPS.Z   (R10)(AX*1), K1, Z17
+	VFMADD231PS Z17, Z16, Z10
+	VMOVUPS.Z   (R10)(AX*2), K1, Z17
+	VFMADD231PS Z17, Z16, Z12
+	VMOVUPS.Z   (R10)(R9*1), K1, Z17
+	VFMADD231PS Z17, Z16, Z14
+	LEAQ        (BX)(R8*4), BX
+
+reduce:
+	LEAQ          (DX)(DX*2), DI
+	LEAQ          (CX)(DX*4), R8
+	VADDPS        Z1, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z0, Y16
+	VADDPS        Y16, Y0, Y16
+	VEXTRACTF32X4 $0x01, Y16, X17
+	VADDPS        X17, X16, X17
+	VMOVHLPS      X17, X17, X16
+	VADDPS        X16, X17, X17
+	VMOVSHDUP     X17, X16
+	VADDSS        X16, X17, X17
+	VMOVSS        X17, (CX)
+	VADDPS        Z3, Z2, Z2
+	VEXTRACTF64X4 $0x01, Z2, Y16
+	VADDPS        Y16, Y2, Y16
+	VEXTRACTF32X4 $0x01, Y16, X17
+	VADDPS        X17, X16, X17
+	VMOVHLPS      X17, X17, X16
+	VADDPS        X16, X17, X17
+	VMOVSHDUP     X17, X16
+	VADDSS        X16, X17, X17
+	VMOVSS        X17, (CX)(DX*1)
+	VADDPS        Z5, Z4, Z4
+	VEXTRACTF64X4 $0x01, Z4, Y16
+	VADDPS        Y16, Y4, Y16
+	VEXTRACTF32X4 $0x01, Y16, X17
+	VADDPS        X17, X16, X17
+	VMOVHLPS      X17, X17, X16
+	VADDPS        X16, X17, X17
+	VMOVSHDUP     X17, X16
+	VADDSS        X16, X17, X17
+	VMOVSS        X17, (CX)(DX*2)
+	VADDPS        Z7, Z6, Z6
+	VEXTRACTF64X4 $0x01, Z6, Y16
+	VADDPS        Y16, Y6, Y16
+	VEXTRACTF32X4 $0x01, Y16, X17
+	VADDPS        X17, X16, X17
+	VMOVHLPS      X17, X17, X16
+	VADDPS        X16, X17, X17
+	VMOVSHDUP     X17, X16
+	VADDSS        X16, X17, X17
+	VMOVSS        X17, (CX)(DI*1)
+	VADDPS        Z9, Z8, Z8
+	VEXTRACTF64X4 $0x01, Z8, Y16
+	VADDPS        Y16, Y8, Y16
+	VEXTRACTF32X4 $0x01, Y16, X17
+	VADDPS        X17, X16, X17
+	VMOVHLPS      X17, X17, X16
+	VADDPS        X16, X17, X17
+	VMOVSHDUP     X17, X16
+	VADDSS        X16, X17, X17
+	VMOVSS        X17, (R8)
+	VADDPS        Z11, Z10, Z10
+	VEXTRACTF64X4 $0x01, Z10, Y16
+	VADDPS        Y16, Y10, Y16
+	VEXTRACTF32X4 $0x01, Y16, X17
+	VADDPS        X17, X16, X17
+	VMOVHLPS      X17, X17, X16
+	VADDPS        X16, X17, X17
+	VMOVSHDUP     X17, X16
+	VADDSS        X16, X17, X17
+	VMOVSS        X17, (R8)(DX*1)
+	VADDPS        Z13, Z12, Z12
+	VEXTRACTF64X4 $0x01, Z12, Y16
+	VADDPS        Y16, Y12, Y16
+	VEXTRACTF32X4 $0x01, Y16, X17
+	VADDPS        X17, X16, X17
+	VMOVHLPS      X17, X17, X16
+	VADDPS        X16, X17, X17
+	VMOVSHDUP     X17, X16
+	VADDSS        X16, X17, X17
+	VMOVSS        X17, (R8)(DX*2)
+	VADDPS        Z15, Z14, Z14
+	VEXTRACTF64X4 $0x01, Z14, Y16
+	VADDPS        Y16, Y14, Y16
+	VEXTRACTF32X4 $0x01, Y16, X17
+	VADDPS        X17, X16, X17
+	VMOVHLPS      X17, X17, X16
+	VADDPS        X16, X17, X17
+	VMOVSHDUP     X17, X16
+	VADDSS        X16, X17, X17
+	VMOVSS        X17, (R8)(DI*1)
 	ADDQ          $0x04, CX
 	ADDQ          SI, BX
 	DECQ          rows+0(FP)
@@ -1721,7 +2387,7 @@ reduce:
 	RET
 
 // func gemvDotF32M1AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *float32, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, AVX512F, CMOV
+// Requires: AVX, AVX2, AVX512F, AVX512VL, CMOV
 TEXT ·gemvDotF32M1AVX512(SB), NOSPLIT, $0-104
 	MOVQ         lda+24(FP), AX
 	SHLQ         $0x02, AX
@@ -1768,48 +2434,48 @@ samegroup1:
 	SUBQ    R9, SI
 
 loop2:
-	CMPQ           R9, $0x00000020
-	JB             one
-	VBROADCASTI128 (DX), Y7
-	VPSHUFB        Y0, Y7, Y7
-	VPMOVZXWD      Y7, Z7
-	VPSRLVD        Z1, Z7, Z7
-	VPANDD         Z2, Z7, Z7
-	VPADDD         Z4, Z7, Z7
-	VCVTDQ2PS      Z7, Z7
-	VFMADD213PS    (CX), Z3, Z7
-	VFMADD231PS    (DI), Z7, Z5
-	VBROADCASTI128 (DX)(R8*1), Y7
-	VPSHUFB        Y0, Y7, Y7
-	VPMOVZXWD      Y7, Z7
-	VPSRLVD        Z1, Z7, Z7
-	VPANDD         Z2, Z7, Z7
-	VPADDD         Z4, Z7, Z7
-	VCVTDQ2PS      Z7, Z7
-	VFMADD213PS    64(CX), Z3, Z7
-	VFMADD231PS    64(DI), Z7, Z6
-	ADDQ           $0x00000080, CX
-	LEAQ           (DX)(R8*2), DX
-	ADDQ           $0x00000080, DI
-	SUBQ           $0x00000020, R9
-	JMP            loop2
+	CMPQ            R9, $0x00000020
+	JB              one
+	VBROADCASTI32X4 (DX), Y7
+	VPSHUFB         Y0, Y7, Y7
+	VPMOVZXWD       Y7, Z7
+	VPSRLVD         Z1, Z7, Z7
+	VPANDD          Z2, Z7, Z7
+	VPADDD          Z4, Z7, Z7
+	VCVTDQ2PS       Z7, Z7
+	VFMADD213PS     (CX), Z3, Z7
+	VFMADD231PS     (DI), Z7, Z5
+	VBROADCASTI32X4 (DX)(R8*1), Y7
+	VPSHUFB         Y0, Y7, Y7
+	VPMOVZXWD       Y7, Z7
+	VPSRLVD         Z1, Z7, Z7
+	VPANDD          Z2, Z7, Z7
+	VPADDD          Z4, Z7, Z7
+	VCVTDQ2PS       Z7, Z7
+	VFMADD213PS     64(CX), Z3, Z7
+	VFMADD231PS     64(DI), Z7, Z6
+	ADDQ            $0x00000080, CX
+	LEAQ            (DX)(R8*2), DX
+	ADDQ            $0x00000080, DI
+	SUBQ            $0x00000020, R9
+	JMP             loop2
 
 one:
-	CMPQ           R9, $0x00000010
-	JB             tail
-	VBROADCASTI128 (DX), Y7
-	VPSHUFB        Y0, Y7, Y7
-	VPMOVZXWD      Y7, Z7
-	VPSRLVD        Z1, Z7, Z7
-	VPANDD         Z2, Z7, Z7
-	VPADDD         Z4, Z7, Z7
-	VCVTDQ2PS      Z7, Z7
-	VFMADD213PS    (CX), Z3, Z7
-	VFMADD231PS    (DI), Z7, Z5
-	ADDQ           $0x00000040, CX
-	ADDQ           R8, DX
-	ADDQ           $0x00000040, DI
-	SUBQ           $0x00000010, R9
+	CMPQ            R9, $0x00000010
+	JB              tail
+	VBROADCASTI32X4 (DX), Y7
+	VPSHUFB         Y0, Y7, Y7
+	VPMOVZXWD       Y7, Z7
+	VPSRLVD         Z1, Z7, Z7
+	VPANDD          Z2, Z7, Z7
+	VPADDD          Z4, Z7, Z7
+	VCVTDQ2PS       Z7, Z7
+	VFMADD213PS     (CX), Z3, Z7
+	VFMADD231PS     (DI), Z7, Z5
+	ADDQ            $0x00000040, CX
+	ADDQ            R8, DX
+	ADDQ            $0x00000040, DI
+	SUBQ            $0x00000010, R9
 
 tail:
 	JMP chunk
@@ -1818,7 +2484,7 @@ rowdone:
 	VADDPS        Z6, Z5, Z5
 	VEXTRACTF64X4 $0x01, Z5, Y7
 	VADDPS        Y7, Y5, Y7
-	VEXTRACTF128  $0x01, Y7, X8
+	VEXTRACTF32X4 $0x01, Y7, X8
 	VADDPS        X8, X7, X8
 	VMOVHLPS      X8, X8, X7
 	VADDPS        X7, X8, X8
@@ -1832,7 +2498,7 @@ rowdone:
 	RET
 
 // func gemvDotF32M2AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *float32, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, AVX512F, CMOV
+// Requires: AVX, AVX2, AVX512F, AVX512VL, CMOV
 TEXT ·gemvDotF32M2AVX512(SB), NOSPLIT, $0-104
 	MOVQ         lda+24(FP), AX
 	SHLQ         $0x02, AX
@@ -1881,51 +2547,51 @@ samegroup1:
 	SUBQ    R11, R8
 
 loop2:
-	CMPQ           R11, $0x00000020
-	JB             one
-	VBROADCASTI128 (SI), Y9
-	VPSHUFB        Y0, Y9, Y9
-	VPMOVZXWD      Y9, Z9
-	VPSRLVD        Z1, Z9, Z9
-	VPANDD         Z2, Z9, Z9
-	VPADDD         Z4, Z9, Z9
-	VCVTDQ2PS      Z9, Z9
-	VFMADD213PS    (BX), Z3, Z9
-	VFMADD231PS    (R9), Z9, Z5
-	VFMADD231PS    (R9)(AX*1), Z9, Z7
-	VBROADCASTI128 (SI)(R10*1), Y9
-	VPSHUFB        Y0, Y9, Y9
-	VPMOVZXWD      Y9, Z9
-	VPSRLVD        Z1, Z9, Z9
-	VPANDD         Z2, Z9, Z9
-	VPADDD         Z4, Z9, Z9
-	VCVTDQ2PS      Z9, Z9
-	VFMADD213PS    64(BX), Z3, Z9
-	VFMADD231PS    64(R9), Z9, Z6
-	VFMADD231PS    64(R9)(AX*1), Z9, Z8
-	ADDQ           $0x00000080, BX
-	LEAQ           (SI)(R10*2), SI
-	ADDQ           $0x00000080, R9
-	SUBQ           $0x00000020, R11
-	JMP            loop2
+	CMPQ            R11, $0x00000020
+	JB              one
+	VBROADCASTI32X4 (SI), Y9
+	VPSHUFB         Y0, Y9, Y9
+	VPMOVZXWD       Y9, Z9
+	VPSRLVD         Z1, Z9, Z9
+	VPANDD          Z2, Z9, Z9
+	VPADDD          Z4, Z9, Z9
+	VCVTDQ2PS       Z9, Z9
+	VFMADD213PS     (BX), Z3, Z9
+	VFMADD231PS     (R9), Z9, Z5
+	VFMADD231PS     (R9)(AX*1), Z9, Z7
+	VBROADCASTI32X4 (SI)(R10*1), Y9
+	VPSHUFB         Y0, Y9, Y9
+	VPMOVZXWD       Y9, Z9
+	VPSRLVD         Z1, Z9, Z9
+	VPANDD          Z2, Z9, Z9
+	VPADDD          Z4, Z9, Z9
+	VCVTDQ2PS       Z9, Z9
+	VFMADD213PS     64(BX), Z3, Z9
+	VFMADD231PS     64(R9), Z9, Z6
+	VFMADD231PS     64(R9)(AX*1), Z9, Z8
+	ADDQ            $0x00000080, BX
+	LEAQ            (SI)(R10*2), SI
+	ADDQ            $0x00000080, R9
+	SUBQ            $0x00000020, R11
+	JMP             loop2
 
 one:
-	CMPQ           R11, $0x00000010
-	JB             tail
-	VBROADCASTI128 (SI), Y9
-	VPSHUFB        Y0, Y9, Y9
-	VPMOVZXWD      Y9, Z9
-	VPSRLVD        Z1, Z9, Z9
-	VPANDD         Z2, Z9, Z9
-	VPADDD         Z4, Z9, Z9
-	VCVTDQ2PS      Z9, Z9
-	VFMADD213PS    (BX), Z3, Z9
-	VFMADD231PS    (R9), Z9, Z5
-	VFMADD231PS    (R9)(AX*1), Z9, Z7
-	ADDQ           $0x00000040, BX
-	ADDQ           R10, SI
-	ADDQ           $0x00000040, R9
-	SUBQ           $0x00000010, R11
+	CMPQ            R11, $0x00000010
+	JB              tail
+	VBROADCASTI32X4 (SI), Y9
+	VPSHUFB         Y0, Y9, Y9
+	VPMOVZXWD       Y9, Z9
+	VPSRLVD         Z1, Z9, Z9
+	VPANDD          Z2, Z9, Z9
+	VPADDD          Z4, Z9, Z9
+	VCVTDQ2PS       Z9, Z9
+	VFMADD213PS     (BX), Z3, Z9
+	VFMADD231PS     (R9), Z9, Z5
+	VFMADD231PS     (R9)(AX*1), Z9, Z7
+	ADDQ            $0x00000040, BX
+	ADDQ            R10, SI
+	ADDQ            $0x00000040, R9
+	SUBQ            $0x00000010, R11
 
 tail:
 	JMP chunk
@@ -1934,7 +2600,7 @@ rowdone:
 	VADDPS        Z6, Z5, Z5
 	VEXTRACTF64X4 $0x01, Z5, Y9
 	VADDPS        Y9, Y5, Y9
-	VEXTRACTF128  $0x01, Y9, X10
+	VEXTRACTF32X4 $0x01, Y9, X10
 	VADDPS        X10, X9, X10
 	VMOVHLPS      X10, X10, X9
 	VADDPS        X9, X10, X10
@@ -1944,7 +2610,7 @@ rowdone:
 	VADDPS        Z8, Z7, Z7
 	VEXTRACTF64X4 $0x01, Z7, Y9
 	VADDPS        Y9, Y7, Y9
-	VEXTRACTF128  $0x01, Y9, X10
+	VEXTRACTF32X4 $0x01, Y9, X10
 	VADDPS        X10, X9, X10
 	VMOVHLPS      X10, X10, X9
 	VADDPS        X9, X10, X10
@@ -1958,7 +2624,7 @@ rowdone:
 	RET
 
 // func gemvDotF32M3AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *float32, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, AVX512F, CMOV
+// Requires: AVX, AVX2, AVX512F, AVX512VL, CMOV
 TEXT ·gemvDotF32M3AVX512(SB), NOSPLIT, $0-104
 	MOVQ         lda+24(FP), AX
 	SHLQ         $0x02, AX
@@ -2009,54 +2675,54 @@ samegroup1:
 	SUBQ    R11, R8
 
 loop2:
-	CMPQ           R11, $0x00000020
-	JB             one
-	VBROADCASTI128 (SI), Y11
-	VPSHUFB        Y0, Y11, Y11
-	VPMOVZXWD      Y11, Z11
-	VPSRLVD        Z1, Z11, Z11
-	VPANDD         Z2, Z11, Z11
-	VPADDD         Z4, Z11, Z11
-	VCVTDQ2PS      Z11, Z11
-	VFMADD213PS    (BX), Z3, Z11
-	VFMADD231PS    (R9), Z11, Z5
-	VFMADD231PS    (R9)(AX*1), Z11, Z7
-	VFMADD231PS    (R9)(AX*2), Z11, Z9
-	VBROADCASTI128 (SI)(R10*1), Y11
-	VPSHUFB        Y0, Y11, Y11
-	VPMOVZXWD      Y11, Z11
-	VPSRLVD        Z1, Z11, Z11
-	VPANDD         Z2, Z11, Z11
-	VPADDD         Z4, Z11, Z11
-	VCVTDQ2PS      Z11, Z11
-	VFMADD213PS    64(BX), Z3, Z11
-	VFMADD231PS    64(R9), Z11, Z6
-	VFMADD231PS    64(R9)(AX*1), Z11, Z8
-	VFMADD231PS    64(R9)(AX*2), Z11, Z10
-	ADDQ           $0x00000080, BX
-	LEAQ           (SI)(R10*2), SI
-	ADDQ           $0x00000080, R9
-	SUBQ           $0x00000020, R11
-	JMP            loop2
+	CMPQ            R11, $0x00000020
+	JB              one
+	VBROADCASTI32X4 (SI), Y11
+	VPSHUFB         Y0, Y11, Y11
+	VPMOVZXWD       Y11, Z11
+	VPSRLVD         Z1, Z11, Z11
+	VPANDD          Z2, Z11, Z11
+	VPADDD          Z4, Z11, Z11
+	VCVTDQ2PS       Z11, Z11
+	VFMADD213PS     (BX), Z3, Z11
+	VFMADD231PS     (R9), Z11, Z5
+	VFMADD231PS     (R9)(AX*1), Z11, Z7
+	VFMADD231PS     (R9)(AX*2), Z11, Z9
+	VBROADCASTI32X4 (SI)(R10*1), Y11
+	VPSHUFB         Y0, Y11, Y11
+	VPMOVZXWD       Y11, Z11
+	VPSRLVD         Z1, Z11, Z11
+	VPANDD          Z2, Z11, Z11
+	VPADDD          Z4, Z11, Z11
+	VCVTDQ2PS       Z11, Z11
+	VFMADD213PS     64(BX), Z3, Z11
+	VFMADD231PS     64(R9), Z11, Z6
+	VFMADD231PS     64(R9)(AX*1), Z11, Z8
+	VFMADD231PS     64(R9)(AX*2), Z11, Z10
+	ADDQ            $0x00000080, BX
+	LEAQ            (SI)(R10*2), SI
+	ADDQ            $0x00000080, R9
+	SUBQ            $0x00000020, R11
+	JMP             loop2
 
 one:
-	CMPQ           R11, $0x00000010
-	JB             tail
-	VBROADCASTI128 (SI), Y11
-	VPSHUFB        Y0, Y11, Y11
-	VPMOVZXWD      Y11, Z11
-	VPSRLVD        Z1, Z11, Z11
-	VPANDD         Z2, Z11, Z11
-	VPADDD         Z4, Z11, Z11
-	VCVTDQ2PS      Z11, Z11
-	VFMADD213PS    (BX), Z3, Z11
-	VFMADD231PS    (R9), Z11, Z5
-	VFMADD231PS    (R9)(AX*1), Z11, Z7
-	VFMADD231PS    (R9)(AX*2), Z11, Z9
-	ADDQ           $0x00000040, BX
-	ADDQ           R10, SI
-	ADDQ           $0x00000040, R9
-	SUBQ           $0x00000010, R11
+	CMPQ            R11, $0x00000010
+	JB              tail
+	VBROADCASTI32X4 (SI), Y11
+	VPSHUFB         Y0, Y11, Y11
+	VPMOVZXWD       Y11, Z11
+	VPSRLVD         Z1, Z11, Z11
+	VPANDD          Z2, Z11, Z11
+	VPADDD          Z4, Z11, Z11
+	VCVTDQ2PS       Z11, Z11
+	VFMADD213PS     (BX), Z3, Z11
+	VFMADD231PS     (R9), Z11, Z5
+	VFMADD231PS     (R9)(AX*1), Z11, Z7
+	VFMADD231PS     (R9)(AX*2), Z11, Z9
+	ADDQ            $0x00000040, BX
+	ADDQ            R10, SI
+	ADDQ            $0x00000040, R9
+	SUBQ            $0x00000010, R11
 
 tail:
 	JMP chunk
@@ -2065,7 +2731,7 @@ rowdone:
 	VADDPS        Z6, Z5, Z5
 	VEXTRACTF64X4 $0x01, Z5, Y11
 	VADDPS        Y11, Y5, Y11
-	VEXTRACTF128  $0x01, Y11, X12
+	VEXTRACTF32X4 $0x01, Y11, X12
 	VADDPS        X12, X11, X12
 	VMOVHLPS      X12, X12, X11
 	VADDPS        X11, X12, X12
@@ -2075,7 +2741,7 @@ rowdone:
 	VADDPS        Z8, Z7, Z7
 	VEXTRACTF64X4 $0x01, Z7, Y11
 	VADDPS        Y11, Y7, Y11
-	VEXTRACTF128  $0x01, Y11, X12
+	VEXTRACTF32X4 $0x01, Y11, X12
 	VADDPS        X12, X11, X12
 	VMOVHLPS      X12, X12, X11
 	VADDPS        X11, X12, X12
@@ -2085,7 +2751,7 @@ rowdone:
 	VADDPS        Z10, Z9, Z9
 	VEXTRACTF64X4 $0x01, Z9, Y11
 	VADDPS        Y11, Y9, Y11
-	VEXTRACTF128  $0x01, Y11, X12
+	VEXTRACTF32X4 $0x01, Y11, X12
 	VADDPS        X12, X11, X12
 	VMOVHLPS      X12, X12, X11
 	VADDPS        X11, X12, X12
@@ -2099,7 +2765,7 @@ rowdone:
 	RET
 
 // func gemvDotF32M4AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *float32, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, AVX512F, CMOV
+// Requires: AVX, AVX2, AVX512F, AVX512VL, CMOV
 TEXT ·gemvDotF32M4AVX512(SB), NOSPLIT, $0-104
 	MOVQ         lda+24(FP), AX
 	SHLQ         $0x02, AX
@@ -2121,12 +2787,11 @@ TEXT ·gemvDotF32M4AVX512(SB), NOSPLIT, $0-104
 	VPBROADCASTD 96(R11), Z2
 	VBROADCASTSS scale+88(FP), Z3
 	VPBROADCASTD (DI), Z4
+	LEAQ         (AX)(AX*2), R13
 
 row:
 	MOVQ   a+16(FP), R9
-	LEAQ   (R9)(AX*2), R11
-	ADDQ   AX, R11
-	MOVQ   rowLen+8(FP), R12
+	MOVQ   rowLen+8(FP), R11
 	VPXORD Z5, Z5, Z5
 	VPXORD Z6, Z6, Z6
 	VPXORD Z7, Z7, Z7
@@ -2135,10 +2800,10 @@ row:
 	VPXORD Z10, Z10, Z10
 	VPXORD Z11, Z11, Z11
 	VPXORD Z12, Z12, Z12
-	MOVQ   R12, R13
+	MOVQ   R11, R12
 
 chunk:
-	TESTQ        R13, R13
+	TESTQ        R12, R12
 	JZ           rowdone
 	TESTQ        R8, R8
 	JNZ          samegroup1
@@ -2147,77 +2812,74 @@ chunk:
 	MOVQ         group+80(FP), R8
 
 samegroup1:
-	MOVQ    R13, R12
-	CMPQ    R8, R12
-	CMOVQLT R8, R12
-	SUBQ    R12, R13
-	SUBQ    R12, R8
+	MOVQ    R12, R11
+	CMPQ    R8, R11
+	CMOVQLT R8, R11
+	SUBQ    R11, R12
+	SUBQ    R11, R8
 
 loop2:
-	CMPQ           R12, $0x00000020
-	JB             one
-	VBROADCASTI128 (SI), Y13
-	VPSHUFB        Y0, Y13, Y13
-	VPMOVZXWD      Y13, Z13
-	VPSRLVD        Z1, Z13, Z13
-	VPANDD         Z2, Z13, Z13
-	VPADDD         Z4, Z13, Z13
-	VCVTDQ2PS      Z13, Z13
-	VFMADD213PS    (BX), Z3, Z13
-	VFMADD231PS    (R9), Z13, Z5
-	VFMADD231PS    (R9)(AX*1), Z13, Z7
-	VFMADD231PS    (R9)(AX*2), Z13, Z9
-	VFMADD231PS    (R11), Z13, Z11
-	VBROADCASTI128 (SI)(R10*1), Y13
-	VPSHUFB        Y0, Y13, Y13
-	VPMOVZXWD      Y13, Z13
-	VPSRLVD        Z1, Z13, Z13
-	VPANDD         Z2, Z13, Z13
-	VPADDD         Z4, Z13, Z13
-	VCVTDQ2PS      Z13, Z13
-	VFMADD213PS    64(BX), Z3, Z13
-	VFMADD231PS    64(R9), Z13, Z6
-	VFMADD231PS    64(R9)(AX*1), Z13, Z8
-	VFMADD231PS    64(R9)(AX*2), Z13, Z10
-	VFMADD231PS    64(R11), Z13, Z12
-	ADDQ           $0x00000080, BX
-	LEAQ           (SI)(R10*2), SI
-	ADDQ           $0x00000080, R9
-	ADDQ           $0x00000080, R11
-	SUBQ           $0x00000020, R12
-	JMP            loop2
+	CMPQ            R11, $0x00000020
+	JB              one
+	VBROADCASTI32X4 (SI), Y13
+	VPSHUFB         Y0, Y13, Y13
+	VPMOVZXWD       Y13, Z13
+	VPSRLVD         Z1, Z13, Z13
+	VPANDD          Z2, Z13, Z13
+	VPADDD          Z4, Z13, Z13
+	VCVTDQ2PS       Z13, Z13
+	VFMADD213PS     (BX), Z3, Z13
+	VFMADD231PS     (R9), Z13, Z5
+	VFMADD231PS     (R9)(AX*1), Z13, Z7
+	VFMADD231PS     (R9)(AX*2), Z13, Z9
+	VFMADD231PS     (R9)(R13*1), Z13, Z11
+	VBROADCASTI32X4 (SI)(R10*1), Y13
+	VPSHUFB         Y0, Y13, Y13
+	VPMOVZXWD       Y13, Z13
+	VPSRLVD         Z1, Z13, Z13
+	VPANDD          Z2, Z13, Z13
+	VPADDD          Z4, Z13, Z13
+	VCVTDQ2PS       Z13, Z13
+	VFMADD213PS     64(BX), Z3, Z13
+	VFMADD231PS     64(R9), Z13, Z6
+	VFMADD231PS     64(R9)(AX*1), Z13, Z8
+	VFMADD231PS     64(R9)(AX*2), Z13, Z10
+	VFMADD231PS     64(R9)(R13*1), Z13, Z12
+	ADDQ            $0x00000080, BX
+	LEAQ            (SI)(R10*2), SI
+	ADDQ            $0x00000080, R9
+	SUBQ            $0x00000020, R11
+	JMP             loop2
 
 one:
-	CMPQ           R12, $0x00000010
-	JB             tail
-	VBROADCASTI128 (SI), Y13
-	VPSHUFB        Y0, Y13, Y13
-	VPMOVZXWD      Y13, Z13
-	VPSRLVD        Z1, Z13, Z13
-	VPANDD         Z2, Z13, Z13
-	VPADDD         Z4, Z13, Z13
-	VCVTDQ2PS      Z13, Z13
-	VFMADD213PS    (BX), Z3, Z13
-	VFMADD231PS    (R9), Z13, Z5
-	VFMADD231PS    (R9)(AX*1), Z13, Z7
-	VFMADD231PS    (R9)(AX*2), Z13, Z9
-	VFMADD231PS    (R11), Z13, Z11
-	ADDQ           $0x00000040, BX
-	ADDQ           R10, SI
-	ADDQ           $0x00000040, R9
-	ADDQ           $0x00000040, R11
-	SUBQ           $0x00000010, R12
+	CMPQ            R11, $0x00000010
+	JB              tail
+	VBROADCASTI32X4 (SI), Y13
+	VPSHUFB         Y0, Y13, Y13
+	VPMOVZXWD       Y13, Z13
+	VPSRLVD         Z1, Z13, Z13
+	VPANDD          Z2, Z13, Z13
+	VPADDD          Z4, Z13, Z13
+	VCVTDQ2PS       Z13, Z13
+	VFMADD213PS     (BX), Z3, Z13
+	VFMADD231PS     (R9), Z13, Z5
+	VFMADD231PS     (R9)(AX*1), Z13, Z7
+	VFMADD231PS     (R9)(AX*2), Z13, Z9
+	VFMADD231PS     (R9)(R13*1), Z13, Z11
+	ADDQ            $0x00000040, BX
+	ADDQ            R10, SI
+	ADDQ            $0x00000040, R9
+	SUBQ            $0x00000010, R11
 
 tail:
 	JMP chunk
 
 rowdone:
-	LEAQ          (CX)(DX*2), R9
-	ADDQ          DX, R9
+	LEAQ          (DX)(DX*2), R9
 	VADDPS        Z6, Z5, Z5
 	VEXTRACTF64X4 $0x01, Z5, Y13
 	VADDPS        Y13, Y5, Y13
-	VEXTRACTF128  $0x01, Y13, X14
+	VEXTRACTF32X4 $0x01, Y13, X14
 	VADDPS        X14, X13, X14
 	VMOVHLPS      X14, X14, X13
 	VADDPS        X13, X14, X14
@@ -2227,7 +2889,7 @@ rowdone:
 	VADDPS        Z8, Z7, Z7
 	VEXTRACTF64X4 $0x01, Z7, Y13
 	VADDPS        Y13, Y7, Y13
-	VEXTRACTF128  $0x01, Y13, X14
+	VEXTRACTF32X4 $0x01, Y13, X14
 	VADDPS        X14, X13, X14
 	VMOVHLPS      X14, X14, X13
 	VADDPS        X13, X14, X14
@@ -2237,7 +2899,7 @@ rowdone:
 	VADDPS        Z10, Z9, Z9
 	VEXTRACTF64X4 $0x01, Z9, Y13
 	VADDPS        Y13, Y9, Y13
-	VEXTRACTF128  $0x01, Y13, X14
+	VEXTRACTF32X4 $0x01, Y13, X14
 	VADDPS        X14, X13, X14
 	VMOVHLPS      X14, X14, X13
 	VADDPS        X13, X14, X14
@@ -2247,13 +2909,811 @@ rowdone:
 	VADDPS        Z12, Z11, Z11
 	VEXTRACTF64X4 $0x01, Z11, Y13
 	VADDPS        Y13, Y11, Y13
-	VEXTRACTF128  $0x01, Y13, X14
+	VEXTRACTF32X4 $0x01, Y13, X14
 	VADDPS        X14, X13, X14
 	VMOVHLPS      X14, X14, X13
 	VADDPS        X13, X14, X14
 	VMOVSHDUP     X14, X13
 	VADDSS        X13, X14, X14
-	VMOVSS        X14, (R9)
+	VMOVSS        X14, (CX)(R9*1)
+	ADDQ          $0x04, CX
+	DECQ          rows+0(FP)
+	JNZ           row
+	VZEROUPPER
+	RET
+
+// func gemvDotF32M5AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *float32, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, CMOV
+TEXT ·gemvDotF32M5AVX512(SB), NOSPLIT, $0-104
+	MOVQ         lda+24(FP), AX
+	SHLQ         $0x02, AX
+	MOVQ         c+32(FP), CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	MOVQ         base+48(FP), BX
+	MOVQ         data+56(FP), SI
+	MOVQ         zero+64(FP), DI
+	MOVQ         left+72(FP), R8
+	MOVQ         bits+96(FP), R9
+	MOVQ         R9, R10
+	SHLQ         $0x01, R10
+	LEAQ         mmdecodeAVX512<>+0(SB), R11
+	SHLQ         $0x07, R9
+	ADDQ         R9, R11
+	VMOVDQU      (R11), Y0
+	VMOVDQU32    32(R11), Z1
+	VPBROADCASTD 96(R11), Z2
+	VBROADCASTSS scale+88(FP), Z3
+	VPBROADCASTD (DI), Z4
+	LEAQ         (AX)(AX*2), R13
+
+row:
+	MOVQ   a+16(FP), R9
+	LEAQ   (R9)(AX*4), R14
+	MOVQ   rowLen+8(FP), R11
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	MOVQ   R11, R12
+
+chunk:
+	TESTQ        R12, R12
+	JZ           rowdone
+	TESTQ        R8, R8
+	JNZ          samegroup1
+	ADDQ         $0x04, DI
+	VPBROADCASTD (DI), Z4
+	MOVQ         group+80(FP), R8
+
+samegroup1:
+	MOVQ    R12, R11
+	CMPQ    R8, R11
+	CMOVQLT R8, R11
+	SUBQ    R11, R12
+	SUBQ    R11, R8
+
+loop2:
+	CMPQ            R11, $0x00000020
+	JB              one
+	VBROADCASTI32X4 (SI), Y15
+	VPSHUFB         Y0, Y15, Y15
+	VPMOVZXWD       Y15, Z15
+	VPSRLVD         Z1, Z15, Z15
+	VPANDD          Z2, Z15, Z15
+	VPADDD          Z4, Z15, Z15
+	VCVTDQ2PS       Z15, Z15
+	VFMADD213PS     (BX), Z3, Z15
+	VFMADD231PS     (R9), Z15, Z5
+	VFMADD231PS     (R9)(AX*1), Z15, Z7
+	VFMADD231PS     (R9)(AX*2), Z15, Z9
+	VFMADD231PS     (R9)(R13*1), Z15, Z11
+	VFMADD231PS     (R14), Z15, Z13
+	VBROADCASTI32X4 (SI)(R10*1), Y15
+	VPSHUFB         Y0, Y15, Y15
+	VPMOVZXWD       Y15, Z15
+	VPSRLVD         Z1, Z15, Z15
+	VPANDD          Z2, Z15, Z15
+	VPADDD          Z4, Z15, Z15
+	VCVTDQ2PS       Z15, Z15
+	VFMADD213PS     64(BX), Z3, Z15
+	VFMADD231PS     64(R9), Z15, Z6
+	VFMADD231PS     64(R9)(AX*1), Z15, Z8
+	VFMADD231PS     64(R9)(AX*2), Z15, Z10
+	VFMADD231PS     64(R9)(R13*1), Z15, Z12
+	VFMADD231PS     64(R14), Z15, Z14
+	ADDQ            $0x00000080, BX
+	LEAQ            (SI)(R10*2), SI
+	ADDQ            $0x00000080, R9
+	ADDQ            $0x00000080, R14
+	SUBQ            $0x00000020, R11
+	JMP             loop2
+
+one:
+	CMPQ            R11, $0x00000010
+	JB              tail
+	VBROADCASTI32X4 (SI), Y15
+	VPSHUFB         Y0, Y15, Y15
+	VPMOVZXWD       Y15, Z15
+	VPSRLVD         Z1, Z15, Z15
+	VPANDD          Z2, Z15, Z15
+	VPADDD          Z4, Z15, Z15
+	VCVTDQ2PS       Z15, Z15
+	VFMADD213PS     (BX), Z3, Z15
+	VFMADD231PS     (R9), Z15, Z5
+	VFMADD231PS     (R9)(AX*1), Z15, Z7
+	VFMADD231PS     (R9)(AX*2), Z15, Z9
+	VFMADD231PS     (R9)(R13*1), Z15, Z11
+	VFMADD231PS     (R14), Z15, Z13
+	ADDQ            $0x00000040, BX
+	ADDQ            R10, SI
+	ADDQ            $0x00000040, R9
+	ADDQ            $0x00000040, R14
+	SUBQ            $0x00000010, R11
+
+tail:
+	JMP chunk
+
+rowdone:
+	LEAQ          (DX)(DX*2), R9
+	LEAQ          (CX)(DX*4), R11
+	VADDPS        Z6, Z5, Z5
+	VEXTRACTF64X4 $0x01, Z5, Y15
+	VADDPS        Y15, Y5, Y15
+	VEXTRACTF32X4 $0x01, Y15, X16
+	VADDPS        X16, X15, X16
+	VMOVHLPS      X16, X16, X15
+	VADDPS        X15, X16, X16
+	VMOVSHDUP     X16, X15
+	VADDSS        X15, X16, X16
+	VMOVSS        X16, (CX)
+	VADDPS        Z8, Z7, Z7
+	VEXTRACTF64X4 $0x01, Z7, Y15
+	VADDPS        Y15, Y7, Y15
+	VEXTRACTF32X4 $0x01, Y15, X16
+	VADDPS        X16, X15, X16
+	VMOVHLPS      X16, X16, X15
+	VADDPS        X15, X16, X16
+	VMOVSHDUP     X16, X15
+	VADDSS        X15, X16, X16
+	VMOVSS        X16, (CX)(DX*1)
+	VADDPS        Z10, Z9, Z9
+	VEXTRACTF64X4 $0x01, Z9, Y15
+	VADDPS        Y15, Y9, Y15
+	VEXTRACTF32X4 $0x01, Y15, X16
+	VADDPS        X16, X15, X16
+	VMOVHLPS      X16, X16, X15
+	VADDPS        X15, X16, X16
+	VMOVSHDUP     X16, X15
+	VADDSS        X15, X16, X16
+	VMOVSS        X16, (CX)(DX*2)
+	VADDPS        Z12, Z11, Z11
+	VEXTRACTF64X4 $0x01, Z11, Y15
+	VADDPS        Y15, Y11, Y15
+	VEXTRACTF32X4 $0x01, Y15, X16
+	VADDPS        X16, X15, X16
+	VMOVHLPS      X16, X16, X15
+	VADDPS        X15, X16, X16
+	VMOVSHDUP     X16, X15
+	VADDSS        X15, X16, X16
+	VMOVSS        X16, (CX)(R9*1)
+	VADDPS        Z14, Z13, Z13
+	VEXTRACTF64X4 $0x01, Z13, Y15
+	VADDPS        Y15, Y13, Y15
+	VEXTRACTF32X4 $0x01, Y15, X16
+	VADDPS        X16, X15, X16
+	VMOVHLPS      X16, X16, X15
+	VADDPS        X15, X16, X16
+	VMOVSHDUP     X16, X15
+	VADDSS        X15, X16, X16
+	VMOVSS        X16, (R11)
+	ADDQ          $0x04, CX
+	DECQ          rows+0(FP)
+	JNZ           row
+	VZEROUPPER
+	RET
+
+// func gemvDotF32M6AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *float32, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, CMOV
+TEXT ·gemvDotF32M6AVX512(SB), NOSPLIT, $0-104
+	MOVQ         lda+24(FP), AX
+	SHLQ         $0x02, AX
+	MOVQ         c+32(FP), CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	MOVQ         base+48(FP), BX
+	MOVQ         data+56(FP), SI
+	MOVQ         zero+64(FP), DI
+	MOVQ         left+72(FP), R8
+	MOVQ         bits+96(FP), R9
+	MOVQ         R9, R10
+	SHLQ         $0x01, R10
+	LEAQ         mmdecodeAVX512<>+0(SB), R11
+	SHLQ         $0x07, R9
+	ADDQ         R9, R11
+	VMOVDQU      (R11), Y0
+	VMOVDQU32    32(R11), Z1
+	VPBROADCASTD 96(R11), Z2
+	VBROADCASTSS scale+88(FP), Z3
+	VPBROADCASTD (DI), Z4
+	LEAQ         (AX)(AX*2), R13
+
+row:
+	MOVQ   a+16(FP), R9
+	LEAQ   (R9)(AX*4), R14
+	MOVQ   rowLen+8(FP), R11
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	VPXORD Z16, Z16, Z16
+	MOVQ   R11, R12
+
+chunk:
+	TESTQ        R12, R12
+	JZ           rowdone
+	TESTQ        R8, R8
+	JNZ          samegroup1
+	ADDQ         $0x04, DI
+	VPBROADCASTD (DI), Z4
+	MOVQ         group+80(FP), R8
+
+samegroup1:
+	MOVQ    R12, R11
+	CMPQ    R8, R11
+	CMOVQLT R8, R11
+	SUBQ    R11, R12
+	SUBQ    R11, R8
+
+loop2:
+	CMPQ            R11, $0x00000020
+	JB              one
+	VBROADCASTI32X4 (SI), Y17
+	VPSHUFB         Y0, Y17, Y17
+	VPMOVZXWD       Y17, Z17
+	VPSRLVD         Z1, Z17, Z17
+	VPANDD          Z2, Z17, Z17
+	VPADDD          Z4, Z17, Z17
+	VCVTDQ2PS       Z17, Z17
+	VFMADD213PS     (BX), Z3, Z17
+	VFMADD231PS     (R9), Z17, Z5
+	VFMADD231PS     (R9)(AX*1), Z17, Z7
+	VFMADD231PS     (R9)(AX*2), Z17, Z9
+	VFMADD231PS     (R9)(R13*1), Z17, Z11
+	VFMADD231PS     (R14), Z17, Z13
+	VFMADD231PS     (R14)(AX*1), Z17, Z15
+	VBROADCASTI32X4 (SI)(R10*1), Y17
+	VPSHUFB         Y0, Y17, Y17
+	VPMOVZXWD       Y17, Z17
+	VPSRLVD         Z1, Z17, Z17
+	VPANDD          Z2, Z17, Z17
+	VPADDD          Z4, Z17, Z17
+	VCVTDQ2PS       Z17, Z17
+	VFMADD213PS     64(BX), Z3, Z17
+	VFMADD231PS     64(R9), Z17, Z6
+	VFMADD231PS     64(R9)(AX*1), Z17, Z8
+	VFMADD231PS     64(R9)(AX*2), Z17, Z10
+	VFMADD231PS     64(R9)(R13*1), Z17, Z12
+	VFMADD231PS     64(R14), Z17, Z14
+	VFMADD231PS     64(R14)(AX*1), Z17, Z16
+	ADDQ            $0x00000080, BX
+	LEAQ            (SI)(R10*2), SI
+	ADDQ            $0x00000080, R9
+	ADDQ            $0x00000080, R14
+	SUBQ            $0x00000020, R11
+	JMP             loop2
+
+one:
+	CMPQ            R11, $0x00000010
+	JB              tail
+	VBROADCASTI32X4 (SI), Y17
+	VPSHUFB         Y0, Y17, Y17
+	VPMOVZXWD       Y17, Z17
+	VPSRLVD         Z1, Z17, Z17
+	VPANDD          Z2, Z17, Z17
+	VPADDD          Z4, Z17, Z17
+	VCVTDQ2PS       Z17, Z17
+	VFMADD213PS     (BX), Z3, Z17
+	VFMADD231PS     (R9), Z17, Z5
+	VFMADD231PS     (R9)(AX*1), Z17, Z7
+	VFMADD231PS     (R9)(AX*2), Z17, Z9
+	VFMADD231PS     (R9)(R13*1), Z17, Z11
+	VFMADD231PS     (R14), Z17, Z13
+	VFMADD231PS     (R14)(AX*1), Z17, Z15
+	ADDQ            $0x00000040, BX
+	ADDQ            R10, SI
+	ADDQ            $0x00000040, R9
+	ADDQ            $0x00000040, R14
+	SUBQ            $0x00000010, R11
+
+tail:
+	JMP chunk
+
+rowdone:
+	LEAQ          (DX)(DX*2), R9
+	LEAQ          (CX)(DX*4), R11
+	VADDPS        Z6, Z5, Z5
+	VEXTRACTF64X4 $0x01, Z5, Y17
+	VADDPS        Y17, Y5, Y17
+	VEXTRACTF32X4 $0x01, Y17, X18
+	VADDPS        X18, X17, X18
+	VMOVHLPS      X18, X18, X17
+	VADDPS        X17, X18, X18
+	VMOVSHDUP     X18, X17
+	VADDSS        X17, X18, X18
+	VMOVSS        X18, (CX)
+	VADDPS        Z8, Z7, Z7
+	VEXTRACTF64X4 $0x01, Z7, Y17
+	VADDPS        Y17, Y7, Y17
+	VEXTRACTF32X4 $0x01, Y17, X18
+	VADDPS        X18, X17, X18
+	VMOVHLPS      X18, X18, X17
+	VADDPS        X17, X18, X18
+	VMOVSHDUP     X18, X17
+	VADDSS        X17, X18, X18
+	VMOVSS        X18, (CX)(DX*1)
+	VADDPS        Z10, Z9, Z9
+	VEXTRACTF64X4 $0x01, Z9, Y17
+	VADDPS        Y17, Y9, Y17
+	VEXTRACTF32X4 $0x01, Y17, X18
+	VADDPS        X18, X17, X18
+	VMOVHLPS      X18, X18, X17
+	VADDPS        X17, X18, X18
+	VMOVSHDUP     X18, X17
+	VADDSS        X17, X18, X18
+	VMOVSS        X18, (CX)(DX*2)
+	VADDPS        Z12, Z11, Z11
+	VEXTRACTF64X4 $0x01, Z11, Y17
+	VADDPS        Y17, Y11, Y17
+	VEXTRACTF32X4 $0x01, Y17, X18
+	VADDPS        X18, X17, X18
+	VMOVHLPS      X18, X18, X17
+	VADDPS        X17, X18, X18
+	VMOVSHDUP     X18, X17
+	VADDSS        X17, X18, X18
+	VMOVSS        X18, (CX)(R9*1)
+	VADDPS        Z14, Z13, Z13
+	VEXTRACTF64X4 $0x01, Z13, Y17
+	VADDPS        Y17, Y13, Y17
+	VEXTRACTF32X4 $0x01, Y17, X18
+	VADDPS        X18, X17, X18
+	VMOVHLPS      X18, X18, X17
+	VADDPS        X17, X18, X18
+	VMOVSHDUP     X18, X17
+	VADDSS        X17, X18, X18
+	VMOVSS        X18, (R11)
+	VADDPS        Z16, Z15, Z15
+	VEXTRACTF64X4 $0x01, Z15, Y17
+	VADDPS        Y17, Y15, Y17
+	VEXTRACTF32X4 $0x01, Y17, X18
+	VADDPS        X18, X17, X18
+	VMOVHLPS      X18, X18, X17
+	VADDPS        X17, X18, X18
+	VMOVSHDUP     X18, X17
+	VADDSS        X17, X18, X18
+	VMOVSS        X18, (R11)(DX*1)
+	ADDQ          $0x04, CX
+	DECQ          rows+0(FP)
+	JNZ           row
+	VZEROUPPER
+	RET
+
+// func gemvDotF32M7AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *float32, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, CMOV
+TEXT ·gemvDotF32M7AVX512(SB), NOSPLIT, $0-104
+	MOVQ         lda+24(FP), AX
+	SHLQ         $0x02, AX
+	MOVQ         c+32(FP), CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	MOVQ         base+48(FP), BX
+	MOVQ         data+56(FP), SI
+	MOVQ         zero+64(FP), DI
+	MOVQ         left+72(FP), R8
+	MOVQ         bits+96(FP), R9
+	MOVQ         R9, R10
+	SHLQ         $0x01, R10
+	LEAQ         mmdecodeAVX512<>+0(SB), R11
+	SHLQ         $0x07, R9
+	ADDQ         R9, R11
+	VMOVDQU      (R11), Y0
+	VMOVDQU32    32(R11), Z1
+	VPBROADCASTD 96(R11), Z2
+	VBROADCASTSS scale+88(FP), Z3
+	VPBROADCASTD (DI), Z4
+	LEAQ         (AX)(AX*2), R13
+
+row:
+	MOVQ   a+16(FP), R9
+	LEAQ   (R9)(AX*4), R14
+	MOVQ   rowLen+8(FP), R11
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	VPXORD Z16, Z16, Z16
+	VPXORD Z17, Z17, Z17
+	VPXORD Z18, Z18, Z18
+	MOVQ   R11, R12
+
+chunk:
+	TESTQ        R12, R12
+	JZ           rowdone
+	TESTQ        R8, R8
+	JNZ          samegroup1
+	ADDQ         $0x04, DI
+	VPBROADCASTD (DI), Z4
+	MOVQ         group+80(FP), R8
+
+samegroup1:
+	MOVQ    R12, R11
+	CMPQ    R8, R11
+	CMOVQLT R8, R11
+	SUBQ    R11, R12
+	SUBQ    R11, R8
+
+loop2:
+	CMPQ            R11, $0x00000020
+	JB              one
+	VBROADCASTI32X4 (SI), Y19
+	VPSHUFB         Y0, Y19, Y19
+	VPMOVZXWD       Y19, Z19
+	VPSRLVD         Z1, Z19, Z19
+	VPANDD          Z2, Z19, Z19
+	VPADDD          Z4, Z19, Z19
+	VCVTDQ2PS       Z19, Z19
+	VFMADD213PS     (BX), Z3, Z19
+	VFMADD231PS     (R9), Z19, Z5
+	VFMADD231PS     (R9)(AX*1), Z19, Z7
+	VFMADD231PS     (R9)(AX*2), Z19, Z9
+	VFMADD231PS     (R9)(R13*1), Z19, Z11
+	VFMADD231PS     (R14), Z19, Z13
+	VFMADD231PS     (R14)(AX*1), Z19, Z15
+	VFMADD231PS     (R14)(AX*2), Z19, Z17
+	VBROADCASTI32X4 (SI)(R10*1), Y19
+	VPSHUFB         Y0, Y19, Y19
+	VPMOVZXWD       Y19, Z19
+	VPSRLVD         Z1, Z19, Z19
+	VPANDD          Z2, Z19, Z19
+	VPADDD          Z4, Z19, Z19
+	VCVTDQ2PS       Z19, Z19
+	VFMADD213PS     64(BX), Z3, Z19
+	VFMADD231PS     64(R9), Z19, Z6
+	VFMADD231PS     64(R9)(AX*1), Z19, Z8
+	VFMADD231PS     64(R9)(AX*2), Z19, Z10
+	VFMADD231PS     64(R9)(R13*1), Z19, Z12
+	VFMADD231PS     64(R14), Z19, Z14
+	VFMADD231PS     64(R14)(AX*1), Z19, Z16
+	VFMADD231PS     64(R14)(AX*2), Z19, Z18
+	ADDQ            $0x00000080, BX
+	LEAQ            (SI)(R10*2), SI
+	ADDQ            $0x00000080, R9
+	ADDQ            $0x00000080, R14
+	SUBQ            $0x00000020, R11
+	JMP             loop2
+
+one:
+	CMPQ            R11, $0x00000010
+	JB              tail
+	VBROADCASTI32X4 (SI), Y19
+	VPSHUFB         Y0, Y19, Y19
+	VPMOVZXWD       Y19, Z19
+	VPSRLVD         Z1, Z19, Z19
+	VPANDD          Z2, Z19, Z19
+	VPADDD          Z4, Z19, Z19
+	VCVTDQ2PS       Z19, Z19
+	VFMADD213PS     (BX), Z3, Z19
+	VFMADD231PS     (R9), Z19, Z5
+	VFMADD231PS     (R9)(AX*1), Z19, Z7
+	VFMADD231PS     (R9)(AX*2), Z19, Z9
+	VFMADD231PS     (R9)(R13*1), Z19, Z11
+	VFMADD231PS     (R14), Z19, Z13
+	VFMADD231PS     (R14)(AX*1), Z19, Z15
+	VFMADD231PS     (R14)(AX*2), Z19, Z17
+	ADDQ            $0x00000040, BX
+	ADDQ            R10, SI
+	ADDQ            $0x00000040, R9
+	ADDQ            $0x00000040, R14
+	SUBQ            $0x00000010, R11
+
+tail:
+	JMP chunk
+
+rowdone:
+	LEAQ          (DX)(DX*2), R9
+	LEAQ          (CX)(DX*4), R11
+	VADDPS        Z6, Z5, Z5
+	VEXTRACTF64X4 $0x01, Z5, Y19
+	VADDPS        Y19, Y5, Y19
+	VEXTRACTF32X4 $0x01, Y19, X20
+	VADDPS        X20, X19, X20
+	VMOVHLPS      X20, X20, X19
+	VADDPS        X19, X20, X20
+	VMOVSHDUP     X20, X19
+	VADDSS        X19, X20, X20
+	VMOVSS        X20, (CX)
+	VADDPS        Z8, Z7, Z7
+	VEXTRACTF64X4 $0x01, Z7, Y19
+	VADDPS        Y19, Y7, Y19
+	VEXTRACTF32X4 $0x01, Y19, X20
+	VADDPS        X20, X19, X20
+	VMOVHLPS      X20, X20, X19
+	VADDPS        X19, X20, X20
+	VMOVSHDUP     X20, X19
+	VADDSS        X19, X20, X20
+	VMOVSS        X20, (CX)(DX*1)
+	VADDPS        Z10, Z9, Z9
+	VEXTRACTF64X4 $0x01, Z9, Y19
+	VADDPS        Y19, Y9, Y19
+	VEXTRACTF32X4 $0x01, Y19, X20
+	VADDPS        X20, X19, X20
+	VMOVHLPS      X20, X20, X19
+	VADDPS        X19, X20, X20
+	VMOVSHDUP     X20, X19
+	VADDSS        X19, X20, X20
+	VMOVSS        X20, (CX)(DX*2)
+	VADDPS        Z12, Z11, Z11
+	VEXTRACTF64X4 $0x01, Z11, Y19
+	VADDPS        Y19, Y11, Y19
+	VEXTRACTF32X4 $0x01, Y19, X20
+	VADDPS        X20, X19, X20
+	VMOVHLPS      X20, X20, X19
+	VADDPS        X19, X20, X20
+	VMOVSHDUP     X20, X19
+	VADDSS        X19, X20, X20
+	VMOVSS        X20, (CX)(R9*1)
+	VADDPS        Z14, Z13, Z13
+	VEXTRACTF64X4 $0x01, Z13, Y19
+	VADDPS        Y19, Y13, Y19
+	VEXTRACTF32X4 $0x01, Y19, X20
+	VADDPS        X20, X19, X20
+	VMOVHLPS      X20, X20, X19
+	VADDPS        X19, X20, X20
+	VMOVSHDUP     X20, X19
+	VADDSS        X19, X20, X20
+	VMOVSS        X20, (R11)
+	VADDPS        Z16, Z15, Z15
+	VEXTRACTF64X4 $0x01, Z15, Y19
+	VADDPS        Y19, Y15, Y19
+	VEXTRACTF32X4 $0x01, Y19, X20
+	VADDPS        X20, X19, X20
+	VMOVHLPS      X20, X20, X19
+	VADDPS        X19, X20, X20
+	VMOVSHDUP     X20, X19
+	VADDSS        X19, X20, X20
+	VMOVSS        X20, (R11)(DX*1)
+	VADDPS        Z18, Z17, Z17
+	VEXTRACTF64X4 $0x01, Z17, Y19
+	VADDPS        Y19, Y17, Y19
+	VEXTRACTF32X4 $0x01, Y19, X20
+	VADDPS        X20, X19, X20
+	VMOVHLPS      X20, X20, X19
+	VADDPS        X19, X20, X20
+	VMOVSHDUP     X20, X19
+	VADDSS        X19, X20, X20
+	VMOVSS        X20, (R11)(DX*2)
+	ADDQ          $0x04, CX
+	DECQ          rows+0(FP)
+	JNZ           row
+	VZEROUPPER
+	RET
+
+// func gemvDotF32M8AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *float32, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, CMOV
+TEXT ·gemvDotF32M8AVX512(SB), NOSPLIT, $0-104
+	MOVQ         lda+24(FP), AX
+	SHLQ         $0x02, AX
+	MOVQ         c+32(FP), CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	MOVQ         base+48(FP), BX
+	MOVQ         data+56(FP), SI
+	MOVQ         zero+64(FP), DI
+	MOVQ         left+72(FP), R8
+	MOVQ         bits+96(FP), R9
+	MOVQ         R9, R10
+	SHLQ         $0x01, R10
+	LEAQ         mmdecodeAVX512<>+0(SB), R11
+	SHLQ         $0x07, R9
+	ADDQ         R9, R11
+	VMOVDQU      (R11), Y0
+	VMOVDQU32    32(R11), Z1
+	VPBROADCASTD 96(R11), Z2
+	VBROADCASTSS scale+88(FP), Z3
+	VPBROADCASTD (DI), Z4
+	LEAQ         (AX)(AX*2), R13
+
+row:
+	MOVQ   a+16(FP), R9
+	LEAQ   (R9)(AX*4), R14
+	MOVQ   rowLen+8(FP), R11
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	VPXORD Z16, Z16, Z16
+	VPXORD Z17, Z17, Z17
+	VPXORD Z18, Z18, Z18
+	VPXORD Z19, Z19, Z19
+	VPXORD Z20, Z20, Z20
+	MOVQ   R11, R12
+
+chunk:
+	TESTQ        R12, R12
+	JZ           rowdone
+	TESTQ        R8, R8
+	JNZ          samegroup1
+	ADDQ         $0x04, DI
+	VPBROADCASTD (DI), Z4
+	MOVQ         group+80(FP), R8
+
+samegroup1:
+	MOVQ    R12, R11
+	CMPQ    R8, R11
+	CMOVQLT R8, R11
+	SUBQ    R11, R12
+	SUBQ    R11, R8
+
+loop2:
+	CMPQ            R11, $0x00000020
+	JB              one
+	VBROADCASTI32X4 (SI), Y21
+	VPSHUFB         Y0, Y21, Y21
+	VPMOVZXWD       Y21, Z21
+	VPSRLVD         Z1, Z21, Z21
+	VPANDD          Z2, Z21, Z21
+	VPADDD          Z4, Z21, Z21
+	VCVTDQ2PS       Z21, Z21
+	VFMADD213PS     (BX), Z3, Z21
+	VFMADD231PS     (R9), Z21, Z5
+	VFMADD231PS     (R9)(AX*1), Z21, Z7
+	VFMADD231PS     (R9)(AX*2), Z21, Z9
+	VFMADD231PS     (R9)(R13*1), Z21, Z11
+	VFMADD231PS     (R14), Z21, Z13
+	VFMADD231PS     (R14)(AX*1), Z21, Z15
+	VFMADD231PS     (R14)(AX*2), Z21, Z17
+	VFMADD231PS     (R14)(R13*1), Z21, Z19
+	VBROADCASTI32X4 (SI)(R10*1), Y21
+	VPSHUFB         Y0, Y21, Y21
+	VPMOVZXWD       Y21, Z21
+	VPSRLVD         Z1, Z21, Z21
+	VPANDD          Z2, Z21, Z21
+	VPADDD          Z4, Z21, Z21
+	VCVTDQ2PS       Z21, Z21
+	VFMADD213PS     64(BX), Z3, Z21
+	VFMADD231PS     64(R9), Z21, Z6
+	VFMADD231PS     64(R9)(AX*1), Z21, Z8
+	VFMADD231PS     64(R9)(AX*2), Z21, Z10
+	VFMADD231PS     64(R9)(R13*1), Z21, Z12
+	VFMADD231PS     64(R14), Z21, Z14
+	VFMADD231PS     64(R14)(AX*1), Z21, Z16
+	VFMADD231PS     64(R14)(AX*2), Z21, Z18
+	VFMADD231PS     64(R14)(R13*1), Z21, Z20
+	ADDQ            $0x00000080, BX
+	LEAQ            (SI)(R10*2), SI
+	ADDQ            $0x00000080, R9
+	ADDQ            $0x00000080, R14
+	SUBQ            $0x00000020, R11
+	JMP             loop2
+
+one:
+	CMPQ            R11, $0x00000010
+	JB              tail
+	VBROADCASTI32X4 (SI), Y21
+	VPSHUFB         Y0, Y21, Y21
+	VPMOVZXWD       Y21, Z21
+	VPSRLVD         Z1, Z21, Z21
+	VPANDD          Z2, Z21, Z21
+	VPADDD          Z4, Z21, Z21
+	VCVTDQ2PS       Z21, Z21
+	VFMADD213PS     (BX), Z3, Z21
+	VFMADD231PS     (R9), Z21, Z5
+	VFMADD231PS     (R9)(AX*1), Z21, Z7
+	VFMADD231PS     (R9)(AX*2), Z21, Z9
+	VFMADD231PS     (R9)(R13*1), Z21, Z11
+	VFMADD231PS     (R14), Z21, Z13
+	VFMADD231PS     (R14)(AX*1), Z21, Z15
+	VFMADD231PS     (R14)(AX*2), Z21, Z17
+	VFMADD231PS     (R14)(R13*1), Z21, Z19
+	ADDQ            $0x00000040, BX
+	ADDQ            R10, SI
+	ADDQ            $0x00000040, R9
+	ADDQ            $0x00000040, R14
+	SUBQ            $0x00000010, R11
+
+tail:
+	JMP chunk
+
+rowdone:
+	LEAQ          (DX)(DX*2), R9
+	LEAQ          (CX)(DX*4), R11
+	VADDPS        Z6, Z5, Z5
+	VEXTRACTF64X4 $0x01, Z5, Y21
+	VADDPS        Y21, Y5, Y21
+	VEXTRACTF32X4 $0x01, Y21, X22
+	VADDPS        X22, X21, X22
+	VMOVHLPS      X22, X22, X21
+	VADDPS        X21, X22, X22
+	VMOVSHDUP     X22, X21
+	VADDSS        X21, X22, X22
+	VMOVSS        X22, (CX)
+	VADDPS        Z8, Z7, Z7
+	VEXTRACTF64X4 $0x01, Z7, Y21
+	VADDPS        Y21, Y7, Y21
+	VEXTRACTF32X4 $0x01, Y21, X22
+	VADDPS        X22, X21, X22
+	VMOVHLPS      X22, X22, X21
+	VADDPS        X21, X22, X22
+	VMOVSHDUP     X22, X21
+	VADDSS        X21, X22, X22
+	VMOVSS        X22, (CX)(DX*1)
+	VADDPS        Z10, Z9, Z9
+	VEXTRACTF64X4 $0x01, Z9, Y21
+	VADDPS        Y21, Y9, Y21
+	VEXTRACTF32X4 $0x01, Y21, X22
+	VADDPS        X22, X21, X22
+	VMOVHLPS      X22, X22, X21
+	VADDPS        X21, X22, X22
+	VMOVSHDUP     X22, X21
+	VADDSS        X21, X22, X22
+	VMOVSS        X22, (CX)(DX*2)
+	VADDPS        Z12, Z11, Z11
+	VEXTRACTF64X4 $0x01, Z11, Y21
+	VADDPS        Y21, Y11, Y21
+	VEXTRACTF32X4 $0x01, Y21, X22
+	VADDPS        X22, X21, X22
+	VMOVHLPS      X22, X22, X21
+	VADDPS        X21, X22, X22
+	VMOVSHDUP     X22, X21
+	VADDSS        X21, X22, X22
+	VMOVSS        X22, (CX)(R9*1)
+	VADDPS        Z14, Z13, Z13
+	VEXTRACTF64X4 $0x01, Z13, Y21
+	VADDPS        Y21, Y13, Y21
+	VEXTRACTF32X4 $0x01, Y21, X22
+	VADDPS        X22, X21, X22
+	VMOVHLPS      X22, X22, X21
+	VADDPS        X21, X22, X22
+	VMOVSHDUP     X22, X21
+	VADDSS        X21, X22, X22
+	VMOVSS        X22, (R11)
+	VADDPS        Z16, Z15, Z15
+	VEXTRACTF64X4 $0x01, Z15, Y21
+	VADDPS        Y21, Y15, Y21
+	VEXTRACTF32X4 $0x01, Y21, X22
+	VADDPS        X22, X21, X22
+	VMOVHLPS      X22, X22, X21
+	VADDPS        X21, X22, X22
+	VMOVSHDUP     X22, X21
+	VADDSS        X21, X22, X22
+	VMOVSS        X22, (R11)(DX*1)
+	VADDPS        Z18, Z17, Z17
+	VEXTRACTF64X4 $0x01, Z17, Y21
+	VADDPS        Y21, Y17, Y21
+	VEXTRACTF32X4 $0x01, Y21, X22
+	VADDPS        X22, X21, X22
+	VMOVHLPS      X22, X22, X21
+	VADDPS        X21, X22, X22
+	VMOVSHDUP     X22, X21
+	VADDSS        X21, X22, X22
+	VMOVSS        X22, (R11)(DX*2)
+	VADDPS        Z20, Z19, Z19
+	VEXTRACTF64X4 $0x01, Z19, Y21
+	VADDPS        Y21, Y19, Y21
+	VEXTRACTF32X4 $0x01, Y21, X22
+	VADDPS        X22, X21, X22
+	VMOVHLPS      X22, X22, X21
+	VADDPS        X21, X22, X22
+	VMOVSHDUP     X22, X21
+	VADDSS        X21, X22, X22
+	VMOVSS        X22, (R11)(R9*1)
 	ADDQ          $0x04, CX
 	DECQ          rows+0(FP)
 	JNZ           row
@@ -2261,7 +3721,7 @@ rowdone:
 	RET
 
 // func gemvDotI16M1AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int16, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, AVX512F, CMOV
+// Requires: AVX, AVX2, AVX512F, AVX512VL, CMOV
 TEXT ·gemvDotI16M1AVX512(SB), NOSPLIT, $0-104
 	MOVQ         lda+24(FP), AX
 	SHLQ         $0x02, AX
@@ -2308,51 +3768,51 @@ samegroup1:
 	SUBQ    R9, SI
 
 loop2:
-	CMPQ           R9, $0x00000020
-	JB             one
-	VBROADCASTI128 (DX), Y7
-	VPSHUFB        Y0, Y7, Y7
-	VPMOVZXWD      Y7, Z7
-	VPSRLVD        Z1, Z7, Z7
-	VPANDD         Z2, Z7, Z7
-	VPMOVSXWD      (CX), Z8
-	VPADDD         Z7, Z8, Z8
-	VPADDD         Z4, Z8, Z8
-	VCVTDQ2PS      Z8, Z8
-	VFMADD231PS    (DI), Z8, Z5
-	VBROADCASTI128 (DX)(R8*1), Y7
-	VPSHUFB        Y0, Y7, Y7
-	VPMOVZXWD      Y7, Z7
-	VPSRLVD        Z1, Z7, Z7
-	VPANDD         Z2, Z7, Z7
-	VPMOVSXWD      32(CX), Z8
-	VPADDD         Z7, Z8, Z8
-	VPADDD         Z4, Z8, Z8
-	VCVTDQ2PS      Z8, Z8
-	VFMADD231PS    64(DI), Z8, Z6
-	ADDQ           $0x00000040, CX
-	LEAQ           (DX)(R8*2), DX
-	ADDQ           $0x00000080, DI
-	SUBQ           $0x00000020, R9
-	JMP            loop2
+	CMPQ            R9, $0x00000020
+	JB              one
+	VBROADCASTI32X4 (DX), Y7
+	VPSHUFB         Y0, Y7, Y7
+	VPMOVZXWD       Y7, Z7
+	VPSRLVD         Z1, Z7, Z7
+	VPANDD          Z2, Z7, Z7
+	VPMOVSXWD       (CX), Z8
+	VPADDD          Z7, Z8, Z8
+	VPADDD          Z4, Z8, Z8
+	VCVTDQ2PS       Z8, Z8
+	VFMADD231PS     (DI), Z8, Z5
+	VBROADCASTI32X4 (DX)(R8*1), Y7
+	VPSHUFB         Y0, Y7, Y7
+	VPMOVZXWD       Y7, Z7
+	VPSRLVD         Z1, Z7, Z7
+	VPANDD          Z2, Z7, Z7
+	VPMOVSXWD       32(CX), Z8
+	VPADDD          Z7, Z8, Z8
+	VPADDD          Z4, Z8, Z8
+	VCVTDQ2PS       Z8, Z8
+	VFMADD231PS     64(DI), Z8, Z6
+	ADDQ            $0x00000040, CX
+	LEAQ            (DX)(R8*2), DX
+	ADDQ            $0x00000080, DI
+	SUBQ            $0x00000020, R9
+	JMP             loop2
 
 one:
-	CMPQ           R9, $0x00000010
-	JB             tail
-	VBROADCASTI128 (DX), Y7
-	VPSHUFB        Y0, Y7, Y7
-	VPMOVZXWD      Y7, Z7
-	VPSRLVD        Z1, Z7, Z7
-	VPANDD         Z2, Z7, Z7
-	VPMOVSXWD      (CX), Z8
-	VPADDD         Z7, Z8, Z8
-	VPADDD         Z4, Z8, Z8
-	VCVTDQ2PS      Z8, Z8
-	VFMADD231PS    (DI), Z8, Z5
-	ADDQ           $0x00000020, CX
-	ADDQ           R8, DX
-	ADDQ           $0x00000040, DI
-	SUBQ           $0x00000010, R9
+	CMPQ            R9, $0x00000010
+	JB              tail
+	VBROADCASTI32X4 (DX), Y7
+	VPSHUFB         Y0, Y7, Y7
+	VPMOVZXWD       Y7, Z7
+	VPSRLVD         Z1, Z7, Z7
+	VPANDD          Z2, Z7, Z7
+	VPMOVSXWD       (CX), Z8
+	VPADDD          Z7, Z8, Z8
+	VPADDD          Z4, Z8, Z8
+	VCVTDQ2PS       Z8, Z8
+	VFMADD231PS     (DI), Z8, Z5
+	ADDQ            $0x00000020, CX
+	ADDQ            R8, DX
+	ADDQ            $0x00000040, DI
+	SUBQ            $0x00000010, R9
 
 tail:
 	JMP chunk
@@ -2361,7 +3821,7 @@ rowdone:
 	VADDPS        Z6, Z5, Z5
 	VEXTRACTF64X4 $0x01, Z5, Y7
 	VADDPS        Y7, Y5, Y7
-	VEXTRACTF128  $0x01, Y7, X8
+	VEXTRACTF32X4 $0x01, Y7, X8
 	VADDPS        X8, X7, X8
 	VMOVHLPS      X8, X8, X7
 	VADDPS        X7, X8, X8
@@ -2376,7 +3836,7 @@ rowdone:
 	RET
 
 // func gemvDotI16M2AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int16, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, AVX512F, CMOV
+// Requires: AVX, AVX2, AVX512F, AVX512VL, CMOV
 TEXT ·gemvDotI16M2AVX512(SB), NOSPLIT, $0-104
 	MOVQ         lda+24(FP), AX
 	SHLQ         $0x02, AX
@@ -2425,54 +3885,54 @@ samegroup1:
 	SUBQ    R11, R8
 
 loop2:
-	CMPQ           R11, $0x00000020
-	JB             one
-	VBROADCASTI128 (SI), Y9
-	VPSHUFB        Y0, Y9, Y9
-	VPMOVZXWD      Y9, Z9
-	VPSRLVD        Z1, Z9, Z9
-	VPANDD         Z2, Z9, Z9
-	VPMOVSXWD      (BX), Z10
-	VPADDD         Z9, Z10, Z10
-	VPADDD         Z4, Z10, Z10
-	VCVTDQ2PS      Z10, Z10
-	VFMADD231PS    (R9), Z10, Z5
-	VFMADD231PS    (R9)(AX*1), Z10, Z7
-	VBROADCASTI128 (SI)(R10*1), Y9
-	VPSHUFB        Y0, Y9, Y9
-	VPMOVZXWD      Y9, Z9
-	VPSRLVD        Z1, Z9, Z9
-	VPANDD         Z2, Z9, Z9
-	VPMOVSXWD      32(BX), Z10
-	VPADDD         Z9, Z10, Z10
-	VPADDD         Z4, Z10, Z10
-	VCVTDQ2PS      Z10, Z10
-	VFMADD231PS    64(R9), Z10, Z6
-	VFMADD231PS    64(R9)(AX*1), Z10, Z8
-	ADDQ           $0x00000040, BX
-	LEAQ           (SI)(R10*2), SI
-	ADDQ           $0x00000080, R9
-	SUBQ           $0x00000020, R11
-	JMP            loop2
+	CMPQ            R11, $0x00000020
+	JB              one
+	VBROADCASTI32X4 (SI), Y9
+	VPSHUFB         Y0, Y9, Y9
+	VPMOVZXWD       Y9, Z9
+	VPSRLVD         Z1, Z9, Z9
+	VPANDD          Z2, Z9, Z9
+	VPMOVSXWD       (BX), Z10
+	VPADDD          Z9, Z10, Z10
+	VPADDD          Z4, Z10, Z10
+	VCVTDQ2PS       Z10, Z10
+	VFMADD231PS     (R9), Z10, Z5
+	VFMADD231PS     (R9)(AX*1), Z10, Z7
+	VBROADCASTI32X4 (SI)(R10*1), Y9
+	VPSHUFB         Y0, Y9, Y9
+	VPMOVZXWD       Y9, Z9
+	VPSRLVD         Z1, Z9, Z9
+	VPANDD          Z2, Z9, Z9
+	VPMOVSXWD       32(BX), Z10
+	VPADDD          Z9, Z10, Z10
+	VPADDD          Z4, Z10, Z10
+	VCVTDQ2PS       Z10, Z10
+	VFMADD231PS     64(R9), Z10, Z6
+	VFMADD231PS     64(R9)(AX*1), Z10, Z8
+	ADDQ            $0x00000040, BX
+	LEAQ            (SI)(R10*2), SI
+	ADDQ            $0x00000080, R9
+	SUBQ            $0x00000020, R11
+	JMP             loop2
 
 one:
-	CMPQ           R11, $0x00000010
-	JB             tail
-	VBROADCASTI128 (SI), Y9
-	VPSHUFB        Y0, Y9, Y9
-	VPMOVZXWD      Y9, Z9
-	VPSRLVD        Z1, Z9, Z9
-	VPANDD         Z2, Z9, Z9
-	VPMOVSXWD      (BX), Z10
-	VPADDD         Z9, Z10, Z10
-	VPADDD         Z4, Z10, Z10
-	VCVTDQ2PS      Z10, Z10
-	VFMADD231PS    (R9), Z10, Z5
-	VFMADD231PS    (R9)(AX*1), Z10, Z7
-	ADDQ           $0x00000020, BX
-	ADDQ           R10, SI
-	ADDQ           $0x00000040, R9
-	SUBQ           $0x00000010, R11
+	CMPQ            R11, $0x00000010
+	JB              tail
+	VBROADCASTI32X4 (SI), Y9
+	VPSHUFB         Y0, Y9, Y9
+	VPMOVZXWD       Y9, Z9
+	VPSRLVD         Z1, Z9, Z9
+	VPANDD          Z2, Z9, Z9
+	VPMOVSXWD       (BX), Z10
+	VPADDD          Z9, Z10, Z10
+	VPADDD          Z4, Z10, Z10
+	VCVTDQ2PS       Z10, Z10
+	VFMADD231PS     (R9), Z10, Z5
+	VFMADD231PS     (R9)(AX*1), Z10, Z7
+	ADDQ            $0x00000020, BX
+	ADDQ            R10, SI
+	ADDQ            $0x00000040, R9
+	SUBQ            $0x00000010, R11
 
 tail:
 	JMP chunk
@@ -2481,7 +3941,7 @@ rowdone:
 	VADDPS        Z6, Z5, Z5
 	VEXTRACTF64X4 $0x01, Z5, Y9
 	VADDPS        Y9, Y5, Y9
-	VEXTRACTF128  $0x01, Y9, X10
+	VEXTRACTF32X4 $0x01, Y9, X10
 	VADDPS        X10, X9, X10
 	VMOVHLPS      X10, X10, X9
 	VADDPS        X9, X10, X10
@@ -2492,7 +3952,7 @@ rowdone:
 	VADDPS        Z8, Z7, Z7
 	VEXTRACTF64X4 $0x01, Z7, Y9
 	VADDPS        Y9, Y7, Y9
-	VEXTRACTF128  $0x01, Y9, X10
+	VEXTRACTF32X4 $0x01, Y9, X10
 	VADDPS        X10, X9, X10
 	VMOVHLPS      X10, X10, X9
 	VADDPS        X9, X10, X10
@@ -2507,7 +3967,7 @@ rowdone:
 	RET
 
 // func gemvDotI16M3AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int16, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, AVX512F, CMOV
+// Requires: AVX, AVX2, AVX512F, AVX512VL, CMOV
 TEXT ·gemvDotI16M3AVX512(SB), NOSPLIT, $0-104
 	MOVQ         lda+24(FP), AX
 	SHLQ         $0x02, AX
@@ -2558,57 +4018,57 @@ samegroup1:
 	SUBQ    R11, R8
 
 loop2:
-	CMPQ           R11, $0x00000020
-	JB             one
-	VBROADCASTI128 (SI), Y11
-	VPSHUFB        Y0, Y11, Y11
-	VPMOVZXWD      Y11, Z11
-	VPSRLVD        Z1, Z11, Z11
-	VPANDD         Z2, Z11, Z11
-	VPMOVSXWD      (BX), Z12
-	VPADDD         Z11, Z12, Z12
-	VPADDD         Z4, Z12, Z12
-	VCVTDQ2PS      Z12, Z12
-	VFMADD231PS    (R9), Z12, Z5
-	VFMADD231PS    (R9)(AX*1), Z12, Z7
-	VFMADD231PS    (R9)(AX*2), Z12, Z9
-	VBROADCASTI128 (SI)(R10*1), Y11
-	VPSHUFB        Y0, Y11, Y11
-	VPMOVZXWD      Y11, Z11
-	VPSRLVD        Z1, Z11, Z11
-	VPANDD         Z2, Z11, Z11
-	VPMOVSXWD      32(BX), Z12
-	VPADDD         Z11, Z12, Z12
-	VPADDD         Z4, Z12, Z12
-	VCVTDQ2PS      Z12, Z12
-	VFMADD231PS    64(R9), Z12, Z6
-	VFMADD231PS    64(R9)(AX*1), Z12, Z8
-	VFMADD231PS    64(R9)(AX*2), Z12, Z10
-	ADDQ           $0x00000040, BX
-	LEAQ           (SI)(R10*2), SI
-	ADDQ           $0x00000080, R9
-	SUBQ           $0x00000020, R11
-	JMP            loop2
+	CMPQ            R11, $0x00000020
+	JB              one
+	VBROADCASTI32X4 (SI), Y11
+	VPSHUFB         Y0, Y11, Y11
+	VPMOVZXWD       Y11, Z11
+	VPSRLVD         Z1, Z11, Z11
+	VPANDD          Z2, Z11, Z11
+	VPMOVSXWD       (BX), Z12
+	VPADDD          Z11, Z12, Z12
+	VPADDD          Z4, Z12, Z12
+	VCVTDQ2PS       Z12, Z12
+	VFMADD231PS     (R9), Z12, Z5
+	VFMADD231PS     (R9)(AX*1), Z12, Z7
+	VFMADD231PS     (R9)(AX*2), Z12, Z9
+	VBROADCASTI32X4 (SI)(R10*1), Y11
+	VPSHUFB         Y0, Y11, Y11
+	VPMOVZXWD       Y11, Z11
+	VPSRLVD         Z1, Z11, Z11
+	VPANDD          Z2, Z11, Z11
+	VPMOVSXWD       32(BX), Z12
+	VPADDD          Z11, Z12, Z12
+	VPADDD          Z4, Z12, Z12
+	VCVTDQ2PS       Z12, Z12
+	VFMADD231PS     64(R9), Z12, Z6
+	VFMADD231PS     64(R9)(AX*1), Z12, Z8
+	VFMADD231PS     64(R9)(AX*2), Z12, Z10
+	ADDQ            $0x00000040, BX
+	LEAQ            (SI)(R10*2), SI
+	ADDQ            $0x00000080, R9
+	SUBQ            $0x00000020, R11
+	JMP             loop2
 
 one:
-	CMPQ           R11, $0x00000010
-	JB             tail
-	VBROADCASTI128 (SI), Y11
-	VPSHUFB        Y0, Y11, Y11
-	VPMOVZXWD      Y11, Z11
-	VPSRLVD        Z1, Z11, Z11
-	VPANDD         Z2, Z11, Z11
-	VPMOVSXWD      (BX), Z12
-	VPADDD         Z11, Z12, Z12
-	VPADDD         Z4, Z12, Z12
-	VCVTDQ2PS      Z12, Z12
-	VFMADD231PS    (R9), Z12, Z5
-	VFMADD231PS    (R9)(AX*1), Z12, Z7
-	VFMADD231PS    (R9)(AX*2), Z12, Z9
-	ADDQ           $0x00000020, BX
-	ADDQ           R10, SI
-	ADDQ           $0x00000040, R9
-	SUBQ           $0x00000010, R11
+	CMPQ            R11, $0x00000010
+	JB              tail
+	VBROADCASTI32X4 (SI), Y11
+	VPSHUFB         Y0, Y11, Y11
+	VPMOVZXWD       Y11, Z11
+	VPSRLVD         Z1, Z11, Z11
+	VPANDD          Z2, Z11, Z11
+	VPMOVSXWD       (BX), Z12
+	VPADDD          Z11, Z12, Z12
+	VPADDD          Z4, Z12, Z12
+	VCVTDQ2PS       Z12, Z12
+	VFMADD231PS     (R9), Z12, Z5
+	VFMADD231PS     (R9)(AX*1), Z12, Z7
+	VFMADD231PS     (R9)(AX*2), Z12, Z9
+	ADDQ            $0x00000020, BX
+	ADDQ            R10, SI
+	ADDQ            $0x00000040, R9
+	SUBQ            $0x00000010, R11
 
 tail:
 	JMP chunk
@@ -2617,7 +4077,7 @@ rowdone:
 	VADDPS        Z6, Z5, Z5
 	VEXTRACTF64X4 $0x01, Z5, Y11
 	VADDPS        Y11, Y5, Y11
-	VEXTRACTF128  $0x01, Y11, X12
+	VEXTRACTF32X4 $0x01, Y11, X12
 	VADDPS        X12, X11, X12
 	VMOVHLPS      X12, X12, X11
 	VADDPS        X11, X12, X12
@@ -2628,7 +4088,7 @@ rowdone:
 	VADDPS        Z8, Z7, Z7
 	VEXTRACTF64X4 $0x01, Z7, Y11
 	VADDPS        Y11, Y7, Y11
-	VEXTRACTF128  $0x01, Y11, X12
+	VEXTRACTF32X4 $0x01, Y11, X12
 	VADDPS        X12, X11, X12
 	VMOVHLPS      X12, X12, X11
 	VADDPS        X11, X12, X12
@@ -2639,7 +4099,7 @@ rowdone:
 	VADDPS        Z10, Z9, Z9
 	VEXTRACTF64X4 $0x01, Z9, Y11
 	VADDPS        Y11, Y9, Y11
-	VEXTRACTF128  $0x01, Y11, X12
+	VEXTRACTF32X4 $0x01, Y11, X12
 	VADDPS        X12, X11, X12
 	VMOVHLPS      X12, X12, X11
 	VADDPS        X11, X12, X12
@@ -2654,7 +4114,7 @@ rowdone:
 	RET
 
 // func gemvDotI16M4AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int16, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, AVX512F, CMOV
+// Requires: AVX, AVX2, AVX512F, AVX512VL, CMOV
 TEXT ·gemvDotI16M4AVX512(SB), NOSPLIT, $0-104
 	MOVQ         lda+24(FP), AX
 	SHLQ         $0x02, AX
@@ -2676,12 +4136,11 @@ TEXT ·gemvDotI16M4AVX512(SB), NOSPLIT, $0-104
 	VPBROADCASTD 96(R11), Z2
 	VBROADCASTSS scale+88(FP), Z3
 	VPBROADCASTD (DI), Z4
+	LEAQ         (AX)(AX*2), R13
 
 row:
 	MOVQ   a+16(FP), R9
-	LEAQ   (R9)(AX*2), R11
-	ADDQ   AX, R11
-	MOVQ   rowLen+8(FP), R12
+	MOVQ   rowLen+8(FP), R11
 	VPXORD Z5, Z5, Z5
 	VPXORD Z6, Z6, Z6
 	VPXORD Z7, Z7, Z7
@@ -2690,10 +4149,10 @@ row:
 	VPXORD Z10, Z10, Z10
 	VPXORD Z11, Z11, Z11
 	VPXORD Z12, Z12, Z12
-	MOVQ   R12, R13
+	MOVQ   R11, R12
 
 chunk:
-	TESTQ        R13, R13
+	TESTQ        R12, R12
 	JZ           rowdone
 	TESTQ        R8, R8
 	JNZ          samegroup1
@@ -2702,80 +4161,77 @@ chunk:
 	MOVQ         group+80(FP), R8
 
 samegroup1:
-	MOVQ    R13, R12
-	CMPQ    R8, R12
-	CMOVQLT R8, R12
-	SUBQ    R12, R13
-	SUBQ    R12, R8
+	MOVQ    R12, R11
+	CMPQ    R8, R11
+	CMOVQLT R8, R11
+	SUBQ    R11, R12
+	SUBQ    R11, R8
 
 loop2:
-	CMPQ           R12, $0x00000020
-	JB             one
-	VBROADCASTI128 (SI), Y13
-	VPSHUFB        Y0, Y13, Y13
-	VPMOVZXWD      Y13, Z13
-	VPSRLVD        Z1, Z13, Z13
-	VPANDD         Z2, Z13, Z13
-	VPMOVSXWD      (BX), Z14
-	VPADDD         Z13, Z14, Z14
-	VPADDD         Z4, Z14, Z14
-	VCVTDQ2PS      Z14, Z14
-	VFMADD231PS    (R9), Z14, Z5
-	VFMADD231PS    (R9)(AX*1), Z14, Z7
-	VFMADD231PS    (R9)(AX*2), Z14, Z9
-	VFMADD231PS    (R11), Z14, Z11
-	VBROADCASTI128 (SI)(R10*1), Y13
-	VPSHUFB        Y0, Y13, Y13
-	VPMOVZXWD      Y13, Z13
-	VPSRLVD        Z1, Z13, Z13
-	VPANDD         Z2, Z13, Z13
-	VPMOVSXWD      32(BX), Z14
-	VPADDD         Z13, Z14, Z14
-	VPADDD         Z4, Z14, Z14
-	VCVTDQ2PS      Z14, Z14
-	VFMADD231PS    64(R9), Z14, Z6
-	VFMADD231PS    64(R9)(AX*1), Z14, Z8
-	VFMADD231PS    64(R9)(AX*2), Z14, Z10
-	VFMADD231PS    64(R11), Z14, Z12
-	ADDQ           $0x00000040, BX
-	LEAQ           (SI)(R10*2), SI
-	ADDQ           $0x00000080, R9
-	ADDQ           $0x00000080, R11
-	SUBQ           $0x00000020, R12
-	JMP            loop2
+	CMPQ            R11, $0x00000020
+	JB              one
+	VBROADCASTI32X4 (SI), Y13
+	VPSHUFB         Y0, Y13, Y13
+	VPMOVZXWD       Y13, Z13
+	VPSRLVD         Z1, Z13, Z13
+	VPANDD          Z2, Z13, Z13
+	VPMOVSXWD       (BX), Z14
+	VPADDD          Z13, Z14, Z14
+	VPADDD          Z4, Z14, Z14
+	VCVTDQ2PS       Z14, Z14
+	VFMADD231PS     (R9), Z14, Z5
+	VFMADD231PS     (R9)(AX*1), Z14, Z7
+	VFMADD231PS     (R9)(AX*2), Z14, Z9
+	VFMADD231PS     (R9)(R13*1), Z14, Z11
+	VBROADCASTI32X4 (SI)(R10*1), Y13
+	VPSHUFB         Y0, Y13, Y13
+	VPMOVZXWD       Y13, Z13
+	VPSRLVD         Z1, Z13, Z13
+	VPANDD          Z2, Z13, Z13
+	VPMOVSXWD       32(BX), Z14
+	VPADDD          Z13, Z14, Z14
+	VPADDD          Z4, Z14, Z14
+	VCVTDQ2PS       Z14, Z14
+	VFMADD231PS     64(R9), Z14, Z6
+	VFMADD231PS     64(R9)(AX*1), Z14, Z8
+	VFMADD231PS     64(R9)(AX*2), Z14, Z10
+	VFMADD231PS     64(R9)(R13*1), Z14, Z12
+	ADDQ            $0x00000040, BX
+	LEAQ            (SI)(R10*2), SI
+	ADDQ            $0x00000080, R9
+	SUBQ            $0x00000020, R11
+	JMP             loop2
 
 one:
-	CMPQ           R12, $0x00000010
-	JB             tail
-	VBROADCASTI128 (SI), Y13
-	VPSHUFB        Y0, Y13, Y13
-	VPMOVZXWD      Y13, Z13
-	VPSRLVD        Z1, Z13, Z13
-	VPANDD         Z2, Z13, Z13
-	VPMOVSXWD      (BX), Z14
-	VPADDD         Z13, Z14, Z14
-	VPADDD         Z4, Z14, Z14
-	VCVTDQ2PS      Z14, Z14
-	VFMADD231PS    (R9), Z14, Z5
-	VFMADD231PS    (R9)(AX*1), Z14, Z7
-	VFMADD231PS    (R9)(AX*2), Z14, Z9
-	VFMADD231PS    (R11), Z14, Z11
-	ADDQ           $0x00000020, BX
-	ADDQ           R10, SI
-	ADDQ           $0x00000040, R9
-	ADDQ           $0x00000040, R11
-	SUBQ           $0x00000010, R12
+	CMPQ            R11, $0x00000010
+	JB              tail
+	VBROADCASTI32X4 (SI), Y13
+	VPSHUFB         Y0, Y13, Y13
+	VPMOVZXWD       Y13, Z13
+	VPSRLVD         Z1, Z13, Z13
+	VPANDD          Z2, Z13, Z13
+	VPMOVSXWD       (BX), Z14
+	VPADDD          Z13, Z14, Z14
+	VPADDD          Z4, Z14, Z14
+	VCVTDQ2PS       Z14, Z14
+	VFMADD231PS     (R9), Z14, Z5
+	VFMADD231PS     (R9)(AX*1), Z14, Z7
+	VFMADD231PS     (R9)(AX*2), Z14, Z9
+	VFMADD231PS     (R9)(R13*1), Z14, Z11
+	ADDQ            $0x00000020, BX
+	ADDQ            R10, SI
+	ADDQ            $0x00000040, R9
+	SUBQ            $0x00000010, R11
 
 tail:
 	JMP chunk
 
 rowdone:
-	LEAQ          (CX)(DX*2), R9
-	ADDQ          DX, R9
+	LEAQ          (DX)(DX*2), R9
 	VADDPS        Z6, Z5, Z5
 	VEXTRACTF64X4 $0x01, Z5, Y13
 	VADDPS        Y13, Y5, Y13
-	VEXTRACTF128  $0x01, Y13, X14
+	VEXTRACTF32X4 $0x01, Y13, X14
 	VADDPS        X14, X13, X14
 	VMOVHLPS      X14, X14, X13
 	VADDPS        X13, X14, X14
@@ -2786,7 +4242,7 @@ rowdone:
 	VADDPS        Z8, Z7, Z7
 	VEXTRACTF64X4 $0x01, Z7, Y13
 	VADDPS        Y13, Y7, Y13
-	VEXTRACTF128  $0x01, Y13, X14
+	VEXTRACTF32X4 $0x01, Y13, X14
 	VADDPS        X14, X13, X14
 	VMOVHLPS      X14, X14, X13
 	VADDPS        X13, X14, X14
@@ -2797,7 +4253,7 @@ rowdone:
 	VADDPS        Z10, Z9, Z9
 	VEXTRACTF64X4 $0x01, Z9, Y13
 	VADDPS        Y13, Y9, Y13
-	VEXTRACTF128  $0x01, Y13, X14
+	VEXTRACTF32X4 $0x01, Y13, X14
 	VADDPS        X14, X13, X14
 	VMOVHLPS      X14, X14, X13
 	VADDPS        X13, X14, X14
@@ -2808,14 +4264,850 @@ rowdone:
 	VADDPS        Z12, Z11, Z11
 	VEXTRACTF64X4 $0x01, Z11, Y13
 	VADDPS        Y13, Y11, Y13
-	VEXTRACTF128  $0x01, Y13, X14
+	VEXTRACTF32X4 $0x01, Y13, X14
 	VADDPS        X14, X13, X14
 	VMOVHLPS      X14, X14, X13
 	VADDPS        X13, X14, X14
 	VMOVSHDUP     X14, X13
 	VADDSS        X13, X14, X14
 	VMULSS        X3, X14, X14
-	VMOVSS        X14, (R9)
+	VMOVSS        X14, (CX)(R9*1)
+	ADDQ          $0x04, CX
+	DECQ          rows+0(FP)
+	JNZ           row
+	VZEROUPPER
+	RET
+
+// func gemvDotI16M5AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int16, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, CMOV
+TEXT ·gemvDotI16M5AVX512(SB), NOSPLIT, $0-104
+	MOVQ         lda+24(FP), AX
+	SHLQ         $0x02, AX
+	MOVQ         c+32(FP), CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	MOVQ         base+48(FP), BX
+	MOVQ         data+56(FP), SI
+	MOVQ         zero+64(FP), DI
+	MOVQ         left+72(FP), R8
+	MOVQ         bits+96(FP), R9
+	MOVQ         R9, R10
+	SHLQ         $0x01, R10
+	LEAQ         mmdecodeAVX512<>+0(SB), R11
+	SHLQ         $0x07, R9
+	ADDQ         R9, R11
+	VMOVDQU      (R11), Y0
+	VMOVDQU32    32(R11), Z1
+	VPBROADCASTD 96(R11), Z2
+	VBROADCASTSS scale+88(FP), Z3
+	VPBROADCASTD (DI), Z4
+	LEAQ         (AX)(AX*2), R13
+
+row:
+	MOVQ   a+16(FP), R9
+	LEAQ   (R9)(AX*4), R14
+	MOVQ   rowLen+8(FP), R11
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	MOVQ   R11, R12
+
+chunk:
+	TESTQ        R12, R12
+	JZ           rowdone
+	TESTQ        R8, R8
+	JNZ          samegroup1
+	ADDQ         $0x04, DI
+	VPBROADCASTD (DI), Z4
+	MOVQ         group+80(FP), R8
+
+samegroup1:
+	MOVQ    R12, R11
+	CMPQ    R8, R11
+	CMOVQLT R8, R11
+	SUBQ    R11, R12
+	SUBQ    R11, R8
+
+loop2:
+	CMPQ            R11, $0x00000020
+	JB              one
+	VBROADCASTI32X4 (SI), Y15
+	VPSHUFB         Y0, Y15, Y15
+	VPMOVZXWD       Y15, Z15
+	VPSRLVD         Z1, Z15, Z15
+	VPANDD          Z2, Z15, Z15
+	VPMOVSXWD       (BX), Z16
+	VPADDD          Z15, Z16, Z16
+	VPADDD          Z4, Z16, Z16
+	VCVTDQ2PS       Z16, Z16
+	VFMADD231PS     (R9), Z16, Z5
+	VFMADD231PS     (R9)(AX*1), Z16, Z7
+	VFMADD231PS     (R9)(AX*2), Z16, Z9
+	VFMADD231PS     (R9)(R13*1), Z16, Z11
+	VFMADD231PS     (R14), Z16, Z13
+	VBROADCASTI32X4 (SI)(R10*1), Y15
+	VPSHUFB         Y0, Y15, Y15
+	VPMOVZXWD       Y15, Z15
+	VPSRLVD         Z1, Z15, Z15
+	VPANDD          Z2, Z15, Z15
+	VPMOVSXWD       32(BX), Z16
+	VPADDD          Z15, Z16, Z16
+	VPADDD          Z4, Z16, Z16
+	VCVTDQ2PS       Z16, Z16
+	VFMADD231PS     64(R9), Z16, Z6
+	VFMADD231PS     64(R9)(AX*1), Z16, Z8
+	VFMADD231PS     64(R9)(AX*2), Z16, Z10
+	VFMADD231PS     64(R9)(R13*1), Z16, Z12
+	VFMADD231PS     64(R14), Z16, Z14
+	ADDQ            $0x00000040, BX
+	LEAQ            (SI)(R10*2), SI
+	ADDQ            $0x00000080, R9
+	ADDQ            $0x00000080, R14
+	SUBQ            $0x00000020, R11
+	JMP             loop2
+
+one:
+	CMPQ            R11, $0x00000010
+	JB              tail
+	VBROADCASTI32X4 (SI), Y15
+	VPSHUFB         Y0, Y15, Y15
+	VPMOVZXWD       Y15, Z15
+	VPSRLVD         Z1, Z15, Z15
+	VPANDD          Z2, Z15, Z15
+	VPMOVSXWD       (BX), Z16
+	VPADDD          Z15, Z16, Z16
+	VPADDD          Z4, Z16, Z16
+	VCVTDQ2PS       Z16, Z16
+	VFMADD231PS     (R9), Z16, Z5
+	VFMADD231PS     (R9)(AX*1), Z16, Z7
+	VFMADD231PS     (R9)(AX*2), Z16, Z9
+	VFMADD231PS     (R9)(R13*1), Z16, Z11
+	VFMADD231PS     (R14), Z16, Z13
+	ADDQ            $0x00000020, BX
+	ADDQ            R10, SI
+	ADDQ            $0x00000040, R9
+	ADDQ            $0x00000040, R14
+	SUBQ            $0x00000010, R11
+
+tail:
+	JMP chunk
+
+rowdone:
+	LEAQ          (DX)(DX*2), R9
+	LEAQ          (CX)(DX*4), R11
+	VADDPS        Z6, Z5, Z5
+	VEXTRACTF64X4 $0x01, Z5, Y15
+	VADDPS        Y15, Y5, Y15
+	VEXTRACTF32X4 $0x01, Y15, X16
+	VADDPS        X16, X15, X16
+	VMOVHLPS      X16, X16, X15
+	VADDPS        X15, X16, X16
+	VMOVSHDUP     X16, X15
+	VADDSS        X15, X16, X16
+	VMULSS        X3, X16, X16
+	VMOVSS        X16, (CX)
+	VADDPS        Z8, Z7, Z7
+	VEXTRACTF64X4 $0x01, Z7, Y15
+	VADDPS        Y15, Y7, Y15
+	VEXTRACTF32X4 $0x01, Y15, X16
+	VADDPS        X16, X15, X16
+	VMOVHLPS      X16, X16, X15
+	VADDPS        X15, X16, X16
+	VMOVSHDUP     X16, X15
+	VADDSS        X15, X16, X16
+	VMULSS        X3, X16, X16
+	VMOVSS        X16, (CX)(DX*1)
+	VADDPS        Z10, Z9, Z9
+	VEXTRACTF64X4 $0x01, Z9, Y15
+	VADDPS        Y15, Y9, Y15
+	VEXTRACTF32X4 $0x01, Y15, X16
+	VADDPS        X16, X15, X16
+	VMOVHLPS      X16, X16, X15
+	VADDPS        X15, X16, X16
+	VMOVSHDUP     X16, X15
+	VADDSS        X15, X16, X16
+	VMULSS        X3, X16, X16
+	VMOVSS        X16, (CX)(DX*2)
+	VADDPS        Z12, Z11, Z11
+	VEXTRACTF64X4 $0x01, Z11, Y15
+	VADDPS        Y15, Y11, Y15
+	VEXTRACTF32X4 $0x01, Y15, X16
+	VADDPS        X16, X15, X16
+	VMOVHLPS      X16, X16, X15
+	VADDPS        X15, X16, X16
+	VMOVSHDUP     X16, X15
+	VADDSS        X15, X16, X16
+	VMULSS        X3, X16, X16
+	VMOVSS        X16, (CX)(R9*1)
+	VADDPS        Z14, Z13, Z13
+	VEXTRACTF64X4 $0x01, Z13, Y15
+	VADDPS        Y15, Y13, Y15
+	VEXTRACTF32X4 $0x01, Y15, X16
+	VADDPS        X16, X15, X16
+	VMOVHLPS      X16, X16, X15
+	VADDPS        X15, X16, X16
+	VMOVSHDUP     X16, X15
+	VADDSS        X15, X16, X16
+	VMULSS        X3, X16, X16
+	VMOVSS        X16, (R11)
+	ADDQ          $0x04, CX
+	DECQ          rows+0(FP)
+	JNZ           row
+	VZEROUPPER
+	RET
+
+// func gemvDotI16M6AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int16, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, CMOV
+TEXT ·gemvDotI16M6AVX512(SB), NOSPLIT, $0-104
+	MOVQ         lda+24(FP), AX
+	SHLQ         $0x02, AX
+	MOVQ         c+32(FP), CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	MOVQ         base+48(FP), BX
+	MOVQ         data+56(FP), SI
+	MOVQ         zero+64(FP), DI
+	MOVQ         left+72(FP), R8
+	MOVQ         bits+96(FP), R9
+	MOVQ         R9, R10
+	SHLQ         $0x01, R10
+	LEAQ         mmdecodeAVX512<>+0(SB), R11
+	SHLQ         $0x07, R9
+	ADDQ         R9, R11
+	VMOVDQU      (R11), Y0
+	VMOVDQU32    32(R11), Z1
+	VPBROADCASTD 96(R11), Z2
+	VBROADCASTSS scale+88(FP), Z3
+	VPBROADCASTD (DI), Z4
+	LEAQ         (AX)(AX*2), R13
+
+row:
+	MOVQ   a+16(FP), R9
+	LEAQ   (R9)(AX*4), R14
+	MOVQ   rowLen+8(FP), R11
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	VPXORD Z16, Z16, Z16
+	MOVQ   R11, R12
+
+chunk:
+	TESTQ        R12, R12
+	JZ           rowdone
+	TESTQ        R8, R8
+	JNZ          samegroup1
+	ADDQ         $0x04, DI
+	VPBROADCASTD (DI), Z4
+	MOVQ         group+80(FP), R8
+
+samegroup1:
+	MOVQ    R12, R11
+	CMPQ    R8, R11
+	CMOVQLT R8, R11
+	SUBQ    R11, R12
+	SUBQ    R11, R8
+
+loop2:
+	CMPQ            R11, $0x00000020
+	JB              one
+	VBROADCASTI32X4 (SI), Y17
+	VPSHUFB         Y0, Y17, Y17
+	VPMOVZXWD       Y17, Z17
+	VPSRLVD         Z1, Z17, Z17
+	VPANDD          Z2, Z17, Z17
+	VPMOVSXWD       (BX), Z18
+	VPADDD          Z17, Z18, Z18
+	VPADDD          Z4, Z18, Z18
+	VCVTDQ2PS       Z18, Z18
+	VFMADD231PS     (R9), Z18, Z5
+	VFMADD231PS     (R9)(AX*1), Z18, Z7
+	VFMADD231PS     (R9)(AX*2), Z18, Z9
+	VFMADD231PS     (R9)(R13*1), Z18, Z11
+	VFMADD231PS     (R14), Z18, Z13
+	VFMADD231PS     (R14)(AX*1), Z18, Z15
+	VBROADCASTI32X4 (SI)(R10*1), Y17
+	VPSHUFB         Y0, Y17, Y17
+	VPMOVZXWD       Y17, Z17
+	VPSRLVD         Z1, Z17, Z17
+	VPANDD          Z2, Z17, Z17
+	VPMOVSXWD       32(BX), Z18
+	VPADDD          Z17, Z18, Z18
+	VPADDD          Z4, Z18, Z18
+	VCVTDQ2PS       Z18, Z18
+	VFMADD231PS     64(R9), Z18, Z6
+	VFMADD231PS     64(R9)(AX*1), Z18, Z8
+	VFMADD231PS     64(R9)(AX*2), Z18, Z10
+	VFMADD231PS     64(R9)(R13*1), Z18, Z12
+	VFMADD231PS     64(R14), Z18, Z14
+	VFMADD231PS     64(R14)(AX*1), Z18, Z16
+	ADDQ            $0x00000040, BX
+	LEAQ            (SI)(R10*2), SI
+	ADDQ            $0x00000080, R9
+	ADDQ            $0x00000080, R14
+	SUBQ            $0x00000020, R11
+	JMP             loop2
+
+one:
+	CMPQ            R11, $0x00000010
+	JB              tail
+	VBROADCASTI32X4 (SI), Y17
+	VPSHUFB         Y0, Y17, Y17
+	VPMOVZXWD       Y17, Z17
+	VPSRLVD         Z1, Z17, Z17
+	VPANDD          Z2, Z17, Z17
+	VPMOVSXWD       (BX), Z18
+	VPADDD          Z17, Z18, Z18
+	VPADDD          Z4, Z18, Z18
+	VCVTDQ2PS       Z18, Z18
+	VFMADD231PS     (R9), Z18, Z5
+	VFMADD231PS     (R9)(AX*1), Z18, Z7
+	VFMADD231PS     (R9)(AX*2), Z18, Z9
+	VFMADD231PS     (R9)(R13*1), Z18, Z11
+	VFMADD231PS     (R14), Z18, Z13
+	VFMADD231PS     (R14)(AX*1), Z18, Z15
+	ADDQ            $0x00000020, BX
+	ADDQ            R10, SI
+	ADDQ            $0x00000040, R9
+	ADDQ            $0x00000040, R14
+	SUBQ            $0x00000010, R11
+
+tail:
+	JMP chunk
+
+rowdone:
+	LEAQ          (DX)(DX*2), R9
+	LEAQ          (CX)(DX*4), R11
+	VADDPS        Z6, Z5, Z5
+	VEXTRACTF64X4 $0x01, Z5, Y17
+	VADDPS        Y17, Y5, Y17
+	VEXTRACTF32X4 $0x01, Y17, X18
+	VADDPS        X18, X17, X18
+	VMOVHLPS      X18, X18, X17
+	VADDPS        X17, X18, X18
+	VMOVSHDUP     X18, X17
+	VADDSS        X17, X18, X18
+	VMULSS        X3, X18, X18
+	VMOVSS        X18, (CX)
+	VADDPS        Z8, Z7, Z7
+	VEXTRACTF64X4 $0x01, Z7, Y17
+	VADDPS        Y17, Y7, Y17
+	VEXTRACTF32X4 $0x01, Y17, X18
+	VADDPS        X18, X17, X18
+	VMOVHLPS      X18, X18, X17
+	VADDPS        X17, X18, X18
+	VMOVSHDUP     X18, X17
+	VADDSS        X17, X18, X18
+	VMULSS        X3, X18, X18
+	VMOVSS        X18, (CX)(DX*1)
+	VADDPS        Z10, Z9, Z9
+	VEXTRACTF64X4 $0x01, Z9, Y17
+	VADDPS        Y17, Y9, Y17
+	VEXTRACTF32X4 $0x01, Y17, X18
+	VADDPS        X18, X17, X18
+	VMOVHLPS      X18, X18, X17
+	VADDPS        X17, X18, X18
+	VMOVSHDUP     X18, X17
+	VADDSS        X17, X18, X18
+	VMULSS        X3, X18, X18
+	VMOVSS        X18, (CX)(DX*2)
+	VADDPS        Z12, Z11, Z11
+	VEXTRACTF64X4 $0x01, Z11, Y17
+	VADDPS        Y17, Y11, Y17
+	VEXTRACTF32X4 $0x01, Y17, X18
+	VADDPS        X18, X17, X18
+	VMOVHLPS      X18, X18, X17
+	VADDPS        X17, X18, X18
+	VMOVSHDUP     X18, X17
+	VADDSS        X17, X18, X18
+	VMULSS        X3, X18, X18
+	VMOVSS        X18, (CX)(R9*1)
+	VADDPS        Z14, Z13, Z13
+	VEXTRACTF64X4 $0x01, Z13, Y17
+	VADDPS        Y17, Y13, Y17
+	VEXTRACTF32X4 $0x01, Y17, X18
+	VADDPS        X18, X17, X18
+	VMOVHLPS      X18, X18, X17
+	VADDPS        X17, X18, X18
+	VMOVSHDUP     X18, X17
+	VADDSS        X17, X18, X18
+	VMULSS        X3, X18, X18
+	VMOVSS        X18, (R11)
+	VADDPS        Z16, Z15, Z15
+	VEXTRACTF64X4 $0x01, Z15, Y17
+	VADDPS        Y17, Y15, Y17
+	VEXTRACTF32X4 $0x01, Y17, X18
+	VADDPS        X18, X17, X18
+	VMOVHLPS      X18, X18, X17
+	VADDPS        X17, X18, X18
+	VMOVSHDUP     X18, X17
+	VADDSS        X17, X18, X18
+	VMULSS        X3, X18, X18
+	VMOVSS        X18, (R11)(DX*1)
+	ADDQ          $0x04, CX
+	DECQ          rows+0(FP)
+	JNZ           row
+	VZEROUPPER
+	RET
+
+// func gemvDotI16M7AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int16, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, CMOV
+TEXT ·gemvDotI16M7AVX512(SB), NOSPLIT, $0-104
+	MOVQ         lda+24(FP), AX
+	SHLQ         $0x02, AX
+	MOVQ         c+32(FP), CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	MOVQ         base+48(FP), BX
+	MOVQ         data+56(FP), SI
+	MOVQ         zero+64(FP), DI
+	MOVQ         left+72(FP), R8
+	MOVQ         bits+96(FP), R9
+	MOVQ         R9, R10
+	SHLQ         $0x01, R10
+	LEAQ         mmdecodeAVX512<>+0(SB), R11
+	SHLQ         $0x07, R9
+	ADDQ         R9, R11
+	VMOVDQU      (R11), Y0
+	VMOVDQU32    32(R11), Z1
+	VPBROADCASTD 96(R11), Z2
+	VBROADCASTSS scale+88(FP), Z3
+	VPBROADCASTD (DI), Z4
+	LEAQ         (AX)(AX*2), R13
+
+row:
+	MOVQ   a+16(FP), R9
+	LEAQ   (R9)(AX*4), R14
+	MOVQ   rowLen+8(FP), R11
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	VPXORD Z16, Z16, Z16
+	VPXORD Z17, Z17, Z17
+	VPXORD Z18, Z18, Z18
+	MOVQ   R11, R12
+
+chunk:
+	TESTQ        R12, R12
+	JZ           rowdone
+	TESTQ        R8, R8
+	JNZ          samegroup1
+	ADDQ         $0x04, DI
+	VPBROADCASTD (DI), Z4
+	MOVQ         group+80(FP), R8
+
+samegroup1:
+	MOVQ    R12, R11
+	CMPQ    R8, R11
+	CMOVQLT R8, R11
+	SUBQ    R11, R12
+	SUBQ    R11, R8
+
+loop2:
+	CMPQ            R11, $0x00000020
+	JB              one
+	VBROADCASTI32X4 (SI), Y19
+	VPSHUFB         Y0, Y19, Y19
+	VPMOVZXWD       Y19, Z19
+	VPSRLVD         Z1, Z19, Z19
+	VPANDD          Z2, Z19, Z19
+	VPMOVSXWD       (BX), Z20
+	VPADDD          Z19, Z20, Z20
+	VPADDD          Z4, Z20, Z20
+	VCVTDQ2PS       Z20, Z20
+	VFMADD231PS     (R9), Z20, Z5
+	VFMADD231PS     (R9)(AX*1), Z20, Z7
+	VFMADD231PS     (R9)(AX*2), Z20, Z9
+	VFMADD231PS     (R9)(R13*1), Z20, Z11
+	VFMADD231PS     (R14), Z20, Z13
+	VFMADD231PS     (R14)(AX*1), Z20, Z15
+	VFMADD231PS     (R14)(AX*2), Z20, Z17
+	VBROADCASTI32X4 (SI)(R10*1), Y19
+	VPSHUFB         Y0, Y19, Y19
+	VPMOVZXWD       Y19, Z19
+	VPSRLVD         Z1, Z19, Z19
+	VPANDD          Z2, Z19, Z19
+	VPMOVSXWD       32(BX), Z20
+	VPADDD          Z19, Z20, Z20
+	VPADDD          Z4, Z20, Z20
+	VCVTDQ2PS       Z20, Z20
+	VFMADD231PS     64(R9), Z20, Z6
+	VFMADD231PS     64(R9)(AX*1), Z20, Z8
+	VFMADD231PS     64(R9)(AX*2), Z20, Z10
+	VFMADD231PS     64(R9)(R13*1), Z20, Z12
+	VFMADD231PS     64(R14), Z20, Z14
+	VFMADD231PS     64(R14)(AX*1), Z20, Z16
+	VFMADD231PS     64(R14)(AX*2), Z20, Z18
+	ADDQ            $0x00000040, BX
+	LEAQ            (SI)(R10*2), SI
+	ADDQ            $0x00000080, R9
+	ADDQ            $0x00000080, R14
+	SUBQ            $0x00000020, R11
+	JMP             loop2
+
+one:
+	CMPQ            R11, $0x00000010
+	JB              tail
+	VBROADCASTI32X4 (SI), Y19
+	VPSHUFB         Y0, Y19, Y19
+	VPMOVZXWD       Y19, Z19
+	VPSRLVD         Z1, Z19, Z19
+	VPANDD          Z2, Z19, Z19
+	VPMOVSXWD       (BX), Z20
+	VPADDD          Z19, Z20, Z20
+	VPADDD          Z4, Z20, Z20
+	VCVTDQ2PS       Z20, Z20
+	VFMADD231PS     (R9), Z20, Z5
+	VFMADD231PS     (R9)(AX*1), Z20, Z7
+	VFMADD231PS     (R9)(AX*2), Z20, Z9
+	VFMADD231PS     (R9)(R13*1), Z20, Z11
+	VFMADD231PS     (R14), Z20, Z13
+	VFMADD231PS     (R14)(AX*1), Z20, Z15
+	VFMADD231PS     (R14)(AX*2), Z20, Z17
+	ADDQ            $0x00000020, BX
+	ADDQ            R10, SI
+	ADDQ            $0x00000040, R9
+	ADDQ            $0x00000040, R14
+	SUBQ            $0x00000010, R11
+
+tail:
+	JMP chunk
+
+rowdone:
+	LEAQ          (DX)(DX*2), R9
+	LEAQ          (CX)(DX*4), R11
+	VADDPS        Z6, Z5, Z5
+	VEXTRACTF64X4 $0x01, Z5, Y19
+	VADDPS        Y19, Y5, Y19
+	VEXTRACTF32X4 $0x01, Y19, X20
+	VADDPS        X20, X19, X20
+	VMOVHLPS      X20, X20, X19
+	VADDPS        X19, X20, X20
+	VMOVSHDUP     X20, X19
+	VADDSS        X19, X20, X20
+	VMULSS        X3, X20, X20
+	VMOVSS        X20, (CX)
+	VADDPS        Z8, Z7, Z7
+	VEXTRACTF64X4 $0x01, Z7, Y19
+	VADDPS        Y19, Y7, Y19
+	VEXTRACTF32X4 $0x01, Y19, X20
+	VADDPS        X20, X19, X20
+	VMOVHLPS      X20, X20, X19
+	VADDPS        X19, X20, X20
+	VMOVSHDUP     X20, X19
+	VADDSS        X19, X20, X20
+	VMULSS        X3, X20, X20
+	VMOVSS        X20, (CX)(DX*1)
+	VADDPS        Z10, Z9, Z9
+	VEXTRACTF64X4 $0x01, Z9, Y19
+	VADDPS        Y19, Y9, Y19
+	VEXTRACTF32X4 $0x01, Y19, X20
+	VADDPS        X20, X19, X20
+	VMOVHLPS      X20, X20, X19
+	VADDPS        X19, X20, X20
+	VMOVSHDUP     X20, X19
+	VADDSS        X19, X20, X20
+	VMULSS        X3, X20, X20
+	VMOVSS        X20, (CX)(DX*2)
+	VADDPS        Z12, Z11, Z11
+	VEXTRACTF64X4 $0x01, Z11, Y19
+	VADDPS        Y19, Y11, Y19
+	VEXTRACTF32X4 $0x01, Y19, X20
+	VADDPS        X20, X19, X20
+	VMOVHLPS      X20, X20, X19
+	VADDPS        X19, X20, X20
+	VMOVSHDUP     X20, X19
+	VADDSS        X19, X20, X20
+	VMULSS        X3, X20, X20
+	VMOVSS        X20, (CX)(R9*1)
+	VADDPS        Z14, Z13, Z13
+	VEXTRACTF64X4 $0x01, Z13, Y19
+	VADDPS        Y19, Y13, Y19
+	VEXTRACTF32X4 $0x01, Y19, X20
+	VADDPS        X20, X19, X20
+	VMOVHLPS      X20, X20, X19
+	VADDPS        X19, X20, X20
+	VMOVSHDUP     X20, X19
+	VADDSS        X19, X20, X20
+	VMULSS        X3, X20, X20
+	VMOVSS        X20, (R11)
+	VADDPS        Z16, Z15, Z15
+	VEXTRACTF64X4 $0x01, Z15, Y19
+	VADDPS        Y19, Y15, Y19
+	VEXTRACTF32X4 $0x01, Y19, X20
+	VADDPS        X20, X19, X20
+	VMOVHLPS      X20, X20, X19
+	VADDPS        X19, X20, X20
+	VMOVSHDUP     X20, X19
+	VADDSS        X19, X20, X20
+	VMULSS        X3, X20, X20
+	VMOVSS        X20, (R11)(DX*1)
+	VADDPS        Z18, Z17, Z17
+	VEXTRACTF64X4 $0x01, Z17, Y19
+	VADDPS        Y19, Y17, Y19
+	VEXTRACTF32X4 $0x01, Y19, X20
+	VADDPS        X20, X19, X20
+	VMOVHLPS      X20, X20, X19
+	VADDPS        X19, X20, X20
+	VMOVSHDUP     X20, X19
+	VADDSS        X19, X20, X20
+	VMULSS        X3, X20, X20
+	VMOVSS        X20, (R11)(DX*2)
+	ADDQ          $0x04, CX
+	DECQ          rows+0(FP)
+	JNZ           row
+	VZEROUPPER
+	RET
+
+// func gemvDotI16M8AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int16, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, CMOV
+TEXT ·gemvDotI16M8AVX512(SB), NOSPLIT, $0-104
+	MOVQ         lda+24(FP), AX
+	SHLQ         $0x02, AX
+	MOVQ         c+32(FP), CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	MOVQ         base+48(FP), BX
+	MOVQ         data+56(FP), SI
+	MOVQ         zero+64(FP), DI
+	MOVQ         left+72(FP), R8
+	MOVQ         bits+96(FP), R9
+	MOVQ         R9, R10
+	SHLQ         $0x01, R10
+	LEAQ         mmdecodeAVX512<>+0(SB), R11
+	SHLQ         $0x07, R9
+	ADDQ         R9, R11
+	VMOVDQU      (R11), Y0
+	VMOVDQU32    32(R11), Z1
+	VPBROADCASTD 96(R11), Z2
+	VBROADCASTSS scale+88(FP), Z3
+	VPBROADCASTD (DI), Z4
+	LEAQ         (AX)(AX*2), R13
+
+row:
+	MOVQ   a+16(FP), R9
+	LEAQ   (R9)(AX*4), R14
+	MOVQ   rowLen+8(FP), R11
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	VPXORD Z16, Z16, Z16
+	VPXORD Z17, Z17, Z17
+	VPXORD Z18, Z18, Z18
+	VPXORD Z19, Z19, Z19
+	VPXORD Z20, Z20, Z20
+	MOVQ   R11, R12
+
+chunk:
+	TESTQ        R12, R12
+	JZ           rowdone
+	TESTQ        R8, R8
+	JNZ          samegroup1
+	ADDQ         $0x04, DI
+	VPBROADCASTD (DI), Z4
+	MOVQ         group+80(FP), R8
+
+samegroup1:
+	MOVQ    R12, R11
+	CMPQ    R8, R11
+	CMOVQLT R8, R11
+	SUBQ    R11, R12
+	SUBQ    R11, R8
+
+loop2:
+	CMPQ            R11, $0x00000020
+	JB              one
+	VBROADCASTI32X4 (SI), Y21
+	VPSHUFB         Y0, Y21, Y21
+	VPMOVZXWD       Y21, Z21
+	VPSRLVD         Z1, Z21, Z21
+	VPANDD          Z2, Z21, Z21
+	VPMOVSXWD       (BX), Z22
+	VPADDD          Z21, Z22, Z22
+	VPADDD          Z4, Z22, Z22
+	VCVTDQ2PS       Z22, Z22
+	VFMADD231PS     (R9), Z22, Z5
+	VFMADD231PS     (R9)(AX*1), Z22, Z7
+	VFMADD231PS     (R9)(AX*2), Z22, Z9
+	VFMADD231PS     (R9)(R13*1), Z22, Z11
+	VFMADD231PS     (R14), Z22, Z13
+	VFMADD231PS     (R14)(AX*1), Z22, Z15
+	VFMADD231PS     (R14)(AX*2), Z22, Z17
+	VFMADD231PS     (R14)(R13*1), Z22, Z19
+	VBROADCASTI32X4 (SI)(R10*1), Y21
+	VPSHUFB         Y0, Y21, Y21
+	VPMOVZXWD       Y21, Z21
+	VPSRLVD         Z1, Z21, Z21
+	VPANDD          Z2, Z21, Z21
+	VPMOVSXWD       32(BX), Z22
+	VPADDD          Z21, Z22, Z22
+	VPADDD          Z4, Z22, Z22
+	VCVTDQ2PS       Z22, Z22
+	VFMADD231PS     64(R9), Z22, Z6
+	VFMADD231PS     64(R9)(AX*1), Z22, Z8
+	VFMADD231PS     64(R9)(AX*2), Z22, Z10
+	VFMADD231PS     64(R9)(R13*1), Z22, Z12
+	VFMADD231PS     64(R14), Z22, Z14
+	VFMADD231PS     64(R14)(AX*1), Z22, Z16
+	VFMADD231PS     64(R14)(AX*2), Z22, Z18
+	VFMADD231PS     64(R14)(R13*1), Z22, Z20
+	ADDQ            $0x00000040, BX
+	LEAQ            (SI)(R10*2), SI
+	ADDQ            $0x00000080, R9
+	ADDQ            $0x00000080, R14
+	SUBQ            $0x00000020, R11
+	JMP             loop2
+
+one:
+	CMPQ            R11, $0x00000010
+	JB              tail
+	VBROADCASTI32X4 (SI), Y21
+	VPSHUFB         Y0, Y21, Y21
+	VPMOVZXWD       Y21, Z21
+	VPSRLVD         Z1, Z21, Z21
+	VPANDD          Z2, Z21, Z21
+	VPMOVSXWD       (BX), Z22
+	VPADDD          Z21, Z22, Z22
+	VPADDD          Z4, Z22, Z22
+	VCVTDQ2PS       Z22, Z22
+	VFMADD231PS     (R9), Z22, Z5
+	VFMADD231PS     (R9)(AX*1), Z22, Z7
+	VFMADD231PS     (R9)(AX*2), Z22, Z9
+	VFMADD231PS     (R9)(R13*1), Z22, Z11
+	VFMADD231PS     (R14), Z22, Z13
+	VFMADD231PS     (R14)(AX*1), Z22, Z15
+	VFMADD231PS     (R14)(AX*2), Z22, Z17
+	VFMADD231PS     (R14)(R13*1), Z22, Z19
+	ADDQ            $0x00000020, BX
+	ADDQ            R10, SI
+	ADDQ            $0x00000040, R9
+	ADDQ            $0x00000040, R14
+	SUBQ            $0x00000010, R11
+
+tail:
+	JMP chunk
+
+rowdone:
+	LEAQ          (DX)(DX*2), R9
+	LEAQ          (CX)(DX*4), R11
+	VADDPS        Z6, Z5, Z5
+	VEXTRACTF64X4 $0x01, Z5, Y21
+	VADDPS        Y21, Y5, Y21
+	VEXTRACTF32X4 $0x01, Y21, X22
+	VADDPS        X22, X21, X22
+	VMOVHLPS      X22, X22, X21
+	VADDPS        X21, X22, X22
+	VMOVSHDUP     X22, X21
+	VADDSS        X21, X22, X22
+	VMULSS        X3, X22, X22
+	VMOVSS        X22, (CX)
+	VADDPS        Z8, Z7, Z7
+	VEXTRACTF64X4 $0x01, Z7, Y21
+	VADDPS        Y21, Y7, Y21
+	VEXTRACTF32X4 $0x01, Y21, X22
+	VADDPS        X22, X21, X22
+	VMOVHLPS      X22, X22, X21
+	VADDPS        X21, X22, X22
+	VMOVSHDUP     X22, X21
+	VADDSS        X21, X22, X22
+	VMULSS        X3, X22, X22
+	VMOVSS        X22, (CX)(DX*1)
+	VADDPS        Z10, Z9, Z9
+	VEXTRACTF64X4 $0x01, Z9, Y21
+	VADDPS        Y21, Y9, Y21
+	VEXTRACTF32X4 $0x01, Y21, X22
+	VADDPS        X22, X21, X22
+	VMOVHLPS      X22, X22, X21
+	VADDPS        X21, X22, X22
+	VMOVSHDUP     X22, X21
+	VADDSS        X21, X22, X22
+	VMULSS        X3, X22, X22
+	VMOVSS        X22, (CX)(DX*2)
+	VADDPS        Z12, Z11, Z11
+	VEXTRACTF64X4 $0x01, Z11, Y21
+	VADDPS        Y21, Y11, Y21
+	VEXTRACTF32X4 $0x01, Y21, X22
+	VADDPS        X22, X21, X22
+	VMOVHLPS      X22, X22, X21
+	VADDPS        X21, X22, X22
+	VMOVSHDUP     X22, X21
+	VADDSS        X21, X22, X22
+	VMULSS        X3, X22, X22
+	VMOVSS        X22, (CX)(R9*1)
+	VADDPS        Z14, Z13, Z13
+	VEXTRACTF64X4 $0x01, Z13, Y21
+	VADDPS        Y21, Y13, Y21
+	VEXTRACTF32X4 $0x01, Y21, X22
+	VADDPS        X22, X21, X22
+	VMOVHLPS      X22, X22, X21
+	VADDPS        X21, X22, X22
+	VMOVSHDUP     X22, X21
+	VADDSS        X21, X22, X22
+	VMULSS        X3, X22, X22
+	VMOVSS        X22, (R11)
+	VADDPS        Z16, Z15, Z15
+	VEXTRACTF64X4 $0x01, Z15, Y21
+	VADDPS        Y21, Y15, Y21
+	VEXTRACTF32X4 $0x01, Y21, X22
+	VADDPS        X22, X21, X22
+	VMOVHLPS      X22, X22, X21
+	VADDPS        X21, X22, X22
+	VMOVSHDUP     X22, X21
+	VADDSS        X21, X22, X22
+	VMULSS        X3, X22, X22
+	VMOVSS        X22, (R11)(DX*1)
+	VADDPS        Z18, Z17, Z17
+	VEXTRACTF64X4 $0x01, Z17, Y21
+	VADDPS        Y21, Y17, Y21
+	VEXTRACTF32X4 $0x01, Y21, X22
+	VADDPS        X22, X21, X22
+	VMOVHLPS      X22, X22, X21
+	VADDPS        X21, X22, X22
+	VMOVSHDUP     X22, X21
+	VADDSS        X21, X22, X22
+	VMULSS        X3, X22, X22
+	VMOVSS        X22, (R11)(DX*2)
+	VADDPS        Z20, Z19, Z19
+	VEXTRACTF64X4 $0x01, Z19, Y21
+	VADDPS        Y21, Y19, Y21
+	VEXTRACTF32X4 $0x01, Y21, X22
+	VADDPS        X22, X21, X22
+	VMOVHLPS      X22, X22, X21
+	VADDPS        X21, X22, X22
+	VMOVSHDUP     X22, X21
+	VADDSS        X21, X22, X22
+	VMULSS        X3, X22, X22
+	VMOVSS        X22, (R11)(R9*1)
 	ADDQ          $0x04, CX
 	DECQ          rows+0(FP)
 	JNZ           row
@@ -2823,7 +5115,7 @@ rowdone:
 	RET
 
 // func gemvDotI8M1AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, AVX512F, CMOV
+// Requires: AVX, AVX2, AVX512F, AVX512VL, CMOV
 TEXT ·gemvDotI8M1AVX512(SB), NOSPLIT, $0-104
 	MOVQ         lda+24(FP), AX
 	SHLQ         $0x02, AX
@@ -2870,51 +5162,51 @@ samegroup1:
 	SUBQ    R9, SI
 
 loop2:
-	CMPQ           R9, $0x00000020
-	JB             one
-	VBROADCASTI128 (DX), Y7
-	VPSHUFB        Y0, Y7, Y7
-	VPMOVZXWD      Y7, Z7
-	VPSRLVD        Z1, Z7, Z7
-	VPANDD         Z2, Z7, Z7
-	VPMOVSXBD      (CX), Z8
-	VPADDD         Z7, Z8, Z8
-	VPADDD         Z4, Z8, Z8
-	VCVTDQ2PS      Z8, Z8
-	VFMADD231PS    (DI), Z8, Z5
-	VBROADCASTI128 (DX)(R8*1), Y7
-	VPSHUFB        Y0, Y7, Y7
-	VPMOVZXWD      Y7, Z7
-	VPSRLVD        Z1, Z7, Z7
-	VPANDD         Z2, Z7, Z7
-	VPMOVSXBD      16(CX), Z8
-	VPADDD         Z7, Z8, Z8
-	VPADDD         Z4, Z8, Z8
-	VCVTDQ2PS      Z8, Z8
-	VFMADD231PS    64(DI), Z8, Z6
-	ADDQ           $0x00000020, CX
-	LEAQ           (DX)(R8*2), DX
-	ADDQ           $0x00000080, DI
-	SUBQ           $0x00000020, R9
-	JMP            loop2
+	CMPQ            R9, $0x00000020
+	JB              one
+	VBROADCASTI32X4 (DX), Y7
+	VPSHUFB         Y0, Y7, Y7
+	VPMOVZXWD       Y7, Z7
+	VPSRLVD         Z1, Z7, Z7
+	VPANDD          Z2, Z7, Z7
+	VPMOVSXBD       (CX), Z8
+	VPADDD          Z7, Z8, Z8
+	VPADDD          Z4, Z8, Z8
+	VCVTDQ2PS       Z8, Z8
+	VFMADD231PS     (DI), Z8, Z5
+	VBROADCASTI32X4 (DX)(R8*1), Y7
+	VPSHUFB         Y0, Y7, Y7
+	VPMOVZXWD       Y7, Z7
+	VPSRLVD         Z1, Z7, Z7
+	VPANDD          Z2, Z7, Z7
+	VPMOVSXBD       16(CX), Z8
+	VPADDD          Z7, Z8, Z8
+	VPADDD          Z4, Z8, Z8
+	VCVTDQ2PS       Z8, Z8
+	VFMADD231PS     64(DI), Z8, Z6
+	ADDQ            $0x00000020, CX
+	LEAQ            (DX)(R8*2), DX
+	ADDQ            $0x00000080, DI
+	SUBQ            $0x00000020, R9
+	JMP             loop2
 
 one:
-	CMPQ           R9, $0x00000010
-	JB             tail
-	VBROADCASTI128 (DX), Y7
-	VPSHUFB        Y0, Y7, Y7
-	VPMOVZXWD      Y7, Z7
-	VPSRLVD        Z1, Z7, Z7
-	VPANDD         Z2, Z7, Z7
-	VPMOVSXBD      (CX), Z8
-	VPADDD         Z7, Z8, Z8
-	VPADDD         Z4, Z8, Z8
-	VCVTDQ2PS      Z8, Z8
-	VFMADD231PS    (DI), Z8, Z5
-	ADDQ           $0x00000010, CX
-	ADDQ           R8, DX
-	ADDQ           $0x00000040, DI
-	SUBQ           $0x00000010, R9
+	CMPQ            R9, $0x00000010
+	JB              tail
+	VBROADCASTI32X4 (DX), Y7
+	VPSHUFB         Y0, Y7, Y7
+	VPMOVZXWD       Y7, Z7
+	VPSRLVD         Z1, Z7, Z7
+	VPANDD          Z2, Z7, Z7
+	VPMOVSXBD       (CX), Z8
+	VPADDD          Z7, Z8, Z8
+	VPADDD          Z4, Z8, Z8
+	VCVTDQ2PS       Z8, Z8
+	VFMADD231PS     (DI), Z8, Z5
+	ADDQ            $0x00000010, CX
+	ADDQ            R8, DX
+	ADDQ            $0x00000040, DI
+	SUBQ            $0x00000010, R9
 
 tail:
 	JMP chunk
@@ -2923,7 +5215,7 @@ rowdone:
 	VADDPS        Z6, Z5, Z5
 	VEXTRACTF64X4 $0x01, Z5, Y7
 	VADDPS        Y7, Y5, Y7
-	VEXTRACTF128  $0x01, Y7, X8
+	VEXTRACTF32X4 $0x01, Y7, X8
 	VADDPS        X8, X7, X8
 	VMOVHLPS      X8, X8, X7
 	VADDPS        X7, X8, X8
@@ -2938,7 +5230,7 @@ rowdone:
 	RET
 
 // func gemvDotI8M2AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, AVX512F, CMOV
+// Requires: AVX, AVX2, AVX512F, AVX512VL, CMOV
 TEXT ·gemvDotI8M2AVX512(SB), NOSPLIT, $0-104
 	MOVQ         lda+24(FP), AX
 	SHLQ         $0x02, AX
@@ -2987,54 +5279,54 @@ samegroup1:
 	SUBQ    R11, R8
 
 loop2:
-	CMPQ           R11, $0x00000020
-	JB             one
-	VBROADCASTI128 (SI), Y9
-	VPSHUFB        Y0, Y9, Y9
-	VPMOVZXWD      Y9, Z9
-	VPSRLVD        Z1, Z9, Z9
-	VPANDD         Z2, Z9, Z9
-	VPMOVSXBD      (BX), Z10
-	VPADDD         Z9, Z10, Z10
-	VPADDD         Z4, Z10, Z10
-	VCVTDQ2PS      Z10, Z10
-	VFMADD231PS    (R9), Z10, Z5
-	VFMADD231PS    (R9)(AX*1), Z10, Z7
-	VBROADCASTI128 (SI)(R10*1), Y9
-	VPSHUFB        Y0, Y9, Y9
-	VPMOVZXWD      Y9, Z9
-	VPSRLVD        Z1, Z9, Z9
-	VPANDD         Z2, Z9, Z9
-	VPMOVSXBD      16(BX), Z10
-	VPADDD         Z9, Z10, Z10
-	VPADDD         Z4, Z10, Z10
-	VCVTDQ2PS      Z10, Z10
-	VFMADD231PS    64(R9), Z10, Z6
-	VFMADD231PS    64(R9)(AX*1), Z10, Z8
-	ADDQ           $0x00000020, BX
-	LEAQ           (SI)(R10*2), SI
-	ADDQ           $0x00000080, R9
-	SUBQ           $0x00000020, R11
-	JMP            loop2
+	CMPQ            R11, $0x00000020
+	JB              one
+	VBROADCASTI32X4 (SI), Y9
+	VPSHUFB         Y0, Y9, Y9
+	VPMOVZXWD       Y9, Z9
+	VPSRLVD         Z1, Z9, Z9
+	VPANDD          Z2, Z9, Z9
+	VPMOVSXBD       (BX), Z10
+	VPADDD          Z9, Z10, Z10
+	VPADDD          Z4, Z10, Z10
+	VCVTDQ2PS       Z10, Z10
+	VFMADD231PS     (R9), Z10, Z5
+	VFMADD231PS     (R9)(AX*1), Z10, Z7
+	VBROADCASTI32X4 (SI)(R10*1), Y9
+	VPSHUFB         Y0, Y9, Y9
+	VPMOVZXWD       Y9, Z9
+	VPSRLVD         Z1, Z9, Z9
+	VPANDD          Z2, Z9, Z9
+	VPMOVSXBD       16(BX), Z10
+	VPADDD          Z9, Z10, Z10
+	VPADDD          Z4, Z10, Z10
+	VCVTDQ2PS       Z10, Z10
+	VFMADD231PS     64(R9), Z10, Z6
+	VFMADD231PS     64(R9)(AX*1), Z10, Z8
+	ADDQ            $0x00000020, BX
+	LEAQ            (SI)(R10*2), SI
+	ADDQ            $0x00000080, R9
+	SUBQ            $0x00000020, R11
+	JMP             loop2
 
 one:
-	CMPQ           R11, $0x00000010
-	JB             tail
-	VBROADCASTI128 (SI), Y9
-	VPSHUFB        Y0, Y9, Y9
-	VPMOVZXWD      Y9, Z9
-	VPSRLVD        Z1, Z9, Z9
-	VPANDD         Z2, Z9, Z9
-	VPMOVSXBD      (BX), Z10
-	VPADDD         Z9, Z10, Z10
-	VPADDD         Z4, Z10, Z10
-	VCVTDQ2PS      Z10, Z10
-	VFMADD231PS    (R9), Z10, Z5
-	VFMADD231PS    (R9)(AX*1), Z10, Z7
-	ADDQ           $0x00000010, BX
-	ADDQ           R10, SI
-	ADDQ           $0x00000040, R9
-	SUBQ           $0x00000010, R11
+	CMPQ            R11, $0x00000010
+	JB              tail
+	VBROADCASTI32X4 (SI), Y9
+	VPSHUFB         Y0, Y9, Y9
+	VPMOVZXWD       Y9, Z9
+	VPSRLVD         Z1, Z9, Z9
+	VPANDD          Z2, Z9, Z9
+	VPMOVSXBD       (BX), Z10
+	VPADDD          Z9, Z10, Z10
+	VPADDD          Z4, Z10, Z10
+	VCVTDQ2PS       Z10, Z10
+	VFMADD231PS     (R9), Z10, Z5
+	VFMADD231PS     (R9)(AX*1), Z10, Z7
+	ADDQ            $0x00000010, BX
+	ADDQ            R10, SI
+	ADDQ            $0x00000040, R9
+	SUBQ            $0x00000010, R11
 
 tail:
 	JMP chunk
@@ -3043,7 +5335,7 @@ rowdone:
 	VADDPS        Z6, Z5, Z5
 	VEXTRACTF64X4 $0x01, Z5, Y9
 	VADDPS        Y9, Y5, Y9
-	VEXTRACTF128  $0x01, Y9, X10
+	VEXTRACTF32X4 $0x01, Y9, X10
 	VADDPS        X10, X9, X10
 	VMOVHLPS      X10, X10, X9
 	VADDPS        X9, X10, X10
@@ -3054,7 +5346,7 @@ rowdone:
 	VADDPS        Z8, Z7, Z7
 	VEXTRACTF64X4 $0x01, Z7, Y9
 	VADDPS        Y9, Y7, Y9
-	VEXTRACTF128  $0x01, Y9, X10
+	VEXTRACTF32X4 $0x01, Y9, X10
 	VADDPS        X10, X9, X10
 	VMOVHLPS      X10, X10, X9
 	VADDPS        X9, X10, X10
@@ -3069,7 +5361,7 @@ rowdone:
 	RET
 
 // func gemvDotI8M3AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, AVX512F, CMOV
+// Requires: AVX, AVX2, AVX512F, AVX512VL, CMOV
 TEXT ·gemvDotI8M3AVX512(SB), NOSPLIT, $0-104
 	MOVQ         lda+24(FP), AX
 	SHLQ         $0x02, AX
@@ -3120,57 +5412,57 @@ samegroup1:
 	SUBQ    R11, R8
 
 loop2:
-	CMPQ           R11, $0x00000020
-	JB             one
-	VBROADCASTI128 (SI), Y11
-	VPSHUFB        Y0, Y11, Y11
-	VPMOVZXWD      Y11, Z11
-	VPSRLVD        Z1, Z11, Z11
-	VPANDD         Z2, Z11, Z11
-	VPMOVSXBD      (BX), Z12
-	VPADDD         Z11, Z12, Z12
-	VPADDD         Z4, Z12, Z12
-	VCVTDQ2PS      Z12, Z12
-	VFMADD231PS    (R9), Z12, Z5
-	VFMADD231PS    (R9)(AX*1), Z12, Z7
-	VFMADD231PS    (R9)(AX*2), Z12, Z9
-	VBROADCASTI128 (SI)(R10*1), Y11
-	VPSHUFB        Y0, Y11, Y11
-	VPMOVZXWD      Y11, Z11
-	VPSRLVD        Z1, Z11, Z11
-	VPANDD         Z2, Z11, Z11
-	VPMOVSXBD      16(BX), Z12
-	VPADDD         Z11, Z12, Z12
-	VPADDD         Z4, Z12, Z12
-	VCVTDQ2PS      Z12, Z12
-	VFMADD231PS    64(R9), Z12, Z6
-	VFMADD231PS    64(R9)(AX*1), Z12, Z8
-	VFMADD231PS    64(R9)(AX*2), Z12, Z10
-	ADDQ           $0x00000020, BX
-	LEAQ           (SI)(R10*2), SI
-	ADDQ           $0x00000080, R9
-	SUBQ           $0x00000020, R11
-	JMP            loop2
+	CMPQ            R11, $0x00000020
+	JB              one
+	VBROADCASTI32X4 (SI), Y11
+	VPSHUFB         Y0, Y11, Y11
+	VPMOVZXWD       Y11, Z11
+	VPSRLVD         Z1, Z11, Z11
+	VPANDD          Z2, Z11, Z11
+	VPMOVSXBD       (BX), Z12
+	VPADDD          Z11, Z12, Z12
+	VPADDD          Z4, Z12, Z12
+	VCVTDQ2PS       Z12, Z12
+	VFMADD231PS     (R9), Z12, Z5
+	VFMADD231PS     (R9)(AX*1), Z12, Z7
+	VFMADD231PS     (R9)(AX*2), Z12, Z9
+	VBROADCASTI32X4 (SI)(R10*1), Y11
+	VPSHUFB         Y0, Y11, Y11
+	VPMOVZXWD       Y11, Z11
+	VPSRLVD         Z1, Z11, Z11
+	VPANDD          Z2, Z11, Z11
+	VPMOVSXBD       16(BX), Z12
+	VPADDD          Z11, Z12, Z12
+	VPADDD          Z4, Z12, Z12
+	VCVTDQ2PS       Z12, Z12
+	VFMADD231PS     64(R9), Z12, Z6
+	VFMADD231PS     64(R9)(AX*1), Z12, Z8
+	VFMADD231PS     64(R9)(AX*2), Z12, Z10
+	ADDQ            $0x00000020, BX
+	LEAQ            (SI)(R10*2), SI
+	ADDQ            $0x00000080, R9
+	SUBQ            $0x00000020, R11
+	JMP             loop2
 
 one:
-	CMPQ           R11, $0x00000010
-	JB             tail
-	VBROADCASTI128 (SI), Y11
-	VPSHUFB        Y0, Y11, Y11
-	VPMOVZXWD      Y11, Z11
-	VPSRLVD        Z1, Z11, Z11
-	VPANDD         Z2, Z11, Z11
-	VPMOVSXBD      (BX), Z12
-	VPADDD         Z11, Z12, Z12
-	VPADDD         Z4, Z12, Z12
-	VCVTDQ2PS      Z12, Z12
-	VFMADD231PS    (R9), Z12, Z5
-	VFMADD231PS    (R9)(AX*1), Z12, Z7
-	VFMADD231PS    (R9)(AX*2), Z12, Z9
-	ADDQ           $0x00000010, BX
-	ADDQ           R10, SI
-	ADDQ           $0x00000040, R9
-	SUBQ           $0x00000010, R11
+	CMPQ            R11, $0x00000010
+	JB              tail
+	VBROADCASTI32X4 (SI), Y11
+	VPSHUFB         Y0, Y11, Y11
+	VPMOVZXWD       Y11, Z11
+	VPSRLVD         Z1, Z11, Z11
+	VPANDD          Z2, Z11, Z11
+	VPMOVSXBD       (BX), Z12
+	VPADDD          Z11, Z12, Z12
+	VPADDD          Z4, Z12, Z12
+	VCVTDQ2PS       Z12, Z12
+	VFMADD231PS     (R9), Z12, Z5
+	VFMADD231PS     (R9)(AX*1), Z12, Z7
+	VFMADD231PS     (R9)(AX*2), Z12, Z9
+	ADDQ            $0x00000010, BX
+	ADDQ            R10, SI
+	ADDQ            $0x00000040, R9
+	SUBQ            $0x00000010, R11
 
 tail:
 	JMP chunk
@@ -3179,7 +5471,7 @@ rowdone:
 	VADDPS        Z6, Z5, Z5
 	VEXTRACTF64X4 $0x01, Z5, Y11
 	VADDPS        Y11, Y5, Y11
-	VEXTRACTF128  $0x01, Y11, X12
+	VEXTRACTF32X4 $0x01, Y11, X12
 	VADDPS        X12, X11, X12
 	VMOVHLPS      X12, X12, X11
 	VADDPS        X11, X12, X12
@@ -3190,7 +5482,7 @@ rowdone:
 	VADDPS        Z8, Z7, Z7
 	VEXTRACTF64X4 $0x01, Z7, Y11
 	VADDPS        Y11, Y7, Y11
-	VEXTRACTF128  $0x01, Y11, X12
+	VEXTRACTF32X4 $0x01, Y11, X12
 	VADDPS        X12, X11, X12
 	VMOVHLPS      X12, X12, X11
 	VADDPS        X11, X12, X12
@@ -3201,7 +5493,7 @@ rowdone:
 	VADDPS        Z10, Z9, Z9
 	VEXTRACTF64X4 $0x01, Z9, Y11
 	VADDPS        Y11, Y9, Y11
-	VEXTRACTF128  $0x01, Y11, X12
+	VEXTRACTF32X4 $0x01, Y11, X12
 	VADDPS        X12, X11, X12
 	VMOVHLPS      X12, X12, X11
 	VADDPS        X11, X12, X12
@@ -3216,7 +5508,7 @@ rowdone:
 	RET
 
 // func gemvDotI8M4AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, AVX512F, CMOV
+// Requires: AVX, AVX2, AVX512F, AVX512VL, CMOV
 TEXT ·gemvDotI8M4AVX512(SB), NOSPLIT, $0-104
 	MOVQ         lda+24(FP), AX
 	SHLQ         $0x02, AX
@@ -3238,12 +5530,11 @@ TEXT ·gemvDotI8M4AVX512(SB), NOSPLIT, $0-104
 	VPBROADCASTD 96(R11), Z2
 	VBROADCASTSS scale+88(FP), Z3
 	VPBROADCASTD (DI), Z4
+	LEAQ         (AX)(AX*2), R13
 
 row:
 	MOVQ   a+16(FP), R9
-	LEAQ   (R9)(AX*2), R11
-	ADDQ   AX, R11
-	MOVQ   rowLen+8(FP), R12
+	MOVQ   rowLen+8(FP), R11
 	VPXORD Z5, Z5, Z5
 	VPXORD Z6, Z6, Z6
 	VPXORD Z7, Z7, Z7
@@ -3252,10 +5543,10 @@ row:
 	VPXORD Z10, Z10, Z10
 	VPXORD Z11, Z11, Z11
 	VPXORD Z12, Z12, Z12
-	MOVQ   R12, R13
+	MOVQ   R11, R12
 
 chunk:
-	TESTQ        R13, R13
+	TESTQ        R12, R12
 	JZ           rowdone
 	TESTQ        R8, R8
 	JNZ          samegroup1
@@ -3264,80 +5555,77 @@ chunk:
 	MOVQ         group+80(FP), R8
 
 samegroup1:
-	MOVQ    R13, R12
-	CMPQ    R8, R12
-	CMOVQLT R8, R12
-	SUBQ    R12, R13
-	SUBQ    R12, R8
+	MOVQ    R12, R11
+	CMPQ    R8, R11
+	CMOVQLT R8, R11
+	SUBQ    R11, R12
+	SUBQ    R11, R8
 
 loop2:
-	CMPQ           R12, $0x00000020
-	JB             one
-	VBROADCASTI128 (SI), Y13
-	VPSHUFB        Y0, Y13, Y13
-	VPMOVZXWD      Y13, Z13
-	VPSRLVD        Z1, Z13, Z13
-	VPANDD         Z2, Z13, Z13
-	VPMOVSXBD      (BX), Z14
-	VPADDD         Z13, Z14, Z14
-	VPADDD         Z4, Z14, Z14
-	VCVTDQ2PS      Z14, Z14
-	VFMADD231PS    (R9), Z14, Z5
-	VFMADD231PS    (R9)(AX*1), Z14, Z7
-	VFMADD231PS    (R9)(AX*2), Z14, Z9
-	VFMADD231PS    (R11), Z14, Z11
-	VBROADCASTI128 (SI)(R10*1), Y13
-	VPSHUFB        Y0, Y13, Y13
-	VPMOVZXWD      Y13, Z13
-	VPSRLVD        Z1, Z13, Z13
-	VPANDD         Z2, Z13, Z13
-	VPMOVSXBD      16(BX), Z14
-	VPADDD         Z13, Z14, Z14
-	VPADDD         Z4, Z14, Z14
-	VCVTDQ2PS      Z14, Z14
-	VFMADD231PS    64(R9), Z14, Z6
-	VFMADD231PS    64(R9)(AX*1), Z14, Z8
-	VFMADD231PS    64(R9)(AX*2), Z14, Z10
-	VFMADD231PS    64(R11), Z14, Z12
-	ADDQ           $0x00000020, BX
-	LEAQ           (SI)(R10*2), SI
-	ADDQ           $0x00000080, R9
-	ADDQ           $0x00000080, R11
-	SUBQ           $0x00000020, R12
-	JMP            loop2
+	CMPQ            R11, $0x00000020
+	JB              one
+	VBROADCASTI32X4 (SI), Y13
+	VPSHUFB         Y0, Y13, Y13
+	VPMOVZXWD       Y13, Z13
+	VPSRLVD         Z1, Z13, Z13
+	VPANDD          Z2, Z13, Z13
+	VPMOVSXBD       (BX), Z14
+	VPADDD          Z13, Z14, Z14
+	VPADDD          Z4, Z14, Z14
+	VCVTDQ2PS       Z14, Z14
+	VFMADD231PS     (R9), Z14, Z5
+	VFMADD231PS     (R9)(AX*1), Z14, Z7
+	VFMADD231PS     (R9)(AX*2), Z14, Z9
+	VFMADD231PS     (R9)(R13*1), Z14, Z11
+	VBROADCASTI32X4 (SI)(R10*1), Y13
+	VPSHUFB         Y0, Y13, Y13
+	VPMOVZXWD       Y13, Z13
+	VPSRLVD         Z1, Z13, Z13
+	VPANDD          Z2, Z13, Z13
+	VPMOVSXBD       16(BX), Z14
+	VPADDD          Z13, Z14, Z14
+	VPADDD          Z4, Z14, Z14
+	VCVTDQ2PS       Z14, Z14
+	VFMADD231PS     64(R9), Z14, Z6
+	VFMADD231PS     64(R9)(AX*1), Z14, Z8
+	VFMADD231PS     64(R9)(AX*2), Z14, Z10
+	VFMADD231PS     64(R9)(R13*1), Z14, Z12
+	ADDQ            $0x00000020, BX
+	LEAQ            (SI)(R10*2), SI
+	ADDQ            $0x00000080, R9
+	SUBQ            $0x00000020, R11
+	JMP             loop2
 
 one:
-	CMPQ           R12, $0x00000010
-	JB             tail
-	VBROADCASTI128 (SI), Y13
-	VPSHUFB        Y0, Y13, Y13
-	VPMOVZXWD      Y13, Z13
-	VPSRLVD        Z1, Z13, Z13
-	VPANDD         Z2, Z13, Z13
-	VPMOVSXBD      (BX), Z14
-	VPADDD         Z13, Z14, Z14
-	VPADDD         Z4, Z14, Z14
-	VCVTDQ2PS      Z14, Z14
-	VFMADD231PS    (R9), Z14, Z5
-	VFMADD231PS    (R9)(AX*1), Z14, Z7
-	VFMADD231PS    (R9)(AX*2), Z14, Z9
-	VFMADD231PS    (R11), Z14, Z11
-	ADDQ           $0x00000010, BX
-	ADDQ           R10, SI
-	ADDQ           $0x00000040, R9
-	ADDQ           $0x00000040, R11
-	SUBQ           $0x00000010, R12
+	CMPQ            R11, $0x00000010
+	JB              tail
+	VBROADCASTI32X4 (SI), Y13
+	VPSHUFB         Y0, Y13, Y13
+	VPMOVZXWD       Y13, Z13
+	VPSRLVD         Z1, Z13, Z13
+	VPANDD          Z2, Z13, Z13
+	VPMOVSXBD       (BX), Z14
+	VPADDD          Z13, Z14, Z14
+	VPADDD          Z4, Z14, Z14
+	VCVTDQ2PS       Z14, Z14
+	VFMADD231PS     (R9), Z14, Z5
+	VFMADD231PS     (R9)(AX*1), Z14, Z7
+	VFMADD231PS     (R9)(AX*2), Z14, Z9
+	VFMADD231PS     (R9)(R13*1), Z14, Z11
+	ADDQ            $0x00000010, BX
+	ADDQ            R10, SI
+	ADDQ            $0x00000040, R9
+	SUBQ            $0x00000010, R11
 
 tail:
 	JMP chunk
 
 rowdone:
-	LEAQ          (CX)(DX*2), R9
-	ADDQ          DX, R9
+	LEAQ          (DX)(DX*2), R9
 	VADDPS        Z6, Z5, Z5
 	VEXTRACTF64X4 $0x01, Z5, Y13
 	VADDPS        Y13, Y5, Y13
-	VEXTRACTF128  $0x01, Y13, X14
+	VEXTRACTF32X4 $0x01, Y13, X14
 	VADDPS        X14, X13, X14
 	VMOVHLPS      X14, X14, X13
 	VADDPS        X13, X14, X14
@@ -3348,7 +5636,7 @@ rowdone:
 	VADDPS        Z8, Z7, Z7
 	VEXTRACTF64X4 $0x01, Z7, Y13
 	VADDPS        Y13, Y7, Y13
-	VEXTRACTF128  $0x01, Y13, X14
+	VEXTRACTF32X4 $0x01, Y13, X14
 	VADDPS        X14, X13, X14
 	VMOVHLPS      X14, X14, X13
 	VADDPS        X13, X14, X14
@@ -3359,7 +5647,7 @@ rowdone:
 	VADDPS        Z10, Z9, Z9
 	VEXTRACTF64X4 $0x01, Z9, Y13
 	VADDPS        Y13, Y9, Y13
-	VEXTRACTF128  $0x01, Y13, X14
+	VEXTRACTF32X4 $0x01, Y13, X14
 	VADDPS        X14, X13, X14
 	VMOVHLPS      X14, X14, X13
 	VADDPS        X13, X14, X14
@@ -3370,14 +5658,850 @@ rowdone:
 	VADDPS        Z12, Z11, Z11
 	VEXTRACTF64X4 $0x01, Z11, Y13
 	VADDPS        Y13, Y11, Y13
-	VEXTRACTF128  $0x01, Y13, X14
+	VEXTRACTF32X4 $0x01, Y13, X14
 	VADDPS        X14, X13, X14
 	VMOVHLPS      X14, X14, X13
 	VADDPS        X13, X14, X14
 	VMOVSHDUP     X14, X13
 	VADDSS        X13, X14, X14
 	VMULSS        X3, X14, X14
-	VMOVSS        X14, (R9)
+	VMOVSS        X14, (CX)(R9*1)
+	ADDQ          $0x04, CX
+	DECQ          rows+0(FP)
+	JNZ           row
+	VZEROUPPER
+	RET
+
+// func gemvDotI8M5AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, CMOV
+TEXT ·gemvDotI8M5AVX512(SB), NOSPLIT, $0-104
+	MOVQ         lda+24(FP), AX
+	SHLQ         $0x02, AX
+	MOVQ         c+32(FP), CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	MOVQ         base+48(FP), BX
+	MOVQ         data+56(FP), SI
+	MOVQ         zero+64(FP), DI
+	MOVQ         left+72(FP), R8
+	MOVQ         bits+96(FP), R9
+	MOVQ         R9, R10
+	SHLQ         $0x01, R10
+	LEAQ         mmdecodeAVX512<>+0(SB), R11
+	SHLQ         $0x07, R9
+	ADDQ         R9, R11
+	VMOVDQU      (R11), Y0
+	VMOVDQU32    32(R11), Z1
+	VPBROADCASTD 96(R11), Z2
+	VBROADCASTSS scale+88(FP), Z3
+	VPBROADCASTD (DI), Z4
+	LEAQ         (AX)(AX*2), R13
+
+row:
+	MOVQ   a+16(FP), R9
+	LEAQ   (R9)(AX*4), R14
+	MOVQ   rowLen+8(FP), R11
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	MOVQ   R11, R12
+
+chunk:
+	TESTQ        R12, R12
+	JZ           rowdone
+	TESTQ        R8, R8
+	JNZ          samegroup1
+	ADDQ         $0x04, DI
+	VPBROADCASTD (DI), Z4
+	MOVQ         group+80(FP), R8
+
+samegroup1:
+	MOVQ    R12, R11
+	CMPQ    R8, R11
+	CMOVQLT R8, R11
+	SUBQ    R11, R12
+	SUBQ    R11, R8
+
+loop2:
+	CMPQ            R11, $0x00000020
+	JB              one
+	VBROADCASTI32X4 (SI), Y15
+	VPSHUFB         Y0, Y15, Y15
+	VPMOVZXWD       Y15, Z15
+	VPSRLVD         Z1, Z15, Z15
+	VPANDD          Z2, Z15, Z15
+	VPMOVSXBD       (BX), Z16
+	VPADDD          Z15, Z16, Z16
+	VPADDD          Z4, Z16, Z16
+	VCVTDQ2PS       Z16, Z16
+	VFMADD231PS     (R9), Z16, Z5
+	VFMADD231PS     (R9)(AX*1), Z16, Z7
+	VFMADD231PS     (R9)(AX*2), Z16, Z9
+	VFMADD231PS     (R9)(R13*1), Z16, Z11
+	VFMADD231PS     (R14), Z16, Z13
+	VBROADCASTI32X4 (SI)(R10*1), Y15
+	VPSHUFB         Y0, Y15, Y15
+	VPMOVZXWD       Y15, Z15
+	VPSRLVD         Z1, Z15, Z15
+	VPANDD          Z2, Z15, Z15
+	VPMOVSXBD       16(BX), Z16
+	VPADDD          Z15, Z16, Z16
+	VPADDD          Z4, Z16, Z16
+	VCVTDQ2PS       Z16, Z16
+	VFMADD231PS     64(R9), Z16, Z6
+	VFMADD231PS     64(R9)(AX*1), Z16, Z8
+	VFMADD231PS     64(R9)(AX*2), Z16, Z10
+	VFMADD231PS     64(R9)(R13*1), Z16, Z12
+	VFMADD231PS     64(R14), Z16, Z14
+	ADDQ            $0x00000020, BX
+	LEAQ            (SI)(R10*2), SI
+	ADDQ            $0x00000080, R9
+	ADDQ            $0x00000080, R14
+	SUBQ            $0x00000020, R11
+	JMP             loop2
+
+one:
+	CMPQ            R11, $0x00000010
+	JB              tail
+	VBROADCASTI32X4 (SI), Y15
+	VPSHUFB         Y0, Y15, Y15
+	VPMOVZXWD       Y15, Z15
+	VPSRLVD         Z1, Z15, Z15
+	VPANDD          Z2, Z15, Z15
+	VPMOVSXBD       (BX), Z16
+	VPADDD          Z15, Z16, Z16
+	VPADDD          Z4, Z16, Z16
+	VCVTDQ2PS       Z16, Z16
+	VFMADD231PS     (R9), Z16, Z5
+	VFMADD231PS     (R9)(AX*1), Z16, Z7
+	VFMADD231PS     (R9)(AX*2), Z16, Z9
+	VFMADD231PS     (R9)(R13*1), Z16, Z11
+	VFMADD231PS     (R14), Z16, Z13
+	ADDQ            $0x00000010, BX
+	ADDQ            R10, SI
+	ADDQ            $0x00000040, R9
+	ADDQ            $0x00000040, R14
+	SUBQ            $0x00000010, R11
+
+tail:
+	JMP chunk
+
+rowdone:
+	LEAQ          (DX)(DX*2), R9
+	LEAQ          (CX)(DX*4), R11
+	VADDPS        Z6, Z5, Z5
+	VEXTRACTF64X4 $0x01, Z5, Y15
+	VADDPS        Y15, Y5, Y15
+	VEXTRACTF32X4 $0x01, Y15, X16
+	VADDPS        X16, X15, X16
+	VMOVHLPS      X16, X16, X15
+	VADDPS        X15, X16, X16
+	VMOVSHDUP     X16, X15
+	VADDSS        X15, X16, X16
+	VMULSS        X3, X16, X16
+	VMOVSS        X16, (CX)
+	VADDPS        Z8, Z7, Z7
+	VEXTRACTF64X4 $0x01, Z7, Y15
+	VADDPS        Y15, Y7, Y15
+	VEXTRACTF32X4 $0x01, Y15, X16
+	VADDPS        X16, X15, X16
+	VMOVHLPS      X16, X16, X15
+	VADDPS        X15, X16, X16
+	VMOVSHDUP     X16, X15
+	VADDSS        X15, X16, X16
+	VMULSS        X3, X16, X16
+	VMOVSS        X16, (CX)(DX*1)
+	VADDPS        Z10, Z9, Z9
+	VEXTRACTF64X4 $0x01, Z9, Y15
+	VADDPS        Y15, Y9, Y15
+	VEXTRACTF32X4 $0x01, Y15, X16
+	VADDPS        X16, X15, X16
+	VMOVHLPS      X16, X16, X15
+	VADDPS        X15, X16, X16
+	VMOVSHDUP     X16, X15
+	VADDSS        X15, X16, X16
+	VMULSS        X3, X16, X16
+	VMOVSS        X16, (CX)(DX*2)
+	VADDPS        Z12, Z11, Z11
+	VEXTRACTF64X4 $0x01, Z11, Y15
+	VADDPS        Y15, Y11, Y15
+	VEXTRACTF32X4 $0x01, Y15, X16
+	VADDPS        X16, X15, X16
+	VMOVHLPS      X16, X16, X15
+	VADDPS        X15, X16, X16
+	VMOVSHDUP     X16, X15
+	VADDSS        X15, X16, X16
+	VMULSS        X3, X16, X16
+	VMOVSS        X16, (CX)(R9*1)
+	VADDPS        Z14, Z13, Z13
+	VEXTRACTF64X4 $0x01, Z13, Y15
+	VADDPS        Y15, Y13, Y15
+	VEXTRACTF32X4 $0x01, Y15, X16
+	VADDPS        X16, X15, X16
+	VMOVHLPS      X16, X16, X15
+	VADDPS        X15, X16, X16
+	VMOVSHDUP     X16, X15
+	VADDSS        X15, X16, X16
+	VMULSS        X3, X16, X16
+	VMOVSS        X16, (R11)
+	ADDQ          $0x04, CX
+	DECQ          rows+0(FP)
+	JNZ           row
+	VZEROUPPER
+	RET
+
+// func gemvDotI8M6AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, CMOV
+TEXT ·gemvDotI8M6AVX512(SB), NOSPLIT, $0-104
+	MOVQ         lda+24(FP), AX
+	SHLQ         $0x02, AX
+	MOVQ         c+32(FP), CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	MOVQ         base+48(FP), BX
+	MOVQ         data+56(FP), SI
+	MOVQ         zero+64(FP), DI
+	MOVQ         left+72(FP), R8
+	MOVQ         bits+96(FP), R9
+	MOVQ         R9, R10
+	SHLQ         $0x01, R10
+	LEAQ         mmdecodeAVX512<>+0(SB), R11
+	SHLQ         $0x07, R9
+	ADDQ         R9, R11
+	VMOVDQU      (R11), Y0
+	VMOVDQU32    32(R11), Z1
+	VPBROADCASTD 96(R11), Z2
+	VBROADCASTSS scale+88(FP), Z3
+	VPBROADCASTD (DI), Z4
+	LEAQ         (AX)(AX*2), R13
+
+row:
+	MOVQ   a+16(FP), R9
+	LEAQ   (R9)(AX*4), R14
+	MOVQ   rowLen+8(FP), R11
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	VPXORD Z16, Z16, Z16
+	MOVQ   R11, R12
+
+chunk:
+	TESTQ        R12, R12
+	JZ           rowdone
+	TESTQ        R8, R8
+	JNZ          samegroup1
+	ADDQ         $0x04, DI
+	VPBROADCASTD (DI), Z4
+	MOVQ         group+80(FP), R8
+
+samegroup1:
+	MOVQ    R12, R11
+	CMPQ    R8, R11
+	CMOVQLT R8, R11
+	SUBQ    R11, R12
+	SUBQ    R11, R8
+
+loop2:
+	CMPQ            R11, $0x00000020
+	JB              one
+	VBROADCASTI32X4 (SI), Y17
+	VPSHUFB         Y0, Y17, Y17
+	VPMOVZXWD       Y17, Z17
+	VPSRLVD         Z1, Z17, Z17
+	VPANDD          Z2, Z17, Z17
+	VPMOVSXBD       (BX), Z18
+	VPADDD          Z17, Z18, Z18
+	VPADDD          Z4, Z18, Z18
+	VCVTDQ2PS       Z18, Z18
+	VFMADD231PS     (R9), Z18, Z5
+	VFMADD231PS     (R9)(AX*1), Z18, Z7
+	VFMADD231PS     (R9)(AX*2), Z18, Z9
+	VFMADD231PS     (R9)(R13*1), Z18, Z11
+	VFMADD231PS     (R14), Z18, Z13
+	VFMADD231PS     (R14)(AX*1), Z18, Z15
+	VBROADCASTI32X4 (SI)(R10*1), Y17
+	VPSHUFB         Y0, Y17, Y17
+	VPMOVZXWD       Y17, Z17
+	VPSRLVD         Z1, Z17, Z17
+	VPANDD          Z2, Z17, Z17
+	VPMOVSXBD       16(BX), Z18
+	VPADDD          Z17, Z18, Z18
+	VPADDD          Z4, Z18, Z18
+	VCVTDQ2PS       Z18, Z18
+	VFMADD231PS     64(R9), Z18, Z6
+	VFMADD231PS     64(R9)(AX*1), Z18, Z8
+	VFMADD231PS     64(R9)(AX*2), Z18, Z10
+	VFMADD231PS     64(R9)(R13*1), Z18, Z12
+	VFMADD231PS     64(R14), Z18, Z14
+	VFMADD231PS     64(R14)(AX*1), Z18, Z16
+	ADDQ            $0x00000020, BX
+	LEAQ            (SI)(R10*2), SI
+	ADDQ            $0x00000080, R9
+	ADDQ            $0x00000080, R14
+	SUBQ            $0x00000020, R11
+	JMP             loop2
+
+one:
+	CMPQ            R11, $0x00000010
+	JB              tail
+	VBROADCASTI32X4 (SI), Y17
+	VPSHUFB         Y0, Y17, Y17
+	VPMOVZXWD       Y17, Z17
+	VPSRLVD         Z1, Z17, Z17
+	VPANDD          Z2, Z17, Z17
+	VPMOVSXBD       (BX), Z18
+	VPADDD          Z17, Z18, Z18
+	VPADDD          Z4, Z18, Z18
+	VCVTDQ2PS       Z18, Z18
+	VFMADD231PS     (R9), Z18, Z5
+	VFMADD231PS     (R9)(AX*1), Z18, Z7
+	VFMADD231PS     (R9)(AX*2), Z18, Z9
+	VFMADD231PS     (R9)(R13*1), Z18, Z11
+	VFMADD231PS     (R14), Z18, Z13
+	VFMADD231PS     (R14)(AX*1), Z18, Z15
+	ADDQ            $0x00000010, BX
+	ADDQ            R10, SI
+	ADDQ            $0x00000040, R9
+	ADDQ            $0x00000040, R14
+	SUBQ            $0x00000010, R11
+
+tail:
+	JMP chunk
+
+rowdone:
+	LEAQ          (DX)(DX*2), R9
+	LEAQ          (CX)(DX*4), R11
+	VADDPS        Z6, Z5, Z5
+	VEXTRACTF64X4 $0x01, Z5, Y17
+	VADDPS        Y17, Y5, Y17
+	VEXTRACTF32X4 $0x01, Y17, X18
+	VADDPS        X18, X17, X18
+	VMOVHLPS      X18, X18, X17
+	VADDPS        X17, X18, X18
+	VMOVSHDUP     X18, X17
+	VADDSS        X17, X18, X18
+	VMULSS        X3, X18, X18
+	VMOVSS        X18, (CX)
+	VADDPS        Z8, Z7, Z7
+	VEXTRACTF64X4 $0x01, Z7, Y17
+	VADDPS        Y17, Y7, Y17
+	VEXTRACTF32X4 $0x01, Y17, X18
+	VADDPS        X18, X17, X18
+	VMOVHLPS      X18, X18, X17
+	VADDPS        X17, X18, X18
+	VMOVSHDUP     X18, X17
+	VADDSS        X17, X18, X18
+	VMULSS        X3, X18, X18
+	VMOVSS        X18, (CX)(DX*1)
+	VADDPS        Z10, Z9, Z9
+	VEXTRACTF64X4 $0x01, Z9, Y17
+	VADDPS        Y17, Y9, Y17
+	VEXTRACTF32X4 $0x01, Y17, X18
+	VADDPS        X18, X17, X18
+	VMOVHLPS      X18, X18, X17
+	VADDPS        X17, X18, X18
+	VMOVSHDUP     X18, X17
+	VADDSS        X17, X18, X18
+	VMULSS        X3, X18, X18
+	VMOVSS        X18, (CX)(DX*2)
+	VADDPS        Z12, Z11, Z11
+	VEXTRACTF64X4 $0x01, Z11, Y17
+	VADDPS        Y17, Y11, Y17
+	VEXTRACTF32X4 $0x01, Y17, X18
+	VADDPS        X18, X17, X18
+	VMOVHLPS      X18, X18, X17
+	VADDPS        X17, X18, X18
+	VMOVSHDUP     X18, X17
+	VADDSS        X17, X18, X18
+	VMULSS        X3, X18, X18
+	VMOVSS        X18, (CX)(R9*1)
+	VADDPS        Z14, Z13, Z13
+	VEXTRACTF64X4 $0x01, Z13, Y17
+	VADDPS        Y17, Y13, Y17
+	VEXTRACTF32X4 $0x01, Y17, X18
+	VADDPS        X18, X17, X18
+	VMOVHLPS      X18, X18, X17
+	VADDPS        X17, X18, X18
+	VMOVSHDUP     X18, X17
+	VADDSS        X17, X18, X18
+	VMULSS        X3, X18, X18
+	VMOVSS        X18, (R11)
+	VADDPS        Z16, Z15, Z15
+	VEXTRACTF64X4 $0x01, Z15, Y17
+	VADDPS        Y17, Y15, Y17
+	VEXTRACTF32X4 $0x01, Y17, X18
+	VADDPS        X18, X17, X18
+	VMOVHLPS      X18, X18, X17
+	VADDPS        X17, X18, X18
+	VMOVSHDUP     X18, X17
+	VADDSS        X17, X18, X18
+	VMULSS        X3, X18, X18
+	VMOVSS        X18, (R11)(DX*1)
+	ADDQ          $0x04, CX
+	DECQ          rows+0(FP)
+	JNZ           row
+	VZEROUPPER
+	RET
+
+// func gemvDotI8M7AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, CMOV
+TEXT ·gemvDotI8M7AVX512(SB), NOSPLIT, $0-104
+	MOVQ         lda+24(FP), AX
+	SHLQ         $0x02, AX
+	MOVQ         c+32(FP), CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	MOVQ         base+48(FP), BX
+	MOVQ         data+56(FP), SI
+	MOVQ         zero+64(FP), DI
+	MOVQ         left+72(FP), R8
+	MOVQ         bits+96(FP), R9
+	MOVQ         R9, R10
+	SHLQ         $0x01, R10
+	LEAQ         mmdecodeAVX512<>+0(SB), R11
+	SHLQ         $0x07, R9
+	ADDQ         R9, R11
+	VMOVDQU      (R11), Y0
+	VMOVDQU32    32(R11), Z1
+	VPBROADCASTD 96(R11), Z2
+	VBROADCASTSS scale+88(FP), Z3
+	VPBROADCASTD (DI), Z4
+	LEAQ         (AX)(AX*2), R13
+
+row:
+	MOVQ   a+16(FP), R9
+	LEAQ   (R9)(AX*4), R14
+	MOVQ   rowLen+8(FP), R11
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	VPXORD Z16, Z16, Z16
+	VPXORD Z17, Z17, Z17
+	VPXORD Z18, Z18, Z18
+	MOVQ   R11, R12
+
+chunk:
+	TESTQ        R12, R12
+	JZ           rowdone
+	TESTQ        R8, R8
+	JNZ          samegroup1
+	ADDQ         $0x04, DI
+	VPBROADCASTD (DI), Z4
+	MOVQ         group+80(FP), R8
+
+samegroup1:
+	MOVQ    R12, R11
+	CMPQ    R8, R11
+	CMOVQLT R8, R11
+	SUBQ    R11, R12
+	SUBQ    R11, R8
+
+loop2:
+	CMPQ            R11, $0x00000020
+	JB              one
+	VBROADCASTI32X4 (SI), Y19
+	VPSHUFB         Y0, Y19, Y19
+	VPMOVZXWD       Y19, Z19
+	VPSRLVD         Z1, Z19, Z19
+	VPANDD          Z2, Z19, Z19
+	VPMOVSXBD       (BX), Z20
+	VPADDD          Z19, Z20, Z20
+	VPADDD          Z4, Z20, Z20
+	VCVTDQ2PS       Z20, Z20
+	VFMADD231PS     (R9), Z20, Z5
+	VFMADD231PS     (R9)(AX*1), Z20, Z7
+	VFMADD231PS     (R9)(AX*2), Z20, Z9
+	VFMADD231PS     (R9)(R13*1), Z20, Z11
+	VFMADD231PS     (R14), Z20, Z13
+	VFMADD231PS     (R14)(AX*1), Z20, Z15
+	VFMADD231PS     (R14)(AX*2), Z20, Z17
+	VBROADCASTI32X4 (SI)(R10*1), Y19
+	VPSHUFB         Y0, Y19, Y19
+	VPMOVZXWD       Y19, Z19
+	VPSRLVD         Z1, Z19, Z19
+	VPANDD          Z2, Z19, Z19
+	VPMOVSXBD       16(BX), Z20
+	VPADDD          Z19, Z20, Z20
+	VPADDD          Z4, Z20, Z20
+	VCVTDQ2PS       Z20, Z20
+	VFMADD231PS     64(R9), Z20, Z6
+	VFMADD231PS     64(R9)(AX*1), Z20, Z8
+	VFMADD231PS     64(R9)(AX*2), Z20, Z10
+	VFMADD231PS     64(R9)(R13*1), Z20, Z12
+	VFMADD231PS     64(R14), Z20, Z14
+	VFMADD231PS     64(R14)(AX*1), Z20, Z16
+	VFMADD231PS     64(R14)(AX*2), Z20, Z18
+	ADDQ            $0x00000020, BX
+	LEAQ            (SI)(R10*2), SI
+	ADDQ            $0x00000080, R9
+	ADDQ            $0x00000080, R14
+	SUBQ            $0x00000020, R11
+	JMP             loop2
+
+one:
+	CMPQ            R11, $0x00000010
+	JB              tail
+	VBROADCASTI32X4 (SI), Y19
+	VPSHUFB         Y0, Y19, Y19
+	VPMOVZXWD       Y19, Z19
+	VPSRLVD         Z1, Z19, Z19
+	VPANDD          Z2, Z19, Z19
+	VPMOVSXBD       (BX), Z20
+	VPADDD          Z19, Z20, Z20
+	VPADDD          Z4, Z20, Z20
+	VCVTDQ2PS       Z20, Z20
+	VFMADD231PS     (R9), Z20, Z5
+	VFMADD231PS     (R9)(AX*1), Z20, Z7
+	VFMADD231PS     (R9)(AX*2), Z20, Z9
+	VFMADD231PS     (R9)(R13*1), Z20, Z11
+	VFMADD231PS     (R14), Z20, Z13
+	VFMADD231PS     (R14)(AX*1), Z20, Z15
+	VFMADD231PS     (R14)(AX*2), Z20, Z17
+	ADDQ            $0x00000010, BX
+	ADDQ            R10, SI
+	ADDQ            $0x00000040, R9
+	ADDQ            $0x00000040, R14
+	SUBQ            $0x00000010, R11
+
+tail:
+	JMP chunk
+
+rowdone:
+	LEAQ          (DX)(DX*2), R9
+	LEAQ          (CX)(DX*4), R11
+	VADDPS        Z6, Z5, Z5
+	VEXTRACTF64X4 $0x01, Z5, Y19
+	VADDPS        Y19, Y5, Y19
+	VEXTRACTF32X4 $0x01, Y19, X20
+	VADDPS        X20, X19, X20
+	VMOVHLPS      X20, X20, X19
+	VADDPS        X19, X20, X20
+	VMOVSHDUP     X20, X19
+	VADDSS        X19, X20, X20
+	VMULSS        X3, X20, X20
+	VMOVSS        X20, (CX)
+	VADDPS        Z8, Z7, Z7
+	VEXTRACTF64X4 $0x01, Z7, Y19
+	VADDPS        Y19, Y7, Y19
+	VEXTRACTF32X4 $0x01, Y19, X20
+	VADDPS        X20, X19, X20
+	VMOVHLPS      X20, X20, X19
+	VADDPS        X19, X20, X20
+	VMOVSHDUP     X20, X19
+	VADDSS        X19, X20, X20
+	VMULSS        X3, X20, X20
+	VMOVSS        X20, (CX)(DX*1)
+	VADDPS        Z10, Z9, Z9
+	VEXTRACTF64X4 $0x01, Z9, Y19
+	VADDPS        Y19, Y9, Y19
+	VEXTRACTF32X4 $0x01, Y19, X20
+	VADDPS        X20, X19, X20
+	VMOVHLPS      X20, X20, X19
+	VADDPS        X19, X20, X20
+	VMOVSHDUP     X20, X19
+	VADDSS        X19, X20, X20
+	VMULSS        X3, X20, X20
+	VMOVSS        X20, (CX)(DX*2)
+	VADDPS        Z12, Z11, Z11
+	VEXTRACTF64X4 $0x01, Z11, Y19
+	VADDPS        Y19, Y11, Y19
+	VEXTRACTF32X4 $0x01, Y19, X20
+	VADDPS        X20, X19, X20
+	VMOVHLPS      X20, X20, X19
+	VADDPS        X19, X20, X20
+	VMOVSHDUP     X20, X19
+	VADDSS        X19, X20, X20
+	VMULSS        X3, X20, X20
+	VMOVSS        X20, (CX)(R9*1)
+	VADDPS        Z14, Z13, Z13
+	VEXTRACTF64X4 $0x01, Z13, Y19
+	VADDPS        Y19, Y13, Y19
+	VEXTRACTF32X4 $0x01, Y19, X20
+	VADDPS        X20, X19, X20
+	VMOVHLPS      X20, X20, X19
+	VADDPS        X19, X20, X20
+	VMOVSHDUP     X20, X19
+	VADDSS        X19, X20, X20
+	VMULSS        X3, X20, X20
+	VMOVSS        X20, (R11)
+	VADDPS        Z16, Z15, Z15
+	VEXTRACTF64X4 $0x01, Z15, Y19
+	VADDPS        Y19, Y15, Y19
+	VEXTRACTF32X4 $0x01, Y19, X20
+	VADDPS        X20, X19, X20
+	VMOVHLPS      X20, X20, X19
+	VADDPS        X19, X20, X20
+	VMOVSHDUP     X20, X19
+	VADDSS        X19, X20, X20
+	VMULSS        X3, X20, X20
+	VMOVSS        X20, (R11)(DX*1)
+	VADDPS        Z18, Z17, Z17
+	VEXTRACTF64X4 $0x01, Z17, Y19
+	VADDPS        Y19, Y17, Y19
+	VEXTRACTF32X4 $0x01, Y19, X20
+	VADDPS        X20, X19, X20
+	VMOVHLPS      X20, X20, X19
+	VADDPS        X19, X20, X20
+	VMOVSHDUP     X20, X19
+	VADDSS        X19, X20, X20
+	VMULSS        X3, X20, X20
+	VMOVSS        X20, (R11)(DX*2)
+	ADDQ          $0x04, CX
+	DECQ          rows+0(FP)
+	JNZ           row
+	VZEROUPPER
+	RET
+
+// func gemvDotI8M8AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, CMOV
+TEXT ·gemvDotI8M8AVX512(SB), NOSPLIT, $0-104
+	MOVQ         lda+24(FP), AX
+	SHLQ         $0x02, AX
+	MOVQ         c+32(FP), CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	MOVQ         base+48(FP), BX
+	MOVQ         data+56(FP), SI
+	MOVQ         zero+64(FP), DI
+	MOVQ         left+72(FP), R8
+	MOVQ         bits+96(FP), R9
+	MOVQ         R9, R10
+	SHLQ         $0x01, R10
+	LEAQ         mmdecodeAVX512<>+0(SB), R11
+	SHLQ         $0x07, R9
+	ADDQ         R9, R11
+	VMOVDQU      (R11), Y0
+	VMOVDQU32    32(R11), Z1
+	VPBROADCASTD 96(R11), Z2
+	VBROADCASTSS scale+88(FP), Z3
+	VPBROADCASTD (DI), Z4
+	LEAQ         (AX)(AX*2), R13
+
+row:
+	MOVQ   a+16(FP), R9
+	LEAQ   (R9)(AX*4), R14
+	MOVQ   rowLen+8(FP), R11
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	VPXORD Z16, Z16, Z16
+	VPXORD Z17, Z17, Z17
+	VPXORD Z18, Z18, Z18
+	VPXORD Z19, Z19, Z19
+	VPXORD Z20, Z20, Z20
+	MOVQ   R11, R12
+
+chunk:
+	TESTQ        R12, R12
+	JZ           rowdone
+	TESTQ        R8, R8
+	JNZ          samegroup1
+	ADDQ         $0x04, DI
+	VPBROADCASTD (DI), Z4
+	MOVQ         group+80(FP), R8
+
+samegroup1:
+	MOVQ    R12, R11
+	CMPQ    R8, R11
+	CMOVQLT R8, R11
+	SUBQ    R11, R12
+	SUBQ    R11, R8
+
+loop2:
+	CMPQ            R11, $0x00000020
+	JB              one
+	VBROADCASTI32X4 (SI), Y21
+	VPSHUFB         Y0, Y21, Y21
+	VPMOVZXWD       Y21, Z21
+	VPSRLVD         Z1, Z21, Z21
+	VPANDD          Z2, Z21, Z21
+	VPMOVSXBD       (BX), Z22
+	VPADDD          Z21, Z22, Z22
+	VPADDD          Z4, Z22, Z22
+	VCVTDQ2PS       Z22, Z22
+	VFMADD231PS     (R9), Z22, Z5
+	VFMADD231PS     (R9)(AX*1), Z22, Z7
+	VFMADD231PS     (R9)(AX*2), Z22, Z9
+	VFMADD231PS     (R9)(R13*1), Z22, Z11
+	VFMADD231PS     (R14), Z22, Z13
+	VFMADD231PS     (R14)(AX*1), Z22, Z15
+	VFMADD231PS     (R14)(AX*2), Z22, Z17
+	VFMADD231PS     (R14)(R13*1), Z22, Z19
+	VBROADCASTI32X4 (SI)(R10*1), Y21
+	VPSHUFB         Y0, Y21, Y21
+	VPMOVZXWD       Y21, Z21
+	VPSRLVD         Z1, Z21, Z21
+	VPANDD          Z2, Z21, Z21
+	VPMOVSXBD       16(BX), Z22
+	VPADDD          Z21, Z22, Z22
+	VPADDD          Z4, Z22, Z22
+	VCVTDQ2PS       Z22, Z22
+	VFMADD231PS     64(R9), Z22, Z6
+	VFMADD231PS     64(R9)(AX*1), Z22, Z8
+	VFMADD231PS     64(R9)(AX*2), Z22, Z10
+	VFMADD231PS     64(R9)(R13*1), Z22, Z12
+	VFMADD231PS     64(R14), Z22, Z14
+	VFMADD231PS     64(R14)(AX*1), Z22, Z16
+	VFMADD231PS     64(R14)(AX*2), Z22, Z18
+	VFMADD231PS     64(R14)(R13*1), Z22, Z20
+	ADDQ            $0x00000020, BX
+	LEAQ            (SI)(R10*2), SI
+	ADDQ            $0x00000080, R9
+	ADDQ            $0x00000080, R14
+	SUBQ            $0x00000020, R11
+	JMP             loop2
+
+one:
+	CMPQ            R11, $0x00000010
+	JB              tail
+	VBROADCASTI32X4 (SI), Y21
+	VPSHUFB         Y0, Y21, Y21
+	VPMOVZXWD       Y21, Z21
+	VPSRLVD         Z1, Z21, Z21
+	VPANDD          Z2, Z21, Z21
+	VPMOVSXBD       (BX), Z22
+	VPADDD          Z21, Z22, Z22
+	VPADDD          Z4, Z22, Z22
+	VCVTDQ2PS       Z22, Z22
+	VFMADD231PS     (R9), Z22, Z5
+	VFMADD231PS     (R9)(AX*1), Z22, Z7
+	VFMADD231PS     (R9)(AX*2), Z22, Z9
+	VFMADD231PS     (R9)(R13*1), Z22, Z11
+	VFMADD231PS     (R14), Z22, Z13
+	VFMADD231PS     (R14)(AX*1), Z22, Z15
+	VFMADD231PS     (R14)(AX*2), Z22, Z17
+	VFMADD231PS     (R14)(R13*1), Z22, Z19
+	ADDQ            $0x00000010, BX
+	ADDQ            R10, SI
+	ADDQ            $0x00000040, R9
+	ADDQ            $0x00000040, R14
+	SUBQ            $0x00000010, R11
+
+tail:
+	JMP chunk
+
+rowdone:
+	LEAQ          (DX)(DX*2), R9
+	LEAQ          (CX)(DX*4), R11
+	VADDPS        Z6, Z5, Z5
+	VEXTRACTF64X4 $0x01, Z5, Y21
+	VADDPS        Y21, Y5, Y21
+	VEXTRACTF32X4 $0x01, Y21, X22
+	VADDPS        X22, X21, X22
+	VMOVHLPS      X22, X22, X21
+	VADDPS        X21, X22, X22
+	VMOVSHDUP     X22, X21
+	VADDSS        X21, X22, X22
+	VMULSS        X3, X22, X22
+	VMOVSS        X22, (CX)
+	VADDPS        Z8, Z7, Z7
+	VEXTRACTF64X4 $0x01, Z7, Y21
+	VADDPS        Y21, Y7, Y21
+	VEXTRACTF32X4 $0x01, Y21, X22
+	VADDPS        X22, X21, X22
+	VMOVHLPS      X22, X22, X21
+	VADDPS        X21, X22, X22
+	VMOVSHDUP     X22, X21
+	VADDSS        X21, X22, X22
+	VMULSS        X3, X22, X22
+	VMOVSS        X22, (CX)(DX*1)
+	VADDPS        Z10, Z9, Z9
+	VEXTRACTF64X4 $0x01, Z9, Y21
+	VADDPS        Y21, Y9, Y21
+	VEXTRACTF32X4 $0x01, Y21, X22
+	VADDPS        X22, X21, X22
+	VMOVHLPS      X22, X22, X21
+	VADDPS        X21, X22, X22
+	VMOVSHDUP     X22, X21
+	VADDSS        X21, X22, X22
+	VMULSS        X3, X22, X22
+	VMOVSS        X22, (CX)(DX*2)
+	VADDPS        Z12, Z11, Z11
+	VEXTRACTF64X4 $0x01, Z11, Y21
+	VADDPS        Y21, Y11, Y21
+	VEXTRACTF32X4 $0x01, Y21, X22
+	VADDPS        X22, X21, X22
+	VMOVHLPS      X22, X22, X21
+	VADDPS        X21, X22, X22
+	VMOVSHDUP     X22, X21
+	VADDSS        X21, X22, X22
+	VMULSS        X3, X22, X22
+	VMOVSS        X22, (CX)(R9*1)
+	VADDPS        Z14, Z13, Z13
+	VEXTRACTF64X4 $0x01, Z13, Y21
+	VADDPS        Y21, Y13, Y21
+	VEXTRACTF32X4 $0x01, Y21, X22
+	VADDPS        X22, X21, X22
+	VMOVHLPS      X22, X22, X21
+	VADDPS        X21, X22, X22
+	VMOVSHDUP     X22, X21
+	VADDSS        X21, X22, X22
+	VMULSS        X3, X22, X22
+	VMOVSS        X22, (R11)
+	VADDPS        Z16, Z15, Z15
+	VEXTRACTF64X4 $0x01, Z15, Y21
+	VADDPS        Y21, Y15, Y21
+	VEXTRACTF32X4 $0x01, Y21, X22
+	VADDPS        X22, X21, X22
+	VMOVHLPS      X22, X22, X21
+	VADDPS        X21, X22, X22
+	VMOVSHDUP     X22, X21
+	VADDSS        X21, X22, X22
+	VMULSS        X3, X22, X22
+	VMOVSS        X22, (R11)(DX*1)
+	VADDPS        Z18, Z17, Z17
+	VEXTRACTF64X4 $0x01, Z17, Y21
+	VADDPS        Y21, Y17, Y21
+	VEXTRACTF32X4 $0x01, Y21, X22
+	VADDPS        X22, X21, X22
+	VMOVHLPS      X22, X22, X21
+	VADDPS        X21, X22, X22
+	VMOVSHDUP     X22, X21
+	VADDSS        X21, X22, X22
+	VMULSS        X3, X22, X22
+	VMOVSS        X22, (R11)(DX*2)
+	VADDPS        Z20, Z19, Z19
+	VEXTRACTF64X4 $0x01, Z19, Y21
+	VADDPS        Y21, Y19, Y21
+	VEXTRACTF32X4 $0x01, Y21, X22
+	VADDPS        X22, X21, X22
+	VMOVHLPS      X22, X22, X21
+	VADDPS        X21, X22, X22
+	VMOVSHDUP     X22, X21
+	VADDSS        X21, X22, X22
+	VMULSS        X3, X22, X22
+	VMOVSS        X22, (R11)(R9*1)
 	ADDQ          $0x04, CX
 	DECQ          rows+0(FP)
 	JNZ           row
@@ -3385,7 +6509,7 @@ rowdone:
 	RET
 
 // func gemvDotNoneM1AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, AVX512F, CMOV
+// Requires: AVX, AVX2, AVX512F, AVX512VL, CMOV
 TEXT ·gemvDotNoneM1AVX512(SB), NOSPLIT, $0-104
 	MOVQ         lda+24(FP), AX
 	SHLQ         $0x02, AX
@@ -3432,43 +6556,43 @@ samegroup1:
 	SUBQ    R8, BX
 
 loop2:
-	CMPQ           R8, $0x00000020
-	JB             one
-	VBROADCASTI128 (CX), Y7
-	VPSHUFB        Y0, Y7, Y7
-	VPMOVZXWD      Y7, Z7
-	VPSRLVD        Z1, Z7, Z7
-	VPANDD         Z2, Z7, Z7
-	VPADDD         Z4, Z7, Z7
-	VCVTDQ2PS      Z7, Z7
-	VFMADD231PS    (SI), Z7, Z5
-	VBROADCASTI128 (CX)(DI*1), Y7
-	VPSHUFB        Y0, Y7, Y7
-	VPMOVZXWD      Y7, Z7
-	VPSRLVD        Z1, Z7, Z7
-	VPANDD         Z2, Z7, Z7
-	VPADDD         Z4, Z7, Z7
-	VCVTDQ2PS      Z7, Z7
-	VFMADD231PS    64(SI), Z7, Z6
-	LEAQ           (CX)(DI*2), CX
-	ADDQ           $0x00000080, SI
-	SUBQ           $0x00000020, R8
-	JMP            loop2
+	CMPQ            R8, $0x00000020
+	JB              one
+	VBROADCASTI32X4 (CX), Y7
+	VPSHUFB         Y0, Y7, Y7
+	VPMOVZXWD       Y7, Z7
+	VPSRLVD         Z1, Z7, Z7
+	VPANDD          Z2, Z7, Z7
+	VPADDD          Z4, Z7, Z7
+	VCVTDQ2PS       Z7, Z7
+	VFMADD231PS     (SI), Z7, Z5
+	VBROADCASTI32X4 (CX)(DI*1), Y7
+	VPSHUFB         Y0, Y7, Y7
+	VPMOVZXWD       Y7, Z7
+	VPSRLVD         Z1, Z7, Z7
+	VPANDD          Z2, Z7, Z7
+	VPADDD          Z4, Z7, Z7
+	VCVTDQ2PS       Z7, Z7
+	VFMADD231PS     64(SI), Z7, Z6
+	LEAQ            (CX)(DI*2), CX
+	ADDQ            $0x00000080, SI
+	SUBQ            $0x00000020, R8
+	JMP             loop2
 
 one:
-	CMPQ           R8, $0x00000010
-	JB             tail
-	VBROADCASTI128 (CX), Y7
-	VPSHUFB        Y0, Y7, Y7
-	VPMOVZXWD      Y7, Z7
-	VPSRLVD        Z1, Z7, Z7
-	VPANDD         Z2, Z7, Z7
-	VPADDD         Z4, Z7, Z7
-	VCVTDQ2PS      Z7, Z7
-	VFMADD231PS    (SI), Z7, Z5
-	ADDQ           DI, CX
-	ADDQ           $0x00000040, SI
-	SUBQ           $0x00000010, R8
+	CMPQ            R8, $0x00000010
+	JB              tail
+	VBROADCASTI32X4 (CX), Y7
+	VPSHUFB         Y0, Y7, Y7
+	VPMOVZXWD       Y7, Z7
+	VPSRLVD         Z1, Z7, Z7
+	VPANDD          Z2, Z7, Z7
+	VPADDD          Z4, Z7, Z7
+	VCVTDQ2PS       Z7, Z7
+	VFMADD231PS     (SI), Z7, Z5
+	ADDQ            DI, CX
+	ADDQ            $0x00000040, SI
+	SUBQ            $0x00000010, R8
 
 tail:
 	JMP chunk
@@ -3477,7 +6601,7 @@ rowdone:
 	VADDPS        Z6, Z5, Z5
 	VEXTRACTF64X4 $0x01, Z5, Y7
 	VADDPS        Y7, Y5, Y7
-	VEXTRACTF128  $0x01, Y7, X8
+	VEXTRACTF32X4 $0x01, Y7, X8
 	VADDPS        X8, X7, X8
 	VMOVHLPS      X8, X8, X7
 	VADDPS        X7, X8, X8
@@ -3492,7 +6616,7 @@ rowdone:
 	RET
 
 // func gemvDotNoneM2AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, AVX512F, CMOV
+// Requires: AVX, AVX2, AVX512F, AVX512VL, CMOV
 TEXT ·gemvDotNoneM2AVX512(SB), NOSPLIT, $0-104
 	MOVQ         lda+24(FP), AX
 	SHLQ         $0x02, AX
@@ -3541,46 +6665,46 @@ samegroup1:
 	SUBQ    R10, DI
 
 loop2:
-	CMPQ           R10, $0x00000020
-	JB             one
-	VBROADCASTI128 (BX), Y9
-	VPSHUFB        Y0, Y9, Y9
-	VPMOVZXWD      Y9, Z9
-	VPSRLVD        Z1, Z9, Z9
-	VPANDD         Z2, Z9, Z9
-	VPADDD         Z4, Z9, Z9
-	VCVTDQ2PS      Z9, Z9
-	VFMADD231PS    (R8), Z9, Z5
-	VFMADD231PS    (R8)(AX*1), Z9, Z7
-	VBROADCASTI128 (BX)(R9*1), Y9
-	VPSHUFB        Y0, Y9, Y9
-	VPMOVZXWD      Y9, Z9
-	VPSRLVD        Z1, Z9, Z9
-	VPANDD         Z2, Z9, Z9
-	VPADDD         Z4, Z9, Z9
-	VCVTDQ2PS      Z9, Z9
-	VFMADD231PS    64(R8), Z9, Z6
-	VFMADD231PS    64(R8)(AX*1), Z9, Z8
-	LEAQ           (BX)(R9*2), BX
-	ADDQ           $0x00000080, R8
-	SUBQ           $0x00000020, R10
-	JMP            loop2
+	CMPQ            R10, $0x00000020
+	JB              one
+	VBROADCASTI32X4 (BX), Y9
+	VPSHUFB         Y0, Y9, Y9
+	VPMOVZXWD       Y9, Z9
+	VPSRLVD         Z1, Z9, Z9
+	VPANDD          Z2, Z9, Z9
+	VPADDD          Z4, Z9, Z9
+	VCVTDQ2PS       Z9, Z9
+	VFMADD231PS     (R8), Z9, Z5
+	VFMADD231PS     (R8)(AX*1), Z9, Z7
+	VBROADCASTI32X4 (BX)(R9*1), Y9
+	VPSHUFB         Y0, Y9, Y9
+	VPMOVZXWD       Y9, Z9
+	VPSRLVD         Z1, Z9, Z9
+	VPANDD          Z2, Z9, Z9
+	VPADDD          Z4, Z9, Z9
+	VCVTDQ2PS       Z9, Z9
+	VFMADD231PS     64(R8), Z9, Z6
+	VFMADD231PS     64(R8)(AX*1), Z9, Z8
+	LEAQ            (BX)(R9*2), BX
+	ADDQ            $0x00000080, R8
+	SUBQ            $0x00000020, R10
+	JMP             loop2
 
 one:
-	CMPQ           R10, $0x00000010
-	JB             tail
-	VBROADCASTI128 (BX), Y9
-	VPSHUFB        Y0, Y9, Y9
-	VPMOVZXWD      Y9, Z9
-	VPSRLVD        Z1, Z9, Z9
-	VPANDD         Z2, Z9, Z9
-	VPADDD         Z4, Z9, Z9
-	VCVTDQ2PS      Z9, Z9
-	VFMADD231PS    (R8), Z9, Z5
-	VFMADD231PS    (R8)(AX*1), Z9, Z7
-	ADDQ           R9, BX
-	ADDQ           $0x00000040, R8
-	SUBQ           $0x00000010, R10
+	CMPQ            R10, $0x00000010
+	JB              tail
+	VBROADCASTI32X4 (BX), Y9
+	VPSHUFB         Y0, Y9, Y9
+	VPMOVZXWD       Y9, Z9
+	VPSRLVD         Z1, Z9, Z9
+	VPANDD          Z2, Z9, Z9
+	VPADDD          Z4, Z9, Z9
+	VCVTDQ2PS       Z9, Z9
+	VFMADD231PS     (R8), Z9, Z5
+	VFMADD231PS     (R8)(AX*1), Z9, Z7
+	ADDQ            R9, BX
+	ADDQ            $0x00000040, R8
+	SUBQ            $0x00000010, R10
 
 tail:
 	JMP chunk
@@ -3589,7 +6713,7 @@ rowdone:
 	VADDPS        Z6, Z5, Z5
 	VEXTRACTF64X4 $0x01, Z5, Y9
 	VADDPS        Y9, Y5, Y9
-	VEXTRACTF128  $0x01, Y9, X10
+	VEXTRACTF32X4 $0x01, Y9, X10
 	VADDPS        X10, X9, X10
 	VMOVHLPS      X10, X10, X9
 	VADDPS        X9, X10, X10
@@ -3600,7 +6724,7 @@ rowdone:
 	VADDPS        Z8, Z7, Z7
 	VEXTRACTF64X4 $0x01, Z7, Y9
 	VADDPS        Y9, Y7, Y9
-	VEXTRACTF128  $0x01, Y9, X10
+	VEXTRACTF32X4 $0x01, Y9, X10
 	VADDPS        X10, X9, X10
 	VMOVHLPS      X10, X10, X9
 	VADDPS        X9, X10, X10
@@ -3615,7 +6739,7 @@ rowdone:
 	RET
 
 // func gemvDotNoneM3AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, AVX512F, CMOV
+// Requires: AVX, AVX2, AVX512F, AVX512VL, CMOV
 TEXT ·gemvDotNoneM3AVX512(SB), NOSPLIT, $0-104
 	MOVQ         lda+24(FP), AX
 	SHLQ         $0x02, AX
@@ -3666,49 +6790,49 @@ samegroup1:
 	SUBQ    R10, DI
 
 loop2:
-	CMPQ           R10, $0x00000020
-	JB             one
-	VBROADCASTI128 (BX), Y11
-	VPSHUFB        Y0, Y11, Y11
-	VPMOVZXWD      Y11, Z11
-	VPSRLVD        Z1, Z11, Z11
-	VPANDD         Z2, Z11, Z11
-	VPADDD         Z4, Z11, Z11
-	VCVTDQ2PS      Z11, Z11
-	VFMADD231PS    (R8), Z11, Z5
-	VFMADD231PS    (R8)(AX*1), Z11, Z7
-	VFMADD231PS    (R8)(AX*2), Z11, Z9
-	VBROADCASTI128 (BX)(R9*1), Y11
-	VPSHUFB        Y0, Y11, Y11
-	VPMOVZXWD      Y11, Z11
-	VPSRLVD        Z1, Z11, Z11
-	VPANDD         Z2, Z11, Z11
-	VPADDD         Z4, Z11, Z11
-	VCVTDQ2PS      Z11, Z11
-	VFMADD231PS    64(R8), Z11, Z6
-	VFMADD231PS    64(R8)(AX*1), Z11, Z8
-	VFMADD231PS    64(R8)(AX*2), Z11, Z10
-	LEAQ           (BX)(R9*2), BX
-	ADDQ           $0x00000080, R8
-	SUBQ           $0x00000020, R10
-	JMP            loop2
+	CMPQ            R10, $0x00000020
+	JB              one
+	VBROADCASTI32X4 (BX), Y11
+	VPSHUFB         Y0, Y11, Y11
+	VPMOVZXWD       Y11, Z11
+	VPSRLVD         Z1, Z11, Z11
+	VPANDD          Z2, Z11, Z11
+	VPADDD          Z4, Z11, Z11
+	VCVTDQ2PS       Z11, Z11
+	VFMADD231PS     (R8), Z11, Z5
+	VFMADD231PS     (R8)(AX*1), Z11, Z7
+	VFMADD231PS     (R8)(AX*2), Z11, Z9
+	VBROADCASTI32X4 (BX)(R9*1), Y11
+	VPSHUFB         Y0, Y11, Y11
+	VPMOVZXWD       Y11, Z11
+	VPSRLVD         Z1, Z11, Z11
+	VPANDD          Z2, Z11, Z11
+	VPADDD          Z4, Z11, Z11
+	VCVTDQ2PS       Z11, Z11
+	VFMADD231PS     64(R8), Z11, Z6
+	VFMADD231PS     64(R8)(AX*1), Z11, Z8
+	VFMADD231PS     64(R8)(AX*2), Z11, Z10
+	LEAQ            (BX)(R9*2), BX
+	ADDQ            $0x00000080, R8
+	SUBQ            $0x00000020, R10
+	JMP             loop2
 
 one:
-	CMPQ           R10, $0x00000010
-	JB             tail
-	VBROADCASTI128 (BX), Y11
-	VPSHUFB        Y0, Y11, Y11
-	VPMOVZXWD      Y11, Z11
-	VPSRLVD        Z1, Z11, Z11
-	VPANDD         Z2, Z11, Z11
-	VPADDD         Z4, Z11, Z11
-	VCVTDQ2PS      Z11, Z11
-	VFMADD231PS    (R8), Z11, Z5
-	VFMADD231PS    (R8)(AX*1), Z11, Z7
-	VFMADD231PS    (R8)(AX*2), Z11, Z9
-	ADDQ           R9, BX
-	ADDQ           $0x00000040, R8
-	SUBQ           $0x00000010, R10
+	CMPQ            R10, $0x00000010
+	JB              tail
+	VBROADCASTI32X4 (BX), Y11
+	VPSHUFB         Y0, Y11, Y11
+	VPMOVZXWD       Y11, Z11
+	VPSRLVD         Z1, Z11, Z11
+	VPANDD          Z2, Z11, Z11
+	VPADDD          Z4, Z11, Z11
+	VCVTDQ2PS       Z11, Z11
+	VFMADD231PS     (R8), Z11, Z5
+	VFMADD231PS     (R8)(AX*1), Z11, Z7
+	VFMADD231PS     (R8)(AX*2), Z11, Z9
+	ADDQ            R9, BX
+	ADDQ            $0x00000040, R8
+	SUBQ            $0x00000010, R10
 
 tail:
 	JMP chunk
@@ -3717,7 +6841,7 @@ rowdone:
 	VADDPS        Z6, Z5, Z5
 	VEXTRACTF64X4 $0x01, Z5, Y11
 	VADDPS        Y11, Y5, Y11
-	VEXTRACTF128  $0x01, Y11, X12
+	VEXTRACTF32X4 $0x01, Y11, X12
 	VADDPS        X12, X11, X12
 	VMOVHLPS      X12, X12, X11
 	VADDPS        X11, X12, X12
@@ -3728,7 +6852,7 @@ rowdone:
 	VADDPS        Z8, Z7, Z7
 	VEXTRACTF64X4 $0x01, Z7, Y11
 	VADDPS        Y11, Y7, Y11
-	VEXTRACTF128  $0x01, Y11, X12
+	VEXTRACTF32X4 $0x01, Y11, X12
 	VADDPS        X12, X11, X12
 	VMOVHLPS      X12, X12, X11
 	VADDPS        X11, X12, X12
@@ -3739,7 +6863,7 @@ rowdone:
 	VADDPS        Z10, Z9, Z9
 	VEXTRACTF64X4 $0x01, Z9, Y11
 	VADDPS        Y11, Y9, Y11
-	VEXTRACTF128  $0x01, Y11, X12
+	VEXTRACTF32X4 $0x01, Y11, X12
 	VADDPS        X12, X11, X12
 	VMOVHLPS      X12, X12, X11
 	VADDPS        X11, X12, X12
@@ -3754,7 +6878,7 @@ rowdone:
 	RET
 
 // func gemvDotNoneM4AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, AVX512F, CMOV
+// Requires: AVX, AVX2, AVX512F, AVX512VL, CMOV
 TEXT ·gemvDotNoneM4AVX512(SB), NOSPLIT, $0-104
 	MOVQ         lda+24(FP), AX
 	SHLQ         $0x02, AX
@@ -3776,12 +6900,11 @@ TEXT ·gemvDotNoneM4AVX512(SB), NOSPLIT, $0-104
 	VPBROADCASTD 96(R10), Z2
 	VBROADCASTSS scale+88(FP), Z3
 	VPBROADCASTD (SI), Z4
+	LEAQ         (AX)(AX*2), R12
 
 row:
 	MOVQ   a+16(FP), R8
-	LEAQ   (R8)(AX*2), R10
-	ADDQ   AX, R10
-	MOVQ   rowLen+8(FP), R11
+	MOVQ   rowLen+8(FP), R10
 	VPXORD Z5, Z5, Z5
 	VPXORD Z6, Z6, Z6
 	VPXORD Z7, Z7, Z7
@@ -3790,10 +6913,10 @@ row:
 	VPXORD Z10, Z10, Z10
 	VPXORD Z11, Z11, Z11
 	VPXORD Z12, Z12, Z12
-	MOVQ   R11, R12
+	MOVQ   R10, R11
 
 chunk:
-	TESTQ        R12, R12
+	TESTQ        R11, R11
 	JZ           rowdone
 	TESTQ        DI, DI
 	JNZ          samegroup1
@@ -3802,72 +6925,69 @@ chunk:
 	MOVQ         group+80(FP), DI
 
 samegroup1:
-	MOVQ    R12, R11
-	CMPQ    DI, R11
-	CMOVQLT DI, R11
-	SUBQ    R11, R12
-	SUBQ    R11, DI
+	MOVQ    R11, R10
+	CMPQ    DI, R10
+	CMOVQLT DI, R10
+	SUBQ    R10, R11
+	SUBQ    R10, DI
 
 loop2:
-	CMPQ           R11, $0x00000020
-	JB             one
-	VBROADCASTI128 (BX), Y13
-	VPSHUFB        Y0, Y13, Y13
-	VPMOVZXWD      Y13, Z13
-	VPSRLVD        Z1, Z13, Z13
-	VPANDD         Z2, Z13, Z13
-	VPADDD         Z4, Z13, Z13
-	VCVTDQ2PS      Z13, Z13
-	VFMADD231PS    (R8), Z13, Z5
-	VFMADD231PS    (R8)(AX*1), Z13, Z7
-	VFMADD231PS    (R8)(AX*2), Z13, Z9
-	VFMADD231PS    (R10), Z13, Z11
-	VBROADCASTI128 (BX)(R9*1), Y13
-	VPSHUFB        Y0, Y13, Y13
-	VPMOVZXWD      Y13, Z13
-	VPSRLVD        Z1, Z13, Z13
-	VPANDD         Z2, Z13, Z13
-	VPADDD         Z4, Z13, Z13
-	VCVTDQ2PS      Z13, Z13
-	VFMADD231PS    64(R8), Z13, Z6
-	VFMADD231PS    64(R8)(AX*1), Z13, Z8
-	VFMADD231PS    64(R8)(AX*2), Z13, Z10
-	VFMADD231PS    64(R10), Z13, Z12
-	LEAQ           (BX)(R9*2), BX
-	ADDQ           $0x00000080, R8
-	ADDQ           $0x00000080, R10
-	SUBQ           $0x00000020, R11
-	JMP            loop2
+	CMPQ            R10, $0x00000020
+	JB              one
+	VBROADCASTI32X4 (BX), Y13
+	VPSHUFB         Y0, Y13, Y13
+	VPMOVZXWD       Y13, Z13
+	VPSRLVD         Z1, Z13, Z13
+	VPANDD          Z2, Z13, Z13
+	VPADDD          Z4, Z13, Z13
+	VCVTDQ2PS       Z13, Z13
+	VFMADD231PS     (R8), Z13, Z5
+	VFMADD231PS     (R8)(AX*1), Z13, Z7
+	VFMADD231PS     (R8)(AX*2), Z13, Z9
+	VFMADD231PS     (R8)(R12*1), Z13, Z11
+	VBROADCASTI32X4 (BX)(R9*1), Y13
+	VPSHUFB         Y0, Y13, Y13
+	VPMOVZXWD       Y13, Z13
+	VPSRLVD         Z1, Z13, Z13
+	VPANDD          Z2, Z13, Z13
+	VPADDD          Z4, Z13, Z13
+	VCVTDQ2PS       Z13, Z13
+	VFMADD231PS     64(R8), Z13, Z6
+	VFMADD231PS     64(R8)(AX*1), Z13, Z8
+	VFMADD231PS     64(R8)(AX*2), Z13, Z10
+	VFMADD231PS     64(R8)(R12*1), Z13, Z12
+	LEAQ            (BX)(R9*2), BX
+	ADDQ            $0x00000080, R8
+	SUBQ            $0x00000020, R10
+	JMP             loop2
 
 one:
-	CMPQ           R11, $0x00000010
-	JB             tail
-	VBROADCASTI128 (BX), Y13
-	VPSHUFB        Y0, Y13, Y13
-	VPMOVZXWD      Y13, Z13
-	VPSRLVD        Z1, Z13, Z13
-	VPANDD         Z2, Z13, Z13
-	VPADDD         Z4, Z13, Z13
-	VCVTDQ2PS      Z13, Z13
-	VFMADD231PS    (R8), Z13, Z5
-	VFMADD231PS    (R8)(AX*1), Z13, Z7
-	VFMADD231PS    (R8)(AX*2), Z13, Z9
-	VFMADD231PS    (R10), Z13, Z11
-	ADDQ           R9, BX
-	ADDQ           $0x00000040, R8
-	ADDQ           $0x00000040, R10
-	SUBQ           $0x00000010, R11
+	CMPQ            R10, $0x00000010
+	JB              tail
+	VBROADCASTI32X4 (BX), Y13
+	VPSHUFB         Y0, Y13, Y13
+	VPMOVZXWD       Y13, Z13
+	VPSRLVD         Z1, Z13, Z13
+	VPANDD          Z2, Z13, Z13
+	VPADDD          Z4, Z13, Z13
+	VCVTDQ2PS       Z13, Z13
+	VFMADD231PS     (R8), Z13, Z5
+	VFMADD231PS     (R8)(AX*1), Z13, Z7
+	VFMADD231PS     (R8)(AX*2), Z13, Z9
+	VFMADD231PS     (R8)(R12*1), Z13, Z11
+	ADDQ            R9, BX
+	ADDQ            $0x00000040, R8
+	SUBQ            $0x00000010, R10
 
 tail:
 	JMP chunk
 
 rowdone:
-	LEAQ          (CX)(DX*2), R8
-	ADDQ          DX, R8
+	LEAQ          (DX)(DX*2), R8
 	VADDPS        Z6, Z5, Z5
 	VEXTRACTF64X4 $0x01, Z5, Y13
 	VADDPS        Y13, Y5, Y13
-	VEXTRACTF128  $0x01, Y13, X14
+	VEXTRACTF32X4 $0x01, Y13, X14
 	VADDPS        X14, X13, X14
 	VMOVHLPS      X14, X14, X13
 	VADDPS        X13, X14, X14
@@ -3878,7 +6998,7 @@ rowdone:
 	VADDPS        Z8, Z7, Z7
 	VEXTRACTF64X4 $0x01, Z7, Y13
 	VADDPS        Y13, Y7, Y13
-	VEXTRACTF128  $0x01, Y13, X14
+	VEXTRACTF32X4 $0x01, Y13, X14
 	VADDPS        X14, X13, X14
 	VMOVHLPS      X14, X14, X13
 	VADDPS        X13, X14, X14
@@ -3889,7 +7009,7 @@ rowdone:
 	VADDPS        Z10, Z9, Z9
 	VEXTRACTF64X4 $0x01, Z9, Y13
 	VADDPS        Y13, Y9, Y13
-	VEXTRACTF128  $0x01, Y13, X14
+	VEXTRACTF32X4 $0x01, Y13, X14
 	VADDPS        X14, X13, X14
 	VMOVHLPS      X14, X14, X13
 	VADDPS        X13, X14, X14
@@ -3900,14 +7020,818 @@ rowdone:
 	VADDPS        Z12, Z11, Z11
 	VEXTRACTF64X4 $0x01, Z11, Y13
 	VADDPS        Y13, Y11, Y13
-	VEXTRACTF128  $0x01, Y13, X14
+	VEXTRACTF32X4 $0x01, Y13, X14
 	VADDPS        X14, X13, X14
 	VMOVHLPS      X14, X14, X13
 	VADDPS        X13, X14, X14
 	VMOVSHDUP     X14, X13
 	VADDSS        X13, X14, X14
 	VMULSS        X3, X14, X14
-	VMOVSS        X14, (R8)
+	VMOVSS        X14, (CX)(R8*1)
+	ADDQ          $0x04, CX
+	DECQ          rows+0(FP)
+	JNZ           row
+	VZEROUPPER
+	RET
+
+// func gemvDotNoneM5AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, CMOV
+TEXT ·gemvDotNoneM5AVX512(SB), NOSPLIT, $0-104
+	MOVQ         lda+24(FP), AX
+	SHLQ         $0x02, AX
+	MOVQ         c+32(FP), CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	MOVQ         base+48(FP), BX
+	MOVQ         data+56(FP), BX
+	MOVQ         zero+64(FP), SI
+	MOVQ         left+72(FP), DI
+	MOVQ         bits+96(FP), R8
+	MOVQ         R8, R9
+	SHLQ         $0x01, R9
+	LEAQ         mmdecodeAVX512<>+0(SB), R10
+	SHLQ         $0x07, R8
+	ADDQ         R8, R10
+	VMOVDQU      (R10), Y0
+	VMOVDQU32    32(R10), Z1
+	VPBROADCASTD 96(R10), Z2
+	VBROADCASTSS scale+88(FP), Z3
+	VPBROADCASTD (SI), Z4
+	LEAQ         (AX)(AX*2), R12
+
+row:
+	MOVQ   a+16(FP), R8
+	LEAQ   (R8)(AX*4), R13
+	MOVQ   rowLen+8(FP), R10
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	MOVQ   R10, R11
+
+chunk:
+	TESTQ        R11, R11
+	JZ           rowdone
+	TESTQ        DI, DI
+	JNZ          samegroup1
+	ADDQ         $0x04, SI
+	VPBROADCASTD (SI), Z4
+	MOVQ         group+80(FP), DI
+
+samegroup1:
+	MOVQ    R11, R10
+	CMPQ    DI, R10
+	CMOVQLT DI, R10
+	SUBQ    R10, R11
+	SUBQ    R10, DI
+
+loop2:
+	CMPQ            R10, $0x00000020
+	JB              one
+	VBROADCASTI32X4 (BX), Y15
+	VPSHUFB         Y0, Y15, Y15
+	VPMOVZXWD       Y15, Z15
+	VPSRLVD         Z1, Z15, Z15
+	VPANDD          Z2, Z15, Z15
+	VPADDD          Z4, Z15, Z15
+	VCVTDQ2PS       Z15, Z15
+	VFMADD231PS     (R8), Z15, Z5
+	VFMADD231PS     (R8)(AX*1), Z15, Z7
+	VFMADD231PS     (R8)(AX*2), Z15, Z9
+	VFMADD231PS     (R8)(R12*1), Z15, Z11
+	VFMADD231PS     (R13), Z15, Z13
+	VBROADCASTI32X4 (BX)(R9*1), Y15
+	VPSHUFB         Y0, Y15, Y15
+	VPMOVZXWD       Y15, Z15
+	VPSRLVD         Z1, Z15, Z15
+	VPANDD          Z2, Z15, Z15
+	VPADDD          Z4, Z15, Z15
+	VCVTDQ2PS       Z15, Z15
+	VFMADD231PS     64(R8), Z15, Z6
+	VFMADD231PS     64(R8)(AX*1), Z15, Z8
+	VFMADD231PS     64(R8)(AX*2), Z15, Z10
+	VFMADD231PS     64(R8)(R12*1), Z15, Z12
+	VFMADD231PS     64(R13), Z15, Z14
+	LEAQ            (BX)(R9*2), BX
+	ADDQ            $0x00000080, R8
+	ADDQ            $0x00000080, R13
+	SUBQ            $0x00000020, R10
+	JMP             loop2
+
+one:
+	CMPQ            R10, $0x00000010
+	JB              tail
+	VBROADCASTI32X4 (BX), Y15
+	VPSHUFB         Y0, Y15, Y15
+	VPMOVZXWD       Y15, Z15
+	VPSRLVD         Z1, Z15, Z15
+	VPANDD          Z2, Z15, Z15
+	VPADDD          Z4, Z15, Z15
+	VCVTDQ2PS       Z15, Z15
+	VFMADD231PS     (R8), Z15, Z5
+	VFMADD231PS     (R8)(AX*1), Z15, Z7
+	VFMADD231PS     (R8)(AX*2), Z15, Z9
+	VFMADD231PS     (R8)(R12*1), Z15, Z11
+	VFMADD231PS     (R13), Z15, Z13
+	ADDQ            R9, BX
+	ADDQ            $0x00000040, R8
+	ADDQ            $0x00000040, R13
+	SUBQ            $0x00000010, R10
+
+tail:
+	JMP chunk
+
+rowdone:
+	LEAQ          (DX)(DX*2), R8
+	LEAQ          (CX)(DX*4), R10
+	VADDPS        Z6, Z5, Z5
+	VEXTRACTF64X4 $0x01, Z5, Y15
+	VADDPS        Y15, Y5, Y15
+	VEXTRACTF32X4 $0x01, Y15, X16
+	VADDPS        X16, X15, X16
+	VMOVHLPS      X16, X16, X15
+	VADDPS        X15, X16, X16
+	VMOVSHDUP     X16, X15
+	VADDSS        X15, X16, X16
+	VMULSS        X3, X16, X16
+	VMOVSS        X16, (CX)
+	VADDPS        Z8, Z7, Z7
+	VEXTRACTF64X4 $0x01, Z7, Y15
+	VADDPS        Y15, Y7, Y15
+	VEXTRACTF32X4 $0x01, Y15, X16
+	VADDPS        X16, X15, X16
+	VMOVHLPS      X16, X16, X15
+	VADDPS        X15, X16, X16
+	VMOVSHDUP     X16, X15
+	VADDSS        X15, X16, X16
+	VMULSS        X3, X16, X16
+	VMOVSS        X16, (CX)(DX*1)
+	VADDPS        Z10, Z9, Z9
+	VEXTRACTF64X4 $0x01, Z9, Y15
+	VADDPS        Y15, Y9, Y15
+	VEXTRACTF32X4 $0x01, Y15, X16
+	VADDPS        X16, X15, X16
+	VMOVHLPS      X16, X16, X15
+	VADDPS        X15, X16, X16
+	VMOVSHDUP     X16, X15
+	VADDSS        X15, X16, X16
+	VMULSS        X3, X16, X16
+	VMOVSS        X16, (CX)(DX*2)
+	VADDPS        Z12, Z11, Z11
+	VEXTRACTF64X4 $0x01, Z11, Y15
+	VADDPS        Y15, Y11, Y15
+	VEXTRACTF32X4 $0x01, Y15, X16
+	VADDPS        X16, X15, X16
+	VMOVHLPS      X16, X16, X15
+	VADDPS        X15, X16, X16
+	VMOVSHDUP     X16, X15
+	VADDSS        X15, X16, X16
+	VMULSS        X3, X16, X16
+	VMOVSS        X16, (CX)(R8*1)
+	VADDPS        Z14, Z13, Z13
+	VEXTRACTF64X4 $0x01, Z13, Y15
+	VADDPS        Y15, Y13, Y15
+	VEXTRACTF32X4 $0x01, Y15, X16
+	VADDPS        X16, X15, X16
+	VMOVHLPS      X16, X16, X15
+	VADDPS        X15, X16, X16
+	VMOVSHDUP     X16, X15
+	VADDSS        X15, X16, X16
+	VMULSS        X3, X16, X16
+	VMOVSS        X16, (R10)
+	ADDQ          $0x04, CX
+	DECQ          rows+0(FP)
+	JNZ           row
+	VZEROUPPER
+	RET
+
+// func gemvDotNoneM6AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, CMOV
+TEXT ·gemvDotNoneM6AVX512(SB), NOSPLIT, $0-104
+	MOVQ         lda+24(FP), AX
+	SHLQ         $0x02, AX
+	MOVQ         c+32(FP), CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	MOVQ         base+48(FP), BX
+	MOVQ         data+56(FP), BX
+	MOVQ         zero+64(FP), SI
+	MOVQ         left+72(FP), DI
+	MOVQ         bits+96(FP), R8
+	MOVQ         R8, R9
+	SHLQ         $0x01, R9
+	LEAQ         mmdecodeAVX512<>+0(SB), R10
+	SHLQ         $0x07, R8
+	ADDQ         R8, R10
+	VMOVDQU      (R10), Y0
+	VMOVDQU32    32(R10), Z1
+	VPBROADCASTD 96(R10), Z2
+	VBROADCASTSS scale+88(FP), Z3
+	VPBROADCASTD (SI), Z4
+	LEAQ         (AX)(AX*2), R12
+
+row:
+	MOVQ   a+16(FP), R8
+	LEAQ   (R8)(AX*4), R13
+	MOVQ   rowLen+8(FP), R10
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	VPXORD Z16, Z16, Z16
+	MOVQ   R10, R11
+
+chunk:
+	TESTQ        R11, R11
+	JZ           rowdone
+	TESTQ        DI, DI
+	JNZ          samegroup1
+	ADDQ         $0x04, SI
+	VPBROADCASTD (SI), Z4
+	MOVQ         group+80(FP), DI
+
+samegroup1:
+	MOVQ    R11, R10
+	CMPQ    DI, R10
+	CMOVQLT DI, R10
+	SUBQ    R10, R11
+	SUBQ    R10, DI
+
+loop2:
+	CMPQ            R10, $0x00000020
+	JB              one
+	VBROADCASTI32X4 (BX), Y17
+	VPSHUFB         Y0, Y17, Y17
+	VPMOVZXWD       Y17, Z17
+	VPSRLVD         Z1, Z17, Z17
+	VPANDD          Z2, Z17, Z17
+	VPADDD          Z4, Z17, Z17
+	VCVTDQ2PS       Z17, Z17
+	VFMADD231PS     (R8), Z17, Z5
+	VFMADD231PS     (R8)(AX*1), Z17, Z7
+	VFMADD231PS     (R8)(AX*2), Z17, Z9
+	VFMADD231PS     (R8)(R12*1), Z17, Z11
+	VFMADD231PS     (R13), Z17, Z13
+	VFMADD231PS     (R13)(AX*1), Z17, Z15
+	VBROADCASTI32X4 (BX)(R9*1), Y17
+	VPSHUFB         Y0, Y17, Y17
+	VPMOVZXWD       Y17, Z17
+	VPSRLVD         Z1, Z17, Z17
+	VPANDD          Z2, Z17, Z17
+	VPADDD          Z4, Z17, Z17
+	VCVTDQ2PS       Z17, Z17
+	VFMADD231PS     64(R8), Z17, Z6
+	VFMADD231PS     64(R8)(AX*1), Z17, Z8
+	VFMADD231PS     64(R8)(AX*2), Z17, Z10
+	VFMADD231PS     64(R8)(R12*1), Z17, Z12
+	VFMADD231PS     64(R13), Z17, Z14
+	VFMADD231PS     64(R13)(AX*1), Z17, Z16
+	LEAQ            (BX)(R9*2), BX
+	ADDQ            $0x00000080, R8
+	ADDQ            $0x00000080, R13
+	SUBQ            $0x00000020, R10
+	JMP             loop2
+
+one:
+	CMPQ            R10, $0x00000010
+	JB              tail
+	VBROADCASTI32X4 (BX), Y17
+	VPSHUFB         Y0, Y17, Y17
+	VPMOVZXWD       Y17, Z17
+	VPSRLVD         Z1, Z17, Z17
+	VPANDD          Z2, Z17, Z17
+	VPADDD          Z4, Z17, Z17
+	VCVTDQ2PS       Z17, Z17
+	VFMADD231PS     (R8), Z17, Z5
+	VFMADD231PS     (R8)(AX*1), Z17, Z7
+	VFMADD231PS     (R8)(AX*2), Z17, Z9
+	VFMADD231PS     (R8)(R12*1), Z17, Z11
+	VFMADD231PS     (R13), Z17, Z13
+	VFMADD231PS     (R13)(AX*1), Z17, Z15
+	ADDQ            R9, BX
+	ADDQ            $0x00000040, R8
+	ADDQ            $0x00000040, R13
+	SUBQ            $0x00000010, R10
+
+tail:
+	JMP chunk
+
+rowdone:
+	LEAQ          (DX)(DX*2), R8
+	LEAQ          (CX)(DX*4), R10
+	VADDPS        Z6, Z5, Z5
+	VEXTRACTF64X4 $0x01, Z5, Y17
+	VADDPS        Y17, Y5, Y17
+	VEXTRACTF32X4 $0x01, Y17, X18
+	VADDPS        X18, X17, X18
+	VMOVHLPS      X18, X18, X17
+	VADDPS        X17, X18, X18
+	VMOVSHDUP     X18, X17
+	VADDSS        X17, X18, X18
+	VMULSS        X3, X18, X18
+	VMOVSS        X18, (CX)
+	VADDPS        Z8, Z7, Z7
+	VEXTRACTF64X4 $0x01, Z7, Y17
+	VADDPS        Y17, Y7, Y17
+	VEXTRACTF32X4 $0x01, Y17, X18
+	VADDPS        X18, X17, X18
+	VMOVHLPS      X18, X18, X17
+	VADDPS        X17, X18, X18
+	VMOVSHDUP     X18, X17
+	VADDSS        X17, X18, X18
+	VMULSS        X3, X18, X18
+	VMOVSS        X18, (CX)(DX*1)
+	VADDPS        Z10, Z9, Z9
+	VEXTRACTF64X4 $0x01, Z9, Y17
+	VADDPS        Y17, Y9, Y17
+	VEXTRACTF32X4 $0x01, Y17, X18
+	VADDPS        X18, X17, X18
+	VMOVHLPS      X18, X18, X17
+	VADDPS        X17, X18, X18
+	VMOVSHDUP     X18, X17
+	VADDSS        X17, X18, X18
+	VMULSS        X3, X18, X18
+	VMOVSS        X18, (CX)(DX*2)
+	VADDPS        Z12, Z11, Z11
+	VEXTRACTF64X4 $0x01, Z11, Y17
+	VADDPS        Y17, Y11, Y17
+	VEXTRACTF32X4 $0x01, Y17, X18
+	VADDPS        X18, X17, X18
+	VMOVHLPS      X18, X18, X17
+	VADDPS        X17, X18, X18
+	VMOVSHDUP     X18, X17
+	VADDSS        X17, X18, X18
+	VMULSS        X3, X18, X18
+	VMOVSS        X18, (CX)(R8*1)
+	VADDPS        Z14, Z13, Z13
+	VEXTRACTF64X4 $0x01, Z13, Y17
+	VADDPS        Y17, Y13, Y17
+	VEXTRACTF32X4 $0x01, Y17, X18
+	VADDPS        X18, X17, X18
+	VMOVHLPS      X18, X18, X17
+	VADDPS        X17, X18, X18
+	VMOVSHDUP     X18, X17
+	VADDSS        X17, X18, X18
+	VMULSS        X3, X18, X18
+	VMOVSS        X18, (R10)
+	VADDPS        Z16, Z15, Z15
+	VEXTRACTF64X4 $0x01, Z15, Y17
+	VADDPS        Y17, Y15, Y17
+	VEXTRACTF32X4 $0x01, Y17, X18
+	VADDPS        X18, X17, X18
+	VMOVHLPS      X18, X18, X17
+	VADDPS        X17, X18, X18
+	VMOVSHDUP     X18, X17
+	VADDSS        X17, X18, X18
+	VMULSS        X3, X18, X18
+	VMOVSS        X18, (R10)(DX*1)
+	ADDQ          $0x04, CX
+	DECQ          rows+0(FP)
+	JNZ           row
+	VZEROUPPER
+	RET
+
+// func gemvDotNoneM7AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, CMOV
+TEXT ·gemvDotNoneM7AVX512(SB), NOSPLIT, $0-104
+	MOVQ         lda+24(FP), AX
+	SHLQ         $0x02, AX
+	MOVQ         c+32(FP), CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	MOVQ         base+48(FP), BX
+	MOVQ         data+56(FP), BX
+	MOVQ         zero+64(FP), SI
+	MOVQ         left+72(FP), DI
+	MOVQ         bits+96(FP), R8
+	MOVQ         R8, R9
+	SHLQ         $0x01, R9
+	LEAQ         mmdecodeAVX512<>+0(SB), R10
+	SHLQ         $0x07, R8
+	ADDQ         R8, R10
+	VMOVDQU      (R10), Y0
+	VMOVDQU32    32(R10), Z1
+	VPBROADCASTD 96(R10), Z2
+	VBROADCASTSS scale+88(FP), Z3
+	VPBROADCASTD (SI), Z4
+	LEAQ         (AX)(AX*2), R12
+
+row:
+	MOVQ   a+16(FP), R8
+	LEAQ   (R8)(AX*4), R13
+	MOVQ   rowLen+8(FP), R10
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	VPXORD Z16, Z16, Z16
+	VPXORD Z17, Z17, Z17
+	VPXORD Z18, Z18, Z18
+	MOVQ   R10, R11
+
+chunk:
+	TESTQ        R11, R11
+	JZ           rowdone
+	TESTQ        DI, DI
+	JNZ          samegroup1
+	ADDQ         $0x04, SI
+	VPBROADCASTD (SI), Z4
+	MOVQ         group+80(FP), DI
+
+samegroup1:
+	MOVQ    R11, R10
+	CMPQ    DI, R10
+	CMOVQLT DI, R10
+	SUBQ    R10, R11
+	SUBQ    R10, DI
+
+loop2:
+	CMPQ            R10, $0x00000020
+	JB              one
+	VBROADCASTI32X4 (BX), Y19
+	VPSHUFB         Y0, Y19, Y19
+	VPMOVZXWD       Y19, Z19
+	VPSRLVD         Z1, Z19, Z19
+	VPANDD          Z2, Z19, Z19
+	VPADDD          Z4, Z19, Z19
+	VCVTDQ2PS       Z19, Z19
+	VFMADD231PS     (R8), Z19, Z5
+	VFMADD231PS     (R8)(AX*1), Z19, Z7
+	VFMADD231PS     (R8)(AX*2), Z19, Z9
+	VFMADD231PS     (R8)(R12*1), Z19, Z11
+	VFMADD231PS     (R13), Z19, Z13
+	VFMADD231PS     (R13)(AX*1), Z19, Z15
+	VFMADD231PS     (R13)(AX*2), Z19, Z17
+	VBROADCASTI32X4 (BX)(R9*1), Y19
+	VPSHUFB         Y0, Y19, Y19
+	VPMOVZXWD       Y19, Z19
+	VPSRLVD         Z1, Z19, Z19
+	VPANDD          Z2, Z19, Z19
+	VPADDD          Z4, Z19, Z19
+	VCVTDQ2PS       Z19, Z19
+	VFMADD231PS     64(R8), Z19, Z6
+	VFMADD231PS     64(R8)(AX*1), Z19, Z8
+	VFMADD231PS     64(R8)(AX*2), Z19, Z10
+	VFMADD231PS     64(R8)(R12*1), Z19, Z12
+	VFMADD231PS     64(R13), Z19, Z14
+	VFMADD231PS     64(R13)(AX*1), Z19, Z16
+	VFMADD231PS     64(R13)(AX*2), Z19, Z18
+	LEAQ            (BX)(R9*2), BX
+	ADDQ            $0x00000080, R8
+	ADDQ            $0x00000080, R13
+	SUBQ            $0x00000020, R10
+	JMP             loop2
+
+one:
+	CMPQ            R10, $0x00000010
+	JB              tail
+	VBROADCASTI32X4 (BX), Y19
+	VPSHUFB         Y0, Y19, Y19
+	VPMOVZXWD       Y19, Z19
+	VPSRLVD         Z1, Z19, Z19
+	VPANDD          Z2, Z19, Z19
+	VPADDD          Z4, Z19, Z19
+	VCVTDQ2PS       Z19, Z19
+	VFMADD231PS     (R8), Z19, Z5
+	VFMADD231PS     (R8)(AX*1), Z19, Z7
+	VFMADD231PS     (R8)(AX*2), Z19, Z9
+	VFMADD231PS     (R8)(R12*1), Z19, Z11
+	VFMADD231PS     (R13), Z19, Z13
+	VFMADD231PS     (R13)(AX*1), Z19, Z15
+	VFMADD231PS     (R13)(AX*2), Z19, Z17
+	ADDQ            R9, BX
+	ADDQ            $0x00000040, R8
+	ADDQ            $0x00000040, R13
+	SUBQ            $0x00000010, R10
+
+tail:
+	JMP chunk
+
+rowdone:
+	LEAQ          (DX)(DX*2), R8
+	LEAQ          (CX)(DX*4), R10
+	VADDPS        Z6, Z5, Z5
+	VEXTRACTF64X4 $0x01, Z5, Y19
+	VADDPS        Y19, Y5, Y19
+	VEXTRACTF32X4 $0x01, Y19, X20
+	VADDPS        X20, X19, X20
+	VMOVHLPS      X20, X20, X19
+	VADDPS        X19, X20, X20
+	VMOVSHDUP     X20, X19
+	VADDSS        X19, X20, X20
+	VMULSS        X3, X20, X20
+	VMOVSS        X20, (CX)
+	VADDPS        Z8, Z7, Z7
+	VEXTRACTF64X4 $0x01, Z7, Y19
+	VADDPS        Y19, Y7, Y19
+	VEXTRACTF32X4 $0x01, Y19, X20
+	VADDPS        X20, X19, X20
+	VMOVHLPS      X20, X20, X19
+	VADDPS        X19, X20, X20
+	VMOVSHDUP     X20, X19
+	VADDSS        X19, X20, X20
+	VMULSS        X3, X20, X20
+	VMOVSS        X20, (CX)(DX*1)
+	VADDPS        Z10, Z9, Z9
+	VEXTRACTF64X4 $0x01, Z9, Y19
+	VADDPS        Y19, Y9, Y19
+	VEXTRACTF32X4 $0x01, Y19, X20
+	VADDPS        X20, X19, X20
+	VMOVHLPS      X20, X20, X19
+	VADDPS        X19, X20, X20
+	VMOVSHDUP     X20, X19
+	VADDSS        X19, X20, X20
+	VMULSS        X3, X20, X20
+	VMOVSS        X20, (CX)(DX*2)
+	VADDPS        Z12, Z11, Z11
+	VEXTRACTF64X4 $0x01, Z11, Y19
+	VADDPS        Y19, Y11, Y19
+	VEXTRACTF32X4 $0x01, Y19, X20
+	VADDPS        X20, X19, X20
+	VMOVHLPS      X20, X20, X19
+	VADDPS        X19, X20, X20
+	VMOVSHDUP     X20, X19
+	VADDSS        X19, X20, X20
+	VMULSS        X3, X20, X20
+	VMOVSS        X20, (CX)(R8*1)
+	VADDPS        Z14, Z13, Z13
+	VEXTRACTF64X4 $0x01, Z13, Y19
+	VADDPS        Y19, Y13, Y19
+	VEXTRACTF32X4 $0x01, Y19, X20
+	VADDPS        X20, X19, X20
+	VMOVHLPS      X20, X20, X19
+	VADDPS        X19, X20, X20
+	VMOVSHDUP     X20, X19
+	VADDSS        X19, X20, X20
+	VMULSS        X3, X20, X20
+	VMOVSS        X20, (R10)
+	VADDPS        Z16, Z15, Z15
+	VEXTRACTF64X4 $0x01, Z15, Y19
+	VADDPS        Y19, Y15, Y19
+	VEXTRACTF32X4 $0x01, Y19, X20
+	VADDPS        X20, X19, X20
+	VMOVHLPS      X20, X20, X19
+	VADDPS        X19, X20, X20
+	VMOVSHDUP     X20, X19
+	VADDSS        X19, X20, X20
+	VMULSS        X3, X20, X20
+	VMOVSS        X20, (R10)(DX*1)
+	VADDPS        Z18, Z17, Z17
+	VEXTRACTF64X4 $0x01, Z17, Y19
+	VADDPS        Y19, Y17, Y19
+	VEXTRACTF32X4 $0x01, Y19, X20
+	VADDPS        X20, X19, X20
+	VMOVHLPS      X20, X20, X19
+	VADDPS        X19, X20, X20
+	VMOVSHDUP     X20, X19
+	VADDSS        X19, X20, X20
+	VMULSS        X3, X20, X20
+	VMOVSS        X20, (R10)(DX*2)
+	ADDQ          $0x04, CX
+	DECQ          rows+0(FP)
+	JNZ           row
+	VZEROUPPER
+	RET
+
+// func gemvDotNoneM8AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, CMOV
+TEXT ·gemvDotNoneM8AVX512(SB), NOSPLIT, $0-104
+	MOVQ         lda+24(FP), AX
+	SHLQ         $0x02, AX
+	MOVQ         c+32(FP), CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	MOVQ         base+48(FP), BX
+	MOVQ         data+56(FP), BX
+	MOVQ         zero+64(FP), SI
+	MOVQ         left+72(FP), DI
+	MOVQ         bits+96(FP), R8
+	MOVQ         R8, R9
+	SHLQ         $0x01, R9
+	LEAQ         mmdecodeAVX512<>+0(SB), R10
+	SHLQ         $0x07, R8
+	ADDQ         R8, R10
+	VMOVDQU      (R10), Y0
+	VMOVDQU32    32(R10), Z1
+	VPBROADCASTD 96(R10), Z2
+	VBROADCASTSS scale+88(FP), Z3
+	VPBROADCASTD (SI), Z4
+	LEAQ         (AX)(AX*2), R12
+
+row:
+	MOVQ   a+16(FP), R8
+	LEAQ   (R8)(AX*4), R13
+	MOVQ   rowLen+8(FP), R10
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	VPXORD Z16, Z16, Z16
+	VPXORD Z17, Z17, Z17
+	VPXORD Z18, Z18, Z18
+	VPXORD Z19, Z19, Z19
+	VPXORD Z20, Z20, Z20
+	MOVQ   R10, R11
+
+chunk:
+	TESTQ        R11, R11
+	JZ           rowdone
+	TESTQ        DI, DI
+	JNZ          samegroup1
+	ADDQ         $0x04, SI
+	VPBROADCASTD (SI), Z4
+	MOVQ         group+80(FP), DI
+
+samegroup1:
+	MOVQ    R11, R10
+	CMPQ    DI, R10
+	CMOVQLT DI, R10
+	SUBQ    R10, R11
+	SUBQ    R10, DI
+
+loop2:
+	CMPQ            R10, $0x00000020
+	JB              one
+	VBROADCASTI32X4 (BX), Y21
+	VPSHUFB         Y0, Y21, Y21
+	VPMOVZXWD       Y21, Z21
+	VPSRLVD         Z1, Z21, Z21
+	VPANDD          Z2, Z21, Z21
+	VPADDD          Z4, Z21, Z21
+	VCVTDQ2PS       Z21, Z21
+	VFMADD231PS     (R8), Z21, Z5
+	VFMADD231PS     (R8)(AX*1), Z21, Z7
+	VFMADD231PS     (R8)(AX*2), Z21, Z9
+	VFMADD231PS     (R8)(R12*1), Z21, Z11
+	VFMADD231PS     (R13), Z21, Z13
+	VFMADD231PS     (R13)(AX*1), Z21, Z15
+	VFMADD231PS     (R13)(AX*2), Z21, Z17
+	VFMADD231PS     (R13)(R12*1), Z21, Z19
+	VBROADCASTI32X4 (BX)(R9*1), Y21
+	VPSHUFB         Y0, Y21, Y21
+	VPMOVZXWD       Y21, Z21
+	VPSRLVD         Z1, Z21, Z21
+	VPANDD          Z2, Z21, Z21
+	VPADDD          Z4, Z21, Z21
+	VCVTDQ2PS       Z21, Z21
+	VFMADD231PS     64(R8), Z21, Z6
+	VFMADD231PS     64(R8)(AX*1), Z21, Z8
+	VFMADD231PS     64(R8)(AX*2), Z21, Z10
+	VFMADD231PS     64(R8)(R12*1), Z21, Z12
+	VFMADD231PS     64(R13), Z21, Z14
+	VFMADD231PS     64(R13)(AX*1), Z21, Z16
+	VFMADD231PS     64(R13)(AX*2), Z21, Z18
+	VFMADD231PS     64(R13)(R12*1), Z21, Z20
+	LEAQ            (BX)(R9*2), BX
+	ADDQ            $0x00000080, R8
+	ADDQ            $0x00000080, R13
+	SUBQ            $0x00000020, R10
+	JMP             loop2
+
+one:
+	CMPQ            R10, $0x00000010
+	JB              tail
+	VBROADCASTI32X4 (BX), Y21
+	VPSHUFB         Y0, Y21, Y21
+	VPMOVZXWD       Y21, Z21
+	VPSRLVD         Z1, Z21, Z21
+	VPANDD          Z2, Z21, Z21
+	VPADDD          Z4, Z21, Z21
+	VCVTDQ2PS       Z21, Z21
+	VFMADD231PS     (R8), Z21, Z5
+	VFMADD231PS     (R8)(AX*1), Z21, Z7
+	VFMADD231PS     (R8)(AX*2), Z21, Z9
+	VFMADD231PS     (R8)(R12*1), Z21, Z11
+	VFMADD231PS     (R13), Z21, Z13
+	VFMADD231PS     (R13)(AX*1), Z21, Z15
+	VFMADD231PS     (R13)(AX*2), Z21, Z17
+	VFMADD231PS     (R13)(R12*1), Z21, Z19
+	ADDQ            R9, BX
+	ADDQ            $0x00000040, R8
+	ADDQ            $0x00000040, R13
+	SUBQ            $0x00000010, R10
+
+tail:
+	JMP chunk
+
+rowdone:
+	LEAQ          (DX)(DX*2), R8
+	LEAQ          (CX)(DX*4), R10
+	VADDPS        Z6, Z5, Z5
+	VEXTRACTF64X4 $0x01, Z5, Y21
+	VADDPS        Y21, Y5, Y21
+	VEXTRACTF32X4 $0x01, Y21, X22
+	VADDPS        X22, X21, X22
+	VMOVHLPS      X22, X22, X21
+	VADDPS        X21, X22, X22
+	VMOVSHDUP     X22, X21
+	VADDSS        X21, X22, X22
+	VMULSS        X3, X22, X22
+	VMOVSS        X22, (CX)
+	VADDPS        Z8, Z7, Z7
+	VEXTRACTF64X4 $0x01, Z7, Y21
+	VADDPS        Y21, Y7, Y21
+	VEXTRACTF32X4 $0x01, Y21, X22
+	VADDPS        X22, X21, X22
+	VMOVHLPS      X22, X22, X21
+	VADDPS        X21, X22, X22
+	VMOVSHDUP     X22, X21
+	VADDSS        X21, X22, X22
+	VMULSS        X3, X22, X22
+	VMOVSS        X22, (CX)(DX*1)
+	VADDPS        Z10, Z9, Z9
+	VEXTRACTF64X4 $0x01, Z9, Y21
+	VADDPS        Y21, Y9, Y21
+	VEXTRACTF32X4 $0x01, Y21, X22
+	VADDPS        X22, X21, X22
+	VMOVHLPS      X22, X22, X21
+	VADDPS        X21, X22, X22
+	VMOVSHDUP     X22, X21
+	VADDSS        X21, X22, X22
+	VMULSS        X3, X22, X22
+	VMOVSS        X22, (CX)(DX*2)
+	VADDPS        Z12, Z11, Z11
+	VEXTRACTF64X4 $0x01, Z11, Y21
+	VADDPS        Y21, Y11, Y21
+	VEXTRACTF32X4 $0x01, Y21, X22
+	VADDPS        X22, X21, X22
+	VMOVHLPS      X22, X22, X21
+	VADDPS        X21, X22, X22
+	VMOVSHDUP     X22, X21
+	VADDSS        X21, X22, X22
+	VMULSS        X3, X22, X22
+	VMOVSS        X22, (CX)(R8*1)
+	VADDPS        Z14, Z13, Z13
+	VEXTRACTF64X4 $0x01, Z13, Y21
+	VADDPS        Y21, Y13, Y21
+	VEXTRACTF32X4 $0x01, Y21, X22
+	VADDPS        X22, X21, X22
+	VMOVHLPS      X22, X22, X21
+	VADDPS        X21, X22, X22
+	VMOVSHDUP     X22, X21
+	VADDSS        X21, X22, X22
+	VMULSS        X3, X22, X22
+	VMOVSS        X22, (R10)
+	VADDPS        Z16, Z15, Z15
+	VEXTRACTF64X4 $0x01, Z15, Y21
+	VADDPS        Y21, Y15, Y21
+	VEXTRACTF32X4 $0x01, Y21, X22
+	VADDPS        X22, X21, X22
+	VMOVHLPS      X22, X22, X21
+	VADDPS        X21, X22, X22
+	VMOVSHDUP     X22, X21
+	VADDSS        X21, X22, X22
+	VMULSS        X3, X22, X22
+	VMOVSS        X22, (R10)(DX*1)
+	VADDPS        Z18, Z17, Z17
+	VEXTRACTF64X4 $0x01, Z17, Y21
+	VADDPS        Y21, Y17, Y21
+	VEXTRACTF32X4 $0x01, Y21, X22
+	VADDPS        X22, X21, X22
+	VMOVHLPS      X22, X22, X21
+	VADDPS        X21, X22, X22
+	VMOVSHDUP     X22, X21
+	VADDSS        X21, X22, X22
+	VMULSS        X3, X22, X22
+	VMOVSS        X22, (R10)(DX*2)
+	VADDPS        Z20, Z19, Z19
+	VEXTRACTF64X4 $0x01, Z19, Y21
+	VADDPS        Y21, Y19, Y21
+	VEXTRACTF32X4 $0x01, Y21, X22
+	VADDPS        X22, X21, X22
+	VMOVHLPS      X22, X22, X21
+	VADDPS        X21, X22, X22
+	VMOVSHDUP     X22, X21
+	VADDSS        X21, X22, X22
+	VMULSS        X3, X22, X22
+	VMOVSS        X22, (R10)(R8*1)
 	ADDQ          $0x04, CX
 	DECQ          rows+0(FP)
 	JNZ           row
@@ -4151,112 +8075,673 @@ TEXT ·gemvAxpyDenseM4AVX512(SB), NOSPLIT, $0-64
 	MOVQ a+16(FP), AX
 	MOVQ lda+24(FP), CX
 	SHLQ $0x02, CX
-	LEAQ (AX)(CX*2), DX
-	ADDQ CX, DX
-	MOVQ ldc+40(FP), BX
-	SHLQ $0x02, BX
+	MOVQ ldc+40(FP), DX
+	SHLQ $0x02, DX
+	LEAQ (DX)(DX*2), BX
 	MOVQ w+48(FP), SI
 	MOVQ ldw+56(FP), DI
 	SUBQ rowLen+8(FP), DI
 	SHLQ $0x02, DI
 
 row:
+	LEAQ         (CX)(CX*2), R8
 	VBROADCASTSS (AX), Z0
 	VBROADCASTSS (AX)(CX*1), Z1
 	VBROADCASTSS (AX)(CX*2), Z2
-	VBROADCASTSS (DX), Z3
+	VBROADCASTSS (AX)(R8*1), Z3
 	MOVQ         c+32(FP), R8
-	LEAQ         (R8)(BX*2), R9
-	ADDQ         BX, R9
-	MOVQ         rowLen+8(FP), R10
+	MOVQ         rowLen+8(FP), R9
 
 loop2:
-	CMPQ        R10, $0x00000020
+	CMPQ        R9, $0x00000020
 	JB          one
 	VMOVUPS     (SI), Z4
 	VMOVUPS     (R8), Z5
 	VFMADD231PS Z4, Z0, Z5
 	VMOVUPS     Z5, (R8)
-	VMOVUPS     (R8)(BX*1), Z5
+	VMOVUPS     (R8)(DX*1), Z5
 	VFMADD231PS Z4, Z1, Z5
-	VMOVUPS     Z5, (R8)(BX*1)
-	VMOVUPS     (R8)(BX*2), Z5
+	VMOVUPS     Z5, (R8)(DX*1)
+	VMOVUPS     (R8)(DX*2), Z5
 	VFMADD231PS Z4, Z2, Z5
-	VMOVUPS     Z5, (R8)(BX*2)
-	VMOVUPS     (R9), Z5
+	VMOVUPS     Z5, (R8)(DX*2)
+	VMOVUPS     (R8)(BX*1), Z5
 	VFMADD231PS Z4, Z3, Z5
-	VMOVUPS     Z5, (R9)
+	VMOVUPS     Z5, (R8)(BX*1)
 	VMOVUPS     64(SI), Z4
 	VMOVUPS     64(R8), Z5
 	VFMADD231PS Z4, Z0, Z5
 	VMOVUPS     Z5, 64(R8)
-	VMOVUPS     64(R8)(BX*1), Z5
+	VMOVUPS     64(R8)(DX*1), Z5
 	VFMADD231PS Z4, Z1, Z5
-	VMOVUPS     Z5, 64(R8)(BX*1)
-	VMOVUPS     64(R8)(BX*2), Z5
+	VMOVUPS     Z5, 64(R8)(DX*1)
+	VMOVUPS     64(R8)(DX*2), Z5
 	VFMADD231PS Z4, Z2, Z5
-	VMOVUPS     Z5, 64(R8)(BX*2)
-	VMOVUPS     64(R9), Z5
+	VMOVUPS     Z5, 64(R8)(DX*2)
+	VMOVUPS     64(R8)(BX*1), Z5
 	VFMADD231PS Z4, Z3, Z5
-	VMOVUPS     Z5, 64(R9)
+	VMOVUPS     Z5, 64(R8)(BX*1)
 	ADDQ        $0x00000080, SI
 	ADDQ        $0x00000080, R8
-	ADDQ        $0x00000080, R9
-	SUBQ        $0x00000020, R10
+	SUBQ        $0x00000020, R9
 	JMP         loop2
 
 one:
-	CMPQ        R10, $0x00000010
+	CMPQ        R9, $0x00000010
 	JB          tail
 	VMOVUPS     (SI), Z4
 	VMOVUPS     (R8), Z5
 	VFMADD231PS Z4, Z0, Z5
 	VMOVUPS     Z5, (R8)
-	VMOVUPS     (R8)(BX*1), Z5
+	VMOVUPS     (R8)(DX*1), Z5
 	VFMADD231PS Z4, Z1, Z5
-	VMOVUPS     Z5, (R8)(BX*1)
-	VMOVUPS     (R8)(BX*2), Z5
+	VMOVUPS     Z5, (R8)(DX*1)
+	VMOVUPS     (R8)(DX*2), Z5
 	VFMADD231PS Z4, Z2, Z5
-	VMOVUPS     Z5, (R8)(BX*2)
-	VMOVUPS     (R9), Z5
+	VMOVUPS     Z5, (R8)(DX*2)
+	VMOVUPS     (R8)(BX*1), Z5
 	VFMADD231PS Z4, Z3, Z5
-	VMOVUPS     Z5, (R9)
+	VMOVUPS     Z5, (R8)(BX*1)
 	ADDQ        $0x00000040, SI
 	ADDQ        $0x00000040, R8
-	ADDQ        $0x00000040, R9
-	SUBQ        $0x00000010, R10
+	SUBQ        $0x00000010, R9
 
 tail:
-	TESTQ       R10, R10
+	TESTQ       R9, R9
 	JZ          next
-	LEAQ        mmtail16<>+0(SB), R11
-	KMOVW       (R11)(R10*2), K1
+	LEAQ        mmtail16<>+0(SB), R10
+	KMOVW       (R10)(R9*2), K1
 	VMOVUPS.Z   (SI), K1, Z4
 	VMOVUPS.Z   (R8), K1, Z5
 	VFMADD231PS Z4, Z0, Z5
 	VMOVUPS     Z5, K1, (R8)
-	VMOVUPS.Z   (R8)(BX*1), K1, Z0
+	VMOVUPS.Z   (R8)(DX*1), K1, Z0
 	VFMADD231PS Z4, Z1, Z0
-	VMOVUPS     Z0, K1, (R8)(BX*1)
-	VMOVUPS.Z   (R8)(BX*2), K1, Z0
+	VMOVUPS     Z0, K1, (R8)(DX*1)
+	VMOVUPS.Z   (R8)(DX*2), K1, Z0
 	VFMADD231PS Z4, Z2, Z0
-	VMOVUPS     Z0, K1, (R8)(BX*2)
-	VMOVUPS.Z   (R9), K1, Z0
+	VMOVUPS     Z0, K1, (R8)(DX*2)
+	VMOVUPS.Z   (R8)(BX*1), K1, Z0
 	VFMADD231PS Z4, Z3, Z0
-	VMOVUPS     Z0, K1, (R9)
-	LEAQ        (SI)(R10*4), SI
+	VMOVUPS     Z0, K1, (R8)(BX*1)
+	LEAQ        (SI)(R9*4), SI
 
 next:
 	ADDQ DI, SI
 	ADDQ $0x04, AX
-	ADDQ $0x04, DX
+	DECQ rows+0(FP)
+	JNZ  row
+	VZEROUPPER
+	RET
+
+// func gemvAxpyDenseM5AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, w *float32, ldw int)
+// Requires: AVX, AVX512F
+TEXT ·gemvAxpyDenseM5AVX512(SB), NOSPLIT, $0-64
+	MOVQ a+16(FP), AX
+	MOVQ lda+24(FP), CX
+	SHLQ $0x02, CX
+	MOVQ ldc+40(FP), DX
+	SHLQ $0x02, DX
+	LEAQ (DX)(DX*2), BX
+	MOVQ w+48(FP), SI
+	MOVQ ldw+56(FP), DI
+	SUBQ rowLen+8(FP), DI
+	SHLQ $0x02, DI
+
+row:
+	LEAQ         (CX)(CX*2), R8
+	LEAQ         (AX)(CX*4), R9
+	VBROADCASTSS (AX), Z0
+	VBROADCASTSS (AX)(CX*1), Z1
+	VBROADCASTSS (AX)(CX*2), Z2
+	VBROADCASTSS (AX)(R8*1), Z3
+	VBROADCASTSS (R9), Z4
+	MOVQ         c+32(FP), R8
+	LEAQ         (R8)(DX*4), R10
+	MOVQ         rowLen+8(FP), R9
+
+loop2:
+	CMPQ        R9, $0x00000020
+	JB          one
+	VMOVUPS     (SI), Z5
+	VMOVUPS     (R8), Z6
+	VFMADD231PS Z5, Z0, Z6
+	VMOVUPS     Z6, (R8)
+	VMOVUPS     (R8)(DX*1), Z6
+	VFMADD231PS Z5, Z1, Z6
+	VMOVUPS     Z6, (R8)(DX*1)
+	VMOVUPS     (R8)(DX*2), Z6
+	VFMADD231PS Z5, Z2, Z6
+	VMOVUPS     Z6, (R8)(DX*2)
+	VMOVUPS     (R8)(BX*1), Z6
+	VFMADD231PS Z5, Z3, Z6
+	VMOVUPS     Z6, (R8)(BX*1)
+	VMOVUPS     (R10), Z6
+	VFMADD231PS Z5, Z4, Z6
+	VMOVUPS     Z6, (R10)
+	VMOVUPS     64(SI), Z5
+	VMOVUPS     64(R8), Z6
+	VFMADD231PS Z5, Z0, Z6
+	VMOVUPS     Z6, 64(R8)
+	VMOVUPS     64(R8)(DX*1), Z6
+	VFMADD231PS Z5, Z1, Z6
+	VMOVUPS     Z6, 64(R8)(DX*1)
+	VMOVUPS     64(R8)(DX*2), Z6
+	VFMADD231PS Z5, Z2, Z6
+	VMOVUPS     Z6, 64(R8)(DX*2)
+	VMOVUPS     64(R8)(BX*1), Z6
+	VFMADD231PS Z5, Z3, Z6
+	VMOVUPS     Z6, 64(R8)(BX*1)
+	VMOVUPS     64(R10), Z6
+	VFMADD231PS Z5, Z4, Z6
+	VMOVUPS     Z6, 64(R10)
+	ADDQ        $0x00000080, SI
+	ADDQ        $0x00000080, R8
+	ADDQ        $0x00000080, R10
+	SUBQ        $0x00000020, R9
+	JMP         loop2
+
+one:
+	CMPQ        R9, $0x00000010
+	JB          tail
+	VMOVUPS     (SI), Z5
+	VMOVUPS     (R8), Z6
+	VFMADD231PS Z5, Z0, Z6
+	VMOVUPS     Z6, (R8)
+	VMOVUPS     (R8)(DX*1), Z6
+	VFMADD231PS Z5, Z1, Z6
+	VMOVUPS     Z6, (R8)(DX*1)
+	VMOVUPS     (R8)(DX*2), Z6
+	VFMADD231PS Z5, Z2, Z6
+	VMOVUPS     Z6, (R8)(DX*2)
+	VMOVUPS     (R8)(BX*1), Z6
+	VFMADD231PS Z5, Z3, Z6
+	VMOVUPS     Z6, (R8)(BX*1)
+	VMOVUPS     (R10), Z6
+	VFMADD231PS Z5, Z4, Z6
+	VMOVUPS     Z6, (R10)
+	ADDQ        $0x00000040, SI
+	ADDQ        $0x00000040, R8
+	ADDQ        $0x00000040, R10
+	SUBQ        $0x00000010, R9
+
+tail:
+	TESTQ       R9, R9
+	JZ          next
+	LEAQ        mmtail16<>+0(SB), R11
+	KMOVW       (R11)(R9*2), K1
+	VMOVUPS.Z   (SI), K1, Z5
+	VMOVUPS.Z   (R8), K1, Z6
+	VFMADD231PS Z5, Z0, Z6
+	VMOVUPS     Z6, K1, (R8)
+	VMOVUPS.Z   (R8)(DX*1), K1, Z0
+	VFMADD231PS Z5, Z1, Z0
+	VMOVUPS     Z0, K1, (R8)(DX*1)
+	VMOVUPS.Z   (R8)(DX*2), K1, Z0
+	VFMADD231PS Z5, Z2, Z0
+	VMOVUPS     Z0, K1, (R8)(DX*2)
+	VMOVUPS.Z   (R8)(BX*1), K1, Z0
+	VFMADD231PS Z5, Z3, Z0
+	VMOVUPS     Z0, K1, (R8)(BX*1)
+	VMOVUPS.Z   (R10), K1, Z0
+	VFMADD231PS Z5, Z4, Z0
+	VMOVUPS     Z0, K1, (R10)
+	LEAQ        (SI)(R9*4), SI
+
+next:
+	ADDQ DI, SI
+	ADDQ $0x04, AX
+	DECQ rows+0(FP)
+	JNZ  row
+	VZEROUPPER
+	RET
+
+// func gemvAxpyDenseM6AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, w *float32, ldw int)
+// Requires: AVX, AVX512F
+TEXT ·gemvAxpyDenseM6AVX512(SB), NOSPLIT, $0-64
+	MOVQ a+16(FP), AX
+	MOVQ lda+24(FP), CX
+	SHLQ $0x02, CX
+	MOVQ ldc+40(FP), DX
+	SHLQ $0x02, DX
+	LEAQ (DX)(DX*2), BX
+	MOVQ w+48(FP), SI
+	MOVQ ldw+56(FP), DI
+	SUBQ rowLen+8(FP), DI
+	SHLQ $0x02, DI
+
+row:
+	LEAQ         (CX)(CX*2), R8
+	LEAQ         (AX)(CX*4), R9
+	VBROADCASTSS (AX), Z0
+	VBROADCASTSS (AX)(CX*1), Z1
+	VBROADCASTSS (AX)(CX*2), Z2
+	VBROADCASTSS (AX)(R8*1), Z3
+	VBROADCASTSS (R9), Z4
+	VBROADCASTSS (R9)(CX*1), Z5
+	MOVQ         c+32(FP), R8
+	LEAQ         (R8)(DX*4), R10
+	MOVQ         rowLen+8(FP), R9
+
+loop2:
+	CMPQ        R9, $0x00000020
+	JB          one
+	VMOVUPS     (SI), Z6
+	VMOVUPS     (R8), Z7
+	VFMADD231PS Z6, Z0, Z7
+	VMOVUPS     Z7, (R8)
+	VMOVUPS     (R8)(DX*1), Z7
+	VFMADD231PS Z6, Z1, Z7
+	VMOVUPS     Z7, (R8)(DX*1)
+	VMOVUPS     (R8)(DX*2), Z7
+	VFMADD231PS Z6, Z2, Z7
+	VMOVUPS     Z7, (R8)(DX*2)
+	VMOVUPS     (R8)(BX*1), Z7
+	VFMADD231PS Z6, Z3, Z7
+	VMOVUPS     Z7, (R8)(BX*1)
+	VMOVUPS     (R10), Z7
+	VFMADD231PS Z6, Z4, Z7
+	VMOVUPS     Z7, (R10)
+	VMOVUPS     (R10)(DX*1), Z7
+	VFMADD231PS Z6, Z5, Z7
+	VMOVUPS     Z7, (R10)(DX*1)
+	VMOVUPS     64(SI), Z6
+	VMOVUPS     64(R8), Z7
+	VFMADD231PS Z6, Z0, Z7
+	VMOVUPS     Z7, 64(R8)
+	VMOVUPS     64(R8)(DX*1), Z7
+	VFMADD231PS Z6, Z1, Z7
+	VMOVUPS     Z7, 64(R8)(DX*1)
+	VMOVUPS     64(R8)(DX*2), Z7
+	VFMADD231PS Z6, Z2, Z7
+	VMOVUPS     Z7, 64(R8)(DX*2)
+	VMOVUPS     64(R8)(BX*1), Z7
+	VFMADD231PS Z6, Z3, Z7
+	VMOVUPS     Z7, 64(R8)(BX*1)
+	VMOVUPS     64(R10), Z7
+	VFMADD231PS Z6, Z4, Z7
+	VMOVUPS     Z7, 64(R10)
+	VMOVUPS     64(R10)(DX*1), Z7
+	VFMADD231PS Z6, Z5, Z7
+	VMOVUPS     Z7, 64(R10)(DX*1)
+	ADDQ        $0x00000080, SI
+	ADDQ        $0x00000080, R8
+	ADDQ        $0x00000080, R10
+	SUBQ        $0x00000020, R9
+	JMP         loop2
+
+one:
+	CMPQ        R9, $0x00000010
+	JB          tail
+	VMOVUPS     (SI), Z6
+	VMOVUPS     (R8), Z7
+	VFMADD231PS Z6, Z0, Z7
+	VMOVUPS     Z7, (R8)
+	VMOVUPS     (R8)(DX*1), Z7
+	VFMADD231PS Z6, Z1, Z7
+	VMOVUPS     Z7, (R8)(DX*1)
+	VMOVUPS     (R8)(DX*2), Z7
+	VFMADD231PS Z6, Z2, Z7
+	VMOVUPS     Z7, (R8)(DX*2)
+	VMOVUPS     (R8)(BX*1), Z7
+	VFMADD231PS Z6, Z3, Z7
+	VMOVUPS     Z7, (R8)(BX*1)
+	VMOVUPS     (R10), Z7
+	VFMADD231PS Z6, Z4, Z7
+	VMOVUPS     Z7, (R10)
+	VMOVUPS     (R10)(DX*1), Z7
+	VFMADD231PS Z6, Z5, Z7
+	VMOVUPS     Z7, (R10)(DX*1)
+	ADDQ        $0x00000040, SI
+	ADDQ        $0x00000040, R8
+	ADDQ        $0x00000040, R10
+	SUBQ        $0x00000010, R9
+
+tail:
+	TESTQ       R9, R9
+	JZ          next
+	LEAQ        mmtail16<>+0(SB), R11
+	KMOVW       (R11)(R9*2), K1
+	VMOVUPS.Z   (SI), K1, Z6
+	VMOVUPS.Z   (R8), K1, Z7
+	VFMADD231PS Z6, Z0, Z7
+	VMOVUPS     Z7, K1, (R8)
+	VMOVUPS.Z   (R8)(DX*1), K1, Z0
+	VFMADD231PS Z6, Z1, Z0
+	VMOVUPS     Z0, K1, (R8)(DX*1)
+	VMOVUPS.Z   (R8)(DX*2), K1, Z0
+	VFMADD231PS Z6, Z2, Z0
+	VMOVUPS     Z0, K1, (R8)(DX*2)
+	VMOVUPS.Z   (R8)(BX*1), K1, Z0
+	VFMADD231PS Z6, Z3, Z0
+	VMOVUPS     Z0, K1, (R8)(BX*1)
+	VMOVUPS.Z   (R10), K1, Z0
+	VFMADD231PS Z6, Z4, Z0
+	VMOVUPS     Z0, K1, (R10)
+	VMOVUPS.Z   (R10)(DX*1), K1, Z0
+	VFMADD231PS Z6, Z5, Z0
+	VMOVUPS     Z0, K1, (R10)(DX*1)
+	LEAQ        (SI)(R9*4), SI
+
+next:
+	ADDQ DI, SI
+	ADDQ $0x04, AX
+	DECQ rows+0(FP)
+	JNZ  row
+	VZEROUPPER
+	RET
+
+// func gemvAxpyDenseM7AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, w *float32, ldw int)
+// Requires: AVX, AVX512F
+TEXT ·gemvAxpyDenseM7AVX512(SB), NOSPLIT, $0-64
+	MOVQ a+16(FP), AX
+	MOVQ lda+24(FP), CX
+	SHLQ $0x02, CX
+	MOVQ ldc+40(FP), DX
+	SHLQ $0x02, DX
+	LEAQ (DX)(DX*2), BX
+	MOVQ w+48(FP), SI
+	MOVQ ldw+56(FP), DI
+	SUBQ rowLen+8(FP), DI
+	SHLQ $0x02, DI
+
+row:
+	LEAQ         (CX)(CX*2), R8
+	LEAQ         (AX)(CX*4), R9
+	VBROADCASTSS (AX), Z0
+	VBROADCASTSS (AX)(CX*1), Z1
+	VBROADCASTSS (AX)(CX*2), Z2
+	VBROADCASTSS (AX)(R8*1), Z3
+	VBROADCASTSS (R9), Z4
+	VBROADCASTSS (R9)(CX*1), Z5
+	VBROADCASTSS (R9)(CX*2), Z6
+	MOVQ         c+32(FP), R8
+	LEAQ         (R8)(DX*4), R10
+	MOVQ         rowLen+8(FP), R9
+
+loop2:
+	CMPQ        R9, $0x00000020
+	JB          one
+	VMOVUPS     (SI), Z7
+	VMOVUPS     (R8), Z8
+	VFMADD231PS Z7, Z0, Z8
+	VMOVUPS     Z8, (R8)
+	VMOVUPS     (R8)(DX*1), Z8
+	VFMADD231PS Z7, Z1, Z8
+	VMOVUPS     Z8, (R8)(DX*1)
+	VMOVUPS     (R8)(DX*2), Z8
+	VFMADD231PS Z7, Z2, Z8
+	VMOVUPS     Z8, (R8)(DX*2)
+	VMOVUPS     (R8)(BX*1), Z8
+	VFMADD231PS Z7, Z3, Z8
+	VMOVUPS     Z8, (R8)(BX*1)
+	VMOVUPS     (R10), Z8
+	VFMADD231PS Z7, Z4, Z8
+	VMOVUPS     Z8, (R10)
+	VMOVUPS     (R10)(DX*1), Z8
+	VFMADD231PS Z7, Z5, Z8
+	VMOVUPS     Z8, (R10)(DX*1)
+	VMOVUPS     (R10)(DX*2), Z8
+	VFMADD231PS Z7, Z6, Z8
+	VMOVUPS     Z8, (R10)(DX*2)
+	VMOVUPS     64(SI), Z7
+	VMOVUPS     64(R8), Z8
+	VFMADD231PS Z7, Z0, Z8
+	VMOVUPS     Z8, 64(R8)
+	VMOVUPS     64(R8)(DX*1), Z8
+	VFMADD231PS Z7, Z1, Z8
+	VMOVUPS     Z8, 64(R8)(DX*1)
+	VMOVUPS     64(R8)(DX*2), Z8
+	VFMADD231PS Z7, Z2, Z8
+	VMOVUPS     Z8, 64(R8)(DX*2)
+	VMOVUPS     64(R8)(BX*1), Z8
+	VFMADD231PS Z7, Z3, Z8
+	VMOVUPS     Z8, 64(R8)(BX*1)
+	VMOVUPS     64(R10), Z8
+	VFMADD231PS Z7, Z4, Z8
+	VMOVUPS     Z8, 64(R10)
+	VMOVUPS     64(R10)(DX*1), Z8
+	VFMADD231PS Z7, Z5, Z8
+	VMOVUPS     Z8, 64(R10)(DX*1)
+	VMOVUPS     64(R10)(DX*2), Z8
+	VFMADD231PS Z7, Z6, Z8
+	VMOVUPS     Z8, 64(R10)(DX*2)
+	ADDQ        $0x00000080, SI
+	ADDQ        $0x00000080, R8
+	ADDQ        $0x00000080, R10
+	SUBQ        $0x00000020, R9
+	JMP         loop2
+
+one:
+	CMPQ        R9, $0x00000010
+	JB          tail
+	VMOVUPS     (SI), Z7
+	VMOVUPS     (R8), Z8
+	VFMADD231PS Z7, Z0, Z8
+	VMOVUPS     Z8, (R8)
+	VMOVUPS     (R8)(DX*1), Z8
+	VFMADD231PS Z7, Z1, Z8
+	VMOVUPS     Z8, (R8)(DX*1)
+	VMOVUPS     (R8)(DX*2), Z8
+	VFMADD231PS Z7, Z2, Z8
+	VMOVUPS     Z8, (R8)(DX*2)
+	VMOVUPS     (R8)(BX*1), Z8
+	VFMADD231PS Z7, Z3, Z8
+	VMOVUPS     Z8, (R8)(BX*1)
+	VMOVUPS     (R10), Z8
+	VFMADD231PS Z7, Z4, Z8
+	VMOVUPS     Z8, (R10)
+	VMOVUPS     (R10)(DX*1), Z8
+	VFMADD231PS Z7, Z5, Z8
+	VMOVUPS     Z8, (R10)(DX*1)
+	VMOVUPS     (R10)(DX*2), Z8
+	VFMADD231PS Z7, Z6, Z8
+	VMOVUPS     Z8, (R10)(DX*2)
+	ADDQ        $0x00000040, SI
+	ADDQ        $0x00000040, R8
+	ADDQ        $0x00000040, R10
+	SUBQ        $0x00000010, R9
+
+tail:
+	TESTQ       R9, R9
+	JZ          next
+	LEAQ        mmtail16<>+0(SB), R11
+	KMOVW       (R11)(R9*2), K1
+	VMOVUPS.Z   (SI), K1, Z7
+	VMOVUPS.Z   (R8), K1, Z8
+	VFMADD231PS Z7, Z0, Z8
+	VMOVUPS     Z8, K1, (R8)
+	VMOVUPS.Z   (R8)(DX*1), K1, Z0
+	VFMADD231PS Z7, Z1, Z0
+	VMOVUPS     Z0, K1, (R8)(DX*1)
+	VMOVUPS.Z   (R8)(DX*2), K1, Z0
+	VFMADD231PS Z7, Z2, Z0
+	VMOVUPS     Z0, K1, (R8)(DX*2)
+	VMOVUPS.Z   (R8)(BX*1), K1, Z0
+	VFMADD231PS Z7, Z3, Z0
+	VMOVUPS     Z0, K1, (R8)(BX*1)
+	VMOVUPS.Z   (R10), K1, Z0
+	VFMADD231PS Z7, Z4, Z0
+	VMOVUPS     Z0, K1, (R10)
+	VMOVUPS.Z   (R10)(DX*1), K1, Z0
+	VFMADD231PS Z7, Z5, Z0
+	VMOVUPS     Z0, K1, (R10)(DX*1)
+	VMOVUPS.Z   (R10)(DX*2), K1, Z0
+	VFMADD231PS Z7, Z6, Z0
+	VMOVUPS     Z0, K1, (R10)(DX*2)
+	LEAQ        (SI)(R9*4), SI
+
+next:
+	ADDQ DI, SI
+	ADDQ $0x04, AX
+	DECQ rows+0(FP)
+	JNZ  row
+	VZEROUPPER
+	RET
+
+// func gemvAxpyDenseM8AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, w *float32, ldw int)
+// Requires: AVX, AVX512F
+TEXT ·gemvAxpyDenseM8AVX512(SB), NOSPLIT, $0-64
+	MOVQ a+16(FP), AX
+	MOVQ lda+24(FP), CX
+	SHLQ $0x02, CX
+	MOVQ ldc+40(FP), DX
+	SHLQ $0x02, DX
+	LEAQ (DX)(DX*2), BX
+	MOVQ w+48(FP), SI
+	MOVQ ldw+56(FP), DI
+	SUBQ rowLen+8(FP), DI
+	SHLQ $0x02, DI
+
+row:
+	LEAQ         (CX)(CX*2), R8
+	LEAQ         (AX)(CX*4), R9
+	VBROADCASTSS (AX), Z0
+	VBROADCASTSS (AX)(CX*1), Z1
+	VBROADCASTSS (AX)(CX*2), Z2
+	VBROADCASTSS (AX)(R8*1), Z3
+	VBROADCASTSS (R9), Z4
+	VBROADCASTSS (R9)(CX*1), Z5
+	VBROADCASTSS (R9)(CX*2), Z6
+	VBROADCASTSS (R9)(R8*1), Z7
+	MOVQ         c+32(FP), R8
+	LEAQ         (R8)(DX*4), R10
+	MOVQ         rowLen+8(FP), R9
+
+loop2:
+	CMPQ        R9, $0x00000020
+	JB          one
+	VMOVUPS     (SI), Z8
+	VMOVUPS     (R8), Z9
+	VFMADD231PS Z8, Z0, Z9
+	VMOVUPS     Z9, (R8)
+	VMOVUPS     (R8)(DX*1), Z9
+	VFMADD231PS Z8, Z1, Z9
+	VMOVUPS     Z9, (R8)(DX*1)
+	VMOVUPS     (R8)(DX*2), Z9
+	VFMADD231PS Z8, Z2, Z9
+	VMOVUPS     Z9, (R8)(DX*2)
+	VMOVUPS     (R8)(BX*1), Z9
+	VFMADD231PS Z8, Z3, Z9
+	VMOVUPS     Z9, (R8)(BX*1)
+	VMOVUPS     (R10), Z9
+	VFMADD231PS Z8, Z4, Z9
+	VMOVUPS     Z9, (R10)
+	VMOVUPS     (R10)(DX*1), Z9
+	VFMADD231PS Z8, Z5, Z9
+	VMOVUPS     Z9, (R10)(DX*1)
+	VMOVUPS     (R10)(DX*2), Z9
+	VFMADD231PS Z8, Z6, Z9
+	VMOVUPS     Z9, (R10)(DX*2)
+	VMOVUPS     (R10)(BX*1), Z9
+	VFMADD231PS Z8, Z7, Z9
+	VMOVUPS     Z9, (R10)(BX*1)
+	VMOVUPS     64(SI), Z8
+	VMOVUPS     64(R8), Z9
+	VFMADD231PS Z8, Z0, Z9
+	VMOVUPS     Z9, 64(R8)
+	VMOVUPS     64(R8)(DX*1), Z9
+	VFMADD231PS Z8, Z1, Z9
+	VMOVUPS     Z9, 64(R8)(DX*1)
+	VMOVUPS     64(R8)(DX*2), Z9
+	VFMADD231PS Z8, Z2, Z9
+	VMOVUPS     Z9, 64(R8)(DX*2)
+	VMOVUPS     64(R8)(BX*1), Z9
+	VFMADD231PS Z8, Z3, Z9
+	VMOVUPS     Z9, 64(R8)(BX*1)
+	VMOVUPS     64(R10), Z9
+	VFMADD231PS Z8, Z4, Z9
+	VMOVUPS     Z9, 64(R10)
+	VMOVUPS     64(R10)(DX*1), Z9
+	VFMADD231PS Z8, Z5, Z9
+	VMOVUPS     Z9, 64(R10)(DX*1)
+	VMOVUPS     64(R10)(DX*2), Z9
+	VFMADD231PS Z8, Z6, Z9
+	VMOVUPS     Z9, 64(R10)(DX*2)
+	VMOVUPS     64(R10)(BX*1), Z9
+	VFMADD231PS Z8, Z7, Z9
+	VMOVUPS     Z9, 64(R10)(BX*1)
+	ADDQ        $0x00000080, SI
+	ADDQ        $0x00000080, R8
+	ADDQ        $0x00000080, R10
+	SUBQ        $0x00000020, R9
+	JMP         loop2
+
+one:
+	CMPQ        R9, $0x00000010
+	JB          tail
+	VMOVUPS     (SI), Z8
+	VMOVUPS     (R8), Z9
+	VFMADD231PS Z8, Z0, Z9
+	VMOVUPS     Z9, (R8)
+	VMOVUPS     (R8)(DX*1), Z9
+	VFMADD231PS Z8, Z1, Z9
+	VMOVUPS     Z9, (R8)(DX*1)
+	VMOVUPS     (R8)(DX*2), Z9
+	VFMADD231PS Z8, Z2, Z9
+	VMOVUPS     Z9, (R8)(DX*2)
+	VMOVUPS     (R8)(BX*1), Z9
+	VFMADD231PS Z8, Z3, Z9
+	VMOVUPS     Z9, (R8)(BX*1)
+	VMOVUPS     (R10), Z9
+	VFMADD231PS Z8, Z4, Z9
+	VMOVUPS     Z9, (R10)
+	VMOVUPS     (R10)(DX*1), Z9
+	VFMADD231PS Z8, Z5, Z9
+	VMOVUPS     Z9, (R10)(DX*1)
+	VMOVUPS     (R10)(DX*2), Z9
+	VFMADD231PS Z8, Z6, Z9
+	VMOVUPS     Z9, (R10)(DX*2)
+	VMOVUPS     (R10)(BX*1), Z9
+	VFMADD231PS Z8, Z7, Z9
+	VMOVUPS     Z9, (R10)(BX*1)
+	ADDQ        $0x00000040, SI
+	ADDQ        $0x00000040, R8
+	ADDQ        $0x00000040, R10
+	SUBQ        $0x00000010, R9
+
+tail:
+	TESTQ       R9, R9
+	JZ          next
+	LEAQ        mmtail16<>+0(SB), R11
+	KMOVW       (R11)(R9*2), K1
+	VMOVUPS.Z   (SI), K1, Z8
+	VMOVUPS.Z   (R8), K1, Z9
+	VFMADD231PS Z8, Z0, Z9
+	VMOVUPS     Z9, K1, (R8)
+	VMOVUPS.Z   (R8)(DX*1), K1, Z0
+	VFMADD231PS Z8, Z1, Z0
+	VMOVUPS     Z0, K1, (R8)(DX*1)
+	VMOVUPS.Z   (R8)(DX*2), K1, Z0
+	VFMADD231PS Z8, Z2, Z0
+	VMOVUPS     Z0, K1, (R8)(DX*2)
+	VMOVUPS.Z   (R8)(BX*1), K1, Z0
+	VFMADD231PS Z8, Z3, Z0
+	VMOVUPS     Z0, K1, (R8)(BX*1)
+	VMOVUPS.Z   (R10), K1, Z0
+	VFMADD231PS Z8, Z4, Z0
+	VMOVUPS     Z0, K1, (R10)
+	VMOVUPS.Z   (R10)(DX*1), K1, Z0
+	VFMADD231PS Z8, Z5, Z0
+	VMOVUPS     Z0, K1, (R10)(DX*1)
+	VMOVUPS.Z   (R10)(DX*2), K1, Z0
+	VFMADD231PS Z8, Z6, Z0
+	VMOVUPS     Z0, K1, (R10)(DX*2)
+	VMOVUPS.Z   (R10)(BX*1), K1, Z0
+	VFMADD231PS Z8, Z7, Z0
+	VMOVUPS     Z0, K1, (R10)(BX*1)
+	LEAQ        (SI)(R9*4), SI
+
+next:
+	ADDQ DI, SI
+	ADDQ $0x04, AX
 	DECQ rows+0(FP)
 	JNZ  row
 	VZEROUPPER
 	RET
 
 // func gemvAxpyF32M1AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *float32, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, AVX512F, CMOV
+// Requires: AVX, AVX2, AVX512F, AVX512VL, CMOV
 TEXT ·gemvAxpyF32M1AVX512(SB), NOSPLIT, $0-104
 	MOVQ         a+16(FP), AX
 	MOVQ         lda+24(FP), CX
@@ -4302,54 +8787,54 @@ samegroup1:
 	SUBQ    R9, SI
 
 loop2:
-	CMPQ           R9, $0x00000020
-	JB             one
-	VBROADCASTI128 (DX), Y6
-	VPSHUFB        Y0, Y6, Y6
-	VPMOVZXWD      Y6, Z6
-	VPSRLVD        Z1, Z6, Z6
-	VPANDD         Z2, Z6, Z6
-	VPADDD         Z4, Z6, Z6
-	VCVTDQ2PS      Z6, Z6
-	VFMADD213PS    (CX), Z3, Z6
-	VMOVUPS        (DI), Z7
-	VFMADD231PS    Z6, Z5, Z7
-	VMOVUPS        Z7, (DI)
-	VBROADCASTI128 (DX)(R8*1), Y6
-	VPSHUFB        Y0, Y6, Y6
-	VPMOVZXWD      Y6, Z6
-	VPSRLVD        Z1, Z6, Z6
-	VPANDD         Z2, Z6, Z6
-	VPADDD         Z4, Z6, Z6
-	VCVTDQ2PS      Z6, Z6
-	VFMADD213PS    64(CX), Z3, Z6
-	VMOVUPS        64(DI), Z7
-	VFMADD231PS    Z6, Z5, Z7
-	VMOVUPS        Z7, 64(DI)
-	ADDQ           $0x00000080, CX
-	LEAQ           (DX)(R8*2), DX
-	ADDQ           $0x00000080, DI
-	SUBQ           $0x00000020, R9
-	JMP            loop2
+	CMPQ            R9, $0x00000020
+	JB              one
+	VBROADCASTI32X4 (DX), Y6
+	VPSHUFB         Y0, Y6, Y6
+	VPMOVZXWD       Y6, Z6
+	VPSRLVD         Z1, Z6, Z6
+	VPANDD          Z2, Z6, Z6
+	VPADDD          Z4, Z6, Z6
+	VCVTDQ2PS       Z6, Z6
+	VFMADD213PS     (CX), Z3, Z6
+	VMOVUPS         (DI), Z7
+	VFMADD231PS     Z6, Z5, Z7
+	VMOVUPS         Z7, (DI)
+	VBROADCASTI32X4 (DX)(R8*1), Y6
+	VPSHUFB         Y0, Y6, Y6
+	VPMOVZXWD       Y6, Z6
+	VPSRLVD         Z1, Z6, Z6
+	VPANDD          Z2, Z6, Z6
+	VPADDD          Z4, Z6, Z6
+	VCVTDQ2PS       Z6, Z6
+	VFMADD213PS     64(CX), Z3, Z6
+	VMOVUPS         64(DI), Z7
+	VFMADD231PS     Z6, Z5, Z7
+	VMOVUPS         Z7, 64(DI)
+	ADDQ            $0x00000080, CX
+	LEAQ            (DX)(R8*2), DX
+	ADDQ            $0x00000080, DI
+	SUBQ            $0x00000020, R9
+	JMP             loop2
 
 one:
-	CMPQ           R9, $0x00000010
-	JB             tail
-	VBROADCASTI128 (DX), Y6
-	VPSHUFB        Y0, Y6, Y6
-	VPMOVZXWD      Y6, Z6
-	VPSRLVD        Z1, Z6, Z6
-	VPANDD         Z2, Z6, Z6
-	VPADDD         Z4, Z6, Z6
-	VCVTDQ2PS      Z6, Z6
-	VFMADD213PS    (CX), Z3, Z6
-	VMOVUPS        (DI), Z7
-	VFMADD231PS    Z6, Z5, Z7
-	VMOVUPS        Z7, (DI)
-	ADDQ           $0x00000040, CX
-	ADDQ           R8, DX
-	ADDQ           $0x00000040, DI
-	SUBQ           $0x00000010, R9
+	CMPQ            R9, $0x00000010
+	JB              tail
+	VBROADCASTI32X4 (DX), Y6
+	VPSHUFB         Y0, Y6, Y6
+	VPMOVZXWD       Y6, Z6
+	VPSRLVD         Z1, Z6, Z6
+	VPANDD          Z2, Z6, Z6
+	VPADDD          Z4, Z6, Z6
+	VCVTDQ2PS       Z6, Z6
+	VFMADD213PS     (CX), Z3, Z6
+	VMOVUPS         (DI), Z7
+	VFMADD231PS     Z6, Z5, Z7
+	VMOVUPS         Z7, (DI)
+	ADDQ            $0x00000040, CX
+	ADDQ            R8, DX
+	ADDQ            $0x00000040, DI
+	SUBQ            $0x00000010, R9
 
 tail:
 	JMP chunk
@@ -4362,7 +8847,7 @@ rowdone:
 	RET
 
 // func gemvAxpyF32M2AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *float32, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, AVX512F, CMOV
+// Requires: AVX, AVX2, AVX512F, AVX512VL, CMOV
 TEXT ·gemvAxpyF32M2AVX512(SB), NOSPLIT, $0-104
 	MOVQ         a+16(FP), AX
 	MOVQ         lda+24(FP), CX
@@ -4409,63 +8894,63 @@ samegroup1:
 	SUBQ    R11, R8
 
 loop2:
-	CMPQ           R11, $0x00000020
-	JB             one
-	VBROADCASTI128 (SI), Y7
-	VPSHUFB        Y0, Y7, Y7
-	VPMOVZXWD      Y7, Z7
-	VPSRLVD        Z1, Z7, Z7
-	VPANDD         Z2, Z7, Z7
-	VPADDD         Z4, Z7, Z7
-	VCVTDQ2PS      Z7, Z7
-	VFMADD213PS    (BX), Z3, Z7
-	VMOVUPS        (R9), Z8
-	VFMADD231PS    Z7, Z5, Z8
-	VMOVUPS        Z8, (R9)
-	VMOVUPS        (R9)(DX*1), Z8
-	VFMADD231PS    Z7, Z6, Z8
-	VMOVUPS        Z8, (R9)(DX*1)
-	VBROADCASTI128 (SI)(R10*1), Y7
-	VPSHUFB        Y0, Y7, Y7
-	VPMOVZXWD      Y7, Z7
-	VPSRLVD        Z1, Z7, Z7
-	VPANDD         Z2, Z7, Z7
-	VPADDD         Z4, Z7, Z7
-	VCVTDQ2PS      Z7, Z7
-	VFMADD213PS    64(BX), Z3, Z7
-	VMOVUPS        64(R9), Z8
-	VFMADD231PS    Z7, Z5, Z8
-	VMOVUPS        Z8, 64(R9)
-	VMOVUPS        64(R9)(DX*1), Z8
-	VFMADD231PS    Z7, Z6, Z8
-	VMOVUPS        Z8, 64(R9)(DX*1)
-	ADDQ           $0x00000080, BX
-	LEAQ           (SI)(R10*2), SI
-	ADDQ           $0x00000080, R9
-	SUBQ           $0x00000020, R11
-	JMP            loop2
+	CMPQ            R11, $0x00000020
+	JB              one
+	VBROADCASTI32X4 (SI), Y7
+	VPSHUFB         Y0, Y7, Y7
+	VPMOVZXWD       Y7, Z7
+	VPSRLVD         Z1, Z7, Z7
+	VPANDD          Z2, Z7, Z7
+	VPADDD          Z4, Z7, Z7
+	VCVTDQ2PS       Z7, Z7
+	VFMADD213PS     (BX), Z3, Z7
+	VMOVUPS         (R9), Z8
+	VFMADD231PS     Z7, Z5, Z8
+	VMOVUPS         Z8, (R9)
+	VMOVUPS         (R9)(DX*1), Z8
+	VFMADD231PS     Z7, Z6, Z8
+	VMOVUPS         Z8, (R9)(DX*1)
+	VBROADCASTI32X4 (SI)(R10*1), Y7
+	VPSHUFB         Y0, Y7, Y7
+	VPMOVZXWD       Y7, Z7
+	VPSRLVD         Z1, Z7, Z7
+	VPANDD          Z2, Z7, Z7
+	VPADDD          Z4, Z7, Z7
+	VCVTDQ2PS       Z7, Z7
+	VFMADD213PS     64(BX), Z3, Z7
+	VMOVUPS         64(R9), Z8
+	VFMADD231PS     Z7, Z5, Z8
+	VMOVUPS         Z8, 64(R9)
+	VMOVUPS         64(R9)(DX*1), Z8
+	VFMADD231PS     Z7, Z6, Z8
+	VMOVUPS         Z8, 64(R9)(DX*1)
+	ADDQ            $0x00000080, BX
+	LEAQ            (SI)(R10*2), SI
+	ADDQ            $0x00000080, R9
+	SUBQ            $0x00000020, R11
+	JMP             loop2
 
 one:
-	CMPQ           R11, $0x00000010
-	JB             tail
-	VBROADCASTI128 (SI), Y7
-	VPSHUFB        Y0, Y7, Y7
-	VPMOVZXWD      Y7, Z7
-	VPSRLVD        Z1, Z7, Z7
-	VPANDD         Z2, Z7, Z7
-	VPADDD         Z4, Z7, Z7
-	VCVTDQ2PS      Z7, Z7
-	VFMADD213PS    (BX), Z3, Z7
-	VMOVUPS        (R9), Z8
-	VFMADD231PS    Z7, Z5, Z8
-	VMOVUPS        Z8, (R9)
-	VMOVUPS        (R9)(DX*1), Z8
-	VFMADD231PS    Z7, Z6, Z8
-	VMOVUPS        Z8, (R9)(DX*1)
-	ADDQ           $0x00000040, BX
-	ADDQ           R10, SI
-	ADDQ           $0x00000040, R9
-	SUBQ           $0x00000010, R11
+	CMPQ            R11, $0x00000010
+	JB              tail
+	VBROADCASTI32X4 (SI), Y7
+	VPSHUFB         Y0, Y7, Y7
+	VPMOVZXWD       Y7, Z7
+	VPSRLVD         Z1, Z7, Z7
+	VPANDD          Z2, Z7, Z7
+	VPADDD          Z4, Z7, Z7
+	VCVTDQ2PS       Z7, Z7
+	VFMADD213PS     (BX), Z3, Z7
+	VMOVUPS         (R9), Z8
+	VFMADD231PS     Z7, Z5, Z8
+	VMOVUPS         Z8, (R9)
+	VMOVUPS         (R9)(DX*1), Z8
+	VFMADD231PS     Z7, Z6, Z8
+	VMOVUPS         Z8, (R9)(DX*1)
+	ADDQ            $0x00000040, BX
+	ADDQ            R10, SI
+	ADDQ            $0x00000040, R9
+	SUBQ            $0x00000010, R11
 
 tail:
 	JMP chunk
@@ -4478,7 +8963,7 @@ rowdone:
 	RET
 
 // func gemvAxpyF32M3AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *float32, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, AVX512F, CMOV
+// Requires: AVX, AVX2, AVX512F, AVX512VL, CMOV
 TEXT ·gemvAxpyF32M3AVX512(SB), NOSPLIT, $0-104
 	MOVQ         a+16(FP), AX
 	MOVQ         lda+24(FP), CX
@@ -4526,72 +9011,72 @@ samegroup1:
 	SUBQ    R11, R8
 
 loop2:
-	CMPQ           R11, $0x00000020
-	JB             one
-	VBROADCASTI128 (SI), Y8
-	VPSHUFB        Y0, Y8, Y8
-	VPMOVZXWD      Y8, Z8
-	VPSRLVD        Z1, Z8, Z8
-	VPANDD         Z2, Z8, Z8
-	VPADDD         Z4, Z8, Z8
-	VCVTDQ2PS      Z8, Z8
-	VFMADD213PS    (BX), Z3, Z8
-	VMOVUPS        (R9), Z9
-	VFMADD231PS    Z8, Z5, Z9
-	VMOVUPS        Z9, (R9)
-	VMOVUPS        (R9)(DX*1), Z9
-	VFMADD231PS    Z8, Z6, Z9
-	VMOVUPS        Z9, (R9)(DX*1)
-	VMOVUPS        (R9)(DX*2), Z9
-	VFMADD231PS    Z8, Z7, Z9
-	VMOVUPS        Z9, (R9)(DX*2)
-	VBROADCASTI128 (SI)(R10*1), Y8
-	VPSHUFB        Y0, Y8, Y8
-	VPMOVZXWD      Y8, Z8
-	VPSRLVD        Z1, Z8, Z8
-	VPANDD         Z2, Z8, Z8
-	VPADDD         Z4, Z8, Z8
-	VCVTDQ2PS      Z8, Z8
-	VFMADD213PS    64(BX), Z3, Z8
-	VMOVUPS        64(R9), Z9
-	VFMADD231PS    Z8, Z5, Z9
-	VMOVUPS        Z9, 64(R9)
-	VMOVUPS        64(R9)(DX*1), Z9
-	VFMADD231PS    Z8, Z6, Z9
-	VMOVUPS        Z9, 64(R9)(DX*1)
-	VMOVUPS        64(R9)(DX*2), Z9
-	VFMADD231PS    Z8, Z7, Z9
-	VMOVUPS        Z9, 64(R9)(DX*2)
-	ADDQ           $0x00000080, BX
-	LEAQ           (SI)(R10*2), SI
-	ADDQ           $0x00000080, R9
-	SUBQ           $0x00000020, R11
-	JMP            loop2
+	CMPQ            R11, $0x00000020
+	JB              one
+	VBROADCASTI32X4 (SI), Y8
+	VPSHUFB         Y0, Y8, Y8
+	VPMOVZXWD       Y8, Z8
+	VPSRLVD         Z1, Z8, Z8
+	VPANDD          Z2, Z8, Z8
+	VPADDD          Z4, Z8, Z8
+	VCVTDQ2PS       Z8, Z8
+	VFMADD213PS     (BX), Z3, Z8
+	VMOVUPS         (R9), Z9
+	VFMADD231PS     Z8, Z5, Z9
+	VMOVUPS         Z9, (R9)
+	VMOVUPS         (R9)(DX*1), Z9
+	VFMADD231PS     Z8, Z6, Z9
+	VMOVUPS         Z9, (R9)(DX*1)
+	VMOVUPS         (R9)(DX*2), Z9
+	VFMADD231PS     Z8, Z7, Z9
+	VMOVUPS         Z9, (R9)(DX*2)
+	VBROADCASTI32X4 (SI)(R10*1), Y8
+	VPSHUFB         Y0, Y8, Y8
+	VPMOVZXWD       Y8, Z8
+	VPSRLVD         Z1, Z8, Z8
+	VPANDD          Z2, Z8, Z8
+	VPADDD          Z4, Z8, Z8
+	VCVTDQ2PS       Z8, Z8
+	VFMADD213PS     64(BX), Z3, Z8
+	VMOVUPS         64(R9), Z9
+	VFMADD231PS     Z8, Z5, Z9
+	VMOVUPS         Z9, 64(R9)
+	VMOVUPS         64(R9)(DX*1), Z9
+	VFMADD231PS     Z8, Z6, Z9
+	VMOVUPS         Z9, 64(R9)(DX*1)
+	VMOVUPS         64(R9)(DX*2), Z9
+	VFMADD231PS     Z8, Z7, Z9
+	VMOVUPS         Z9, 64(R9)(DX*2)
+	ADDQ            $0x00000080, BX
+	LEAQ            (SI)(R10*2), SI
+	ADDQ            $0x00000080, R9
+	SUBQ            $0x00000020, R11
+	JMP             loop2
 
 one:
-	CMPQ           R11, $0x00000010
-	JB             tail
-	VBROADCASTI128 (SI), Y8
-	VPSHUFB        Y0, Y8, Y8
-	VPMOVZXWD      Y8, Z8
-	VPSRLVD        Z1, Z8, Z8
-	VPANDD         Z2, Z8, Z8
-	VPADDD         Z4, Z8, Z8
-	VCVTDQ2PS      Z8, Z8
-	VFMADD213PS    (BX), Z3, Z8
-	VMOVUPS        (R9), Z9
-	VFMADD231PS    Z8, Z5, Z9
-	VMOVUPS        Z9, (R9)
-	VMOVUPS        (R9)(DX*1), Z9
-	VFMADD231PS    Z8, Z6, Z9
-	VMOVUPS        Z9, (R9)(DX*1)
-	VMOVUPS        (R9)(DX*2), Z9
-	VFMADD231PS    Z8, Z7, Z9
-	VMOVUPS        Z9, (R9)(DX*2)
-	ADDQ           $0x00000040, BX
-	ADDQ           R10, SI
-	ADDQ           $0x00000040, R9
-	SUBQ           $0x00000010, R11
+	CMPQ            R11, $0x00000010
+	JB              tail
+	VBROADCASTI32X4 (SI), Y8
+	VPSHUFB         Y0, Y8, Y8
+	VPMOVZXWD       Y8, Z8
+	VPSRLVD         Z1, Z8, Z8
+	VPANDD          Z2, Z8, Z8
+	VPADDD          Z4, Z8, Z8
+	VCVTDQ2PS       Z8, Z8
+	VFMADD213PS     (BX), Z3, Z8
+	VMOVUPS         (R9), Z9
+	VFMADD231PS     Z8, Z5, Z9
+	VMOVUPS         Z9, (R9)
+	VMOVUPS         (R9)(DX*1), Z9
+	VFMADD231PS     Z8, Z6, Z9
+	VMOVUPS         Z9, (R9)(DX*1)
+	VMOVUPS         (R9)(DX*2), Z9
+	VFMADD231PS     Z8, Z7, Z9
+	VMOVUPS         Z9, (R9)(DX*2)
+	ADDQ            $0x00000040, BX
+	ADDQ            R10, SI
+	ADDQ            $0x00000040, R9
+	SUBQ            $0x00000010, R11
 
 tail:
 	JMP chunk
@@ -4604,15 +9089,14 @@ rowdone:
 	RET
 
 // func gemvAxpyF32M4AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *float32, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, AVX512F, CMOV
+// Requires: AVX, AVX2, AVX512F, AVX512VL, CMOV
 TEXT ·gemvAxpyF32M4AVX512(SB), NOSPLIT, $0-104
 	MOVQ         a+16(FP), AX
 	MOVQ         lda+24(FP), CX
 	SHLQ         $0x02, CX
-	LEAQ         (AX)(CX*2), DX
-	ADDQ         CX, DX
-	MOVQ         ldc+40(FP), BX
-	SHLQ         $0x02, BX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	LEAQ         (DX)(DX*2), BX
 	MOVQ         base+48(FP), SI
 	MOVQ         data+56(FP), DI
 	MOVQ         zero+64(FP), R8
@@ -4630,18 +9114,17 @@ TEXT ·gemvAxpyF32M4AVX512(SB), NOSPLIT, $0-104
 	VPBROADCASTD (R8), Z4
 
 row:
+	LEAQ         (CX)(CX*2), R10
 	VBROADCASTSS (AX), Z5
 	VBROADCASTSS (AX)(CX*1), Z6
 	VBROADCASTSS (AX)(CX*2), Z7
-	VBROADCASTSS (DX), Z8
+	VBROADCASTSS (AX)(R10*1), Z8
 	MOVQ         c+32(FP), R10
-	LEAQ         (R10)(BX*2), R12
-	ADDQ         BX, R12
-	MOVQ         rowLen+8(FP), R13
-	MOVQ         R13, R14
+	MOVQ         rowLen+8(FP), R12
+	MOVQ         R12, R13
 
 chunk:
-	TESTQ        R14, R14
+	TESTQ        R13, R13
 	JZ           rowdone
 	TESTQ        R9, R9
 	JNZ          samegroup1
@@ -4650,104 +9133,769 @@ chunk:
 	MOVQ         group+80(FP), R9
 
 samegroup1:
-	MOVQ    R14, R13
-	CMPQ    R9, R13
-	CMOVQLT R9, R13
-	SUBQ    R13, R14
-	SUBQ    R13, R9
+	MOVQ    R13, R12
+	CMPQ    R9, R12
+	CMOVQLT R9, R12
+	SUBQ    R12, R13
+	SUBQ    R12, R9
 
 loop2:
-	CMPQ           R13, $0x00000020
-	JB             one
-	VBROADCASTI128 (DI), Y9
-	VPSHUFB        Y0, Y9, Y9
-	VPMOVZXWD      Y9, Z9
-	VPSRLVD        Z1, Z9, Z9
-	VPANDD         Z2, Z9, Z9
-	VPADDD         Z4, Z9, Z9
-	VCVTDQ2PS      Z9, Z9
-	VFMADD213PS    (SI), Z3, Z9
-	VMOVUPS        (R10), Z10
-	VFMADD231PS    Z9, Z5, Z10
-	VMOVUPS        Z10, (R10)
-	VMOVUPS        (R10)(BX*1), Z10
-	VFMADD231PS    Z9, Z6, Z10
-	VMOVUPS        Z10, (R10)(BX*1)
-	VMOVUPS        (R10)(BX*2), Z10
-	VFMADD231PS    Z9, Z7, Z10
-	VMOVUPS        Z10, (R10)(BX*2)
-	VMOVUPS        (R12), Z10
-	VFMADD231PS    Z9, Z8, Z10
-	VMOVUPS        Z10, (R12)
-	VBROADCASTI128 (DI)(R11*1), Y9
-	VPSHUFB        Y0, Y9, Y9
-	VPMOVZXWD      Y9, Z9
-	VPSRLVD        Z1, Z9, Z9
-	VPANDD         Z2, Z9, Z9
-	VPADDD         Z4, Z9, Z9
-	VCVTDQ2PS      Z9, Z9
-	VFMADD213PS    64(SI), Z3, Z9
-	VMOVUPS        64(R10), Z10
-	VFMADD231PS    Z9, Z5, Z10
-	VMOVUPS        Z10, 64(R10)
-	VMOVUPS        64(R10)(BX*1), Z10
-	VFMADD231PS    Z9, Z6, Z10
-	VMOVUPS        Z10, 64(R10)(BX*1)
-	VMOVUPS        64(R10)(BX*2), Z10
-	VFMADD231PS    Z9, Z7, Z10
-	VMOVUPS        Z10, 64(R10)(BX*2)
-	VMOVUPS        64(R12), Z10
-	VFMADD231PS    Z9, Z8, Z10
-	VMOVUPS        Z10, 64(R12)
-	ADDQ           $0x00000080, SI
-	LEAQ           (DI)(R11*2), DI
-	ADDQ           $0x00000080, R10
-	ADDQ           $0x00000080, R12
-	SUBQ           $0x00000020, R13
-	JMP            loop2
+	CMPQ            R12, $0x00000020
+	JB              one
+	VBROADCASTI32X4 (DI), Y9
+	VPSHUFB         Y0, Y9, Y9
+	VPMOVZXWD       Y9, Z9
+	VPSRLVD         Z1, Z9, Z9
+	VPANDD          Z2, Z9, Z9
+	VPADDD          Z4, Z9, Z9
+	VCVTDQ2PS       Z9, Z9
+	VFMADD213PS     (SI), Z3, Z9
+	VMOVUPS         (R10), Z10
+	VFMADD231PS     Z9, Z5, Z10
+	VMOVUPS         Z10, (R10)
+	VMOVUPS         (R10)(DX*1), Z10
+	VFMADD231PS     Z9, Z6, Z10
+	VMOVUPS         Z10, (R10)(DX*1)
+	VMOVUPS         (R10)(DX*2), Z10
+	VFMADD231PS     Z9, Z7, Z10
+	VMOVUPS         Z10, (R10)(DX*2)
+	VMOVUPS         (R10)(BX*1), Z10
+	VFMADD231PS     Z9, Z8, Z10
+	VMOVUPS         Z10, (R10)(BX*1)
+	VBROADCASTI32X4 (DI)(R11*1), Y9
+	VPSHUFB         Y0, Y9, Y9
+	VPMOVZXWD       Y9, Z9
+	VPSRLVD         Z1, Z9, Z9
+	VPANDD          Z2, Z9, Z9
+	VPADDD          Z4, Z9, Z9
+	VCVTDQ2PS       Z9, Z9
+	VFMADD213PS     64(SI), Z3, Z9
+	VMOVUPS         64(R10), Z10
+	VFMADD231PS     Z9, Z5, Z10
+	VMOVUPS         Z10, 64(R10)
+	VMOVUPS         64(R10)(DX*1), Z10
+	VFMADD231PS     Z9, Z6, Z10
+	VMOVUPS         Z10, 64(R10)(DX*1)
+	VMOVUPS         64(R10)(DX*2), Z10
+	VFMADD231PS     Z9, Z7, Z10
+	VMOVUPS         Z10, 64(R10)(DX*2)
+	VMOVUPS         64(R10)(BX*1), Z10
+	VFMADD231PS     Z9, Z8, Z10
+	VMOVUPS         Z10, 64(R10)(BX*1)
+	ADDQ            $0x00000080, SI
+	LEAQ            (DI)(R11*2), DI
+	ADDQ            $0x00000080, R10
+	SUBQ            $0x00000020, R12
+	JMP             loop2
 
 one:
-	CMPQ           R13, $0x00000010
-	JB             tail
-	VBROADCASTI128 (DI), Y9
-	VPSHUFB        Y0, Y9, Y9
-	VPMOVZXWD      Y9, Z9
-	VPSRLVD        Z1, Z9, Z9
-	VPANDD         Z2, Z9, Z9
-	VPADDD         Z4, Z9, Z9
-	VCVTDQ2PS      Z9, Z9
-	VFMADD213PS    (SI), Z3, Z9
-	VMOVUPS        (R10), Z10
-	VFMADD231PS    Z9, Z5, Z10
-	VMOVUPS        Z10, (R10)
-	VMOVUPS        (R10)(BX*1), Z10
-	VFMADD231PS    Z9, Z6, Z10
-	VMOVUPS        Z10, (R10)(BX*1)
-	VMOVUPS        (R10)(BX*2), Z10
-	VFMADD231PS    Z9, Z7, Z10
-	VMOVUPS        Z10, (R10)(BX*2)
-	VMOVUPS        (R12), Z10
-	VFMADD231PS    Z9, Z8, Z10
-	VMOVUPS        Z10, (R12)
-	ADDQ           $0x00000040, SI
-	ADDQ           R11, DI
-	ADDQ           $0x00000040, R10
-	ADDQ           $0x00000040, R12
-	SUBQ           $0x00000010, R13
+	CMPQ            R12, $0x00000010
+	JB              tail
+	VBROADCASTI32X4 (DI), Y9
+	VPSHUFB         Y0, Y9, Y9
+	VPMOVZXWD       Y9, Z9
+	VPSRLVD         Z1, Z9, Z9
+	VPANDD          Z2, Z9, Z9
+	VPADDD          Z4, Z9, Z9
+	VCVTDQ2PS       Z9, Z9
+	VFMADD213PS     (SI), Z3, Z9
+	VMOVUPS         (R10), Z10
+	VFMADD231PS     Z9, Z5, Z10
+	VMOVUPS         Z10, (R10)
+	VMOVUPS         (R10)(DX*1), Z10
+	VFMADD231PS     Z9, Z6, Z10
+	VMOVUPS         Z10, (R10)(DX*1)
+	VMOVUPS         (R10)(DX*2), Z10
+	VFMADD231PS     Z9, Z7, Z10
+	VMOVUPS         Z10, (R10)(DX*2)
+	VMOVUPS         (R10)(BX*1), Z10
+	VFMADD231PS     Z9, Z8, Z10
+	VMOVUPS         Z10, (R10)(BX*1)
+	ADDQ            $0x00000040, SI
+	ADDQ            R11, DI
+	ADDQ            $0x00000040, R10
+	SUBQ            $0x00000010, R12
 
 tail:
 	JMP chunk
 
 rowdone:
 	ADDQ $0x04, AX
-	ADDQ $0x04, DX
+	DECQ rows+0(FP)
+	JNZ  row
+	VZEROUPPER
+	RET
+
+// func gemvAxpyF32M5AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *float32, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, CMOV
+TEXT ·gemvAxpyF32M5AVX512(SB), NOSPLIT, $0-104
+	MOVQ         a+16(FP), AX
+	MOVQ         lda+24(FP), CX
+	SHLQ         $0x02, CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	LEAQ         (DX)(DX*2), BX
+	MOVQ         base+48(FP), SI
+	MOVQ         data+56(FP), DI
+	MOVQ         zero+64(FP), R8
+	MOVQ         left+72(FP), R9
+	MOVQ         bits+96(FP), R10
+	MOVQ         R10, R11
+	SHLQ         $0x01, R11
+	LEAQ         mmdecodeAVX512<>+0(SB), R12
+	SHLQ         $0x07, R10
+	ADDQ         R10, R12
+	VMOVDQU      (R12), Y0
+	VMOVDQU32    32(R12), Z1
+	VPBROADCASTD 96(R12), Z2
+	VBROADCASTSS scale+88(FP), Z3
+	VPBROADCASTD (R8), Z4
+
+row:
+	LEAQ         (CX)(CX*2), R10
+	LEAQ         (AX)(CX*4), R12
+	VBROADCASTSS (AX), Z5
+	VBROADCASTSS (AX)(CX*1), Z6
+	VBROADCASTSS (AX)(CX*2), Z7
+	VBROADCASTSS (AX)(R10*1), Z8
+	VBROADCASTSS (R12), Z9
+	MOVQ         c+32(FP), R10
+	LEAQ         (R10)(DX*4), R14
+	MOVQ         rowLen+8(FP), R12
+	MOVQ         R12, R13
+
+chunk:
+	TESTQ        R13, R13
+	JZ           rowdone
+	TESTQ        R9, R9
+	JNZ          samegroup1
+	ADDQ         $0x04, R8
+	VPBROADCASTD (R8), Z4
+	MOVQ         group+80(FP), R9
+
+samegroup1:
+	MOVQ    R13, R12
+	CMPQ    R9, R12
+	CMOVQLT R9, R12
+	SUBQ    R12, R13
+	SUBQ    R12, R9
+
+loop2:
+	CMPQ            R12, $0x00000020
+	JB              one
+	VBROADCASTI32X4 (DI), Y10
+	VPSHUFB         Y0, Y10, Y10
+	VPMOVZXWD       Y10, Z10
+	VPSRLVD         Z1, Z10, Z10
+	VPANDD          Z2, Z10, Z10
+	VPADDD          Z4, Z10, Z10
+	VCVTDQ2PS       Z10, Z10
+	VFMADD213PS     (SI), Z3, Z10
+	VMOVUPS         (R10), Z11
+	VFMADD231PS     Z10, Z5, Z11
+	VMOVUPS         Z11, (R10)
+	VMOVUPS         (R10)(DX*1), Z11
+	VFMADD231PS     Z10, Z6, Z11
+	VMOVUPS         Z11, (R10)(DX*1)
+	VMOVUPS         (R10)(DX*2), Z11
+	VFMADD231PS     Z10, Z7, Z11
+	VMOVUPS         Z11, (R10)(DX*2)
+	VMOVUPS         (R10)(BX*1), Z11
+	VFMADD231PS     Z10, Z8, Z11
+	VMOVUPS         Z11, (R10)(BX*1)
+	VMOVUPS         (R14), Z11
+	VFMADD231PS     Z10, Z9, Z11
+	VMOVUPS         Z11, (R14)
+	VBROADCASTI32X4 (DI)(R11*1), Y10
+	VPSHUFB         Y0, Y10, Y10
+	VPMOVZXWD       Y10, Z10
+	VPSRLVD         Z1, Z10, Z10
+	VPANDD          Z2, Z10, Z10
+	VPADDD          Z4, Z10, Z10
+	VCVTDQ2PS       Z10, Z10
+	VFMADD213PS     64(SI), Z3, Z10
+	VMOVUPS         64(R10), Z11
+	VFMADD231PS     Z10, Z5, Z11
+	VMOVUPS         Z11, 64(R10)
+	VMOVUPS         64(R10)(DX*1), Z11
+	VFMADD231PS     Z10, Z6, Z11
+	VMOVUPS         Z11, 64(R10)(DX*1)
+	VMOVUPS         64(R10)(DX*2), Z11
+	VFMADD231PS     Z10, Z7, Z11
+	VMOVUPS         Z11, 64(R10)(DX*2)
+	VMOVUPS         64(R10)(BX*1), Z11
+	VFMADD231PS     Z10, Z8, Z11
+	VMOVUPS         Z11, 64(R10)(BX*1)
+	VMOVUPS         64(R14), Z11
+	VFMADD231PS     Z10, Z9, Z11
+	VMOVUPS         Z11, 64(R14)
+	ADDQ            $0x00000080, SI
+	LEAQ            (DI)(R11*2), DI
+	ADDQ            $0x00000080, R10
+	ADDQ            $0x00000080, R14
+	SUBQ            $0x00000020, R12
+	JMP             loop2
+
+one:
+	CMPQ            R12, $0x00000010
+	JB              tail
+	VBROADCASTI32X4 (DI), Y10
+	VPSHUFB         Y0, Y10, Y10
+	VPMOVZXWD       Y10, Z10
+	VPSRLVD         Z1, Z10, Z10
+	VPANDD          Z2, Z10, Z10
+	VPADDD          Z4, Z10, Z10
+	VCVTDQ2PS       Z10, Z10
+	VFMADD213PS     (SI), Z3, Z10
+	VMOVUPS         (R10), Z11
+	VFMADD231PS     Z10, Z5, Z11
+	VMOVUPS         Z11, (R10)
+	VMOVUPS         (R10)(DX*1), Z11
+	VFMADD231PS     Z10, Z6, Z11
+	VMOVUPS         Z11, (R10)(DX*1)
+	VMOVUPS         (R10)(DX*2), Z11
+	VFMADD231PS     Z10, Z7, Z11
+	VMOVUPS         Z11, (R10)(DX*2)
+	VMOVUPS         (R10)(BX*1), Z11
+	VFMADD231PS     Z10, Z8, Z11
+	VMOVUPS         Z11, (R10)(BX*1)
+	VMOVUPS         (R14), Z11
+	VFMADD231PS     Z10, Z9, Z11
+	VMOVUPS         Z11, (R14)
+	ADDQ            $0x00000040, SI
+	ADDQ            R11, DI
+	ADDQ            $0x00000040, R10
+	ADDQ            $0x00000040, R14
+	SUBQ            $0x00000010, R12
+
+tail:
+	JMP chunk
+
+rowdone:
+	ADDQ $0x04, AX
+	DECQ rows+0(FP)
+	JNZ  row
+	VZEROUPPER
+	RET
+
+// func gemvAxpyF32M6AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *float32, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, CMOV
+TEXT ·gemvAxpyF32M6AVX512(SB), NOSPLIT, $0-104
+	MOVQ         a+16(FP), AX
+	MOVQ         lda+24(FP), CX
+	SHLQ         $0x02, CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	LEAQ         (DX)(DX*2), BX
+	MOVQ         base+48(FP), SI
+	MOVQ         data+56(FP), DI
+	MOVQ         zero+64(FP), R8
+	MOVQ         left+72(FP), R9
+	MOVQ         bits+96(FP), R10
+	MOVQ         R10, R11
+	SHLQ         $0x01, R11
+	LEAQ         mmdecodeAVX512<>+0(SB), R12
+	SHLQ         $0x07, R10
+	ADDQ         R10, R12
+	VMOVDQU      (R12), Y0
+	VMOVDQU32    32(R12), Z1
+	VPBROADCASTD 96(R12), Z2
+	VBROADCASTSS scale+88(FP), Z3
+	VPBROADCASTD (R8), Z4
+
+row:
+	LEAQ         (CX)(CX*2), R10
+	LEAQ         (AX)(CX*4), R12
+	VBROADCASTSS (AX), Z5
+	VBROADCASTSS (AX)(CX*1), Z6
+	VBROADCASTSS (AX)(CX*2), Z7
+	VBROADCASTSS (AX)(R10*1), Z8
+	VBROADCASTSS (R12), Z9
+	VBROADCASTSS (R12)(CX*1), Z10
+	MOVQ         c+32(FP), R10
+	LEAQ         (R10)(DX*4), R14
+	MOVQ         rowLen+8(FP), R12
+	MOVQ         R12, R13
+
+chunk:
+	TESTQ        R13, R13
+	JZ           rowdone
+	TESTQ        R9, R9
+	JNZ          samegroup1
+	ADDQ         $0x04, R8
+	VPBROADCASTD (R8), Z4
+	MOVQ         group+80(FP), R9
+
+samegroup1:
+	MOVQ    R13, R12
+	CMPQ    R9, R12
+	CMOVQLT R9, R12
+	SUBQ    R12, R13
+	SUBQ    R12, R9
+
+loop2:
+	CMPQ            R12, $0x00000020
+	JB              one
+	VBROADCASTI32X4 (DI), Y11
+	VPSHUFB         Y0, Y11, Y11
+	VPMOVZXWD       Y11, Z11
+	VPSRLVD         Z1, Z11, Z11
+	VPANDD          Z2, Z11, Z11
+	VPADDD          Z4, Z11, Z11
+	VCVTDQ2PS       Z11, Z11
+	VFMADD213PS     (SI), Z3, Z11
+	VMOVUPS         (R10), Z12
+	VFMADD231PS     Z11, Z5, Z12
+	VMOVUPS         Z12, (R10)
+	VMOVUPS         (R10)(DX*1), Z12
+	VFMADD231PS     Z11, Z6, Z12
+	VMOVUPS         Z12, (R10)(DX*1)
+	VMOVUPS         (R10)(DX*2), Z12
+	VFMADD231PS     Z11, Z7, Z12
+	VMOVUPS         Z12, (R10)(DX*2)
+	VMOVUPS         (R10)(BX*1), Z12
+	VFMADD231PS     Z11, Z8, Z12
+	VMOVUPS         Z12, (R10)(BX*1)
+	VMOVUPS         (R14), Z12
+	VFMADD231PS     Z11, Z9, Z12
+	VMOVUPS         Z12, (R14)
+	VMOVUPS         (R14)(DX*1), Z12
+	VFMADD231PS     Z11, Z10, Z12
+	VMOVUPS         Z12, (R14)(DX*1)
+	VBROADCASTI32X4 (DI)(R11*1), Y11
+	VPSHUFB         Y0, Y11, Y11
+	VPMOVZXWD       Y11, Z11
+	VPSRLVD         Z1, Z11, Z11
+	VPANDD          Z2, Z11, Z11
+	VPADDD          Z4, Z11, Z11
+	VCVTDQ2PS       Z11, Z11
+	VFMADD213PS     64(SI), Z3, Z11
+	VMOVUPS         64(R10), Z12
+	VFMADD231PS     Z11, Z5, Z12
+	VMOVUPS         Z12, 64(R10)
+	VMOVUPS         64(R10)(DX*1), Z12
+	VFMADD231PS     Z11, Z6, Z12
+	VMOVUPS         Z12, 64(R10)(DX*1)
+	VMOVUPS         64(R10)(DX*2), Z12
+	VFMADD231PS     Z11, Z7, Z12
+	VMOVUPS         Z12, 64(R10)(DX*2)
+	VMOVUPS         64(R10)(BX*1), Z12
+	VFMADD231PS     Z11, Z8, Z12
+	VMOVUPS         Z12, 64(R10)(BX*1)
+	VMOVUPS         64(R14), Z12
+	VFMADD231PS     Z11, Z9, Z12
+	VMOVUPS         Z12, 64(R14)
+	VMOVUPS         64(R14)(DX*1), Z12
+	VFMADD231PS     Z11, Z10, Z12
+	VMOVUPS         Z12, 64(R14)(DX*1)
+	ADDQ            $0x00000080, SI
+	LEAQ            (DI)(R11*2), DI
+	ADDQ            $0x00000080, R10
+	ADDQ            $0x00000080, R14
+	SUBQ            $0x00000020, R12
+	JMP             loop2
+
+one:
+	CMPQ            R12, $0x00000010
+	JB              tail
+	VBROADCASTI32X4 (DI), Y11
+	VPSHUFB         Y0, Y11, Y11
+	VPMOVZXWD       Y11, Z11
+	VPSRLVD         Z1, Z11, Z11
+	VPANDD          Z2, Z11, Z11
+	VPADDD          Z4, Z11, Z11
+	VCVTDQ2PS       Z11, Z11
+	VFMADD213PS     (SI), Z3, Z11
+	VMOVUPS         (R10), Z12
+	VFMADD231PS     Z11, Z5, Z12
+	VMOVUPS         Z12, (R10)
+	VMOVUPS         (R10)(DX*1), Z12
+	VFMADD231PS     Z11, Z6, Z12
+	VMOVUPS         Z12, (R10)(DX*1)
+	VMOVUPS         (R10)(DX*2), Z12
+	VFMADD231PS     Z11, Z7, Z12
+	VMOVUPS         Z12, (R10)(DX*2)
+	VMOVUPS         (R10)(BX*1), Z12
+	VFMADD231PS     Z11, Z8, Z12
+	VMOVUPS         Z12, (R10)(BX*1)
+	VMOVUPS         (R14), Z12
+	VFMADD231PS     Z11, Z9, Z12
+	VMOVUPS         Z12, (R14)
+	VMOVUPS         (R14)(DX*1), Z12
+	VFMADD231PS     Z11, Z10, Z12
+	VMOVUPS         Z12, (R14)(DX*1)
+	ADDQ            $0x00000040, SI
+	ADDQ            R11, DI
+	ADDQ            $0x00000040, R10
+	ADDQ            $0x00000040, R14
+	SUBQ            $0x00000010, R12
+
+tail:
+	JMP chunk
+
+rowdone:
+	ADDQ $0x04, AX
+	DECQ rows+0(FP)
+	JNZ  row
+	VZEROUPPER
+	RET
+
+// func gemvAxpyF32M7AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *float32, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, CMOV
+TEXT ·gemvAxpyF32M7AVX512(SB), NOSPLIT, $0-104
+	MOVQ         a+16(FP), AX
+	MOVQ         lda+24(FP), CX
+	SHLQ         $0x02, CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	LEAQ         (DX)(DX*2), BX
+	MOVQ         base+48(FP), SI
+	MOVQ         data+56(FP), DI
+	MOVQ         zero+64(FP), R8
+	MOVQ         left+72(FP), R9
+	MOVQ         bits+96(FP), R10
+	MOVQ         R10, R11
+	SHLQ         $0x01, R11
+	LEAQ         mmdecodeAVX512<>+0(SB), R12
+	SHLQ         $0x07, R10
+	ADDQ         R10, R12
+	VMOVDQU      (R12), Y0
+	VMOVDQU32    32(R12), Z1
+	VPBROADCASTD 96(R12), Z2
+	VBROADCASTSS scale+88(FP), Z3
+	VPBROADCASTD (R8), Z4
+
+row:
+	LEAQ         (CX)(CX*2), R10
+	LEAQ         (AX)(CX*4), R12
+	VBROADCASTSS (AX), Z5
+	VBROADCASTSS (AX)(CX*1), Z6
+	VBROADCASTSS (AX)(CX*2), Z7
+	VBROADCASTSS (AX)(R10*1), Z8
+	VBROADCASTSS (R12), Z9
+	VBROADCASTSS (R12)(CX*1), Z10
+	VBROADCASTSS (R12)(CX*2), Z11
+	MOVQ         c+32(FP), R10
+	LEAQ         (R10)(DX*4), R14
+	MOVQ         rowLen+8(FP), R12
+	MOVQ         R12, R13
+
+chunk:
+	TESTQ        R13, R13
+	JZ           rowdone
+	TESTQ        R9, R9
+	JNZ          samegroup1
+	ADDQ         $0x04, R8
+	VPBROADCASTD (R8), Z4
+	MOVQ         group+80(FP), R9
+
+samegroup1:
+	MOVQ    R13, R12
+	CMPQ    R9, R12
+	CMOVQLT R9, R12
+	SUBQ    R12, R13
+	SUBQ    R12, R9
+
+loop2:
+	CMPQ            R12, $0x00000020
+	JB              one
+	VBROADCASTI32X4 (DI), Y12
+	VPSHUFB         Y0, Y12, Y12
+	VPMOVZXWD       Y12, Z12
+	VPSRLVD         Z1, Z12, Z12
+	VPANDD          Z2, Z12, Z12
+	VPADDD          Z4, Z12, Z12
+	VCVTDQ2PS       Z12, Z12
+	VFMADD213PS     (SI), Z3, Z12
+	VMOVUPS         (R10), Z13
+	VFMADD231PS     Z12, Z5, Z13
+	VMOVUPS         Z13, (R10)
+	VMOVUPS         (R10)(DX*1), Z13
+	VFMADD231PS     Z12, Z6, Z13
+	VMOVUPS         Z13, (R10)(DX*1)
+	VMOVUPS         (R10)(DX*2), Z13
+	VFMADD231PS     Z12, Z7, Z13
+	VMOVUPS         Z13, (R10)(DX*2)
+	VMOVUPS         (R10)(BX*1), Z13
+	VFMADD231PS     Z12, Z8, Z13
+	VMOVUPS         Z13, (R10)(BX*1)
+	VMOVUPS         (R14), Z13
+	VFMADD231PS     Z12, Z9, Z13
+	VMOVUPS         Z13, (R14)
+	VMOVUPS         (R14)(DX*1), Z13
+	VFMADD231PS     Z12, Z10, Z13
+	VMOVUPS         Z13, (R14)(DX*1)
+	VMOVUPS         (R14)(DX*2), Z13
+	VFMADD231PS     Z12, Z11, Z13
+	VMOVUPS         Z13, (R14)(DX*2)
+	VBROADCASTI32X4 (DI)(R11*1), Y12
+	VPSHUFB         Y0, Y12, Y12
+	VPMOVZXWD       Y12, Z12
+	VPSRLVD         Z1, Z12, Z12
+	VPANDD          Z2, Z12, Z12
+	VPADDD          Z4, Z12, Z12
+	VCVTDQ2PS       Z12, Z12
+	VFMADD213PS     64(SI), Z3, Z12
+	VMOVUPS         64(R10), Z13
+	VFMADD231PS     Z12, Z5, Z13
+	VMOVUPS         Z13, 64(R10)
+	VMOVUPS         64(R10)(DX*1), Z13
+	VFMADD231PS     Z12, Z6, Z13
+	VMOVUPS         Z13, 64(R10)(DX*1)
+	VMOVUPS         64(R10)(DX*2), Z13
+	VFMADD231PS     Z12, Z7, Z13
+	VMOVUPS         Z13, 64(R10)(DX*2)
+	VMOVUPS         64(R10)(BX*1), Z13
+	VFMADD231PS     Z12, Z8, Z13
+	VMOVUPS         Z13, 64(R10)(BX*1)
+	VMOVUPS         64(R14), Z13
+	VFMADD231PS     Z12, Z9, Z13
+	VMOVUPS         Z13, 64(R14)
+	VMOVUPS         64(R14)(DX*1), Z13
+	VFMADD231PS     Z12, Z10, Z13
+	VMOVUPS         Z13, 64(R14)(DX*1)
+	VMOVUPS         64(R14)(DX*2), Z13
+	VFMADD231PS     Z12, Z11, Z13
+	VMOVUPS         Z13, 64(R14)(DX*2)
+	ADDQ            $0x00000080, SI
+	LEAQ            (DI)(R11*2), DI
+	ADDQ            $0x00000080, R10
+	ADDQ            $0x00000080, R14
+	SUBQ            $0x00000020, R12
+	JMP             loop2
+
+one:
+	CMPQ            R12, $0x00000010
+	JB              tail
+	VBROADCASTI32X4 (DI), Y12
+	VPSHUFB         Y0, Y12, Y12
+	VPMOVZXWD       Y12, Z12
+	VPSRLVD         Z1, Z12, Z12
+	VPANDD          Z2, Z12, Z12
+	VPADDD          Z4, Z12, Z12
+	VCVTDQ2PS       Z12, Z12
+	VFMADD213PS     (SI), Z3, Z12
+	VMOVUPS         (R10), Z13
+	VFMADD231PS     Z12, Z5, Z13
+	VMOVUPS         Z13, (R10)
+	VMOVUPS         (R10)(DX*1), Z13
+	VFMADD231PS     Z12, Z6, Z13
+	VMOVUPS         Z13, (R10)(DX*1)
+	VMOVUPS         (R10)(DX*2), Z13
+	VFMADD231PS     Z12, Z7, Z13
+	VMOVUPS         Z13, (R10)(DX*2)
+	VMOVUPS         (R10)(BX*1), Z13
+	VFMADD231PS     Z12, Z8, Z13
+	VMOVUPS         Z13, (R10)(BX*1)
+	VMOVUPS         (R14), Z13
+	VFMADD231PS     Z12, Z9, Z13
+	VMOVUPS         Z13, (R14)
+	VMOVUPS         (R14)(DX*1), Z13
+	VFMADD231PS     Z12, Z10, Z13
+	VMOVUPS         Z13, (R14)(DX*1)
+	VMOVUPS         (R14)(DX*2), Z13
+	VFMADD231PS     Z12, Z11, Z13
+	VMOVUPS         Z13, (R14)(DX*2)
+	ADDQ            $0x00000040, SI
+	ADDQ            R11, DI
+	ADDQ            $0x00000040, R10
+	ADDQ            $0x00000040, R14
+	SUBQ            $0x00000010, R12
+
+tail:
+	JMP chunk
+
+rowdone:
+	ADDQ $0x04, AX
+	DECQ rows+0(FP)
+	JNZ  row
+	VZEROUPPER
+	RET
+
+// func gemvAxpyF32M8AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *float32, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, CMOV
+TEXT ·gemvAxpyF32M8AVX512(SB), NOSPLIT, $0-104
+	MOVQ         a+16(FP), AX
+	MOVQ         lda+24(FP), CX
+	SHLQ         $0x02, CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	LEAQ         (DX)(DX*2), BX
+	MOVQ         base+48(FP), SI
+	MOVQ         data+56(FP), DI
+	MOVQ         zero+64(FP), R8
+	MOVQ         left+72(FP), R9
+	MOVQ         bits+96(FP), R10
+	MOVQ         R10, R11
+	SHLQ         $0x01, R11
+	LEAQ         mmdecodeAVX512<>+0(SB), R12
+	SHLQ         $0x07, R10
+	ADDQ         R10, R12
+	VMOVDQU      (R12), Y0
+	VMOVDQU32    32(R12), Z1
+	VPBROADCASTD 96(R12), Z2
+	VBROADCASTSS scale+88(FP), Z3
+	VPBROADCASTD (R8), Z4
+
+row:
+	LEAQ         (CX)(CX*2), R10
+	LEAQ         (AX)(CX*4), R12
+	VBROADCASTSS (AX), Z5
+	VBROADCASTSS (AX)(CX*1), Z6
+	VBROADCASTSS (AX)(CX*2), Z7
+	VBROADCASTSS (AX)(R10*1), Z8
+	VBROADCASTSS (R12), Z9
+	VBROADCASTSS (R12)(CX*1), Z10
+	VBROADCASTSS (R12)(CX*2), Z11
+	VBROADCASTSS (R12)(R10*1), Z12
+	MOVQ         c+32(FP), R10
+	LEAQ         (R10)(DX*4), R14
+	MOVQ         rowLen+8(FP), R12
+	MOVQ         R12, R13
+
+chunk:
+	TESTQ        R13, R13
+	JZ           rowdone
+	TESTQ        R9, R9
+	JNZ          samegroup1
+	ADDQ         $0x04, R8
+	VPBROADCASTD (R8), Z4
+	MOVQ         group+80(FP), R9
+
+samegroup1:
+	MOVQ    R13, R12
+	CMPQ    R9, R12
+	CMOVQLT R9, R12
+	SUBQ    R12, R13
+	SUBQ    R12, R9
+
+loop2:
+	CMPQ            R12, $0x00000020
+	JB              one
+	VBROADCASTI32X4 (DI), Y13
+	VPSHUFB         Y0, Y13, Y13
+	VPMOVZXWD       Y13, Z13
+	VPSRLVD         Z1, Z13, Z13
+	VPANDD          Z2, Z13, Z13
+	VPADDD          Z4, Z13, Z13
+	VCVTDQ2PS       Z13, Z13
+	VFMADD213PS     (SI), Z3, Z13
+	VMOVUPS         (R10), Z14
+	VFMADD231PS     Z13, Z5, Z14
+	VMOVUPS         Z14, (R10)
+	VMOVUPS         (R10)(DX*1), Z14
+	VFMADD231PS     Z13, Z6, Z14
+	VMOVUPS         Z14, (R10)(DX*1)
+	VMOVUPS         (R10)(DX*2), Z14
+	VFMADD231PS     Z13, Z7, Z14
+	VMOVUPS         Z14, (R10)(DX*2)
+	VMOVUPS         (R10)(BX*1), Z14
+	VFMADD231PS     Z13, Z8, Z14
+	VMOVUPS         Z14, (R10)(BX*1)
+	VMOVUPS         (R14), Z14
+	VFMADD231PS     Z13, Z9, Z14
+	VMOVUPS         Z14, (R14)
+	VMOVUPS         (R14)(DX*1), Z14
+	VFMADD231PS     Z13, Z10, Z14
+	VMOVUPS         Z14, (R14)(DX*1)
+	VMOVUPS         (R14)(DX*2), Z14
+	VFMADD231PS     Z13, Z11, Z14
+	VMOVUPS         Z14, (R14)(DX*2)
+	VMOVUPS         (R14)(BX*1), Z14
+	VFMADD231PS     Z13, Z12, Z14
+	VMOVUPS         Z14, (R14)(BX*1)
+	VBROADCASTI32X4 (DI)(R11*1), Y13
+	VPSHUFB         Y0, Y13, Y13
+	VPMOVZXWD       Y13, Z13
+	VPSRLVD         Z1, Z13, Z13
+	VPANDD          Z2, Z13, Z13
+	VPADDD          Z4, Z13, Z13
+	VCVTDQ2PS       Z13, Z13
+	VFMADD213PS     64(SI), Z3, Z13
+	VMOVUPS         64(R10), Z14
+	VFMADD231PS     Z13, Z5, Z14
+	VMOVUPS         Z14, 64(R10)
+	VMOVUPS         64(R10)(DX*1), Z14
+	VFMADD231PS     Z13, Z6, Z14
+	VMOVUPS         Z14, 64(R10)(DX*1)
+	VMOVUPS         64(R10)(DX*2), Z14
+	VFMADD231PS     Z13, Z7, Z14
+	VMOVUPS         Z14, 64(R10)(DX*2)
+	VMOVUPS         64(R10)(BX*1), Z14
+	VFMADD231PS     Z13, Z8, Z14
+	VMOVUPS         Z14, 64(R10)(BX*1)
+	VMOVUPS         64(R14), Z14
+	VFMADD231PS     Z13, Z9, Z14
+	VMOVUPS         Z14, 64(R14)
+	VMOVUPS         64(R14)(DX*1), Z14
+	VFMADD231PS     Z13, Z10, Z14
+	VMOVUPS         Z14, 64(R14)(DX*1)
+	VMOVUPS         64(R14)(DX*2), Z14
+	VFMADD231PS     Z13, Z11, Z14
+	VMOVUPS         Z14, 64(R14)(DX*2)
+	VMOVUPS         64(R14)(BX*1), Z14
+	VFMADD231PS     Z13, Z12, Z14
+	VMOVUPS         Z14, 64(R14)(BX*1)
+	ADDQ            $0x00000080, SI
+	LEAQ            (DI)(R11*2), DI
+	ADDQ            $0x00000080, R10
+	ADDQ            $0x00000080, R14
+	SUBQ            $0x00000020, R12
+	JMP             loop2
+
+one:
+	CMPQ            R12, $0x00000010
+	JB              tail
+	VBROADCASTI32X4 (DI), Y13
+	VPSHUFB         Y0, Y13, Y13
+	VPMOVZXWD       Y13, Z13
+	VPSRLVD         Z1, Z13, Z13
+	VPANDD          Z2, Z13, Z13
+	VPADDD          Z4, Z13, Z13
+	VCVTDQ2PS       Z13, Z13
+	VFMADD213PS     (SI), Z3, Z13
+	VMOVUPS         (R10), Z14
+	VFMADD231PS     Z13, Z5, Z14
+	VMOVUPS         Z14, (R10)
+	VMOVUPS         (R10)(DX*1), Z14
+	VFMADD231PS     Z13, Z6, Z14
+	VMOVUPS         Z14, (R10)(DX*1)
+	VMOVUPS         (R10)(DX*2), Z14
+	VFMADD231PS     Z13, Z7, Z14
+	VMOVUPS         Z14, (R10)(DX*2)
+	VMOVUPS         (R10)(BX*1), Z14
+	VFMADD231PS     Z13, Z8, Z14
+	VMOVUPS         Z14, (R10)(BX*1)
+	VMOVUPS         (R14), Z14
+	VFMADD231PS     Z13, Z9, Z14
+	VMOVUPS         Z14, (R14)
+	VMOVUPS         (R14)(DX*1), Z14
+	VFMADD231PS     Z13, Z10, Z14
+	VMOVUPS         Z14, (R14)(DX*1)
+	VMOVUPS         (R14)(DX*2), Z14
+	VFMADD231PS     Z13, Z11, Z14
+	VMOVUPS         Z14, (R14)(DX*2)
+	VMOVUPS         (R14)(BX*1), Z14
+	VFMADD231PS     Z13, Z12, Z14
+	VMOVUPS         Z14, (R14)(BX*1)
+	ADDQ            $0x00000040, SI
+	ADDQ            R11, DI
+	ADDQ            $0x00000040, R10
+	ADDQ            $0x00000040, R14
+	SUBQ            $0x00000010, R12
+
+tail:
+	JMP chunk
+
+rowdone:
+	ADDQ $0x04, AX
 	DECQ rows+0(FP)
 	JNZ  row
 	VZEROUPPER
 	RET
 
 // func gemvAxpyI16M1AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int16, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, AVX512F, CMOV
+// Requires: AVX, AVX2, AVX512F, AVX512VL, CMOV
 TEXT ·gemvAxpyI16M1AVX512(SB), NOSPLIT, $0-104
 	MOVQ         a+16(FP), AX
 	MOVQ         lda+24(FP), CX
@@ -4794,57 +9942,57 @@ samegroup1:
 	SUBQ    R9, SI
 
 loop2:
-	CMPQ           R9, $0x00000020
-	JB             one
-	VBROADCASTI128 (DX), Y6
-	VPSHUFB        Y0, Y6, Y6
-	VPMOVZXWD      Y6, Z6
-	VPSRLVD        Z1, Z6, Z6
-	VPANDD         Z2, Z6, Z6
-	VPMOVSXWD      (CX), Z7
-	VPADDD         Z6, Z7, Z7
-	VPADDD         Z4, Z7, Z7
-	VCVTDQ2PS      Z7, Z7
-	VMOVUPS        (DI), Z6
-	VFMADD231PS    Z7, Z5, Z6
-	VMOVUPS        Z6, (DI)
-	VBROADCASTI128 (DX)(R8*1), Y6
-	VPSHUFB        Y0, Y6, Y6
-	VPMOVZXWD      Y6, Z6
-	VPSRLVD        Z1, Z6, Z6
-	VPANDD         Z2, Z6, Z6
-	VPMOVSXWD      32(CX), Z7
-	VPADDD         Z6, Z7, Z7
-	VPADDD         Z4, Z7, Z7
-	VCVTDQ2PS      Z7, Z7
-	VMOVUPS        64(DI), Z6
-	VFMADD231PS    Z7, Z5, Z6
-	VMOVUPS        Z6, 64(DI)
-	ADDQ           $0x00000040, CX
-	LEAQ           (DX)(R8*2), DX
-	ADDQ           $0x00000080, DI
-	SUBQ           $0x00000020, R9
-	JMP            loop2
+	CMPQ            R9, $0x00000020
+	JB              one
+	VBROADCASTI32X4 (DX), Y6
+	VPSHUFB         Y0, Y6, Y6
+	VPMOVZXWD       Y6, Z6
+	VPSRLVD         Z1, Z6, Z6
+	VPANDD          Z2, Z6, Z6
+	VPMOVSXWD       (CX), Z7
+	VPADDD          Z6, Z7, Z7
+	VPADDD          Z4, Z7, Z7
+	VCVTDQ2PS       Z7, Z7
+	VMOVUPS         (DI), Z6
+	VFMADD231PS     Z7, Z5, Z6
+	VMOVUPS         Z6, (DI)
+	VBROADCASTI32X4 (DX)(R8*1), Y6
+	VPSHUFB         Y0, Y6, Y6
+	VPMOVZXWD       Y6, Z6
+	VPSRLVD         Z1, Z6, Z6
+	VPANDD          Z2, Z6, Z6
+	VPMOVSXWD       32(CX), Z7
+	VPADDD          Z6, Z7, Z7
+	VPADDD          Z4, Z7, Z7
+	VCVTDQ2PS       Z7, Z7
+	VMOVUPS         64(DI), Z6
+	VFMADD231PS     Z7, Z5, Z6
+	VMOVUPS         Z6, 64(DI)
+	ADDQ            $0x00000040, CX
+	LEAQ            (DX)(R8*2), DX
+	ADDQ            $0x00000080, DI
+	SUBQ            $0x00000020, R9
+	JMP             loop2
 
 one:
-	CMPQ           R9, $0x00000010
-	JB             tail
-	VBROADCASTI128 (DX), Y6
-	VPSHUFB        Y0, Y6, Y6
-	VPMOVZXWD      Y6, Z6
-	VPSRLVD        Z1, Z6, Z6
-	VPANDD         Z2, Z6, Z6
-	VPMOVSXWD      (CX), Z7
-	VPADDD         Z6, Z7, Z7
-	VPADDD         Z4, Z7, Z7
-	VCVTDQ2PS      Z7, Z7
-	VMOVUPS        (DI), Z6
-	VFMADD231PS    Z7, Z5, Z6
-	VMOVUPS        Z6, (DI)
-	ADDQ           $0x00000020, CX
-	ADDQ           R8, DX
-	ADDQ           $0x00000040, DI
-	SUBQ           $0x00000010, R9
+	CMPQ            R9, $0x00000010
+	JB              tail
+	VBROADCASTI32X4 (DX), Y6
+	VPSHUFB         Y0, Y6, Y6
+	VPMOVZXWD       Y6, Z6
+	VPSRLVD         Z1, Z6, Z6
+	VPANDD          Z2, Z6, Z6
+	VPMOVSXWD       (CX), Z7
+	VPADDD          Z6, Z7, Z7
+	VPADDD          Z4, Z7, Z7
+	VCVTDQ2PS       Z7, Z7
+	VMOVUPS         (DI), Z6
+	VFMADD231PS     Z7, Z5, Z6
+	VMOVUPS         Z6, (DI)
+	ADDQ            $0x00000020, CX
+	ADDQ            R8, DX
+	ADDQ            $0x00000040, DI
+	SUBQ            $0x00000010, R9
 
 tail:
 	JMP chunk
@@ -4857,7 +10005,7 @@ rowdone:
 	RET
 
 // func gemvAxpyI16M2AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int16, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, AVX512F, CMOV
+// Requires: AVX, AVX2, AVX512F, AVX512VL, CMOV
 TEXT ·gemvAxpyI16M2AVX512(SB), NOSPLIT, $0-104
 	MOVQ         a+16(FP), AX
 	MOVQ         lda+24(FP), CX
@@ -4906,66 +10054,66 @@ samegroup1:
 	SUBQ    R11, R8
 
 loop2:
-	CMPQ           R11, $0x00000020
-	JB             one
-	VBROADCASTI128 (SI), Y7
-	VPSHUFB        Y0, Y7, Y7
-	VPMOVZXWD      Y7, Z7
-	VPSRLVD        Z1, Z7, Z7
-	VPANDD         Z2, Z7, Z7
-	VPMOVSXWD      (BX), Z8
-	VPADDD         Z7, Z8, Z8
-	VPADDD         Z4, Z8, Z8
-	VCVTDQ2PS      Z8, Z8
-	VMOVUPS        (R9), Z7
-	VFMADD231PS    Z8, Z5, Z7
-	VMOVUPS        Z7, (R9)
-	VMOVUPS        (R9)(DX*1), Z7
-	VFMADD231PS    Z8, Z6, Z7
-	VMOVUPS        Z7, (R9)(DX*1)
-	VBROADCASTI128 (SI)(R10*1), Y7
-	VPSHUFB        Y0, Y7, Y7
-	VPMOVZXWD      Y7, Z7
-	VPSRLVD        Z1, Z7, Z7
-	VPANDD         Z2, Z7, Z7
-	VPMOVSXWD      32(BX), Z8
-	VPADDD         Z7, Z8, Z8
-	VPADDD         Z4, Z8, Z8
-	VCVTDQ2PS      Z8, Z8
-	VMOVUPS        64(R9), Z7
-	VFMADD231PS    Z8, Z5, Z7
-	VMOVUPS        Z7, 64(R9)
-	VMOVUPS        64(R9)(DX*1), Z7
-	VFMADD231PS    Z8, Z6, Z7
-	VMOVUPS        Z7, 64(R9)(DX*1)
-	ADDQ           $0x00000040, BX
-	LEAQ           (SI)(R10*2), SI
-	ADDQ           $0x00000080, R9
-	SUBQ           $0x00000020, R11
-	JMP            loop2
+	CMPQ            R11, $0x00000020
+	JB              one
+	VBROADCASTI32X4 (SI), Y7
+	VPSHUFB         Y0, Y7, Y7
+	VPMOVZXWD       Y7, Z7
+	VPSRLVD         Z1, Z7, Z7
+	VPANDD          Z2, Z7, Z7
+	VPMOVSXWD       (BX), Z8
+	VPADDD          Z7, Z8, Z8
+	VPADDD          Z4, Z8, Z8
+	VCVTDQ2PS       Z8, Z8
+	VMOVUPS         (R9), Z7
+	VFMADD231PS     Z8, Z5, Z7
+	VMOVUPS         Z7, (R9)
+	VMOVUPS         (R9)(DX*1), Z7
+	VFMADD231PS     Z8, Z6, Z7
+	VMOVUPS         Z7, (R9)(DX*1)
+	VBROADCASTI32X4 (SI)(R10*1), Y7
+	VPSHUFB         Y0, Y7, Y7
+	VPMOVZXWD       Y7, Z7
+	VPSRLVD         Z1, Z7, Z7
+	VPANDD          Z2, Z7, Z7
+	VPMOVSXWD       32(BX), Z8
+	VPADDD          Z7, Z8, Z8
+	VPADDD          Z4, Z8, Z8
+	VCVTDQ2PS       Z8, Z8
+	VMOVUPS         64(R9), Z7
+	VFMADD231PS     Z8, Z5, Z7
+	VMOVUPS         Z7, 64(R9)
+	VMOVUPS         64(R9)(DX*1), Z7
+	VFMADD231PS     Z8, Z6, Z7
+	VMOVUPS         Z7, 64(R9)(DX*1)
+	ADDQ            $0x00000040, BX
+	LEAQ            (SI)(R10*2), SI
+	ADDQ            $0x00000080, R9
+	SUBQ            $0x00000020, R11
+	JMP             loop2
 
 one:
-	CMPQ           R11, $0x00000010
-	JB             tail
-	VBROADCASTI128 (SI), Y7
-	VPSHUFB        Y0, Y7, Y7
-	VPMOVZXWD      Y7, Z7
-	VPSRLVD        Z1, Z7, Z7
-	VPANDD         Z2, Z7, Z7
-	VPMOVSXWD      (BX), Z8
-	VPADDD         Z7, Z8, Z8
-	VPADDD         Z4, Z8, Z8
-	VCVTDQ2PS      Z8, Z8
-	VMOVUPS        (R9), Z7
-	VFMADD231PS    Z8, Z5, Z7
-	VMOVUPS        Z7, (R9)
-	VMOVUPS        (R9)(DX*1), Z7
-	VFMADD231PS    Z8, Z6, Z7
-	VMOVUPS        Z7, (R9)(DX*1)
-	ADDQ           $0x00000020, BX
-	ADDQ           R10, SI
-	ADDQ           $0x00000040, R9
-	SUBQ           $0x00000010, R11
+	CMPQ            R11, $0x00000010
+	JB              tail
+	VBROADCASTI32X4 (SI), Y7
+	VPSHUFB         Y0, Y7, Y7
+	VPMOVZXWD       Y7, Z7
+	VPSRLVD         Z1, Z7, Z7
+	VPANDD          Z2, Z7, Z7
+	VPMOVSXWD       (BX), Z8
+	VPADDD          Z7, Z8, Z8
+	VPADDD          Z4, Z8, Z8
+	VCVTDQ2PS       Z8, Z8
+	VMOVUPS         (R9), Z7
+	VFMADD231PS     Z8, Z5, Z7
+	VMOVUPS         Z7, (R9)
+	VMOVUPS         (R9)(DX*1), Z7
+	VFMADD231PS     Z8, Z6, Z7
+	VMOVUPS         Z7, (R9)(DX*1)
+	ADDQ            $0x00000020, BX
+	ADDQ            R10, SI
+	ADDQ            $0x00000040, R9
+	SUBQ            $0x00000010, R11
 
 tail:
 	JMP chunk
@@ -4978,7 +10126,7 @@ rowdone:
 	RET
 
 // func gemvAxpyI16M3AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int16, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, AVX512F, CMOV
+// Requires: AVX, AVX2, AVX512F, AVX512VL, CMOV
 TEXT ·gemvAxpyI16M3AVX512(SB), NOSPLIT, $0-104
 	MOVQ         a+16(FP), AX
 	MOVQ         lda+24(FP), CX
@@ -5029,75 +10177,75 @@ samegroup1:
 	SUBQ    R11, R8
 
 loop2:
-	CMPQ           R11, $0x00000020
-	JB             one
-	VBROADCASTI128 (SI), Y8
-	VPSHUFB        Y0, Y8, Y8
-	VPMOVZXWD      Y8, Z8
-	VPSRLVD        Z1, Z8, Z8
-	VPANDD         Z2, Z8, Z8
-	VPMOVSXWD      (BX), Z9
-	VPADDD         Z8, Z9, Z9
-	VPADDD         Z4, Z9, Z9
-	VCVTDQ2PS      Z9, Z9
-	VMOVUPS        (R9), Z8
-	VFMADD231PS    Z9, Z5, Z8
-	VMOVUPS        Z8, (R9)
-	VMOVUPS        (R9)(DX*1), Z8
-	VFMADD231PS    Z9, Z6, Z8
-	VMOVUPS        Z8, (R9)(DX*1)
-	VMOVUPS        (R9)(DX*2), Z8
-	VFMADD231PS    Z9, Z7, Z8
-	VMOVUPS        Z8, (R9)(DX*2)
-	VBROADCASTI128 (SI)(R10*1), Y8
-	VPSHUFB        Y0, Y8, Y8
-	VPMOVZXWD      Y8, Z8
-	VPSRLVD        Z1, Z8, Z8
-	VPANDD         Z2, Z8, Z8
-	VPMOVSXWD      32(BX), Z9
-	VPADDD         Z8, Z9, Z9
-	VPADDD         Z4, Z9, Z9
-	VCVTDQ2PS      Z9, Z9
-	VMOVUPS        64(R9), Z8
-	VFMADD231PS    Z9, Z5, Z8
-	VMOVUPS        Z8, 64(R9)
-	VMOVUPS        64(R9)(DX*1), Z8
-	VFMADD231PS    Z9, Z6, Z8
-	VMOVUPS        Z8, 64(R9)(DX*1)
-	VMOVUPS        64(R9)(DX*2), Z8
-	VFMADD231PS    Z9, Z7, Z8
-	VMOVUPS        Z8, 64(R9)(DX*2)
-	ADDQ           $0x00000040, BX
-	LEAQ           (SI)(R10*2), SI
-	ADDQ           $0x00000080, R9
-	SUBQ           $0x00000020, R11
-	JMP            loop2
+	CMPQ            R11, $0x00000020
+	JB              one
+	VBROADCASTI32X4 (SI), Y8
+	VPSHUFB         Y0, Y8, Y8
+	VPMOVZXWD       Y8, Z8
+	VPSRLVD         Z1, Z8, Z8
+	VPANDD          Z2, Z8, Z8
+	VPMOVSXWD       (BX), Z9
+	VPADDD          Z8, Z9, Z9
+	VPADDD          Z4, Z9, Z9
+	VCVTDQ2PS       Z9, Z9
+	VMOVUPS         (R9), Z8
+	VFMADD231PS     Z9, Z5, Z8
+	VMOVUPS         Z8, (R9)
+	VMOVUPS         (R9)(DX*1), Z8
+	VFMADD231PS     Z9, Z6, Z8
+	VMOVUPS         Z8, (R9)(DX*1)
+	VMOVUPS         (R9)(DX*2), Z8
+	VFMADD231PS     Z9, Z7, Z8
+	VMOVUPS         Z8, (R9)(DX*2)
+	VBROADCASTI32X4 (SI)(R10*1), Y8
+	VPSHUFB         Y0, Y8, Y8
+	VPMOVZXWD       Y8, Z8
+	VPSRLVD         Z1, Z8, Z8
+	VPANDD          Z2, Z8, Z8
+	VPMOVSXWD       32(BX), Z9
+	VPADDD          Z8, Z9, Z9
+	VPADDD          Z4, Z9, Z9
+	VCVTDQ2PS       Z9, Z9
+	VMOVUPS         64(R9), Z8
+	VFMADD231PS     Z9, Z5, Z8
+	VMOVUPS         Z8, 64(R9)
+	VMOVUPS         64(R9)(DX*1), Z8
+	VFMADD231PS     Z9, Z6, Z8
+	VMOVUPS         Z8, 64(R9)(DX*1)
+	VMOVUPS         64(R9)(DX*2), Z8
+	VFMADD231PS     Z9, Z7, Z8
+	VMOVUPS         Z8, 64(R9)(DX*2)
+	ADDQ            $0x00000040, BX
+	LEAQ            (SI)(R10*2), SI
+	ADDQ            $0x00000080, R9
+	SUBQ            $0x00000020, R11
+	JMP             loop2
 
 one:
-	CMPQ           R11, $0x00000010
-	JB             tail
-	VBROADCASTI128 (SI), Y8
-	VPSHUFB        Y0, Y8, Y8
-	VPMOVZXWD      Y8, Z8
-	VPSRLVD        Z1, Z8, Z8
-	VPANDD         Z2, Z8, Z8
-	VPMOVSXWD      (BX), Z9
-	VPADDD         Z8, Z9, Z9
-	VPADDD         Z4, Z9, Z9
-	VCVTDQ2PS      Z9, Z9
-	VMOVUPS        (R9), Z8
-	VFMADD231PS    Z9, Z5, Z8
-	VMOVUPS        Z8, (R9)
-	VMOVUPS        (R9)(DX*1), Z8
-	VFMADD231PS    Z9, Z6, Z8
-	VMOVUPS        Z8, (R9)(DX*1)
-	VMOVUPS        (R9)(DX*2), Z8
-	VFMADD231PS    Z9, Z7, Z8
-	VMOVUPS        Z8, (R9)(DX*2)
-	ADDQ           $0x00000020, BX
-	ADDQ           R10, SI
-	ADDQ           $0x00000040, R9
-	SUBQ           $0x00000010, R11
+	CMPQ            R11, $0x00000010
+	JB              tail
+	VBROADCASTI32X4 (SI), Y8
+	VPSHUFB         Y0, Y8, Y8
+	VPMOVZXWD       Y8, Z8
+	VPSRLVD         Z1, Z8, Z8
+	VPANDD          Z2, Z8, Z8
+	VPMOVSXWD       (BX), Z9
+	VPADDD          Z8, Z9, Z9
+	VPADDD          Z4, Z9, Z9
+	VCVTDQ2PS       Z9, Z9
+	VMOVUPS         (R9), Z8
+	VFMADD231PS     Z9, Z5, Z8
+	VMOVUPS         Z8, (R9)
+	VMOVUPS         (R9)(DX*1), Z8
+	VFMADD231PS     Z9, Z6, Z8
+	VMOVUPS         Z8, (R9)(DX*1)
+	VMOVUPS         (R9)(DX*2), Z8
+	VFMADD231PS     Z9, Z7, Z8
+	VMOVUPS         Z8, (R9)(DX*2)
+	ADDQ            $0x00000020, BX
+	ADDQ            R10, SI
+	ADDQ            $0x00000040, R9
+	SUBQ            $0x00000010, R11
 
 tail:
 	JMP chunk
@@ -5110,15 +10258,14 @@ rowdone:
 	RET
 
 // func gemvAxpyI16M4AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int16, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, AVX512F, CMOV
+// Requires: AVX, AVX2, AVX512F, AVX512VL, CMOV
 TEXT ·gemvAxpyI16M4AVX512(SB), NOSPLIT, $0-104
 	MOVQ         a+16(FP), AX
 	MOVQ         lda+24(FP), CX
 	SHLQ         $0x02, CX
-	LEAQ         (AX)(CX*2), DX
-	ADDQ         CX, DX
-	MOVQ         ldc+40(FP), BX
-	SHLQ         $0x02, BX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	LEAQ         (DX)(DX*2), BX
 	MOVQ         base+48(FP), SI
 	MOVQ         data+56(FP), DI
 	MOVQ         zero+64(FP), R8
@@ -5136,22 +10283,21 @@ TEXT ·gemvAxpyI16M4AVX512(SB), NOSPLIT, $0-104
 	VPBROADCASTD (R8), Z4
 
 row:
+	LEAQ         (CX)(CX*2), R10
 	VBROADCASTSS (AX), Z5
 	VMULPS       Z3, Z5, Z5
 	VBROADCASTSS (AX)(CX*1), Z6
 	VMULPS       Z3, Z6, Z6
 	VBROADCASTSS (AX)(CX*2), Z7
 	VMULPS       Z3, Z7, Z7
-	VBROADCASTSS (DX), Z8
+	VBROADCASTSS (AX)(R10*1), Z8
 	VMULPS       Z3, Z8, Z8
 	MOVQ         c+32(FP), R10
-	LEAQ         (R10)(BX*2), R12
-	ADDQ         BX, R12
-	MOVQ         rowLen+8(FP), R13
-	MOVQ         R13, R14
+	MOVQ         rowLen+8(FP), R12
+	MOVQ         R12, R13
 
 chunk:
-	TESTQ        R14, R14
+	TESTQ        R13, R13
 	JZ           rowdone
 	TESTQ        R9, R9
 	JNZ          samegroup1
@@ -5160,107 +10306,810 @@ chunk:
 	MOVQ         group+80(FP), R9
 
 samegroup1:
-	MOVQ    R14, R13
-	CMPQ    R9, R13
-	CMOVQLT R9, R13
-	SUBQ    R13, R14
-	SUBQ    R13, R9
+	MOVQ    R13, R12
+	CMPQ    R9, R12
+	CMOVQLT R9, R12
+	SUBQ    R12, R13
+	SUBQ    R12, R9
 
 loop2:
-	CMPQ           R13, $0x00000020
-	JB             one
-	VBROADCASTI128 (DI), Y9
-	VPSHUFB        Y0, Y9, Y9
-	VPMOVZXWD      Y9, Z9
-	VPSRLVD        Z1, Z9, Z9
-	VPANDD         Z2, Z9, Z9
-	VPMOVSXWD      (SI), Z10
-	VPADDD         Z9, Z10, Z10
-	VPADDD         Z4, Z10, Z10
-	VCVTDQ2PS      Z10, Z10
-	VMOVUPS        (R10), Z9
-	VFMADD231PS    Z10, Z5, Z9
-	VMOVUPS        Z9, (R10)
-	VMOVUPS        (R10)(BX*1), Z9
-	VFMADD231PS    Z10, Z6, Z9
-	VMOVUPS        Z9, (R10)(BX*1)
-	VMOVUPS        (R10)(BX*2), Z9
-	VFMADD231PS    Z10, Z7, Z9
-	VMOVUPS        Z9, (R10)(BX*2)
-	VMOVUPS        (R12), Z9
-	VFMADD231PS    Z10, Z8, Z9
-	VMOVUPS        Z9, (R12)
-	VBROADCASTI128 (DI)(R11*1), Y9
-	VPSHUFB        Y0, Y9, Y9
-	VPMOVZXWD      Y9, Z9
-	VPSRLVD        Z1, Z9, Z9
-	VPANDD         Z2, Z9, Z9
-	VPMOVSXWD      32(SI), Z10
-	VPADDD         Z9, Z10, Z10
-	VPADDD         Z4, Z10, Z10
-	VCVTDQ2PS      Z10, Z10
-	VMOVUPS        64(R10), Z9
-	VFMADD231PS    Z10, Z5, Z9
-	VMOVUPS        Z9, 64(R10)
-	VMOVUPS        64(R10)(BX*1), Z9
-	VFMADD231PS    Z10, Z6, Z9
-	VMOVUPS        Z9, 64(R10)(BX*1)
-	VMOVUPS        64(R10)(BX*2), Z9
-	VFMADD231PS    Z10, Z7, Z9
-	VMOVUPS        Z9, 64(R10)(BX*2)
-	VMOVUPS        64(R12), Z9
-	VFMADD231PS    Z10, Z8, Z9
-	VMOVUPS        Z9, 64(R12)
-	ADDQ           $0x00000040, SI
-	LEAQ           (DI)(R11*2), DI
-	ADDQ           $0x00000080, R10
-	ADDQ           $0x00000080, R12
-	SUBQ           $0x00000020, R13
-	JMP            loop2
+	CMPQ            R12, $0x00000020
+	JB              one
+	VBROADCASTI32X4 (DI), Y9
+	VPSHUFB         Y0, Y9, Y9
+	VPMOVZXWD       Y9, Z9
+	VPSRLVD         Z1, Z9, Z9
+	VPANDD          Z2, Z9, Z9
+	VPMOVSXWD       (SI), Z10
+	VPADDD          Z9, Z10, Z10
+	VPADDD          Z4, Z10, Z10
+	VCVTDQ2PS       Z10, Z10
+	VMOVUPS         (R10), Z9
+	VFMADD231PS     Z10, Z5, Z9
+	VMOVUPS         Z9, (R10)
+	VMOVUPS         (R10)(DX*1), Z9
+	VFMADD231PS     Z10, Z6, Z9
+	VMOVUPS         Z9, (R10)(DX*1)
+	VMOVUPS         (R10)(DX*2), Z9
+	VFMADD231PS     Z10, Z7, Z9
+	VMOVUPS         Z9, (R10)(DX*2)
+	VMOVUPS         (R10)(BX*1), Z9
+	VFMADD231PS     Z10, Z8, Z9
+	VMOVUPS         Z9, (R10)(BX*1)
+	VBROADCASTI32X4 (DI)(R11*1), Y9
+	VPSHUFB         Y0, Y9, Y9
+	VPMOVZXWD       Y9, Z9
+	VPSRLVD         Z1, Z9, Z9
+	VPANDD          Z2, Z9, Z9
+	VPMOVSXWD       32(SI), Z10
+	VPADDD          Z9, Z10, Z10
+	VPADDD          Z4, Z10, Z10
+	VCVTDQ2PS       Z10, Z10
+	VMOVUPS         64(R10), Z9
+	VFMADD231PS     Z10, Z5, Z9
+	VMOVUPS         Z9, 64(R10)
+	VMOVUPS         64(R10)(DX*1), Z9
+	VFMADD231PS     Z10, Z6, Z9
+	VMOVUPS         Z9, 64(R10)(DX*1)
+	VMOVUPS         64(R10)(DX*2), Z9
+	VFMADD231PS     Z10, Z7, Z9
+	VMOVUPS         Z9, 64(R10)(DX*2)
+	VMOVUPS         64(R10)(BX*1), Z9
+	VFMADD231PS     Z10, Z8, Z9
+	VMOVUPS         Z9, 64(R10)(BX*1)
+	ADDQ            $0x00000040, SI
+	LEAQ            (DI)(R11*2), DI
+	ADDQ            $0x00000080, R10
+	SUBQ            $0x00000020, R12
+	JMP             loop2
 
 one:
-	CMPQ           R13, $0x00000010
-	JB             tail
-	VBROADCASTI128 (DI), Y9
-	VPSHUFB        Y0, Y9, Y9
-	VPMOVZXWD      Y9, Z9
-	VPSRLVD        Z1, Z9, Z9
-	VPANDD         Z2, Z9, Z9
-	VPMOVSXWD      (SI), Z10
-	VPADDD         Z9, Z10, Z10
-	VPADDD         Z4, Z10, Z10
-	VCVTDQ2PS      Z10, Z10
-	VMOVUPS        (R10), Z9
-	VFMADD231PS    Z10, Z5, Z9
-	VMOVUPS        Z9, (R10)
-	VMOVUPS        (R10)(BX*1), Z9
-	VFMADD231PS    Z10, Z6, Z9
-	VMOVUPS        Z9, (R10)(BX*1)
-	VMOVUPS        (R10)(BX*2), Z9
-	VFMADD231PS    Z10, Z7, Z9
-	VMOVUPS        Z9, (R10)(BX*2)
-	VMOVUPS        (R12), Z9
-	VFMADD231PS    Z10, Z8, Z9
-	VMOVUPS        Z9, (R12)
-	ADDQ           $0x00000020, SI
-	ADDQ           R11, DI
-	ADDQ           $0x00000040, R10
-	ADDQ           $0x00000040, R12
-	SUBQ           $0x00000010, R13
+	CMPQ            R12, $0x00000010
+	JB              tail
+	VBROADCASTI32X4 (DI), Y9
+	VPSHUFB         Y0, Y9, Y9
+	VPMOVZXWD       Y9, Z9
+	VPSRLVD         Z1, Z9, Z9
+	VPANDD          Z2, Z9, Z9
+	VPMOVSXWD       (SI), Z10
+	VPADDD          Z9, Z10, Z10
+	VPADDD          Z4, Z10, Z10
+	VCVTDQ2PS       Z10, Z10
+	VMOVUPS         (R10), Z9
+	VFMADD231PS     Z10, Z5, Z9
+	VMOVUPS         Z9, (R10)
+	VMOVUPS         (R10)(DX*1), Z9
+	VFMADD231PS     Z10, Z6, Z9
+	VMOVUPS         Z9, (R10)(DX*1)
+	VMOVUPS         (R10)(DX*2), Z9
+	VFMADD231PS     Z10, Z7, Z9
+	VMOVUPS         Z9, (R10)(DX*2)
+	VMOVUPS         (R10)(BX*1), Z9
+	VFMADD231PS     Z10, Z8, Z9
+	VMOVUPS         Z9, (R10)(BX*1)
+	ADDQ            $0x00000020, SI
+	ADDQ            R11, DI
+	ADDQ            $0x00000040, R10
+	SUBQ            $0x00000010, R12
 
 tail:
 	JMP chunk
 
 rowdone:
 	ADDQ $0x04, AX
-	ADDQ $0x04, DX
+	DECQ rows+0(FP)
+	JNZ  row
+	VZEROUPPER
+	RET
+
+// func gemvAxpyI16M5AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int16, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, CMOV
+TEXT ·gemvAxpyI16M5AVX512(SB), NOSPLIT, $0-104
+	MOVQ         a+16(FP), AX
+	MOVQ         lda+24(FP), CX
+	SHLQ         $0x02, CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	LEAQ         (DX)(DX*2), BX
+	MOVQ         base+48(FP), SI
+	MOVQ         data+56(FP), DI
+	MOVQ         zero+64(FP), R8
+	MOVQ         left+72(FP), R9
+	MOVQ         bits+96(FP), R10
+	MOVQ         R10, R11
+	SHLQ         $0x01, R11
+	LEAQ         mmdecodeAVX512<>+0(SB), R12
+	SHLQ         $0x07, R10
+	ADDQ         R10, R12
+	VMOVDQU      (R12), Y0
+	VMOVDQU32    32(R12), Z1
+	VPBROADCASTD 96(R12), Z2
+	VBROADCASTSS scale+88(FP), Z3
+	VPBROADCASTD (R8), Z4
+
+row:
+	LEAQ         (CX)(CX*2), R10
+	LEAQ         (AX)(CX*4), R12
+	VBROADCASTSS (AX), Z5
+	VMULPS       Z3, Z5, Z5
+	VBROADCASTSS (AX)(CX*1), Z6
+	VMULPS       Z3, Z6, Z6
+	VBROADCASTSS (AX)(CX*2), Z7
+	VMULPS       Z3, Z7, Z7
+	VBROADCASTSS (AX)(R10*1), Z8
+	VMULPS       Z3, Z8, Z8
+	VBROADCASTSS (R12), Z9
+	VMULPS       Z3, Z9, Z9
+	MOVQ         c+32(FP), R10
+	LEAQ         (R10)(DX*4), R14
+	MOVQ         rowLen+8(FP), R12
+	MOVQ         R12, R13
+
+chunk:
+	TESTQ        R13, R13
+	JZ           rowdone
+	TESTQ        R9, R9
+	JNZ          samegroup1
+	ADDQ         $0x04, R8
+	VPBROADCASTD (R8), Z4
+	MOVQ         group+80(FP), R9
+
+samegroup1:
+	MOVQ    R13, R12
+	CMPQ    R9, R12
+	CMOVQLT R9, R12
+	SUBQ    R12, R13
+	SUBQ    R12, R9
+
+loop2:
+	CMPQ            R12, $0x00000020
+	JB              one
+	VBROADCASTI32X4 (DI), Y10
+	VPSHUFB         Y0, Y10, Y10
+	VPMOVZXWD       Y10, Z10
+	VPSRLVD         Z1, Z10, Z10
+	VPANDD          Z2, Z10, Z10
+	VPMOVSXWD       (SI), Z11
+	VPADDD          Z10, Z11, Z11
+	VPADDD          Z4, Z11, Z11
+	VCVTDQ2PS       Z11, Z11
+	VMOVUPS         (R10), Z10
+	VFMADD231PS     Z11, Z5, Z10
+	VMOVUPS         Z10, (R10)
+	VMOVUPS         (R10)(DX*1), Z10
+	VFMADD231PS     Z11, Z6, Z10
+	VMOVUPS         Z10, (R10)(DX*1)
+	VMOVUPS         (R10)(DX*2), Z10
+	VFMADD231PS     Z11, Z7, Z10
+	VMOVUPS         Z10, (R10)(DX*2)
+	VMOVUPS         (R10)(BX*1), Z10
+	VFMADD231PS     Z11, Z8, Z10
+	VMOVUPS         Z10, (R10)(BX*1)
+	VMOVUPS         (R14), Z10
+	VFMADD231PS     Z11, Z9, Z10
+	VMOVUPS         Z10, (R14)
+	VBROADCASTI32X4 (DI)(R11*1), Y10
+	VPSHUFB         Y0, Y10, Y10
+	VPMOVZXWD       Y10, Z10
+	VPSRLVD         Z1, Z10, Z10
+	VPANDD          Z2, Z10, Z10
+	VPMOVSXWD       32(SI), Z11
+	VPADDD          Z10, Z11, Z11
+	VPADDD          Z4, Z11, Z11
+	VCVTDQ2PS       Z11, Z11
+	VMOVUPS         64(R10), Z10
+	VFMADD231PS     Z11, Z5, Z10
+	VMOVUPS         Z10, 64(R10)
+	VMOVUPS         64(R10)(DX*1), Z10
+	VFMADD231PS     Z11, Z6, Z10
+	VMOVUPS         Z10, 64(R10)(DX*1)
+	VMOVUPS         64(R10)(DX*2), Z10
+	VFMADD231PS     Z11, Z7, Z10
+	VMOVUPS         Z10, 64(R10)(DX*2)
+	VMOVUPS         64(R10)(BX*1), Z10
+	VFMADD231PS     Z11, Z8, Z10
+	VMOVUPS         Z10, 64(R10)(BX*1)
+	VMOVUPS         64(R14), Z10
+	VFMADD231PS     Z11, Z9, Z10
+	VMOVUPS         Z10, 64(R14)
+	ADDQ            $0x00000040, SI
+	LEAQ            (DI)(R11*2), DI
+	ADDQ            $0x00000080, R10
+	ADDQ            $0x00000080, R14
+	SUBQ            $0x00000020, R12
+	JMP             loop2
+
+one:
+	CMPQ            R12, $0x00000010
+	JB              tail
+	VBROADCASTI32X4 (DI), Y10
+	VPSHUFB         Y0, Y10, Y10
+	VPMOVZXWD       Y10, Z10
+	VPSRLVD         Z1, Z10, Z10
+	VPANDD          Z2, Z10, Z10
+	VPMOVSXWD       (SI), Z11
+	VPADDD          Z10, Z11, Z11
+	VPADDD          Z4, Z11, Z11
+	VCVTDQ2PS       Z11, Z11
+	VMOVUPS         (R10), Z10
+	VFMADD231PS     Z11, Z5, Z10
+	VMOVUPS         Z10, (R10)
+	VMOVUPS         (R10)(DX*1), Z10
+	VFMADD231PS     Z11, Z6, Z10
+	VMOVUPS         Z10, (R10)(DX*1)
+	VMOVUPS         (R10)(DX*2), Z10
+	VFMADD231PS     Z11, Z7, Z10
+	VMOVUPS         Z10, (R10)(DX*2)
+	VMOVUPS         (R10)(BX*1), Z10
+	VFMADD231PS     Z11, Z8, Z10
+	VMOVUPS         Z10, (R10)(BX*1)
+	VMOVUPS         (R14), Z10
+	VFMADD231PS     Z11, Z9, Z10
+	VMOVUPS         Z10, (R14)
+	ADDQ            $0x00000020, SI
+	ADDQ            R11, DI
+	ADDQ            $0x00000040, R10
+	ADDQ            $0x00000040, R14
+	SUBQ            $0x00000010, R12
+
+tail:
+	JMP chunk
+
+rowdone:
+	ADDQ $0x04, AX
+	DECQ rows+0(FP)
+	JNZ  row
+	VZEROUPPER
+	RET
+
+// func gemvAxpyI16M6AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int16, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, CMOV
+TEXT ·gemvAxpyI16M6AVX512(SB), NOSPLIT, $0-104
+	MOVQ         a+16(FP), AX
+	MOVQ         lda+24(FP), CX
+	SHLQ         $0x02, CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	LEAQ         (DX)(DX*2), BX
+	MOVQ         base+48(FP), SI
+	MOVQ         data+56(FP), DI
+	MOVQ         zero+64(FP), R8
+	MOVQ         left+72(FP), R9
+	MOVQ         bits+96(FP), R10
+	MOVQ         R10, R11
+	SHLQ         $0x01, R11
+	LEAQ         mmdecodeAVX512<>+0(SB), R12
+	SHLQ         $0x07, R10
+	ADDQ         R10, R12
+	VMOVDQU      (R12), Y0
+	VMOVDQU32    32(R12), Z1
+	VPBROADCASTD 96(R12), Z2
+	VBROADCASTSS scale+88(FP), Z3
+	VPBROADCASTD (R8), Z4
+
+row:
+	LEAQ         (CX)(CX*2), R10
+	LEAQ         (AX)(CX*4), R12
+	VBROADCASTSS (AX), Z5
+	VMULPS       Z3, Z5, Z5
+	VBROADCASTSS (AX)(CX*1), Z6
+	VMULPS       Z3, Z6, Z6
+	VBROADCASTSS (AX)(CX*2), Z7
+	VMULPS       Z3, Z7, Z7
+	VBROADCASTSS (AX)(R10*1), Z8
+	VMULPS       Z3, Z8, Z8
+	VBROADCASTSS (R12), Z9
+	VMULPS       Z3, Z9, Z9
+	VBROADCASTSS (R12)(CX*1), Z10
+	VMULPS       Z3, Z10, Z10
+	MOVQ         c+32(FP), R10
+	LEAQ         (R10)(DX*4), R14
+	MOVQ         rowLen+8(FP), R12
+	MOVQ         R12, R13
+
+chunk:
+	TESTQ        R13, R13
+	JZ           rowdone
+	TESTQ        R9, R9
+	JNZ          samegroup1
+	ADDQ         $0x04, R8
+	VPBROADCASTD (R8), Z4
+	MOVQ         group+80(FP), R9
+
+samegroup1:
+	MOVQ    R13, R12
+	CMPQ    R9, R12
+	CMOVQLT R9, R12
+	SUBQ    R12, R13
+	SUBQ    R12, R9
+
+loop2:
+	CMPQ            R12, $0x00000020
+	JB              one
+	VBROADCASTI32X4 (DI), Y11
+	VPSHUFB         Y0, Y11, Y11
+	VPMOVZXWD       Y11, Z11
+	VPSRLVD         Z1, Z11, Z11
+	VPANDD          Z2, Z11, Z11
+	VPMOVSXWD       (SI), Z12
+	VPADDD          Z11, Z12, Z12
+	VPADDD          Z4, Z12, Z12
+	VCVTDQ2PS       Z12, Z12
+	VMOVUPS         (R10), Z11
+	VFMADD231PS     Z12, Z5, Z11
+	VMOVUPS         Z11, (R10)
+	VMOVUPS         (R10)(DX*1), Z11
+	VFMADD231PS     Z12, Z6, Z11
+	VMOVUPS         Z11, (R10)(DX*1)
+	VMOVUPS         (R10)(DX*2), Z11
+	VFMADD231PS     Z12, Z7, Z11
+	VMOVUPS         Z11, (R10)(DX*2)
+	VMOVUPS         (R10)(BX*1), Z11
+	VFMADD231PS     Z12, Z8, Z11
+	VMOVUPS         Z11, (R10)(BX*1)
+	VMOVUPS         (R14), Z11
+	VFMADD231PS     Z12, Z9, Z11
+	VMOVUPS         Z11, (R14)
+	VMOVUPS         (R14)(DX*1), Z11
+	VFMADD231PS     Z12, Z10, Z11
+	VMOVUPS         Z11, (R14)(DX*1)
+	VBROADCASTI32X4 (DI)(R11*1), Y11
+	VPSHUFB         Y0, Y11, Y11
+	VPMOVZXWD       Y11, Z11
+	VPSRLVD         Z1, Z11, Z11
+	VPANDD          Z2, Z11, Z11
+	VPMOVSXWD       32(SI), Z12
+	VPADDD          Z11, Z12, Z12
+	VPADDD          Z4, Z12, Z12
+	VCVTDQ2PS       Z12, Z12
+	VMOVUPS         64(R10), Z11
+	VFMADD231PS     Z12, Z5, Z11
+	VMOVUPS         Z11, 64(R10)
+	VMOVUPS         64(R10)(DX*1), Z11
+	VFMADD231PS     Z12, Z6, Z11
+	VMOVUPS         Z11, 64(R10)(DX*1)
+	VMOVUPS         64(R10)(DX*2), Z11
+	VFMADD231PS     Z12, Z7, Z11
+	VMOVUPS         Z11, 64(R10)(DX*2)
+	VMOVUPS         64(R10)(BX*1), Z11
+	VFMADD231PS     Z12, Z8, Z11
+	VMOVUPS         Z11, 64(R10)(BX*1)
+	VMOVUPS         64(R14), Z11
+	VFMADD231PS     Z12, Z9, Z11
+	VMOVUPS         Z11, 64(R14)
+	VMOVUPS         64(R14)(DX*1), Z11
+	VFMADD231PS     Z12, Z10, Z11
+	VMOVUPS         Z11, 64(R14)(DX*1)
+	ADDQ            $0x00000040, SI
+	LEAQ            (DI)(R11*2), DI
+	ADDQ            $0x00000080, R10
+	ADDQ            $0x00000080, R14
+	SUBQ            $0x00000020, R12
+	JMP             loop2
+
+one:
+	CMPQ            R12, $0x00000010
+	JB              tail
+	VBROADCASTI32X4 (DI), Y11
+	VPSHUFB         Y0, Y11, Y11
+	VPMOVZXWD       Y11, Z11
+	VPSRLVD         Z1, Z11, Z11
+	VPANDD          Z2, Z11, Z11
+	VPMOVSXWD       (SI), Z12
+	VPADDD          Z11, Z12, Z12
+	VPADDD          Z4, Z12, Z12
+	VCVTDQ2PS       Z12, Z12
+	VMOVUPS         (R10), Z11
+	VFMADD231PS     Z12, Z5, Z11
+	VMOVUPS         Z11, (R10)
+	VMOVUPS         (R10)(DX*1), Z11
+	VFMADD231PS     Z12, Z6, Z11
+	VMOVUPS         Z11, (R10)(DX*1)
+	VMOVUPS         (R10)(DX*2), Z11
+	VFMADD231PS     Z12, Z7, Z11
+	VMOVUPS         Z11, (R10)(DX*2)
+	VMOVUPS         (R10)(BX*1), Z11
+	VFMADD231PS     Z12, Z8, Z11
+	VMOVUPS         Z11, (R10)(BX*1)
+	VMOVUPS         (R14), Z11
+	VFMADD231PS     Z12, Z9, Z11
+	VMOVUPS         Z11, (R14)
+	VMOVUPS         (R14)(DX*1), Z11
+	VFMADD231PS     Z12, Z10, Z11
+	VMOVUPS         Z11, (R14)(DX*1)
+	ADDQ            $0x00000020, SI
+	ADDQ            R11, DI
+	ADDQ            $0x00000040, R10
+	ADDQ            $0x00000040, R14
+	SUBQ            $0x00000010, R12
+
+tail:
+	JMP chunk
+
+rowdone:
+	ADDQ $0x04, AX
+	DECQ rows+0(FP)
+	JNZ  row
+	VZEROUPPER
+	RET
+
+// func gemvAxpyI16M7AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int16, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, CMOV
+TEXT ·gemvAxpyI16M7AVX512(SB), NOSPLIT, $0-104
+	MOVQ         a+16(FP), AX
+	MOVQ         lda+24(FP), CX
+	SHLQ         $0x02, CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	LEAQ         (DX)(DX*2), BX
+	MOVQ         base+48(FP), SI
+	MOVQ         data+56(FP), DI
+	MOVQ         zero+64(FP), R8
+	MOVQ         left+72(FP), R9
+	MOVQ         bits+96(FP), R10
+	MOVQ         R10, R11
+	SHLQ         $0x01, R11
+	LEAQ         mmdecodeAVX512<>+0(SB), R12
+	SHLQ         $0x07, R10
+	ADDQ         R10, R12
+	VMOVDQU      (R12), Y0
+	VMOVDQU32    32(R12), Z1
+	VPBROADCASTD 96(R12), Z2
+	VBROADCASTSS scale+88(FP), Z3
+	VPBROADCASTD (R8), Z4
+
+row:
+	LEAQ         (CX)(CX*2), R10
+	LEAQ         (AX)(CX*4), R12
+	VBROADCASTSS (AX), Z5
+	VMULPS       Z3, Z5, Z5
+	VBROADCASTSS (AX)(CX*1), Z6
+	VMULPS       Z3, Z6, Z6
+	VBROADCASTSS (AX)(CX*2), Z7
+	VMULPS       Z3, Z7, Z7
+	VBROADCASTSS (AX)(R10*1), Z8
+	VMULPS       Z3, Z8, Z8
+	VBROADCASTSS (R12), Z9
+	VMULPS       Z3, Z9, Z9
+	VBROADCASTSS (R12)(CX*1), Z10
+	VMULPS       Z3, Z10, Z10
+	VBROADCASTSS (R12)(CX*2), Z11
+	VMULPS       Z3, Z11, Z11
+	MOVQ         c+32(FP), R10
+	LEAQ         (R10)(DX*4), R14
+	MOVQ         rowLen+8(FP), R12
+	MOVQ         R12, R13
+
+chunk:
+	TESTQ        R13, R13
+	JZ           rowdone
+	TESTQ        R9, R9
+	JNZ          samegroup1
+	ADDQ         $0x04, R8
+	VPBROADCASTD (R8), Z4
+	MOVQ         group+80(FP), R9
+
+samegroup1:
+	MOVQ    R13, R12
+	CMPQ    R9, R12
+	CMOVQLT R9, R12
+	SUBQ    R12, R13
+	SUBQ    R12, R9
+
+loop2:
+	CMPQ            R12, $0x00000020
+	JB              one
+	VBROADCASTI32X4 (DI), Y12
+	VPSHUFB         Y0, Y12, Y12
+	VPMOVZXWD       Y12, Z12
+	VPSRLVD         Z1, Z12, Z12
+	VPANDD          Z2, Z12, Z12
+	VPMOVSXWD       (SI), Z13
+	VPADDD          Z12, Z13, Z13
+	VPADDD          Z4, Z13, Z13
+	VCVTDQ2PS       Z13, Z13
+	VMOVUPS         (R10), Z12
+	VFMADD231PS     Z13, Z5, Z12
+	VMOVUPS         Z12, (R10)
+	VMOVUPS         (R10)(DX*1), Z12
+	VFMADD231PS     Z13, Z6, Z12
+	VMOVUPS         Z12, (R10)(DX*1)
+	VMOVUPS         (R10)(DX*2), Z12
+	VFMADD231PS     Z13, Z7, Z12
+	VMOVUPS         Z12, (R10)(DX*2)
+	VMOVUPS         (R10)(BX*1), Z12
+	VFMADD231PS     Z13, Z8, Z12
+	VMOVUPS         Z12, (R10)(BX*1)
+	VMOVUPS         (R14), Z12
+	VFMADD231PS     Z13, Z9, Z12
+	VMOVUPS         Z12, (R14)
+	VMOVUPS         (R14)(DX*1), Z12
+	VFMADD231PS     Z13, Z10, Z12
+	VMOVUPS         Z12, (R14)(DX*1)
+	VMOVUPS         (R14)(DX*2), Z12
+	VFMADD231PS     Z13, Z11, Z12
+	VMOVUPS         Z12, (R14)(DX*2)
+	VBROADCASTI32X4 (DI)(R11*1), Y12
+	VPSHUFB         Y0, Y12, Y12
+	VPMOVZXWD       Y12, Z12
+	VPSRLVD         Z1, Z12, Z12
+	VPANDD          Z2, Z12, Z12
+	VPMOVSXWD       32(SI), Z13
+	VPADDD          Z12, Z13, Z13
+	VPADDD          Z4, Z13, Z13
+	VCVTDQ2PS       Z13, Z13
+	VMOVUPS         64(R10), Z12
+	VFMADD231PS     Z13, Z5, Z12
+	VMOVUPS         Z12, 64(R10)
+	VMOVUPS         64(R10)(DX*1), Z12
+	VFMADD231PS     Z13, Z6, Z12
+	VMOVUPS         Z12, 64(R10)(DX*1)
+	VMOVUPS         64(R10)(DX*2), Z12
+	VFMADD231PS     Z13, Z7, Z12
+	VMOVUPS         Z12, 64(R10)(DX*2)
+	VMOVUPS         64(R10)(BX*1), Z12
+	VFMADD231PS     Z13, Z8, Z12
+	VMOVUPS         Z12, 64(R10)(BX*1)
+	VMOVUPS         64(R14), Z12
+	VFMADD231PS     Z13, Z9, Z12
+	VMOVUPS         Z12, 64(R14)
+	VMOVUPS         64(R14)(DX*1), Z12
+	VFMADD231PS     Z13, Z10, Z12
+	VMOVUPS         Z12, 64(R14)(DX*1)
+	VMOVUPS         64(R14)(DX*2), Z12
+	VFMADD231PS     Z13, Z11, Z12
+	VMOVUPS         Z12, 64(R14)(DX*2)
+	ADDQ            $0x00000040, SI
+	LEAQ            (DI)(R11*2), DI
+	ADDQ            $0x00000080, R10
+	ADDQ            $0x00000080, R14
+	SUBQ            $0x00000020, R12
+	JMP             loop2
+
+one:
+	CMPQ            R12, $0x00000010
+	JB              tail
+	VBROADCASTI32X4 (DI), Y12
+	VPSHUFB         Y0, Y12, Y12
+	VPMOVZXWD       Y12, Z12
+	VPSRLVD         Z1, Z12, Z12
+	VPANDD          Z2, Z12, Z12
+	VPMOVSXWD       (SI), Z13
+	VPADDD          Z12, Z13, Z13
+	VPADDD          Z4, Z13, Z13
+	VCVTDQ2PS       Z13, Z13
+	VMOVUPS         (R10), Z12
+	VFMADD231PS     Z13, Z5, Z12
+	VMOVUPS         Z12, (R10)
+	VMOVUPS         (R10)(DX*1), Z12
+	VFMADD231PS     Z13, Z6, Z12
+	VMOVUPS         Z12, (R10)(DX*1)
+	VMOVUPS         (R10)(DX*2), Z12
+	VFMADD231PS     Z13, Z7, Z12
+	VMOVUPS         Z12, (R10)(DX*2)
+	VMOVUPS         (R10)(BX*1), Z12
+	VFMADD231PS     Z13, Z8, Z12
+	VMOVUPS         Z12, (R10)(BX*1)
+	VMOVUPS         (R14), Z12
+	VFMADD231PS     Z13, Z9, Z12
+	VMOVUPS         Z12, (R14)
+	VMOVUPS         (R14)(DX*1), Z12
+	VFMADD231PS     Z13, Z10, Z12
+	VMOVUPS         Z12, (R14)(DX*1)
+	VMOVUPS         (R14)(DX*2), Z12
+	VFMADD231PS     Z13, Z11, Z12
+	VMOVUPS         Z12, (R14)(DX*2)
+	ADDQ            $0x00000020, SI
+	ADDQ            R11, DI
+	ADDQ            $0x00000040, R10
+	ADDQ            $0x00000040, R14
+	SUBQ            $0x00000010, R12
+
+tail:
+	JMP chunk
+
+rowdone:
+	ADDQ $0x04, AX
+	DECQ rows+0(FP)
+	JNZ  row
+	VZEROUPPER
+	RET
+
+// func gemvAxpyI16M8AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int16, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, CMOV
+TEXT ·gemvAxpyI16M8AVX512(SB), NOSPLIT, $0-104
+	MOVQ         a+16(FP), AX
+	MOVQ         lda+24(FP), CX
+	SHLQ         $0x02, CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	LEAQ         (DX)(DX*2), BX
+	MOVQ         base+48(FP), SI
+	MOVQ         data+56(FP), DI
+	MOVQ         zero+64(FP), R8
+	MOVQ         left+72(FP), R9
+	MOVQ         bits+96(FP), R10
+	MOVQ         R10, R11
+	SHLQ         $0x01, R11
+	LEAQ         mmdecodeAVX512<>+0(SB), R12
+	SHLQ         $0x07, R10
+	ADDQ         R10, R12
+	VMOVDQU      (R12), Y0
+	VMOVDQU32    32(R12), Z1
+	VPBROADCASTD 96(R12), Z2
+	VBROADCASTSS scale+88(FP), Z3
+	VPBROADCASTD (R8), Z4
+
+row:
+	LEAQ         (CX)(CX*2), R10
+	LEAQ         (AX)(CX*4), R12
+	VBROADCASTSS (AX), Z5
+	VMULPS       Z3, Z5, Z5
+	VBROADCASTSS (AX)(CX*1), Z6
+	VMULPS       Z3, Z6, Z6
+	VBROADCASTSS (AX)(CX*2), Z7
+	VMULPS       Z3, Z7, Z7
+	VBROADCASTSS (AX)(R10*1), Z8
+	VMULPS       Z3, Z8, Z8
+	VBROADCASTSS (R12), Z9
+	VMULPS       Z3, Z9, Z9
+	VBROADCASTSS (R12)(CX*1), Z10
+	VMULPS       Z3, Z10, Z10
+	VBROADCASTSS (R12)(CX*2), Z11
+	VMULPS       Z3, Z11, Z11
+	VBROADCASTSS (R12)(R10*1), Z12
+	VMULPS       Z3, Z12, Z12
+	MOVQ         c+32(FP), R10
+	LEAQ         (R10)(DX*4), R14
+	MOVQ         rowLen+8(FP), R12
+	MOVQ         R12, R13
+
+chunk:
+	TESTQ        R13, R13
+	JZ           rowdone
+	TESTQ        R9, R9
+	JNZ          samegroup1
+	ADDQ         $0x04, R8
+	VPBROADCASTD (R8), Z4
+	MOVQ         group+80(FP), R9
+
+samegroup1:
+	MOVQ    R13, R12
+	CMPQ    R9, R12
+	CMOVQLT R9, R12
+	SUBQ    R12, R13
+	SUBQ    R12, R9
+
+loop2:
+	CMPQ            R12, $0x00000020
+	JB              one
+	VBROADCASTI32X4 (DI), Y13
+	VPSHUFB         Y0, Y13, Y13
+	VPMOVZXWD       Y13, Z13
+	VPSRLVD         Z1, Z13, Z13
+	VPANDD          Z2, Z13, Z13
+	VPMOVSXWD       (SI), Z14
+	VPADDD          Z13, Z14, Z14
+	VPADDD          Z4, Z14, Z14
+	VCVTDQ2PS       Z14, Z14
+	VMOVUPS         (R10), Z13
+	VFMADD231PS     Z14, Z5, Z13
+	VMOVUPS         Z13, (R10)
+	VMOVUPS         (R10)(DX*1), Z13
+	VFMADD231PS     Z14, Z6, Z13
+	VMOVUPS         Z13, (R10)(DX*1)
+	VMOVUPS         (R10)(DX*2), Z13
+	VFMADD231PS     Z14, Z7, Z13
+	VMOVUPS         Z13, (R10)(DX*2)
+	VMOVUPS         (R10)(BX*1), Z13
+	VFMADD231PS     Z14, Z8, Z13
+	VMOVUPS         Z13, (R10)(BX*1)
+	VMOVUPS         (R14), Z13
+	VFMADD231PS     Z14, Z9, Z13
+	VMOVUPS         Z13, (R14)
+	VMOVUPS         (R14)(DX*1), Z13
+	VFMADD231PS     Z14, Z10, Z13
+	VMOVUPS         Z13, (R14)(DX*1)
+	VMOVUPS         (R14)(DX*2), Z13
+	VFMADD231PS     Z14, Z11, Z13
+	VMOVUPS         Z13, (R14)(DX*2)
+	VMOVUPS         (R14)(BX*1), Z13
+	VFMADD231PS     Z14, Z12, Z13
+	VMOVUPS         Z13, (R14)(BX*1)
+	VBROADCASTI32X4 (DI)(R11*1), Y13
+	VPSHUFB         Y0, Y13, Y13
+	VPMOVZXWD       Y13, Z13
+	VPSRLVD         Z1, Z13, Z13
+	VPANDD          Z2, Z13, Z13
+	VPMOVSXWD       32(SI), Z14
+	VPADDD          Z13, Z14, Z14
+	VPADDD          Z4, Z14, Z14
+	VCVTDQ2PS       Z14, Z14
+	VMOVUPS         64(R10), Z13
+	VFMADD231PS     Z14, Z5, Z13
+	VMOVUPS         Z13, 64(R10)
+	VMOVUPS         64(R10)(DX*1), Z13
+	VFMADD231PS     Z14, Z6, Z13
+	VMOVUPS         Z13, 64(R10)(DX*1)
+	VMOVUPS         64(R10)(DX*2), Z13
+	VFMADD231PS     Z14, Z7, Z13
+	VMOVUPS         Z13, 64(R10)(DX*2)
+	VMOVUPS         64(R10)(BX*1), Z13
+	VFMADD231PS     Z14, Z8, Z13
+	VMOVUPS         Z13, 64(R10)(BX*1)
+	VMOVUPS         64(R14), Z13
+	VFMADD231PS     Z14, Z9, Z13
+	VMOVUPS         Z13, 64(R14)
+	VMOVUPS         64(R14)(DX*1), Z13
+	VFMADD231PS     Z14, Z10, Z13
+	VMOVUPS         Z13, 64(R14)(DX*1)
+	VMOVUPS         64(R14)(DX*2), Z13
+	VFMADD231PS     Z14, Z11, Z13
+	VMOVUPS         Z13, 64(R14)(DX*2)
+	VMOVUPS         64(R14)(BX*1), Z13
+	VFMADD231PS     Z14, Z12, Z13
+	VMOVUPS         Z13, 64(R14)(BX*1)
+	ADDQ            $0x00000040, SI
+	LEAQ            (DI)(R11*2), DI
+	ADDQ            $0x00000080, R10
+	ADDQ            $0x00000080, R14
+	SUBQ            $0x00000020, R12
+	JMP             loop2
+
+one:
+	CMPQ            R12, $0x00000010
+	JB              tail
+	VBROADCASTI32X4 (DI), Y13
+	VPSHUFB         Y0, Y13, Y13
+	VPMOVZXWD       Y13, Z13
+	VPSRLVD         Z1, Z13, Z13
+	VPANDD          Z2, Z13, Z13
+	VPMOVSXWD       (SI), Z14
+	VPADDD          Z13, Z14, Z14
+	VPADDD          Z4, Z14, Z14
+	VCVTDQ2PS       Z14, Z14
+	VMOVUPS         (R10), Z13
+	VFMADD231PS     Z14, Z5, Z13
+	VMOVUPS         Z13, (R10)
+	VMOVUPS         (R10)(DX*1), Z13
+	VFMADD231PS     Z14, Z6, Z13
+	VMOVUPS         Z13, (R10)(DX*1)
+	VMOVUPS         (R10)(DX*2), Z13
+	VFMADD231PS     Z14, Z7, Z13
+	VMOVUPS         Z13, (R10)(DX*2)
+	VMOVUPS         (R10)(BX*1), Z13
+	VFMADD231PS     Z14, Z8, Z13
+	VMOVUPS         Z13, (R10)(BX*1)
+	VMOVUPS         (R14), Z13
+	VFMADD231PS     Z14, Z9, Z13
+	VMOVUPS         Z13, (R14)
+	VMOVUPS         (R14)(DX*1), Z13
+	VFMADD231PS     Z14, Z10, Z13
+	VMOVUPS         Z13, (R14)(DX*1)
+	VMOVUPS         (R14)(DX*2), Z13
+	VFMADD231PS     Z14, Z11, Z13
+	VMOVUPS         Z13, (R14)(DX*2)
+	VMOVUPS         (R14)(BX*1), Z13
+	VFMADD231PS     Z14, Z12, Z13
+	VMOVUPS         Z13, (R14)(BX*1)
+	ADDQ            $0x00000020, SI
+	ADDQ            R11, DI
+	ADDQ            $0x00000040, R10
+	ADDQ            $0x00000040, R14
+	SUBQ            $0x00000010, R12
+
+tail:
+	JMP chunk
+
+rowdone:
+	ADDQ $0x04, AX
 	DECQ rows+0(FP)
 	JNZ  row
 	VZEROUPPER
 	RET
 
 // func gemvAxpyI8M1AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, AVX512F, CMOV
+// Requires: AVX, AVX2, AVX512F, AVX512VL, CMOV
 TEXT ·gemvAxpyI8M1AVX512(SB), NOSPLIT, $0-104
 	MOVQ         a+16(FP), AX
 	MOVQ         lda+24(FP), CX
@@ -5307,57 +11156,57 @@ samegroup1:
 	SUBQ    R9, SI
 
 loop2:
-	CMPQ           R9, $0x00000020
-	JB             one
-	VBROADCASTI128 (DX), Y6
-	VPSHUFB        Y0, Y6, Y6
-	VPMOVZXWD      Y6, Z6
-	VPSRLVD        Z1, Z6, Z6
-	VPANDD         Z2, Z6, Z6
-	VPMOVSXBD      (CX), Z7
-	VPADDD         Z6, Z7, Z7
-	VPADDD         Z4, Z7, Z7
-	VCVTDQ2PS      Z7, Z7
-	VMOVUPS        (DI), Z6
-	VFMADD231PS    Z7, Z5, Z6
-	VMOVUPS        Z6, (DI)
-	VBROADCASTI128 (DX)(R8*1), Y6
-	VPSHUFB        Y0, Y6, Y6
-	VPMOVZXWD      Y6, Z6
-	VPSRLVD        Z1, Z6, Z6
-	VPANDD         Z2, Z6, Z6
-	VPMOVSXBD      16(CX), Z7
-	VPADDD         Z6, Z7, Z7
-	VPADDD         Z4, Z7, Z7
-	VCVTDQ2PS      Z7, Z7
-	VMOVUPS        64(DI), Z6
-	VFMADD231PS    Z7, Z5, Z6
-	VMOVUPS        Z6, 64(DI)
-	ADDQ           $0x00000020, CX
-	LEAQ           (DX)(R8*2), DX
-	ADDQ           $0x00000080, DI
-	SUBQ           $0x00000020, R9
-	JMP            loop2
+	CMPQ            R9, $0x00000020
+	JB              one
+	VBROADCASTI32X4 (DX), Y6
+	VPSHUFB         Y0, Y6, Y6
+	VPMOVZXWD       Y6, Z6
+	VPSRLVD         Z1, Z6, Z6
+	VPANDD          Z2, Z6, Z6
+	VPMOVSXBD       (CX), Z7
+	VPADDD          Z6, Z7, Z7
+	VPADDD          Z4, Z7, Z7
+	VCVTDQ2PS       Z7, Z7
+	VMOVUPS         (DI), Z6
+	VFMADD231PS     Z7, Z5, Z6
+	VMOVUPS         Z6, (DI)
+	VBROADCASTI32X4 (DX)(R8*1), Y6
+	VPSHUFB         Y0, Y6, Y6
+	VPMOVZXWD       Y6, Z6
+	VPSRLVD         Z1, Z6, Z6
+	VPANDD          Z2, Z6, Z6
+	VPMOVSXBD       16(CX), Z7
+	VPADDD          Z6, Z7, Z7
+	VPADDD          Z4, Z7, Z7
+	VCVTDQ2PS       Z7, Z7
+	VMOVUPS         64(DI), Z6
+	VFMADD231PS     Z7, Z5, Z6
+	VMOVUPS         Z6, 64(DI)
+	ADDQ            $0x00000020, CX
+	LEAQ            (DX)(R8*2), DX
+	ADDQ            $0x00000080, DI
+	SUBQ            $0x00000020, R9
+	JMP             loop2
 
 one:
-	CMPQ           R9, $0x00000010
-	JB             tail
-	VBROADCASTI128 (DX), Y6
-	VPSHUFB        Y0, Y6, Y6
-	VPMOVZXWD      Y6, Z6
-	VPSRLVD        Z1, Z6, Z6
-	VPANDD         Z2, Z6, Z6
-	VPMOVSXBD      (CX), Z7
-	VPADDD         Z6, Z7, Z7
-	VPADDD         Z4, Z7, Z7
-	VCVTDQ2PS      Z7, Z7
-	VMOVUPS        (DI), Z6
-	VFMADD231PS    Z7, Z5, Z6
-	VMOVUPS        Z6, (DI)
-	ADDQ           $0x00000010, CX
-	ADDQ           R8, DX
-	ADDQ           $0x00000040, DI
-	SUBQ           $0x00000010, R9
+	CMPQ            R9, $0x00000010
+	JB              tail
+	VBROADCASTI32X4 (DX), Y6
+	VPSHUFB         Y0, Y6, Y6
+	VPMOVZXWD       Y6, Z6
+	VPSRLVD         Z1, Z6, Z6
+	VPANDD          Z2, Z6, Z6
+	VPMOVSXBD       (CX), Z7
+	VPADDD          Z6, Z7, Z7
+	VPADDD          Z4, Z7, Z7
+	VCVTDQ2PS       Z7, Z7
+	VMOVUPS         (DI), Z6
+	VFMADD231PS     Z7, Z5, Z6
+	VMOVUPS         Z6, (DI)
+	ADDQ            $0x00000010, CX
+	ADDQ            R8, DX
+	ADDQ            $0x00000040, DI
+	SUBQ            $0x00000010, R9
 
 tail:
 	JMP chunk
@@ -5370,7 +11219,7 @@ rowdone:
 	RET
 
 // func gemvAxpyI8M2AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, AVX512F, CMOV
+// Requires: AVX, AVX2, AVX512F, AVX512VL, CMOV
 TEXT ·gemvAxpyI8M2AVX512(SB), NOSPLIT, $0-104
 	MOVQ         a+16(FP), AX
 	MOVQ         lda+24(FP), CX
@@ -5419,66 +11268,66 @@ samegroup1:
 	SUBQ    R11, R8
 
 loop2:
-	CMPQ           R11, $0x00000020
-	JB             one
-	VBROADCASTI128 (SI), Y7
-	VPSHUFB        Y0, Y7, Y7
-	VPMOVZXWD      Y7, Z7
-	VPSRLVD        Z1, Z7, Z7
-	VPANDD         Z2, Z7, Z7
-	VPMOVSXBD      (BX), Z8
-	VPADDD         Z7, Z8, Z8
-	VPADDD         Z4, Z8, Z8
-	VCVTDQ2PS      Z8, Z8
-	VMOVUPS        (R9), Z7
-	VFMADD231PS    Z8, Z5, Z7
-	VMOVUPS        Z7, (R9)
-	VMOVUPS        (R9)(DX*1), Z7
-	VFMADD231PS    Z8, Z6, Z7
-	VMOVUPS        Z7, (R9)(DX*1)
-	VBROADCASTI128 (SI)(R10*1), Y7
-	VPSHUFB        Y0, Y7, Y7
-	VPMOVZXWD      Y7, Z7
-	VPSRLVD        Z1, Z7, Z7
-	VPANDD         Z2, Z7, Z7
-	VPMOVSXBD      16(BX), Z8
-	VPADDD         Z7, Z8, Z8
-	VPADDD         Z4, Z8, Z8
-	VCVTDQ2PS      Z8, Z8
-	VMOVUPS        64(R9), Z7
-	VFMADD231PS    Z8, Z5, Z7
-	VMOVUPS        Z7, 64(R9)
-	VMOVUPS        64(R9)(DX*1), Z7
-	VFMADD231PS    Z8, Z6, Z7
-	VMOVUPS        Z7, 64(R9)(DX*1)
-	ADDQ           $0x00000020, BX
-	LEAQ           (SI)(R10*2), SI
-	ADDQ           $0x00000080, R9
-	SUBQ           $0x00000020, R11
-	JMP            loop2
+	CMPQ            R11, $0x00000020
+	JB              one
+	VBROADCASTI32X4 (SI), Y7
+	VPSHUFB         Y0, Y7, Y7
+	VPMOVZXWD       Y7, Z7
+	VPSRLVD         Z1, Z7, Z7
+	VPANDD          Z2, Z7, Z7
+	VPMOVSXBD       (BX), Z8
+	VPADDD          Z7, Z8, Z8
+	VPADDD          Z4, Z8, Z8
+	VCVTDQ2PS       Z8, Z8
+	VMOVUPS         (R9), Z7
+	VFMADD231PS     Z8, Z5, Z7
+	VMOVUPS         Z7, (R9)
+	VMOVUPS         (R9)(DX*1), Z7
+	VFMADD231PS     Z8, Z6, Z7
+	VMOVUPS         Z7, (R9)(DX*1)
+	VBROADCASTI32X4 (SI)(R10*1), Y7
+	VPSHUFB         Y0, Y7, Y7
+	VPMOVZXWD       Y7, Z7
+	VPSRLVD         Z1, Z7, Z7
+	VPANDD          Z2, Z7, Z7
+	VPMOVSXBD       16(BX), Z8
+	VPADDD          Z7, Z8, Z8
+	VPADDD          Z4, Z8, Z8
+	VCVTDQ2PS       Z8, Z8
+	VMOVUPS         64(R9), Z7
+	VFMADD231PS     Z8, Z5, Z7
+	VMOVUPS         Z7, 64(R9)
+	VMOVUPS         64(R9)(DX*1), Z7
+	VFMADD231PS     Z8, Z6, Z7
+	VMOVUPS         Z7, 64(R9)(DX*1)
+	ADDQ            $0x00000020, BX
+	LEAQ            (SI)(R10*2), SI
+	ADDQ            $0x00000080, R9
+	SUBQ            $0x00000020, R11
+	JMP             loop2
 
 one:
-	CMPQ           R11, $0x00000010
-	JB             tail
-	VBROADCASTI128 (SI), Y7
-	VPSHUFB        Y0, Y7, Y7
-	VPMOVZXWD      Y7, Z7
-	VPSRLVD        Z1, Z7, Z7
-	VPANDD         Z2, Z7, Z7
-	VPMOVSXBD      (BX), Z8
-	VPADDD         Z7, Z8, Z8
-	VPADDD         Z4, Z8, Z8
-	VCVTDQ2PS      Z8, Z8
-	VMOVUPS        (R9), Z7
-	VFMADD231PS    Z8, Z5, Z7
-	VMOVUPS        Z7, (R9)
-	VMOVUPS        (R9)(DX*1), Z7
-	VFMADD231PS    Z8, Z6, Z7
-	VMOVUPS        Z7, (R9)(DX*1)
-	ADDQ           $0x00000010, BX
-	ADDQ           R10, SI
-	ADDQ           $0x00000040, R9
-	SUBQ           $0x00000010, R11
+	CMPQ            R11, $0x00000010
+	JB              tail
+	VBROADCASTI32X4 (SI), Y7
+	VPSHUFB         Y0, Y7, Y7
+	VPMOVZXWD       Y7, Z7
+	VPSRLVD         Z1, Z7, Z7
+	VPANDD          Z2, Z7, Z7
+	VPMOVSXBD       (BX), Z8
+	VPADDD          Z7, Z8, Z8
+	VPADDD          Z4, Z8, Z8
+	VCVTDQ2PS       Z8, Z8
+	VMOVUPS         (R9), Z7
+	VFMADD231PS     Z8, Z5, Z7
+	VMOVUPS         Z7, (R9)
+	VMOVUPS         (R9)(DX*1), Z7
+	VFMADD231PS     Z8, Z6, Z7
+	VMOVUPS         Z7, (R9)(DX*1)
+	ADDQ            $0x00000010, BX
+	ADDQ            R10, SI
+	ADDQ            $0x00000040, R9
+	SUBQ            $0x00000010, R11
 
 tail:
 	JMP chunk
@@ -5491,7 +11340,7 @@ rowdone:
 	RET
 
 // func gemvAxpyI8M3AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, AVX512F, CMOV
+// Requires: AVX, AVX2, AVX512F, AVX512VL, CMOV
 TEXT ·gemvAxpyI8M3AVX512(SB), NOSPLIT, $0-104
 	MOVQ         a+16(FP), AX
 	MOVQ         lda+24(FP), CX
@@ -5542,75 +11391,75 @@ samegroup1:
 	SUBQ    R11, R8
 
 loop2:
-	CMPQ           R11, $0x00000020
-	JB             one
-	VBROADCASTI128 (SI), Y8
-	VPSHUFB        Y0, Y8, Y8
-	VPMOVZXWD      Y8, Z8
-	VPSRLVD        Z1, Z8, Z8
-	VPANDD         Z2, Z8, Z8
-	VPMOVSXBD      (BX), Z9
-	VPADDD         Z8, Z9, Z9
-	VPADDD         Z4, Z9, Z9
-	VCVTDQ2PS      Z9, Z9
-	VMOVUPS        (R9), Z8
-	VFMADD231PS    Z9, Z5, Z8
-	VMOVUPS        Z8, (R9)
-	VMOVUPS        (R9)(DX*1), Z8
-	VFMADD231PS    Z9, Z6, Z8
-	VMOVUPS        Z8, (R9)(DX*1)
-	VMOVUPS        (R9)(DX*2), Z8
-	VFMADD231PS    Z9, Z7, Z8
-	VMOVUPS        Z8, (R9)(DX*2)
-	VBROADCASTI128 (SI)(R10*1), Y8
-	VPSHUFB        Y0, Y8, Y8
-	VPMOVZXWD      Y8, Z8
-	VPSRLVD        Z1, Z8, Z8
-	VPANDD         Z2, Z8, Z8
-	VPMOVSXBD      16(BX), Z9
-	VPADDD         Z8, Z9, Z9
-	VPADDD         Z4, Z9, Z9
-	VCVTDQ2PS      Z9, Z9
-	VMOVUPS        64(R9), Z8
-	VFMADD231PS    Z9, Z5, Z8
-	VMOVUPS        Z8, 64(R9)
-	VMOVUPS        64(R9)(DX*1), Z8
-	VFMADD231PS    Z9, Z6, Z8
-	VMOVUPS        Z8, 64(R9)(DX*1)
-	VMOVUPS        64(R9)(DX*2), Z8
-	VFMADD231PS    Z9, Z7, Z8
-	VMOVUPS        Z8, 64(R9)(DX*2)
-	ADDQ           $0x00000020, BX
-	LEAQ           (SI)(R10*2), SI
-	ADDQ           $0x00000080, R9
-	SUBQ           $0x00000020, R11
-	JMP            loop2
+	CMPQ            R11, $0x00000020
+	JB              one
+	VBROADCASTI32X4 (SI), Y8
+	VPSHUFB         Y0, Y8, Y8
+	VPMOVZXWD       Y8, Z8
+	VPSRLVD         Z1, Z8, Z8
+	VPANDD          Z2, Z8, Z8
+	VPMOVSXBD       (BX), Z9
+	VPADDD          Z8, Z9, Z9
+	VPADDD          Z4, Z9, Z9
+	VCVTDQ2PS       Z9, Z9
+	VMOVUPS         (R9), Z8
+	VFMADD231PS     Z9, Z5, Z8
+	VMOVUPS         Z8, (R9)
+	VMOVUPS         (R9)(DX*1), Z8
+	VFMADD231PS     Z9, Z6, Z8
+	VMOVUPS         Z8, (R9)(DX*1)
+	VMOVUPS         (R9)(DX*2), Z8
+	VFMADD231PS     Z9, Z7, Z8
+	VMOVUPS         Z8, (R9)(DX*2)
+	VBROADCASTI32X4 (SI)(R10*1), Y8
+	VPSHUFB         Y0, Y8, Y8
+	VPMOVZXWD       Y8, Z8
+	VPSRLVD         Z1, Z8, Z8
+	VPANDD          Z2, Z8, Z8
+	VPMOVSXBD       16(BX), Z9
+	VPADDD          Z8, Z9, Z9
+	VPADDD          Z4, Z9, Z9
+	VCVTDQ2PS       Z9, Z9
+	VMOVUPS         64(R9), Z8
+	VFMADD231PS     Z9, Z5, Z8
+	VMOVUPS         Z8, 64(R9)
+	VMOVUPS         64(R9)(DX*1), Z8
+	VFMADD231PS     Z9, Z6, Z8
+	VMOVUPS         Z8, 64(R9)(DX*1)
+	VMOVUPS         64(R9)(DX*2), Z8
+	VFMADD231PS     Z9, Z7, Z8
+	VMOVUPS         Z8, 64(R9)(DX*2)
+	ADDQ            $0x00000020, BX
+	LEAQ            (SI)(R10*2), SI
+	ADDQ            $0x00000080, R9
+	SUBQ            $0x00000020, R11
+	JMP             loop2
 
 one:
-	CMPQ           R11, $0x00000010
-	JB             tail
-	VBROADCASTI128 (SI), Y8
-	VPSHUFB        Y0, Y8, Y8
-	VPMOVZXWD      Y8, Z8
-	VPSRLVD        Z1, Z8, Z8
-	VPANDD         Z2, Z8, Z8
-	VPMOVSXBD      (BX), Z9
-	VPADDD         Z8, Z9, Z9
-	VPADDD         Z4, Z9, Z9
-	VCVTDQ2PS      Z9, Z9
-	VMOVUPS        (R9), Z8
-	VFMADD231PS    Z9, Z5, Z8
-	VMOVUPS        Z8, (R9)
-	VMOVUPS        (R9)(DX*1), Z8
-	VFMADD231PS    Z9, Z6, Z8
-	VMOVUPS        Z8, (R9)(DX*1)
-	VMOVUPS        (R9)(DX*2), Z8
-	VFMADD231PS    Z9, Z7, Z8
-	VMOVUPS        Z8, (R9)(DX*2)
-	ADDQ           $0x00000010, BX
-	ADDQ           R10, SI
-	ADDQ           $0x00000040, R9
-	SUBQ           $0x00000010, R11
+	CMPQ            R11, $0x00000010
+	JB              tail
+	VBROADCASTI32X4 (SI), Y8
+	VPSHUFB         Y0, Y8, Y8
+	VPMOVZXWD       Y8, Z8
+	VPSRLVD         Z1, Z8, Z8
+	VPANDD          Z2, Z8, Z8
+	VPMOVSXBD       (BX), Z9
+	VPADDD          Z8, Z9, Z9
+	VPADDD          Z4, Z9, Z9
+	VCVTDQ2PS       Z9, Z9
+	VMOVUPS         (R9), Z8
+	VFMADD231PS     Z9, Z5, Z8
+	VMOVUPS         Z8, (R9)
+	VMOVUPS         (R9)(DX*1), Z8
+	VFMADD231PS     Z9, Z6, Z8
+	VMOVUPS         Z8, (R9)(DX*1)
+	VMOVUPS         (R9)(DX*2), Z8
+	VFMADD231PS     Z9, Z7, Z8
+	VMOVUPS         Z8, (R9)(DX*2)
+	ADDQ            $0x00000010, BX
+	ADDQ            R10, SI
+	ADDQ            $0x00000040, R9
+	SUBQ            $0x00000010, R11
 
 tail:
 	JMP chunk
@@ -5623,15 +11472,14 @@ rowdone:
 	RET
 
 // func gemvAxpyI8M4AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, AVX512F, CMOV
+// Requires: AVX, AVX2, AVX512F, AVX512VL, CMOV
 TEXT ·gemvAxpyI8M4AVX512(SB), NOSPLIT, $0-104
 	MOVQ         a+16(FP), AX
 	MOVQ         lda+24(FP), CX
 	SHLQ         $0x02, CX
-	LEAQ         (AX)(CX*2), DX
-	ADDQ         CX, DX
-	MOVQ         ldc+40(FP), BX
-	SHLQ         $0x02, BX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	LEAQ         (DX)(DX*2), BX
 	MOVQ         base+48(FP), SI
 	MOVQ         data+56(FP), DI
 	MOVQ         zero+64(FP), R8
@@ -5649,22 +11497,21 @@ TEXT ·gemvAxpyI8M4AVX512(SB), NOSPLIT, $0-104
 	VPBROADCASTD (R8), Z4
 
 row:
+	LEAQ         (CX)(CX*2), R10
 	VBROADCASTSS (AX), Z5
 	VMULPS       Z3, Z5, Z5
 	VBROADCASTSS (AX)(CX*1), Z6
 	VMULPS       Z3, Z6, Z6
 	VBROADCASTSS (AX)(CX*2), Z7
 	VMULPS       Z3, Z7, Z7
-	VBROADCASTSS (DX), Z8
+	VBROADCASTSS (AX)(R10*1), Z8
 	VMULPS       Z3, Z8, Z8
 	MOVQ         c+32(FP), R10
-	LEAQ         (R10)(BX*2), R12
-	ADDQ         BX, R12
-	MOVQ         rowLen+8(FP), R13
-	MOVQ         R13, R14
+	MOVQ         rowLen+8(FP), R12
+	MOVQ         R12, R13
 
 chunk:
-	TESTQ        R14, R14
+	TESTQ        R13, R13
 	JZ           rowdone
 	TESTQ        R9, R9
 	JNZ          samegroup1
@@ -5673,107 +11520,810 @@ chunk:
 	MOVQ         group+80(FP), R9
 
 samegroup1:
-	MOVQ    R14, R13
-	CMPQ    R9, R13
-	CMOVQLT R9, R13
-	SUBQ    R13, R14
-	SUBQ    R13, R9
+	MOVQ    R13, R12
+	CMPQ    R9, R12
+	CMOVQLT R9, R12
+	SUBQ    R12, R13
+	SUBQ    R12, R9
 
 loop2:
-	CMPQ           R13, $0x00000020
-	JB             one
-	VBROADCASTI128 (DI), Y9
-	VPSHUFB        Y0, Y9, Y9
-	VPMOVZXWD      Y9, Z9
-	VPSRLVD        Z1, Z9, Z9
-	VPANDD         Z2, Z9, Z9
-	VPMOVSXBD      (SI), Z10
-	VPADDD         Z9, Z10, Z10
-	VPADDD         Z4, Z10, Z10
-	VCVTDQ2PS      Z10, Z10
-	VMOVUPS        (R10), Z9
-	VFMADD231PS    Z10, Z5, Z9
-	VMOVUPS        Z9, (R10)
-	VMOVUPS        (R10)(BX*1), Z9
-	VFMADD231PS    Z10, Z6, Z9
-	VMOVUPS        Z9, (R10)(BX*1)
-	VMOVUPS        (R10)(BX*2), Z9
-	VFMADD231PS    Z10, Z7, Z9
-	VMOVUPS        Z9, (R10)(BX*2)
-	VMOVUPS        (R12), Z9
-	VFMADD231PS    Z10, Z8, Z9
-	VMOVUPS        Z9, (R12)
-	VBROADCASTI128 (DI)(R11*1), Y9
-	VPSHUFB        Y0, Y9, Y9
-	VPMOVZXWD      Y9, Z9
-	VPSRLVD        Z1, Z9, Z9
-	VPANDD         Z2, Z9, Z9
-	VPMOVSXBD      16(SI), Z10
-	VPADDD         Z9, Z10, Z10
-	VPADDD         Z4, Z10, Z10
-	VCVTDQ2PS      Z10, Z10
-	VMOVUPS        64(R10), Z9
-	VFMADD231PS    Z10, Z5, Z9
-	VMOVUPS        Z9, 64(R10)
-	VMOVUPS        64(R10)(BX*1), Z9
-	VFMADD231PS    Z10, Z6, Z9
-	VMOVUPS        Z9, 64(R10)(BX*1)
-	VMOVUPS        64(R10)(BX*2), Z9
-	VFMADD231PS    Z10, Z7, Z9
-	VMOVUPS        Z9, 64(R10)(BX*2)
-	VMOVUPS        64(R12), Z9
-	VFMADD231PS    Z10, Z8, Z9
-	VMOVUPS        Z9, 64(R12)
-	ADDQ           $0x00000020, SI
-	LEAQ           (DI)(R11*2), DI
-	ADDQ           $0x00000080, R10
-	ADDQ           $0x00000080, R12
-	SUBQ           $0x00000020, R13
-	JMP            loop2
+	CMPQ            R12, $0x00000020
+	JB              one
+	VBROADCASTI32X4 (DI), Y9
+	VPSHUFB         Y0, Y9, Y9
+	VPMOVZXWD       Y9, Z9
+	VPSRLVD         Z1, Z9, Z9
+	VPANDD          Z2, Z9, Z9
+	VPMOVSXBD       (SI), Z10
+	VPADDD          Z9, Z10, Z10
+	VPADDD          Z4, Z10, Z10
+	VCVTDQ2PS       Z10, Z10
+	VMOVUPS         (R10), Z9
+	VFMADD231PS     Z10, Z5, Z9
+	VMOVUPS         Z9, (R10)
+	VMOVUPS         (R10)(DX*1), Z9
+	VFMADD231PS     Z10, Z6, Z9
+	VMOVUPS         Z9, (R10)(DX*1)
+	VMOVUPS         (R10)(DX*2), Z9
+	VFMADD231PS     Z10, Z7, Z9
+	VMOVUPS         Z9, (R10)(DX*2)
+	VMOVUPS         (R10)(BX*1), Z9
+	VFMADD231PS     Z10, Z8, Z9
+	VMOVUPS         Z9, (R10)(BX*1)
+	VBROADCASTI32X4 (DI)(R11*1), Y9
+	VPSHUFB         Y0, Y9, Y9
+	VPMOVZXWD       Y9, Z9
+	VPSRLVD         Z1, Z9, Z9
+	VPANDD          Z2, Z9, Z9
+	VPMOVSXBD       16(SI), Z10
+	VPADDD          Z9, Z10, Z10
+	VPADDD          Z4, Z10, Z10
+	VCVTDQ2PS       Z10, Z10
+	VMOVUPS         64(R10), Z9
+	VFMADD231PS     Z10, Z5, Z9
+	VMOVUPS         Z9, 64(R10)
+	VMOVUPS         64(R10)(DX*1), Z9
+	VFMADD231PS     Z10, Z6, Z9
+	VMOVUPS         Z9, 64(R10)(DX*1)
+	VMOVUPS         64(R10)(DX*2), Z9
+	VFMADD231PS     Z10, Z7, Z9
+	VMOVUPS         Z9, 64(R10)(DX*2)
+	VMOVUPS         64(R10)(BX*1), Z9
+	VFMADD231PS     Z10, Z8, Z9
+	VMOVUPS         Z9, 64(R10)(BX*1)
+	ADDQ            $0x00000020, SI
+	LEAQ            (DI)(R11*2), DI
+	ADDQ            $0x00000080, R10
+	SUBQ            $0x00000020, R12
+	JMP             loop2
 
 one:
-	CMPQ           R13, $0x00000010
-	JB             tail
-	VBROADCASTI128 (DI), Y9
-	VPSHUFB        Y0, Y9, Y9
-	VPMOVZXWD      Y9, Z9
-	VPSRLVD        Z1, Z9, Z9
-	VPANDD         Z2, Z9, Z9
-	VPMOVSXBD      (SI), Z10
-	VPADDD         Z9, Z10, Z10
-	VPADDD         Z4, Z10, Z10
-	VCVTDQ2PS      Z10, Z10
-	VMOVUPS        (R10), Z9
-	VFMADD231PS    Z10, Z5, Z9
-	VMOVUPS        Z9, (R10)
-	VMOVUPS        (R10)(BX*1), Z9
-	VFMADD231PS    Z10, Z6, Z9
-	VMOVUPS        Z9, (R10)(BX*1)
-	VMOVUPS        (R10)(BX*2), Z9
-	VFMADD231PS    Z10, Z7, Z9
-	VMOVUPS        Z9, (R10)(BX*2)
-	VMOVUPS        (R12), Z9
-	VFMADD231PS    Z10, Z8, Z9
-	VMOVUPS        Z9, (R12)
-	ADDQ           $0x00000010, SI
-	ADDQ           R11, DI
-	ADDQ           $0x00000040, R10
-	ADDQ           $0x00000040, R12
-	SUBQ           $0x00000010, R13
+	CMPQ            R12, $0x00000010
+	JB              tail
+	VBROADCASTI32X4 (DI), Y9
+	VPSHUFB         Y0, Y9, Y9
+	VPMOVZXWD       Y9, Z9
+	VPSRLVD         Z1, Z9, Z9
+	VPANDD          Z2, Z9, Z9
+	VPMOVSXBD       (SI), Z10
+	VPADDD          Z9, Z10, Z10
+	VPADDD          Z4, Z10, Z10
+	VCVTDQ2PS       Z10, Z10
+	VMOVUPS         (R10), Z9
+	VFMADD231PS     Z10, Z5, Z9
+	VMOVUPS         Z9, (R10)
+	VMOVUPS         (R10)(DX*1), Z9
+	VFMADD231PS     Z10, Z6, Z9
+	VMOVUPS         Z9, (R10)(DX*1)
+	VMOVUPS         (R10)(DX*2), Z9
+	VFMADD231PS     Z10, Z7, Z9
+	VMOVUPS         Z9, (R10)(DX*2)
+	VMOVUPS         (R10)(BX*1), Z9
+	VFMADD231PS     Z10, Z8, Z9
+	VMOVUPS         Z9, (R10)(BX*1)
+	ADDQ            $0x00000010, SI
+	ADDQ            R11, DI
+	ADDQ            $0x00000040, R10
+	SUBQ            $0x00000010, R12
 
 tail:
 	JMP chunk
 
 rowdone:
 	ADDQ $0x04, AX
-	ADDQ $0x04, DX
+	DECQ rows+0(FP)
+	JNZ  row
+	VZEROUPPER
+	RET
+
+// func gemvAxpyI8M5AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, CMOV
+TEXT ·gemvAxpyI8M5AVX512(SB), NOSPLIT, $0-104
+	MOVQ         a+16(FP), AX
+	MOVQ         lda+24(FP), CX
+	SHLQ         $0x02, CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	LEAQ         (DX)(DX*2), BX
+	MOVQ         base+48(FP), SI
+	MOVQ         data+56(FP), DI
+	MOVQ         zero+64(FP), R8
+	MOVQ         left+72(FP), R9
+	MOVQ         bits+96(FP), R10
+	MOVQ         R10, R11
+	SHLQ         $0x01, R11
+	LEAQ         mmdecodeAVX512<>+0(SB), R12
+	SHLQ         $0x07, R10
+	ADDQ         R10, R12
+	VMOVDQU      (R12), Y0
+	VMOVDQU32    32(R12), Z1
+	VPBROADCASTD 96(R12), Z2
+	VBROADCASTSS scale+88(FP), Z3
+	VPBROADCASTD (R8), Z4
+
+row:
+	LEAQ         (CX)(CX*2), R10
+	LEAQ         (AX)(CX*4), R12
+	VBROADCASTSS (AX), Z5
+	VMULPS       Z3, Z5, Z5
+	VBROADCASTSS (AX)(CX*1), Z6
+	VMULPS       Z3, Z6, Z6
+	VBROADCASTSS (AX)(CX*2), Z7
+	VMULPS       Z3, Z7, Z7
+	VBROADCASTSS (AX)(R10*1), Z8
+	VMULPS       Z3, Z8, Z8
+	VBROADCASTSS (R12), Z9
+	VMULPS       Z3, Z9, Z9
+	MOVQ         c+32(FP), R10
+	LEAQ         (R10)(DX*4), R14
+	MOVQ         rowLen+8(FP), R12
+	MOVQ         R12, R13
+
+chunk:
+	TESTQ        R13, R13
+	JZ           rowdone
+	TESTQ        R9, R9
+	JNZ          samegroup1
+	ADDQ         $0x04, R8
+	VPBROADCASTD (R8), Z4
+	MOVQ         group+80(FP), R9
+
+samegroup1:
+	MOVQ    R13, R12
+	CMPQ    R9, R12
+	CMOVQLT R9, R12
+	SUBQ    R12, R13
+	SUBQ    R12, R9
+
+loop2:
+	CMPQ            R12, $0x00000020
+	JB              one
+	VBROADCASTI32X4 (DI), Y10
+	VPSHUFB         Y0, Y10, Y10
+	VPMOVZXWD       Y10, Z10
+	VPSRLVD         Z1, Z10, Z10
+	VPANDD          Z2, Z10, Z10
+	VPMOVSXBD       (SI), Z11
+	VPADDD          Z10, Z11, Z11
+	VPADDD          Z4, Z11, Z11
+	VCVTDQ2PS       Z11, Z11
+	VMOVUPS         (R10), Z10
+	VFMADD231PS     Z11, Z5, Z10
+	VMOVUPS         Z10, (R10)
+	VMOVUPS         (R10)(DX*1), Z10
+	VFMADD231PS     Z11, Z6, Z10
+	VMOVUPS         Z10, (R10)(DX*1)
+	VMOVUPS         (R10)(DX*2), Z10
+	VFMADD231PS     Z11, Z7, Z10
+	VMOVUPS         Z10, (R10)(DX*2)
+	VMOVUPS         (R10)(BX*1), Z10
+	VFMADD231PS     Z11, Z8, Z10
+	VMOVUPS         Z10, (R10)(BX*1)
+	VMOVUPS         (R14), Z10
+	VFMADD231PS     Z11, Z9, Z10
+	VMOVUPS         Z10, (R14)
+	VBROADCASTI32X4 (DI)(R11*1), Y10
+	VPSHUFB         Y0, Y10, Y10
+	VPMOVZXWD       Y10, Z10
+	VPSRLVD         Z1, Z10, Z10
+	VPANDD          Z2, Z10, Z10
+	VPMOVSXBD       16(SI), Z11
+	VPADDD          Z10, Z11, Z11
+	VPADDD          Z4, Z11, Z11
+	VCVTDQ2PS       Z11, Z11
+	VMOVUPS         64(R10), Z10
+	VFMADD231PS     Z11, Z5, Z10
+	VMOVUPS         Z10, 64(R10)
+	VMOVUPS         64(R10)(DX*1), Z10
+	VFMADD231PS     Z11, Z6, Z10
+	VMOVUPS         Z10, 64(R10)(DX*1)
+	VMOVUPS         64(R10)(DX*2), Z10
+	VFMADD231PS     Z11, Z7, Z10
+	VMOVUPS         Z10, 64(R10)(DX*2)
+	VMOVUPS         64(R10)(BX*1), Z10
+	VFMADD231PS     Z11, Z8, Z10
+	VMOVUPS         Z10, 64(R10)(BX*1)
+	VMOVUPS         64(R14), Z10
+	VFMADD231PS     Z11, Z9, Z10
+	VMOVUPS         Z10, 64(R14)
+	ADDQ            $0x00000020, SI
+	LEAQ            (DI)(R11*2), DI
+	ADDQ            $0x00000080, R10
+	ADDQ            $0x00000080, R14
+	SUBQ            $0x00000020, R12
+	JMP             loop2
+
+one:
+	CMPQ            R12, $0x00000010
+	JB              tail
+	VBROADCASTI32X4 (DI), Y10
+	VPSHUFB         Y0, Y10, Y10
+	VPMOVZXWD       Y10, Z10
+	VPSRLVD         Z1, Z10, Z10
+	VPANDD          Z2, Z10, Z10
+	VPMOVSXBD       (SI), Z11
+	VPADDD          Z10, Z11, Z11
+	VPADDD          Z4, Z11, Z11
+	VCVTDQ2PS       Z11, Z11
+	VMOVUPS         (R10), Z10
+	VFMADD231PS     Z11, Z5, Z10
+	VMOVUPS         Z10, (R10)
+	VMOVUPS         (R10)(DX*1), Z10
+	VFMADD231PS     Z11, Z6, Z10
+	VMOVUPS         Z10, (R10)(DX*1)
+	VMOVUPS         (R10)(DX*2), Z10
+	VFMADD231PS     Z11, Z7, Z10
+	VMOVUPS         Z10, (R10)(DX*2)
+	VMOVUPS         (R10)(BX*1), Z10
+	VFMADD231PS     Z11, Z8, Z10
+	VMOVUPS         Z10, (R10)(BX*1)
+	VMOVUPS         (R14), Z10
+	VFMADD231PS     Z11, Z9, Z10
+	VMOVUPS         Z10, (R14)
+	ADDQ            $0x00000010, SI
+	ADDQ            R11, DI
+	ADDQ            $0x00000040, R10
+	ADDQ            $0x00000040, R14
+	SUBQ            $0x00000010, R12
+
+tail:
+	JMP chunk
+
+rowdone:
+	ADDQ $0x04, AX
+	DECQ rows+0(FP)
+	JNZ  row
+	VZEROUPPER
+	RET
+
+// func gemvAxpyI8M6AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, CMOV
+TEXT ·gemvAxpyI8M6AVX512(SB), NOSPLIT, $0-104
+	MOVQ         a+16(FP), AX
+	MOVQ         lda+24(FP), CX
+	SHLQ         $0x02, CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	LEAQ         (DX)(DX*2), BX
+	MOVQ         base+48(FP), SI
+	MOVQ         data+56(FP), DI
+	MOVQ         zero+64(FP), R8
+	MOVQ         left+72(FP), R9
+	MOVQ         bits+96(FP), R10
+	MOVQ         R10, R11
+	SHLQ         $0x01, R11
+	LEAQ         mmdecodeAVX512<>+0(SB), R12
+	SHLQ         $0x07, R10
+	ADDQ         R10, R12
+	VMOVDQU      (R12), Y0
+	VMOVDQU32    32(R12), Z1
+	VPBROADCASTD 96(R12), Z2
+	VBROADCASTSS scale+88(FP), Z3
+	VPBROADCASTD (R8), Z4
+
+row:
+	LEAQ         (CX)(CX*2), R10
+	LEAQ         (AX)(CX*4), R12
+	VBROADCASTSS (AX), Z5
+	VMULPS       Z3, Z5, Z5
+	VBROADCASTSS (AX)(CX*1), Z6
+	VMULPS       Z3, Z6, Z6
+	VBROADCASTSS (AX)(CX*2), Z7
+	VMULPS       Z3, Z7, Z7
+	VBROADCASTSS (AX)(R10*1), Z8
+	VMULPS       Z3, Z8, Z8
+	VBROADCASTSS (R12), Z9
+	VMULPS       Z3, Z9, Z9
+	VBROADCASTSS (R12)(CX*1), Z10
+	VMULPS       Z3, Z10, Z10
+	MOVQ         c+32(FP), R10
+	LEAQ         (R10)(DX*4), R14
+	MOVQ         rowLen+8(FP), R12
+	MOVQ         R12, R13
+
+chunk:
+	TESTQ        R13, R13
+	JZ           rowdone
+	TESTQ        R9, R9
+	JNZ          samegroup1
+	ADDQ         $0x04, R8
+	VPBROADCASTD (R8), Z4
+	MOVQ         group+80(FP), R9
+
+samegroup1:
+	MOVQ    R13, R12
+	CMPQ    R9, R12
+	CMOVQLT R9, R12
+	SUBQ    R12, R13
+	SUBQ    R12, R9
+
+loop2:
+	CMPQ            R12, $0x00000020
+	JB              one
+	VBROADCASTI32X4 (DI), Y11
+	VPSHUFB         Y0, Y11, Y11
+	VPMOVZXWD       Y11, Z11
+	VPSRLVD         Z1, Z11, Z11
+	VPANDD          Z2, Z11, Z11
+	VPMOVSXBD       (SI), Z12
+	VPADDD          Z11, Z12, Z12
+	VPADDD          Z4, Z12, Z12
+	VCVTDQ2PS       Z12, Z12
+	VMOVUPS         (R10), Z11
+	VFMADD231PS     Z12, Z5, Z11
+	VMOVUPS         Z11, (R10)
+	VMOVUPS         (R10)(DX*1), Z11
+	VFMADD231PS     Z12, Z6, Z11
+	VMOVUPS         Z11, (R10)(DX*1)
+	VMOVUPS         (R10)(DX*2), Z11
+	VFMADD231PS     Z12, Z7, Z11
+	VMOVUPS         Z11, (R10)(DX*2)
+	VMOVUPS         (R10)(BX*1), Z11
+	VFMADD231PS     Z12, Z8, Z11
+	VMOVUPS         Z11, (R10)(BX*1)
+	VMOVUPS         (R14), Z11
+	VFMADD231PS     Z12, Z9, Z11
+	VMOVUPS         Z11, (R14)
+	VMOVUPS         (R14)(DX*1), Z11
+	VFMADD231PS     Z12, Z10, Z11
+	VMOVUPS         Z11, (R14)(DX*1)
+	VBROADCASTI32X4 (DI)(R11*1), Y11
+	VPSHUFB         Y0, Y11, Y11
+	VPMOVZXWD       Y11, Z11
+	VPSRLVD         Z1, Z11, Z11
+	VPANDD          Z2, Z11, Z11
+	VPMOVSXBD       16(SI), Z12
+	VPADDD          Z11, Z12, Z12
+	VPADDD          Z4, Z12, Z12
+	VCVTDQ2PS       Z12, Z12
+	VMOVUPS         64(R10), Z11
+	VFMADD231PS     Z12, Z5, Z11
+	VMOVUPS         Z11, 64(R10)
+	VMOVUPS         64(R10)(DX*1), Z11
+	VFMADD231PS     Z12, Z6, Z11
+	VMOVUPS         Z11, 64(R10)(DX*1)
+	VMOVUPS         64(R10)(DX*2), Z11
+	VFMADD231PS     Z12, Z7, Z11
+	VMOVUPS         Z11, 64(R10)(DX*2)
+	VMOVUPS         64(R10)(BX*1), Z11
+	VFMADD231PS     Z12, Z8, Z11
+	VMOVUPS         Z11, 64(R10)(BX*1)
+	VMOVUPS         64(R14), Z11
+	VFMADD231PS     Z12, Z9, Z11
+	VMOVUPS         Z11, 64(R14)
+	VMOVUPS         64(R14)(DX*1), Z11
+	VFMADD231PS     Z12, Z10, Z11
+	VMOVUPS         Z11, 64(R14)(DX*1)
+	ADDQ            $0x00000020, SI
+	LEAQ            (DI)(R11*2), DI
+	ADDQ            $0x00000080, R10
+	ADDQ            $0x00000080, R14
+	SUBQ            $0x00000020, R12
+	JMP             loop2
+
+one:
+	CMPQ            R12, $0x00000010
+	JB              tail
+	VBROADCASTI32X4 (DI), Y11
+	VPSHUFB         Y0, Y11, Y11
+	VPMOVZXWD       Y11, Z11
+	VPSRLVD         Z1, Z11, Z11
+	VPANDD          Z2, Z11, Z11
+	VPMOVSXBD       (SI), Z12
+	VPADDD          Z11, Z12, Z12
+	VPADDD          Z4, Z12, Z12
+	VCVTDQ2PS       Z12, Z12
+	VMOVUPS         (R10), Z11
+	VFMADD231PS     Z12, Z5, Z11
+	VMOVUPS         Z11, (R10)
+	VMOVUPS         (R10)(DX*1), Z11
+	VFMADD231PS     Z12, Z6, Z11
+	VMOVUPS         Z11, (R10)(DX*1)
+	VMOVUPS         (R10)(DX*2), Z11
+	VFMADD231PS     Z12, Z7, Z11
+	VMOVUPS         Z11, (R10)(DX*2)
+	VMOVUPS         (R10)(BX*1), Z11
+	VFMADD231PS     Z12, Z8, Z11
+	VMOVUPS         Z11, (R10)(BX*1)
+	VMOVUPS         (R14), Z11
+	VFMADD231PS     Z12, Z9, Z11
+	VMOVUPS         Z11, (R14)
+	VMOVUPS         (R14)(DX*1), Z11
+	VFMADD231PS     Z12, Z10, Z11
+	VMOVUPS         Z11, (R14)(DX*1)
+	ADDQ            $0x00000010, SI
+	ADDQ            R11, DI
+	ADDQ            $0x00000040, R10
+	ADDQ            $0x00000040, R14
+	SUBQ            $0x00000010, R12
+
+tail:
+	JMP chunk
+
+rowdone:
+	ADDQ $0x04, AX
+	DECQ rows+0(FP)
+	JNZ  row
+	VZEROUPPER
+	RET
+
+// func gemvAxpyI8M7AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, CMOV
+TEXT ·gemvAxpyI8M7AVX512(SB), NOSPLIT, $0-104
+	MOVQ         a+16(FP), AX
+	MOVQ         lda+24(FP), CX
+	SHLQ         $0x02, CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	LEAQ         (DX)(DX*2), BX
+	MOVQ         base+48(FP), SI
+	MOVQ         data+56(FP), DI
+	MOVQ         zero+64(FP), R8
+	MOVQ         left+72(FP), R9
+	MOVQ         bits+96(FP), R10
+	MOVQ         R10, R11
+	SHLQ         $0x01, R11
+	LEAQ         mmdecodeAVX512<>+0(SB), R12
+	SHLQ         $0x07, R10
+	ADDQ         R10, R12
+	VMOVDQU      (R12), Y0
+	VMOVDQU32    32(R12), Z1
+	VPBROADCASTD 96(R12), Z2
+	VBROADCASTSS scale+88(FP), Z3
+	VPBROADCASTD (R8), Z4
+
+row:
+	LEAQ         (CX)(CX*2), R10
+	LEAQ         (AX)(CX*4), R12
+	VBROADCASTSS (AX), Z5
+	VMULPS       Z3, Z5, Z5
+	VBROADCASTSS (AX)(CX*1), Z6
+	VMULPS       Z3, Z6, Z6
+	VBROADCASTSS (AX)(CX*2), Z7
+	VMULPS       Z3, Z7, Z7
+	VBROADCASTSS (AX)(R10*1), Z8
+	VMULPS       Z3, Z8, Z8
+	VBROADCASTSS (R12), Z9
+	VMULPS       Z3, Z9, Z9
+	VBROADCASTSS (R12)(CX*1), Z10
+	VMULPS       Z3, Z10, Z10
+	VBROADCASTSS (R12)(CX*2), Z11
+	VMULPS       Z3, Z11, Z11
+	MOVQ         c+32(FP), R10
+	LEAQ         (R10)(DX*4), R14
+	MOVQ         rowLen+8(FP), R12
+	MOVQ         R12, R13
+
+chunk:
+	TESTQ        R13, R13
+	JZ           rowdone
+	TESTQ        R9, R9
+	JNZ          samegroup1
+	ADDQ         $0x04, R8
+	VPBROADCASTD (R8), Z4
+	MOVQ         group+80(FP), R9
+
+samegroup1:
+	MOVQ    R13, R12
+	CMPQ    R9, R12
+	CMOVQLT R9, R12
+	SUBQ    R12, R13
+	SUBQ    R12, R9
+
+loop2:
+	CMPQ            R12, $0x00000020
+	JB              one
+	VBROADCASTI32X4 (DI), Y12
+	VPSHUFB         Y0, Y12, Y12
+	VPMOVZXWD       Y12, Z12
+	VPSRLVD         Z1, Z12, Z12
+	VPANDD          Z2, Z12, Z12
+	VPMOVSXBD       (SI), Z13
+	VPADDD          Z12, Z13, Z13
+	VPADDD          Z4, Z13, Z13
+	VCVTDQ2PS       Z13, Z13
+	VMOVUPS         (R10), Z12
+	VFMADD231PS     Z13, Z5, Z12
+	VMOVUPS         Z12, (R10)
+	VMOVUPS         (R10)(DX*1), Z12
+	VFMADD231PS     Z13, Z6, Z12
+	VMOVUPS         Z12, (R10)(DX*1)
+	VMOVUPS         (R10)(DX*2), Z12
+	VFMADD231PS     Z13, Z7, Z12
+	VMOVUPS         Z12, (R10)(DX*2)
+	VMOVUPS         (R10)(BX*1), Z12
+	VFMADD231PS     Z13, Z8, Z12
+	VMOVUPS         Z12, (R10)(BX*1)
+	VMOVUPS         (R14), Z12
+	VFMADD231PS     Z13, Z9, Z12
+	VMOVUPS         Z12, (R14)
+	VMOVUPS         (R14)(DX*1), Z12
+	VFMADD231PS     Z13, Z10, Z12
+	VMOVUPS         Z12, (R14)(DX*1)
+	VMOVUPS         (R14)(DX*2), Z12
+	VFMADD231PS     Z13, Z11, Z12
+	VMOVUPS         Z12, (R14)(DX*2)
+	VBROADCASTI32X4 (DI)(R11*1), Y12
+	VPSHUFB         Y0, Y12, Y12
+	VPMOVZXWD       Y12, Z12
+	VPSRLVD         Z1, Z12, Z12
+	VPANDD          Z2, Z12, Z12
+	VPMOVSXBD       16(SI), Z13
+	VPADDD          Z12, Z13, Z13
+	VPADDD          Z4, Z13, Z13
+	VCVTDQ2PS       Z13, Z13
+	VMOVUPS         64(R10), Z12
+	VFMADD231PS     Z13, Z5, Z12
+	VMOVUPS         Z12, 64(R10)
+	VMOVUPS         64(R10)(DX*1), Z12
+	VFMADD231PS     Z13, Z6, Z12
+	VMOVUPS         Z12, 64(R10)(DX*1)
+	VMOVUPS         64(R10)(DX*2), Z12
+	VFMADD231PS     Z13, Z7, Z12
+	VMOVUPS         Z12, 64(R10)(DX*2)
+	VMOVUPS         64(R10)(BX*1), Z12
+	VFMADD231PS     Z13, Z8, Z12
+	VMOVUPS         Z12, 64(R10)(BX*1)
+	VMOVUPS         64(R14), Z12
+	VFMADD231PS     Z13, Z9, Z12
+	VMOVUPS         Z12, 64(R14)
+	VMOVUPS         64(R14)(DX*1), Z12
+	VFMADD231PS     Z13, Z10, Z12
+	VMOVUPS         Z12, 64(R14)(DX*1)
+	VMOVUPS         64(R14)(DX*2), Z12
+	VFMADD231PS     Z13, Z11, Z12
+	VMOVUPS         Z12, 64(R14)(DX*2)
+	ADDQ            $0x00000020, SI
+	LEAQ            (DI)(R11*2), DI
+	ADDQ            $0x00000080, R10
+	ADDQ            $0x00000080, R14
+	SUBQ            $0x00000020, R12
+	JMP             loop2
+
+one:
+	CMPQ            R12, $0x00000010
+	JB              tail
+	VBROADCASTI32X4 (DI), Y12
+	VPSHUFB         Y0, Y12, Y12
+	VPMOVZXWD       Y12, Z12
+	VPSRLVD         Z1, Z12, Z12
+	VPANDD          Z2, Z12, Z12
+	VPMOVSXBD       (SI), Z13
+	VPADDD          Z12, Z13, Z13
+	VPADDD          Z4, Z13, Z13
+	VCVTDQ2PS       Z13, Z13
+	VMOVUPS         (R10), Z12
+	VFMADD231PS     Z13, Z5, Z12
+	VMOVUPS         Z12, (R10)
+	VMOVUPS         (R10)(DX*1), Z12
+	VFMADD231PS     Z13, Z6, Z12
+	VMOVUPS         Z12, (R10)(DX*1)
+	VMOVUPS         (R10)(DX*2), Z12
+	VFMADD231PS     Z13, Z7, Z12
+	VMOVUPS         Z12, (R10)(DX*2)
+	VMOVUPS         (R10)(BX*1), Z12
+	VFMADD231PS     Z13, Z8, Z12
+	VMOVUPS         Z12, (R10)(BX*1)
+	VMOVUPS         (R14), Z12
+	VFMADD231PS     Z13, Z9, Z12
+	VMOVUPS         Z12, (R14)
+	VMOVUPS         (R14)(DX*1), Z12
+	VFMADD231PS     Z13, Z10, Z12
+	VMOVUPS         Z12, (R14)(DX*1)
+	VMOVUPS         (R14)(DX*2), Z12
+	VFMADD231PS     Z13, Z11, Z12
+	VMOVUPS         Z12, (R14)(DX*2)
+	ADDQ            $0x00000010, SI
+	ADDQ            R11, DI
+	ADDQ            $0x00000040, R10
+	ADDQ            $0x00000040, R14
+	SUBQ            $0x00000010, R12
+
+tail:
+	JMP chunk
+
+rowdone:
+	ADDQ $0x04, AX
+	DECQ rows+0(FP)
+	JNZ  row
+	VZEROUPPER
+	RET
+
+// func gemvAxpyI8M8AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, CMOV
+TEXT ·gemvAxpyI8M8AVX512(SB), NOSPLIT, $0-104
+	MOVQ         a+16(FP), AX
+	MOVQ         lda+24(FP), CX
+	SHLQ         $0x02, CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	LEAQ         (DX)(DX*2), BX
+	MOVQ         base+48(FP), SI
+	MOVQ         data+56(FP), DI
+	MOVQ         zero+64(FP), R8
+	MOVQ         left+72(FP), R9
+	MOVQ         bits+96(FP), R10
+	MOVQ         R10, R11
+	SHLQ         $0x01, R11
+	LEAQ         mmdecodeAVX512<>+0(SB), R12
+	SHLQ         $0x07, R10
+	ADDQ         R10, R12
+	VMOVDQU      (R12), Y0
+	VMOVDQU32    32(R12), Z1
+	VPBROADCASTD 96(R12), Z2
+	VBROADCASTSS scale+88(FP), Z3
+	VPBROADCASTD (R8), Z4
+
+row:
+	LEAQ         (CX)(CX*2), R10
+	LEAQ         (AX)(CX*4), R12
+	VBROADCASTSS (AX), Z5
+	VMULPS       Z3, Z5, Z5
+	VBROADCASTSS (AX)(CX*1), Z6
+	VMULPS       Z3, Z6, Z6
+	VBROADCASTSS (AX)(CX*2), Z7
+	VMULPS       Z3, Z7, Z7
+	VBROADCASTSS (AX)(R10*1), Z8
+	VMULPS       Z3, Z8, Z8
+	VBROADCASTSS (R12), Z9
+	VMULPS       Z3, Z9, Z9
+	VBROADCASTSS (R12)(CX*1), Z10
+	VMULPS       Z3, Z10, Z10
+	VBROADCASTSS (R12)(CX*2), Z11
+	VMULPS       Z3, Z11, Z11
+	VBROADCASTSS (R12)(R10*1), Z12
+	VMULPS       Z3, Z12, Z12
+	MOVQ         c+32(FP), R10
+	LEAQ         (R10)(DX*4), R14
+	MOVQ         rowLen+8(FP), R12
+	MOVQ         R12, R13
+
+chunk:
+	TESTQ        R13, R13
+	JZ           rowdone
+	TESTQ        R9, R9
+	JNZ          samegroup1
+	ADDQ         $0x04, R8
+	VPBROADCASTD (R8), Z4
+	MOVQ         group+80(FP), R9
+
+samegroup1:
+	MOVQ    R13, R12
+	CMPQ    R9, R12
+	CMOVQLT R9, R12
+	SUBQ    R12, R13
+	SUBQ    R12, R9
+
+loop2:
+	CMPQ            R12, $0x00000020
+	JB              one
+	VBROADCASTI32X4 (DI), Y13
+	VPSHUFB         Y0, Y13, Y13
+	VPMOVZXWD       Y13, Z13
+	VPSRLVD         Z1, Z13, Z13
+	VPANDD          Z2, Z13, Z13
+	VPMOVSXBD       (SI), Z14
+	VPADDD          Z13, Z14, Z14
+	VPADDD          Z4, Z14, Z14
+	VCVTDQ2PS       Z14, Z14
+	VMOVUPS         (R10), Z13
+	VFMADD231PS     Z14, Z5, Z13
+	VMOVUPS         Z13, (R10)
+	VMOVUPS         (R10)(DX*1), Z13
+	VFMADD231PS     Z14, Z6, Z13
+	VMOVUPS         Z13, (R10)(DX*1)
+	VMOVUPS         (R10)(DX*2), Z13
+	VFMADD231PS     Z14, Z7, Z13
+	VMOVUPS         Z13, (R10)(DX*2)
+	VMOVUPS         (R10)(BX*1), Z13
+	VFMADD231PS     Z14, Z8, Z13
+	VMOVUPS         Z13, (R10)(BX*1)
+	VMOVUPS         (R14), Z13
+	VFMADD231PS     Z14, Z9, Z13
+	VMOVUPS         Z13, (R14)
+	VMOVUPS         (R14)(DX*1), Z13
+	VFMADD231PS     Z14, Z10, Z13
+	VMOVUPS         Z13, (R14)(DX*1)
+	VMOVUPS         (R14)(DX*2), Z13
+	VFMADD231PS     Z14, Z11, Z13
+	VMOVUPS         Z13, (R14)(DX*2)
+	VMOVUPS         (R14)(BX*1), Z13
+	VFMADD231PS     Z14, Z12, Z13
+	VMOVUPS         Z13, (R14)(BX*1)
+	VBROADCASTI32X4 (DI)(R11*1), Y13
+	VPSHUFB         Y0, Y13, Y13
+	VPMOVZXWD       Y13, Z13
+	VPSRLVD         Z1, Z13, Z13
+	VPANDD          Z2, Z13, Z13
+	VPMOVSXBD       16(SI), Z14
+	VPADDD          Z13, Z14, Z14
+	VPADDD          Z4, Z14, Z14
+	VCVTDQ2PS       Z14, Z14
+	VMOVUPS         64(R10), Z13
+	VFMADD231PS     Z14, Z5, Z13
+	VMOVUPS         Z13, 64(R10)
+	VMOVUPS         64(R10)(DX*1), Z13
+	VFMADD231PS     Z14, Z6, Z13
+	VMOVUPS         Z13, 64(R10)(DX*1)
+	VMOVUPS         64(R10)(DX*2), Z13
+	VFMADD231PS     Z14, Z7, Z13
+	VMOVUPS         Z13, 64(R10)(DX*2)
+	VMOVUPS         64(R10)(BX*1), Z13
+	VFMADD231PS     Z14, Z8, Z13
+	VMOVUPS         Z13, 64(R10)(BX*1)
+	VMOVUPS         64(R14), Z13
+	VFMADD231PS     Z14, Z9, Z13
+	VMOVUPS         Z13, 64(R14)
+	VMOVUPS         64(R14)(DX*1), Z13
+	VFMADD231PS     Z14, Z10, Z13
+	VMOVUPS         Z13, 64(R14)(DX*1)
+	VMOVUPS         64(R14)(DX*2), Z13
+	VFMADD231PS     Z14, Z11, Z13
+	VMOVUPS         Z13, 64(R14)(DX*2)
+	VMOVUPS         64(R14)(BX*1), Z13
+	VFMADD231PS     Z14, Z12, Z13
+	VMOVUPS         Z13, 64(R14)(BX*1)
+	ADDQ            $0x00000020, SI
+	LEAQ            (DI)(R11*2), DI
+	ADDQ            $0x00000080, R10
+	ADDQ            $0x00000080, R14
+	SUBQ            $0x00000020, R12
+	JMP             loop2
+
+one:
+	CMPQ            R12, $0x00000010
+	JB              tail
+	VBROADCASTI32X4 (DI), Y13
+	VPSHUFB         Y0, Y13, Y13
+	VPMOVZXWD       Y13, Z13
+	VPSRLVD         Z1, Z13, Z13
+	VPANDD          Z2, Z13, Z13
+	VPMOVSXBD       (SI), Z14
+	VPADDD          Z13, Z14, Z14
+	VPADDD          Z4, Z14, Z14
+	VCVTDQ2PS       Z14, Z14
+	VMOVUPS         (R10), Z13
+	VFMADD231PS     Z14, Z5, Z13
+	VMOVUPS         Z13, (R10)
+	VMOVUPS         (R10)(DX*1), Z13
+	VFMADD231PS     Z14, Z6, Z13
+	VMOVUPS         Z13, (R10)(DX*1)
+	VMOVUPS         (R10)(DX*2), Z13
+	VFMADD231PS     Z14, Z7, Z13
+	VMOVUPS         Z13, (R10)(DX*2)
+	VMOVUPS         (R10)(BX*1), Z13
+	VFMADD231PS     Z14, Z8, Z13
+	VMOVUPS         Z13, (R10)(BX*1)
+	VMOVUPS         (R14), Z13
+	VFMADD231PS     Z14, Z9, Z13
+	VMOVUPS         Z13, (R14)
+	VMOVUPS         (R14)(DX*1), Z13
+	VFMADD231PS     Z14, Z10, Z13
+	VMOVUPS         Z13, (R14)(DX*1)
+	VMOVUPS         (R14)(DX*2), Z13
+	VFMADD231PS     Z14, Z11, Z13
+	VMOVUPS         Z13, (R14)(DX*2)
+	VMOVUPS         (R14)(BX*1), Z13
+	VFMADD231PS     Z14, Z12, Z13
+	VMOVUPS         Z13, (R14)(BX*1)
+	ADDQ            $0x00000010, SI
+	ADDQ            R11, DI
+	ADDQ            $0x00000040, R10
+	ADDQ            $0x00000040, R14
+	SUBQ            $0x00000010, R12
+
+tail:
+	JMP chunk
+
+rowdone:
+	ADDQ $0x04, AX
 	DECQ rows+0(FP)
 	JNZ  row
 	VZEROUPPER
 	RET
 
 // func gemvAxpyNoneM1AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, AVX512F, CMOV
+// Requires: AVX, AVX2, AVX512F, AVX512VL, CMOV
 TEXT ·gemvAxpyNoneM1AVX512(SB), NOSPLIT, $0-104
 	MOVQ         a+16(FP), AX
 	MOVQ         lda+24(FP), CX
@@ -5820,49 +12370,49 @@ samegroup1:
 	SUBQ    R8, BX
 
 loop2:
-	CMPQ           R8, $0x00000020
-	JB             one
-	VBROADCASTI128 (CX), Y6
-	VPSHUFB        Y0, Y6, Y6
-	VPMOVZXWD      Y6, Z6
-	VPSRLVD        Z1, Z6, Z6
-	VPANDD         Z2, Z6, Z6
-	VPADDD         Z4, Z6, Z6
-	VCVTDQ2PS      Z6, Z6
-	VMOVUPS        (SI), Z7
-	VFMADD231PS    Z6, Z5, Z7
-	VMOVUPS        Z7, (SI)
-	VBROADCASTI128 (CX)(DI*1), Y6
-	VPSHUFB        Y0, Y6, Y6
-	VPMOVZXWD      Y6, Z6
-	VPSRLVD        Z1, Z6, Z6
-	VPANDD         Z2, Z6, Z6
-	VPADDD         Z4, Z6, Z6
-	VCVTDQ2PS      Z6, Z6
-	VMOVUPS        64(SI), Z7
-	VFMADD231PS    Z6, Z5, Z7
-	VMOVUPS        Z7, 64(SI)
-	LEAQ           (CX)(DI*2), CX
-	ADDQ           $0x00000080, SI
-	SUBQ           $0x00000020, R8
-	JMP            loop2
+	CMPQ            R8, $0x00000020
+	JB              one
+	VBROADCASTI32X4 (CX), Y6
+	VPSHUFB         Y0, Y6, Y6
+	VPMOVZXWD       Y6, Z6
+	VPSRLVD         Z1, Z6, Z6
+	VPANDD          Z2, Z6, Z6
+	VPADDD          Z4, Z6, Z6
+	VCVTDQ2PS       Z6, Z6
+	VMOVUPS         (SI), Z7
+	VFMADD231PS     Z6, Z5, Z7
+	VMOVUPS         Z7, (SI)
+	VBROADCASTI32X4 (CX)(DI*1), Y6
+	VPSHUFB         Y0, Y6, Y6
+	VPMOVZXWD       Y6, Z6
+	VPSRLVD         Z1, Z6, Z6
+	VPANDD          Z2, Z6, Z6
+	VPADDD          Z4, Z6, Z6
+	VCVTDQ2PS       Z6, Z6
+	VMOVUPS         64(SI), Z7
+	VFMADD231PS     Z6, Z5, Z7
+	VMOVUPS         Z7, 64(SI)
+	LEAQ            (CX)(DI*2), CX
+	ADDQ            $0x00000080, SI
+	SUBQ            $0x00000020, R8
+	JMP             loop2
 
 one:
-	CMPQ           R8, $0x00000010
-	JB             tail
-	VBROADCASTI128 (CX), Y6
-	VPSHUFB        Y0, Y6, Y6
-	VPMOVZXWD      Y6, Z6
-	VPSRLVD        Z1, Z6, Z6
-	VPANDD         Z2, Z6, Z6
-	VPADDD         Z4, Z6, Z6
-	VCVTDQ2PS      Z6, Z6
-	VMOVUPS        (SI), Z7
-	VFMADD231PS    Z6, Z5, Z7
-	VMOVUPS        Z7, (SI)
-	ADDQ           DI, CX
-	ADDQ           $0x00000040, SI
-	SUBQ           $0x00000010, R8
+	CMPQ            R8, $0x00000010
+	JB              tail
+	VBROADCASTI32X4 (CX), Y6
+	VPSHUFB         Y0, Y6, Y6
+	VPMOVZXWD       Y6, Z6
+	VPSRLVD         Z1, Z6, Z6
+	VPANDD          Z2, Z6, Z6
+	VPADDD          Z4, Z6, Z6
+	VCVTDQ2PS       Z6, Z6
+	VMOVUPS         (SI), Z7
+	VFMADD231PS     Z6, Z5, Z7
+	VMOVUPS         Z7, (SI)
+	ADDQ            DI, CX
+	ADDQ            $0x00000040, SI
+	SUBQ            $0x00000010, R8
 
 tail:
 	JMP chunk
@@ -5875,7 +12425,7 @@ rowdone:
 	RET
 
 // func gemvAxpyNoneM2AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, AVX512F, CMOV
+// Requires: AVX, AVX2, AVX512F, AVX512VL, CMOV
 TEXT ·gemvAxpyNoneM2AVX512(SB), NOSPLIT, $0-104
 	MOVQ         a+16(FP), AX
 	MOVQ         lda+24(FP), CX
@@ -5924,58 +12474,58 @@ samegroup1:
 	SUBQ    R10, DI
 
 loop2:
-	CMPQ           R10, $0x00000020
-	JB             one
-	VBROADCASTI128 (BX), Y7
-	VPSHUFB        Y0, Y7, Y7
-	VPMOVZXWD      Y7, Z7
-	VPSRLVD        Z1, Z7, Z7
-	VPANDD         Z2, Z7, Z7
-	VPADDD         Z4, Z7, Z7
-	VCVTDQ2PS      Z7, Z7
-	VMOVUPS        (R8), Z8
-	VFMADD231PS    Z7, Z5, Z8
-	VMOVUPS        Z8, (R8)
-	VMOVUPS        (R8)(DX*1), Z8
-	VFMADD231PS    Z7, Z6, Z8
-	VMOVUPS        Z8, (R8)(DX*1)
-	VBROADCASTI128 (BX)(R9*1), Y7
-	VPSHUFB        Y0, Y7, Y7
-	VPMOVZXWD      Y7, Z7
-	VPSRLVD        Z1, Z7, Z7
-	VPANDD         Z2, Z7, Z7
-	VPADDD         Z4, Z7, Z7
-	VCVTDQ2PS      Z7, Z7
-	VMOVUPS        64(R8), Z8
-	VFMADD231PS    Z7, Z5, Z8
-	VMOVUPS        Z8, 64(R8)
-	VMOVUPS        64(R8)(DX*1), Z8
-	VFMADD231PS    Z7, Z6, Z8
-	VMOVUPS        Z8, 64(R8)(DX*1)
-	LEAQ           (BX)(R9*2), BX
-	ADDQ           $0x00000080, R8
-	SUBQ           $0x00000020, R10
-	JMP            loop2
+	CMPQ            R10, $0x00000020
+	JB              one
+	VBROADCASTI32X4 (BX), Y7
+	VPSHUFB         Y0, Y7, Y7
+	VPMOVZXWD       Y7, Z7
+	VPSRLVD         Z1, Z7, Z7
+	VPANDD          Z2, Z7, Z7
+	VPADDD          Z4, Z7, Z7
+	VCVTDQ2PS       Z7, Z7
+	VMOVUPS         (R8), Z8
+	VFMADD231PS     Z7, Z5, Z8
+	VMOVUPS         Z8, (R8)
+	VMOVUPS         (R8)(DX*1), Z8
+	VFMADD231PS     Z7, Z6, Z8
+	VMOVUPS         Z8, (R8)(DX*1)
+	VBROADCASTI32X4 (BX)(R9*1), Y7
+	VPSHUFB         Y0, Y7, Y7
+	VPMOVZXWD       Y7, Z7
+	VPSRLVD         Z1, Z7, Z7
+	VPANDD          Z2, Z7, Z7
+	VPADDD          Z4, Z7, Z7
+	VCVTDQ2PS       Z7, Z7
+	VMOVUPS         64(R8), Z8
+	VFMADD231PS     Z7, Z5, Z8
+	VMOVUPS         Z8, 64(R8)
+	VMOVUPS         64(R8)(DX*1), Z8
+	VFMADD231PS     Z7, Z6, Z8
+	VMOVUPS         Z8, 64(R8)(DX*1)
+	LEAQ            (BX)(R9*2), BX
+	ADDQ            $0x00000080, R8
+	SUBQ            $0x00000020, R10
+	JMP             loop2
 
 one:
-	CMPQ           R10, $0x00000010
-	JB             tail
-	VBROADCASTI128 (BX), Y7
-	VPSHUFB        Y0, Y7, Y7
-	VPMOVZXWD      Y7, Z7
-	VPSRLVD        Z1, Z7, Z7
-	VPANDD         Z2, Z7, Z7
-	VPADDD         Z4, Z7, Z7
-	VCVTDQ2PS      Z7, Z7
-	VMOVUPS        (R8), Z8
-	VFMADD231PS    Z7, Z5, Z8
-	VMOVUPS        Z8, (R8)
-	VMOVUPS        (R8)(DX*1), Z8
-	VFMADD231PS    Z7, Z6, Z8
-	VMOVUPS        Z8, (R8)(DX*1)
-	ADDQ           R9, BX
-	ADDQ           $0x00000040, R8
-	SUBQ           $0x00000010, R10
+	CMPQ            R10, $0x00000010
+	JB              tail
+	VBROADCASTI32X4 (BX), Y7
+	VPSHUFB         Y0, Y7, Y7
+	VPMOVZXWD       Y7, Z7
+	VPSRLVD         Z1, Z7, Z7
+	VPANDD          Z2, Z7, Z7
+	VPADDD          Z4, Z7, Z7
+	VCVTDQ2PS       Z7, Z7
+	VMOVUPS         (R8), Z8
+	VFMADD231PS     Z7, Z5, Z8
+	VMOVUPS         Z8, (R8)
+	VMOVUPS         (R8)(DX*1), Z8
+	VFMADD231PS     Z7, Z6, Z8
+	VMOVUPS         Z8, (R8)(DX*1)
+	ADDQ            R9, BX
+	ADDQ            $0x00000040, R8
+	SUBQ            $0x00000010, R10
 
 tail:
 	JMP chunk
@@ -5988,7 +12538,7 @@ rowdone:
 	RET
 
 // func gemvAxpyNoneM3AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, AVX512F, CMOV
+// Requires: AVX, AVX2, AVX512F, AVX512VL, CMOV
 TEXT ·gemvAxpyNoneM3AVX512(SB), NOSPLIT, $0-104
 	MOVQ         a+16(FP), AX
 	MOVQ         lda+24(FP), CX
@@ -6039,67 +12589,67 @@ samegroup1:
 	SUBQ    R10, DI
 
 loop2:
-	CMPQ           R10, $0x00000020
-	JB             one
-	VBROADCASTI128 (BX), Y8
-	VPSHUFB        Y0, Y8, Y8
-	VPMOVZXWD      Y8, Z8
-	VPSRLVD        Z1, Z8, Z8
-	VPANDD         Z2, Z8, Z8
-	VPADDD         Z4, Z8, Z8
-	VCVTDQ2PS      Z8, Z8
-	VMOVUPS        (R8), Z9
-	VFMADD231PS    Z8, Z5, Z9
-	VMOVUPS        Z9, (R8)
-	VMOVUPS        (R8)(DX*1), Z9
-	VFMADD231PS    Z8, Z6, Z9
-	VMOVUPS        Z9, (R8)(DX*1)
-	VMOVUPS        (R8)(DX*2), Z9
-	VFMADD231PS    Z8, Z7, Z9
-	VMOVUPS        Z9, (R8)(DX*2)
-	VBROADCASTI128 (BX)(R9*1), Y8
-	VPSHUFB        Y0, Y8, Y8
-	VPMOVZXWD      Y8, Z8
-	VPSRLVD        Z1, Z8, Z8
-	VPANDD         Z2, Z8, Z8
-	VPADDD         Z4, Z8, Z8
-	VCVTDQ2PS      Z8, Z8
-	VMOVUPS        64(R8), Z9
-	VFMADD231PS    Z8, Z5, Z9
-	VMOVUPS        Z9, 64(R8)
-	VMOVUPS        64(R8)(DX*1), Z9
-	VFMADD231PS    Z8, Z6, Z9
-	VMOVUPS        Z9, 64(R8)(DX*1)
-	VMOVUPS        64(R8)(DX*2), Z9
-	VFMADD231PS    Z8, Z7, Z9
-	VMOVUPS        Z9, 64(R8)(DX*2)
-	LEAQ           (BX)(R9*2), BX
-	ADDQ           $0x00000080, R8
-	SUBQ           $0x00000020, R10
-	JMP            loop2
+	CMPQ            R10, $0x00000020
+	JB              one
+	VBROADCASTI32X4 (BX), Y8
+	VPSHUFB         Y0, Y8, Y8
+	VPMOVZXWD       Y8, Z8
+	VPSRLVD         Z1, Z8, Z8
+	VPANDD          Z2, Z8, Z8
+	VPADDD          Z4, Z8, Z8
+	VCVTDQ2PS       Z8, Z8
+	VMOVUPS         (R8), Z9
+	VFMADD231PS     Z8, Z5, Z9
+	VMOVUPS         Z9, (R8)
+	VMOVUPS         (R8)(DX*1), Z9
+	VFMADD231PS     Z8, Z6, Z9
+	VMOVUPS         Z9, (R8)(DX*1)
+	VMOVUPS         (R8)(DX*2), Z9
+	VFMADD231PS     Z8, Z7, Z9
+	VMOVUPS         Z9, (R8)(DX*2)
+	VBROADCASTI32X4 (BX)(R9*1), Y8
+	VPSHUFB         Y0, Y8, Y8
+	VPMOVZXWD       Y8, Z8
+	VPSRLVD         Z1, Z8, Z8
+	VPANDD          Z2, Z8, Z8
+	VPADDD          Z4, Z8, Z8
+	VCVTDQ2PS       Z8, Z8
+	VMOVUPS         64(R8), Z9
+	VFMADD231PS     Z8, Z5, Z9
+	VMOVUPS         Z9, 64(R8)
+	VMOVUPS         64(R8)(DX*1), Z9
+	VFMADD231PS     Z8, Z6, Z9
+	VMOVUPS         Z9, 64(R8)(DX*1)
+	VMOVUPS         64(R8)(DX*2), Z9
+	VFMADD231PS     Z8, Z7, Z9
+	VMOVUPS         Z9, 64(R8)(DX*2)
+	LEAQ            (BX)(R9*2), BX
+	ADDQ            $0x00000080, R8
+	SUBQ            $0x00000020, R10
+	JMP             loop2
 
 one:
-	CMPQ           R10, $0x00000010
-	JB             tail
-	VBROADCASTI128 (BX), Y8
-	VPSHUFB        Y0, Y8, Y8
-	VPMOVZXWD      Y8, Z8
-	VPSRLVD        Z1, Z8, Z8
-	VPANDD         Z2, Z8, Z8
-	VPADDD         Z4, Z8, Z8
-	VCVTDQ2PS      Z8, Z8
-	VMOVUPS        (R8), Z9
-	VFMADD231PS    Z8, Z5, Z9
-	VMOVUPS        Z9, (R8)
-	VMOVUPS        (R8)(DX*1), Z9
-	VFMADD231PS    Z8, Z6, Z9
-	VMOVUPS        Z9, (R8)(DX*1)
-	VMOVUPS        (R8)(DX*2), Z9
-	VFMADD231PS    Z8, Z7, Z9
-	VMOVUPS        Z9, (R8)(DX*2)
-	ADDQ           R9, BX
-	ADDQ           $0x00000040, R8
-	SUBQ           $0x00000010, R10
+	CMPQ            R10, $0x00000010
+	JB              tail
+	VBROADCASTI32X4 (BX), Y8
+	VPSHUFB         Y0, Y8, Y8
+	VPMOVZXWD       Y8, Z8
+	VPSRLVD         Z1, Z8, Z8
+	VPANDD          Z2, Z8, Z8
+	VPADDD          Z4, Z8, Z8
+	VCVTDQ2PS       Z8, Z8
+	VMOVUPS         (R8), Z9
+	VFMADD231PS     Z8, Z5, Z9
+	VMOVUPS         Z9, (R8)
+	VMOVUPS         (R8)(DX*1), Z9
+	VFMADD231PS     Z8, Z6, Z9
+	VMOVUPS         Z9, (R8)(DX*1)
+	VMOVUPS         (R8)(DX*2), Z9
+	VFMADD231PS     Z8, Z7, Z9
+	VMOVUPS         Z9, (R8)(DX*2)
+	ADDQ            R9, BX
+	ADDQ            $0x00000040, R8
+	SUBQ            $0x00000010, R10
 
 tail:
 	JMP chunk
@@ -6112,15 +12662,14 @@ rowdone:
 	RET
 
 // func gemvAxpyNoneM4AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, AVX512F, CMOV
+// Requires: AVX, AVX2, AVX512F, AVX512VL, CMOV
 TEXT ·gemvAxpyNoneM4AVX512(SB), NOSPLIT, $0-104
 	MOVQ         a+16(FP), AX
 	MOVQ         lda+24(FP), CX
 	SHLQ         $0x02, CX
-	LEAQ         (AX)(CX*2), DX
-	ADDQ         CX, DX
-	MOVQ         ldc+40(FP), BX
-	SHLQ         $0x02, BX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	LEAQ         (DX)(DX*2), BX
 	MOVQ         base+48(FP), SI
 	MOVQ         data+56(FP), SI
 	MOVQ         zero+64(FP), DI
@@ -6138,22 +12687,21 @@ TEXT ·gemvAxpyNoneM4AVX512(SB), NOSPLIT, $0-104
 	VPBROADCASTD (DI), Z4
 
 row:
+	LEAQ         (CX)(CX*2), R9
 	VBROADCASTSS (AX), Z5
 	VMULPS       Z3, Z5, Z5
 	VBROADCASTSS (AX)(CX*1), Z6
 	VMULPS       Z3, Z6, Z6
 	VBROADCASTSS (AX)(CX*2), Z7
 	VMULPS       Z3, Z7, Z7
-	VBROADCASTSS (DX), Z8
+	VBROADCASTSS (AX)(R9*1), Z8
 	VMULPS       Z3, Z8, Z8
 	MOVQ         c+32(FP), R9
-	LEAQ         (R9)(BX*2), R11
-	ADDQ         BX, R11
-	MOVQ         rowLen+8(FP), R12
-	MOVQ         R12, R13
+	MOVQ         rowLen+8(FP), R11
+	MOVQ         R11, R12
 
 chunk:
-	TESTQ        R13, R13
+	TESTQ        R12, R12
 	JZ           rowdone
 	TESTQ        R8, R8
 	JNZ          samegroup1
@@ -6162,99 +12710,770 @@ chunk:
 	MOVQ         group+80(FP), R8
 
 samegroup1:
-	MOVQ    R13, R12
-	CMPQ    R8, R12
-	CMOVQLT R8, R12
-	SUBQ    R12, R13
-	SUBQ    R12, R8
+	MOVQ    R12, R11
+	CMPQ    R8, R11
+	CMOVQLT R8, R11
+	SUBQ    R11, R12
+	SUBQ    R11, R8
 
 loop2:
-	CMPQ           R12, $0x00000020
-	JB             one
-	VBROADCASTI128 (SI), Y9
-	VPSHUFB        Y0, Y9, Y9
-	VPMOVZXWD      Y9, Z9
-	VPSRLVD        Z1, Z9, Z9
-	VPANDD         Z2, Z9, Z9
-	VPADDD         Z4, Z9, Z9
-	VCVTDQ2PS      Z9, Z9
-	VMOVUPS        (R9), Z10
-	VFMADD231PS    Z9, Z5, Z10
-	VMOVUPS        Z10, (R9)
-	VMOVUPS        (R9)(BX*1), Z10
-	VFMADD231PS    Z9, Z6, Z10
-	VMOVUPS        Z10, (R9)(BX*1)
-	VMOVUPS        (R9)(BX*2), Z10
-	VFMADD231PS    Z9, Z7, Z10
-	VMOVUPS        Z10, (R9)(BX*2)
-	VMOVUPS        (R11), Z10
-	VFMADD231PS    Z9, Z8, Z10
-	VMOVUPS        Z10, (R11)
-	VBROADCASTI128 (SI)(R10*1), Y9
-	VPSHUFB        Y0, Y9, Y9
-	VPMOVZXWD      Y9, Z9
-	VPSRLVD        Z1, Z9, Z9
-	VPANDD         Z2, Z9, Z9
-	VPADDD         Z4, Z9, Z9
-	VCVTDQ2PS      Z9, Z9
-	VMOVUPS        64(R9), Z10
-	VFMADD231PS    Z9, Z5, Z10
-	VMOVUPS        Z10, 64(R9)
-	VMOVUPS        64(R9)(BX*1), Z10
-	VFMADD231PS    Z9, Z6, Z10
-	VMOVUPS        Z10, 64(R9)(BX*1)
-	VMOVUPS        64(R9)(BX*2), Z10
-	VFMADD231PS    Z9, Z7, Z10
-	VMOVUPS        Z10, 64(R9)(BX*2)
-	VMOVUPS        64(R11), Z10
-	VFMADD231PS    Z9, Z8, Z10
-	VMOVUPS        Z10, 64(R11)
-	LEAQ           (SI)(R10*2), SI
-	ADDQ           $0x00000080, R9
-	ADDQ           $0x00000080, R11
-	SUBQ           $0x00000020, R12
-	JMP            loop2
+	CMPQ            R11, $0x00000020
+	JB              one
+	VBROADCASTI32X4 (SI), Y9
+	VPSHUFB         Y0, Y9, Y9
+	VPMOVZXWD       Y9, Z9
+	VPSRLVD         Z1, Z9, Z9
+	VPANDD          Z2, Z9, Z9
+	VPADDD          Z4, Z9, Z9
+	VCVTDQ2PS       Z9, Z9
+	VMOVUPS         (R9), Z10
+	VFMADD231PS     Z9, Z5, Z10
+	VMOVUPS         Z10, (R9)
+	VMOVUPS         (R9)(DX*1), Z10
+	VFMADD231PS     Z9, Z6, Z10
+	VMOVUPS         Z10, (R9)(DX*1)
+	VMOVUPS         (R9)(DX*2), Z10
+	VFMADD231PS     Z9, Z7, Z10
+	VMOVUPS         Z10, (R9)(DX*2)
+	VMOVUPS         (R9)(BX*1), Z10
+	VFMADD231PS     Z9, Z8, Z10
+	VMOVUPS         Z10, (R9)(BX*1)
+	VBROADCASTI32X4 (SI)(R10*1), Y9
+	VPSHUFB         Y0, Y9, Y9
+	VPMOVZXWD       Y9, Z9
+	VPSRLVD         Z1, Z9, Z9
+	VPANDD          Z2, Z9, Z9
+	VPADDD          Z4, Z9, Z9
+	VCVTDQ2PS       Z9, Z9
+	VMOVUPS         64(R9), Z10
+	VFMADD231PS     Z9, Z5, Z10
+	VMOVUPS         Z10, 64(R9)
+	VMOVUPS         64(R9)(DX*1), Z10
+	VFMADD231PS     Z9, Z6, Z10
+	VMOVUPS         Z10, 64(R9)(DX*1)
+	VMOVUPS         64(R9)(DX*2), Z10
+	VFMADD231PS     Z9, Z7, Z10
+	VMOVUPS         Z10, 64(R9)(DX*2)
+	VMOVUPS         64(R9)(BX*1), Z10
+	VFMADD231PS     Z9, Z8, Z10
+	VMOVUPS         Z10, 64(R9)(BX*1)
+	LEAQ            (SI)(R10*2), SI
+	ADDQ            $0x00000080, R9
+	SUBQ            $0x00000020, R11
+	JMP             loop2
 
 one:
-	CMPQ           R12, $0x00000010
-	JB             tail
-	VBROADCASTI128 (SI), Y9
-	VPSHUFB        Y0, Y9, Y9
-	VPMOVZXWD      Y9, Z9
-	VPSRLVD        Z1, Z9, Z9
-	VPANDD         Z2, Z9, Z9
-	VPADDD         Z4, Z9, Z9
-	VCVTDQ2PS      Z9, Z9
-	VMOVUPS        (R9), Z10
-	VFMADD231PS    Z9, Z5, Z10
-	VMOVUPS        Z10, (R9)
-	VMOVUPS        (R9)(BX*1), Z10
-	VFMADD231PS    Z9, Z6, Z10
-	VMOVUPS        Z10, (R9)(BX*1)
-	VMOVUPS        (R9)(BX*2), Z10
-	VFMADD231PS    Z9, Z7, Z10
-	VMOVUPS        Z10, (R9)(BX*2)
-	VMOVUPS        (R11), Z10
-	VFMADD231PS    Z9, Z8, Z10
-	VMOVUPS        Z10, (R11)
-	ADDQ           R10, SI
-	ADDQ           $0x00000040, R9
-	ADDQ           $0x00000040, R11
-	SUBQ           $0x00000010, R12
+	CMPQ            R11, $0x00000010
+	JB              tail
+	VBROADCASTI32X4 (SI), Y9
+	VPSHUFB         Y0, Y9, Y9
+	VPMOVZXWD       Y9, Z9
+	VPSRLVD         Z1, Z9, Z9
+	VPANDD          Z2, Z9, Z9
+	VPADDD          Z4, Z9, Z9
+	VCVTDQ2PS       Z9, Z9
+	VMOVUPS         (R9), Z10
+	VFMADD231PS     Z9, Z5, Z10
+	VMOVUPS         Z10, (R9)
+	VMOVUPS         (R9)(DX*1), Z10
+	VFMADD231PS     Z9, Z6, Z10
+	VMOVUPS         Z10, (R9)(DX*1)
+	VMOVUPS         (R9)(DX*2), Z10
+	VFMADD231PS     Z9, Z7, Z10
+	VMOVUPS         Z10, (R9)(DX*2)
+	VMOVUPS         (R9)(BX*1), Z10
+	VFMADD231PS     Z9, Z8, Z10
+	VMOVUPS         Z10, (R9)(BX*1)
+	ADDQ            R10, SI
+	ADDQ            $0x00000040, R9
+	SUBQ            $0x00000010, R11
 
 tail:
 	JMP chunk
 
 rowdone:
 	ADDQ $0x04, AX
-	ADDQ $0x04, DX
+	DECQ rows+0(FP)
+	JNZ  row
+	VZEROUPPER
+	RET
+
+// func gemvAxpyNoneM5AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, CMOV
+TEXT ·gemvAxpyNoneM5AVX512(SB), NOSPLIT, $0-104
+	MOVQ         a+16(FP), AX
+	MOVQ         lda+24(FP), CX
+	SHLQ         $0x02, CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	LEAQ         (DX)(DX*2), BX
+	MOVQ         base+48(FP), SI
+	MOVQ         data+56(FP), SI
+	MOVQ         zero+64(FP), DI
+	MOVQ         left+72(FP), R8
+	MOVQ         bits+96(FP), R9
+	MOVQ         R9, R10
+	SHLQ         $0x01, R10
+	LEAQ         mmdecodeAVX512<>+0(SB), R11
+	SHLQ         $0x07, R9
+	ADDQ         R9, R11
+	VMOVDQU      (R11), Y0
+	VMOVDQU32    32(R11), Z1
+	VPBROADCASTD 96(R11), Z2
+	VBROADCASTSS scale+88(FP), Z3
+	VPBROADCASTD (DI), Z4
+
+row:
+	LEAQ         (CX)(CX*2), R9
+	LEAQ         (AX)(CX*4), R11
+	VBROADCASTSS (AX), Z5
+	VMULPS       Z3, Z5, Z5
+	VBROADCASTSS (AX)(CX*1), Z6
+	VMULPS       Z3, Z6, Z6
+	VBROADCASTSS (AX)(CX*2), Z7
+	VMULPS       Z3, Z7, Z7
+	VBROADCASTSS (AX)(R9*1), Z8
+	VMULPS       Z3, Z8, Z8
+	VBROADCASTSS (R11), Z9
+	VMULPS       Z3, Z9, Z9
+	MOVQ         c+32(FP), R9
+	LEAQ         (R9)(DX*4), R13
+	MOVQ         rowLen+8(FP), R11
+	MOVQ         R11, R12
+
+chunk:
+	TESTQ        R12, R12
+	JZ           rowdone
+	TESTQ        R8, R8
+	JNZ          samegroup1
+	ADDQ         $0x04, DI
+	VPBROADCASTD (DI), Z4
+	MOVQ         group+80(FP), R8
+
+samegroup1:
+	MOVQ    R12, R11
+	CMPQ    R8, R11
+	CMOVQLT R8, R11
+	SUBQ    R11, R12
+	SUBQ    R11, R8
+
+loop2:
+	CMPQ            R11, $0x00000020
+	JB              one
+	VBROADCASTI32X4 (SI), Y10
+	VPSHUFB         Y0, Y10, Y10
+	VPMOVZXWD       Y10, Z10
+	VPSRLVD         Z1, Z10, Z10
+	VPANDD          Z2, Z10, Z10
+	VPADDD          Z4, Z10, Z10
+	VCVTDQ2PS       Z10, Z10
+	VMOVUPS         (R9), Z11
+	VFMADD231PS     Z10, Z5, Z11
+	VMOVUPS         Z11, (R9)
+	VMOVUPS         (R9)(DX*1), Z11
+	VFMADD231PS     Z10, Z6, Z11
+	VMOVUPS         Z11, (R9)(DX*1)
+	VMOVUPS         (R9)(DX*2), Z11
+	VFMADD231PS     Z10, Z7, Z11
+	VMOVUPS         Z11, (R9)(DX*2)
+	VMOVUPS         (R9)(BX*1), Z11
+	VFMADD231PS     Z10, Z8, Z11
+	VMOVUPS         Z11, (R9)(BX*1)
+	VMOVUPS         (R13), Z11
+	VFMADD231PS     Z10, Z9, Z11
+	VMOVUPS         Z11, (R13)
+	VBROADCASTI32X4 (SI)(R10*1), Y10
+	VPSHUFB         Y0, Y10, Y10
+	VPMOVZXWD       Y10, Z10
+	VPSRLVD         Z1, Z10, Z10
+	VPANDD          Z2, Z10, Z10
+	VPADDD          Z4, Z10, Z10
+	VCVTDQ2PS       Z10, Z10
+	VMOVUPS         64(R9), Z11
+	VFMADD231PS     Z10, Z5, Z11
+	VMOVUPS         Z11, 64(R9)
+	VMOVUPS         64(R9)(DX*1), Z11
+	VFMADD231PS     Z10, Z6, Z11
+	VMOVUPS         Z11, 64(R9)(DX*1)
+	VMOVUPS         64(R9)(DX*2), Z11
+	VFMADD231PS     Z10, Z7, Z11
+	VMOVUPS         Z11, 64(R9)(DX*2)
+	VMOVUPS         64(R9)(BX*1), Z11
+	VFMADD231PS     Z10, Z8, Z11
+	VMOVUPS         Z11, 64(R9)(BX*1)
+	VMOVUPS         64(R13), Z11
+	VFMADD231PS     Z10, Z9, Z11
+	VMOVUPS         Z11, 64(R13)
+	LEAQ            (SI)(R10*2), SI
+	ADDQ            $0x00000080, R9
+	ADDQ            $0x00000080, R13
+	SUBQ            $0x00000020, R11
+	JMP             loop2
+
+one:
+	CMPQ            R11, $0x00000010
+	JB              tail
+	VBROADCASTI32X4 (SI), Y10
+	VPSHUFB         Y0, Y10, Y10
+	VPMOVZXWD       Y10, Z10
+	VPSRLVD         Z1, Z10, Z10
+	VPANDD          Z2, Z10, Z10
+	VPADDD          Z4, Z10, Z10
+	VCVTDQ2PS       Z10, Z10
+	VMOVUPS         (R9), Z11
+	VFMADD231PS     Z10, Z5, Z11
+	VMOVUPS         Z11, (R9)
+	VMOVUPS         (R9)(DX*1), Z11
+	VFMADD231PS     Z10, Z6, Z11
+	VMOVUPS         Z11, (R9)(DX*1)
+	VMOVUPS         (R9)(DX*2), Z11
+	VFMADD231PS     Z10, Z7, Z11
+	VMOVUPS         Z11, (R9)(DX*2)
+	VMOVUPS         (R9)(BX*1), Z11
+	VFMADD231PS     Z10, Z8, Z11
+	VMOVUPS         Z11, (R9)(BX*1)
+	VMOVUPS         (R13), Z11
+	VFMADD231PS     Z10, Z9, Z11
+	VMOVUPS         Z11, (R13)
+	ADDQ            R10, SI
+	ADDQ            $0x00000040, R9
+	ADDQ            $0x00000040, R13
+	SUBQ            $0x00000010, R11
+
+tail:
+	JMP chunk
+
+rowdone:
+	ADDQ $0x04, AX
+	DECQ rows+0(FP)
+	JNZ  row
+	VZEROUPPER
+	RET
+
+// func gemvAxpyNoneM6AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, CMOV
+TEXT ·gemvAxpyNoneM6AVX512(SB), NOSPLIT, $0-104
+	MOVQ         a+16(FP), AX
+	MOVQ         lda+24(FP), CX
+	SHLQ         $0x02, CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	LEAQ         (DX)(DX*2), BX
+	MOVQ         base+48(FP), SI
+	MOVQ         data+56(FP), SI
+	MOVQ         zero+64(FP), DI
+	MOVQ         left+72(FP), R8
+	MOVQ         bits+96(FP), R9
+	MOVQ         R9, R10
+	SHLQ         $0x01, R10
+	LEAQ         mmdecodeAVX512<>+0(SB), R11
+	SHLQ         $0x07, R9
+	ADDQ         R9, R11
+	VMOVDQU      (R11), Y0
+	VMOVDQU32    32(R11), Z1
+	VPBROADCASTD 96(R11), Z2
+	VBROADCASTSS scale+88(FP), Z3
+	VPBROADCASTD (DI), Z4
+
+row:
+	LEAQ         (CX)(CX*2), R9
+	LEAQ         (AX)(CX*4), R11
+	VBROADCASTSS (AX), Z5
+	VMULPS       Z3, Z5, Z5
+	VBROADCASTSS (AX)(CX*1), Z6
+	VMULPS       Z3, Z6, Z6
+	VBROADCASTSS (AX)(CX*2), Z7
+	VMULPS       Z3, Z7, Z7
+	VBROADCASTSS (AX)(R9*1), Z8
+	VMULPS       Z3, Z8, Z8
+	VBROADCASTSS (R11), Z9
+	VMULPS       Z3, Z9, Z9
+	VBROADCASTSS (R11)(CX*1), Z10
+	VMULPS       Z3, Z10, Z10
+	MOVQ         c+32(FP), R9
+	LEAQ         (R9)(DX*4), R13
+	MOVQ         rowLen+8(FP), R11
+	MOVQ         R11, R12
+
+chunk:
+	TESTQ        R12, R12
+	JZ           rowdone
+	TESTQ        R8, R8
+	JNZ          samegroup1
+	ADDQ         $0x04, DI
+	VPBROADCASTD (DI), Z4
+	MOVQ         group+80(FP), R8
+
+samegroup1:
+	MOVQ    R12, R11
+	CMPQ    R8, R11
+	CMOVQLT R8, R11
+	SUBQ    R11, R12
+	SUBQ    R11, R8
+
+loop2:
+	CMPQ            R11, $0x00000020
+	JB              one
+	VBROADCASTI32X4 (SI), Y11
+	VPSHUFB         Y0, Y11, Y11
+	VPMOVZXWD       Y11, Z11
+	VPSRLVD         Z1, Z11, Z11
+	VPANDD          Z2, Z11, Z11
+	VPADDD          Z4, Z11, Z11
+	VCVTDQ2PS       Z11, Z11
+	VMOVUPS         (R9), Z12
+	VFMADD231PS     Z11, Z5, Z12
+	VMOVUPS         Z12, (R9)
+	VMOVUPS         (R9)(DX*1), Z12
+	VFMADD231PS     Z11, Z6, Z12
+	VMOVUPS         Z12, (R9)(DX*1)
+	VMOVUPS         (R9)(DX*2), Z12
+	VFMADD231PS     Z11, Z7, Z12
+	VMOVUPS         Z12, (R9)(DX*2)
+	VMOVUPS         (R9)(BX*1), Z12
+	VFMADD231PS     Z11, Z8, Z12
+	VMOVUPS         Z12, (R9)(BX*1)
+	VMOVUPS         (R13), Z12
+	VFMADD231PS     Z11, Z9, Z12
+	VMOVUPS         Z12, (R13)
+	VMOVUPS         (R13)(DX*1), Z12
+	VFMADD231PS     Z11, Z10, Z12
+	VMOVUPS         Z12, (R13)(DX*1)
+	VBROADCASTI32X4 (SI)(R10*1), Y11
+	VPSHUFB         Y0, Y11, Y11
+	VPMOVZXWD       Y11, Z11
+	VPSRLVD         Z1, Z11, Z11
+	VPANDD          Z2, Z11, Z11
+	VPADDD          Z4, Z11, Z11
+	VCVTDQ2PS       Z11, Z11
+	VMOVUPS         64(R9), Z12
+	VFMADD231PS     Z11, Z5, Z12
+	VMOVUPS         Z12, 64(R9)
+	VMOVUPS         64(R9)(DX*1), Z12
+	VFMADD231PS     Z11, Z6, Z12
+	VMOVUPS         Z12, 64(R9)(DX*1)
+	VMOVUPS         64(R9)(DX*2), Z12
+	VFMADD231PS     Z11, Z7, Z12
+	VMOVUPS         Z12, 64(R9)(DX*2)
+	VMOVUPS         64(R9)(BX*1), Z12
+	VFMADD231PS     Z11, Z8, Z12
+	VMOVUPS         Z12, 64(R9)(BX*1)
+	VMOVUPS         64(R13), Z12
+	VFMADD231PS     Z11, Z9, Z12
+	VMOVUPS         Z12, 64(R13)
+	VMOVUPS         64(R13)(DX*1), Z12
+	VFMADD231PS     Z11, Z10, Z12
+	VMOVUPS         Z12, 64(R13)(DX*1)
+	LEAQ            (SI)(R10*2), SI
+	ADDQ            $0x00000080, R9
+	ADDQ            $0x00000080, R13
+	SUBQ            $0x00000020, R11
+	JMP             loop2
+
+one:
+	CMPQ            R11, $0x00000010
+	JB              tail
+	VBROADCASTI32X4 (SI), Y11
+	VPSHUFB         Y0, Y11, Y11
+	VPMOVZXWD       Y11, Z11
+	VPSRLVD         Z1, Z11, Z11
+	VPANDD          Z2, Z11, Z11
+	VPADDD          Z4, Z11, Z11
+	VCVTDQ2PS       Z11, Z11
+	VMOVUPS         (R9), Z12
+	VFMADD231PS     Z11, Z5, Z12
+	VMOVUPS         Z12, (R9)
+	VMOVUPS         (R9)(DX*1), Z12
+	VFMADD231PS     Z11, Z6, Z12
+	VMOVUPS         Z12, (R9)(DX*1)
+	VMOVUPS         (R9)(DX*2), Z12
+	VFMADD231PS     Z11, Z7, Z12
+	VMOVUPS         Z12, (R9)(DX*2)
+	VMOVUPS         (R9)(BX*1), Z12
+	VFMADD231PS     Z11, Z8, Z12
+	VMOVUPS         Z12, (R9)(BX*1)
+	VMOVUPS         (R13), Z12
+	VFMADD231PS     Z11, Z9, Z12
+	VMOVUPS         Z12, (R13)
+	VMOVUPS         (R13)(DX*1), Z12
+	VFMADD231PS     Z11, Z10, Z12
+	VMOVUPS         Z12, (R13)(DX*1)
+	ADDQ            R10, SI
+	ADDQ            $0x00000040, R9
+	ADDQ            $0x00000040, R13
+	SUBQ            $0x00000010, R11
+
+tail:
+	JMP chunk
+
+rowdone:
+	ADDQ $0x04, AX
+	DECQ rows+0(FP)
+	JNZ  row
+	VZEROUPPER
+	RET
+
+// func gemvAxpyNoneM7AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, CMOV
+TEXT ·gemvAxpyNoneM7AVX512(SB), NOSPLIT, $0-104
+	MOVQ         a+16(FP), AX
+	MOVQ         lda+24(FP), CX
+	SHLQ         $0x02, CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	LEAQ         (DX)(DX*2), BX
+	MOVQ         base+48(FP), SI
+	MOVQ         data+56(FP), SI
+	MOVQ         zero+64(FP), DI
+	MOVQ         left+72(FP), R8
+	MOVQ         bits+96(FP), R9
+	MOVQ         R9, R10
+	SHLQ         $0x01, R10
+	LEAQ         mmdecodeAVX512<>+0(SB), R11
+	SHLQ         $0x07, R9
+	ADDQ         R9, R11
+	VMOVDQU      (R11), Y0
+	VMOVDQU32    32(R11), Z1
+	VPBROADCASTD 96(R11), Z2
+	VBROADCASTSS scale+88(FP), Z3
+	VPBROADCASTD (DI), Z4
+
+row:
+	LEAQ         (CX)(CX*2), R9
+	LEAQ         (AX)(CX*4), R11
+	VBROADCASTSS (AX), Z5
+	VMULPS       Z3, Z5, Z5
+	VBROADCASTSS (AX)(CX*1), Z6
+	VMULPS       Z3, Z6, Z6
+	VBROADCASTSS (AX)(CX*2), Z7
+	VMULPS       Z3, Z7, Z7
+	VBROADCASTSS (AX)(R9*1), Z8
+	VMULPS       Z3, Z8, Z8
+	VBROADCASTSS (R11), Z9
+	VMULPS       Z3, Z9, Z9
+	VBROADCASTSS (R11)(CX*1), Z10
+	VMULPS       Z3, Z10, Z10
+	VBROADCASTSS (R11)(CX*2), Z11
+	VMULPS       Z3, Z11, Z11
+	MOVQ         c+32(FP), R9
+	LEAQ         (R9)(DX*4), R13
+	MOVQ         rowLen+8(FP), R11
+	MOVQ         R11, R12
+
+chunk:
+	TESTQ        R12, R12
+	JZ           rowdone
+	TESTQ        R8, R8
+	JNZ          samegroup1
+	ADDQ         $0x04, DI
+	VPBROADCASTD (DI), Z4
+	MOVQ         group+80(FP), R8
+
+samegroup1:
+	MOVQ    R12, R11
+	CMPQ    R8, R11
+	CMOVQLT R8, R11
+	SUBQ    R11, R12
+	SUBQ    R11, R8
+
+loop2:
+	CMPQ            R11, $0x00000020
+	JB              one
+	VBROADCASTI32X4 (SI), Y12
+	VPSHUFB         Y0, Y12, Y12
+	VPMOVZXWD       Y12, Z12
+	VPSRLVD         Z1, Z12, Z12
+	VPANDD          Z2, Z12, Z12
+	VPADDD          Z4, Z12, Z12
+	VCVTDQ2PS       Z12, Z12
+	VMOVUPS         (R9), Z13
+	VFMADD231PS     Z12, Z5, Z13
+	VMOVUPS         Z13, (R9)
+	VMOVUPS         (R9)(DX*1), Z13
+	VFMADD231PS     Z12, Z6, Z13
+	VMOVUPS         Z13, (R9)(DX*1)
+	VMOVUPS         (R9)(DX*2), Z13
+	VFMADD231PS     Z12, Z7, Z13
+	VMOVUPS         Z13, (R9)(DX*2)
+	VMOVUPS         (R9)(BX*1), Z13
+	VFMADD231PS     Z12, Z8, Z13
+	VMOVUPS         Z13, (R9)(BX*1)
+	VMOVUPS         (R13), Z13
+	VFMADD231PS     Z12, Z9, Z13
+	VMOVUPS         Z13, (R13)
+	VMOVUPS         (R13)(DX*1), Z13
+	VFMADD231PS     Z12, Z10, Z13
+	VMOVUPS         Z13, (R13)(DX*1)
+	VMOVUPS         (R13)(DX*2), Z13
+	VFMADD231PS     Z12, Z11, Z13
+	VMOVUPS         Z13, (R13)(DX*2)
+	VBROADCASTI32X4 (SI)(R10*1), Y12
+	VPSHUFB         Y0, Y12, Y12
+	VPMOVZXWD       Y12, Z12
+	VPSRLVD         Z1, Z12, Z12
+	VPANDD          Z2, Z12, Z12
+	VPADDD          Z4, Z12, Z12
+	VCVTDQ2PS       Z12, Z12
+	VMOVUPS         64(R9), Z13
+	VFMADD231PS     Z12, Z5, Z13
+	VMOVUPS         Z13, 64(R9)
+	VMOVUPS         64(R9)(DX*1), Z13
+	VFMADD231PS     Z12, Z6, Z13
+	VMOVUPS         Z13, 64(R9)(DX*1)
+	VMOVUPS         64(R9)(DX*2), Z13
+	VFMADD231PS     Z12, Z7, Z13
+	VMOVUPS         Z13, 64(R9)(DX*2)
+	VMOVUPS         64(R9)(BX*1), Z13
+	VFMADD231PS     Z12, Z8, Z13
+	VMOVUPS         Z13, 64(R9)(BX*1)
+	VMOVUPS         64(R13), Z13
+	VFMADD231PS     Z12, Z9, Z13
+	VMOVUPS         Z13, 64(R13)
+	VMOVUPS         64(R13)(DX*1), Z13
+	VFMADD231PS     Z12, Z10, Z13
+	VMOVUPS         Z13, 64(R13)(DX*1)
+	VMOVUPS         64(R13)(DX*2), Z13
+	VFMADD231PS     Z12, Z11, Z13
+	VMOVUPS         Z13, 64(R13)(DX*2)
+	LEAQ            (SI)(R10*2), SI
+	ADDQ            $0x00000080, R9
+	ADDQ            $0x00000080, R13
+	SUBQ            $0x00000020, R11
+	JMP             loop2
+
+one:
+	CMPQ            R11, $0x00000010
+	JB              tail
+	VBROADCASTI32X4 (SI), Y12
+	VPSHUFB         Y0, Y12, Y12
+	VPMOVZXWD       Y12, Z12
+	VPSRLVD         Z1, Z12, Z12
+	VPANDD          Z2, Z12, Z12
+	VPADDD          Z4, Z12, Z12
+	VCVTDQ2PS       Z12, Z12
+	VMOVUPS         (R9), Z13
+	VFMADD231PS     Z12, Z5, Z13
+	VMOVUPS         Z13, (R9)
+	VMOVUPS         (R9)(DX*1), Z13
+	VFMADD231PS     Z12, Z6, Z13
+	VMOVUPS         Z13, (R9)(DX*1)
+	VMOVUPS         (R9)(DX*2), Z13
+	VFMADD231PS     Z12, Z7, Z13
+	VMOVUPS         Z13, (R9)(DX*2)
+	VMOVUPS         (R9)(BX*1), Z13
+	VFMADD231PS     Z12, Z8, Z13
+	VMOVUPS         Z13, (R9)(BX*1)
+	VMOVUPS         (R13), Z13
+	VFMADD231PS     Z12, Z9, Z13
+	VMOVUPS         Z13, (R13)
+	VMOVUPS         (R13)(DX*1), Z13
+	VFMADD231PS     Z12, Z10, Z13
+	VMOVUPS         Z13, (R13)(DX*1)
+	VMOVUPS         (R13)(DX*2), Z13
+	VFMADD231PS     Z12, Z11, Z13
+	VMOVUPS         Z13, (R13)(DX*2)
+	ADDQ            R10, SI
+	ADDQ            $0x00000040, R9
+	ADDQ            $0x00000040, R13
+	SUBQ            $0x00000010, R11
+
+tail:
+	JMP chunk
+
+rowdone:
+	ADDQ $0x04, AX
+	DECQ rows+0(FP)
+	JNZ  row
+	VZEROUPPER
+	RET
+
+// func gemvAxpyNoneM8AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, CMOV
+TEXT ·gemvAxpyNoneM8AVX512(SB), NOSPLIT, $0-104
+	MOVQ         a+16(FP), AX
+	MOVQ         lda+24(FP), CX
+	SHLQ         $0x02, CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	LEAQ         (DX)(DX*2), BX
+	MOVQ         base+48(FP), SI
+	MOVQ         data+56(FP), SI
+	MOVQ         zero+64(FP), DI
+	MOVQ         left+72(FP), R8
+	MOVQ         bits+96(FP), R9
+	MOVQ         R9, R10
+	SHLQ         $0x01, R10
+	LEAQ         mmdecodeAVX512<>+0(SB), R11
+	SHLQ         $0x07, R9
+	ADDQ         R9, R11
+	VMOVDQU      (R11), Y0
+	VMOVDQU32    32(R11), Z1
+	VPBROADCASTD 96(R11), Z2
+	VBROADCASTSS scale+88(FP), Z3
+	VPBROADCASTD (DI), Z4
+
+row:
+	LEAQ         (CX)(CX*2), R9
+	LEAQ         (AX)(CX*4), R11
+	VBROADCASTSS (AX), Z5
+	VMULPS       Z3, Z5, Z5
+	VBROADCASTSS (AX)(CX*1), Z6
+	VMULPS       Z3, Z6, Z6
+	VBROADCASTSS (AX)(CX*2), Z7
+	VMULPS       Z3, Z7, Z7
+	VBROADCASTSS (AX)(R9*1), Z8
+	VMULPS       Z3, Z8, Z8
+	VBROADCASTSS (R11), Z9
+	VMULPS       Z3, Z9, Z9
+	VBROADCASTSS (R11)(CX*1), Z10
+	VMULPS       Z3, Z10, Z10
+	VBROADCASTSS (R11)(CX*2), Z11
+	VMULPS       Z3, Z11, Z11
+	VBROADCASTSS (R11)(R9*1), Z12
+	VMULPS       Z3, Z12, Z12
+	MOVQ         c+32(FP), R9
+	LEAQ         (R9)(DX*4), R13
+	MOVQ         rowLen+8(FP), R11
+	MOVQ         R11, R12
+
+chunk:
+	TESTQ        R12, R12
+	JZ           rowdone
+	TESTQ        R8, R8
+	JNZ          samegroup1
+	ADDQ         $0x04, DI
+	VPBROADCASTD (DI), Z4
+	MOVQ         group+80(FP), R8
+
+samegroup1:
+	MOVQ    R12, R11
+	CMPQ    R8, R11
+	CMOVQLT R8, R11
+	SUBQ    R11, R12
+	SUBQ    R11, R8
+
+loop2:
+	CMPQ            R11, $0x00000020
+	JB              one
+	VBROADCASTI32X4 (SI), Y13
+	VPSHUFB         Y0, Y13, Y13
+	VPMOVZXWD       Y13, Z13
+	VPSRLVD         Z1, Z13, Z13
+	VPANDD          Z2, Z13, Z13
+	VPADDD          Z4, Z13, Z13
+	VCVTDQ2PS       Z13, Z13
+	VMOVUPS         (R9), Z14
+	VFMADD231PS     Z13, Z5, Z14
+	VMOVUPS         Z14, (R9)
+	VMOVUPS         (R9)(DX*1), Z14
+	VFMADD231PS     Z13, Z6, Z14
+	VMOVUPS         Z14, (R9)(DX*1)
+	VMOVUPS         (R9)(DX*2), Z14
+	VFMADD231PS     Z13, Z7, Z14
+	VMOVUPS         Z14, (R9)(DX*2)
+	VMOVUPS         (R9)(BX*1), Z14
+	VFMADD231PS     Z13, Z8, Z14
+	VMOVUPS         Z14, (R9)(BX*1)
+	VMOVUPS         (R13), Z14
+	VFMADD231PS     Z13, Z9, Z14
+	VMOVUPS         Z14, (R13)
+	VMOVUPS         (R13)(DX*1), Z14
+	VFMADD231PS     Z13, Z10, Z14
+	VMOVUPS         Z14, (R13)(DX*1)
+	VMOVUPS         (R13)(DX*2), Z14
+	VFMADD231PS     Z13, Z11, Z14
+	VMOVUPS         Z14, (R13)(DX*2)
+	VMOVUPS         (R13)(BX*1), Z14
+	VFMADD231PS     Z13, Z12, Z14
+	VMOVUPS         Z14, (R13)(BX*1)
+	VBROADCASTI32X4 (SI)(R10*1), Y13
+	VPSHUFB         Y0, Y13, Y13
+	VPMOVZXWD       Y13, Z13
+	VPSRLVD         Z1, Z13, Z13
+	VPANDD          Z2, Z13, Z13
+	VPADDD          Z4, Z13, Z13
+	VCVTDQ2PS       Z13, Z13
+	VMOVUPS         64(R9), Z14
+	VFMADD231PS     Z13, Z5, Z14
+	VMOVUPS         Z14, 64(R9)
+	VMOVUPS         64(R9)(DX*1), Z14
+	VFMADD231PS     Z13, Z6, Z14
+	VMOVUPS         Z14, 64(R9)(DX*1)
+	VMOVUPS         64(R9)(DX*2), Z14
+	VFMADD231PS     Z13, Z7, Z14
+	VMOVUPS         Z14, 64(R9)(DX*2)
+	VMOVUPS         64(R9)(BX*1), Z14
+	VFMADD231PS     Z13, Z8, Z14
+	VMOVUPS         Z14, 64(R9)(BX*1)
+	VMOVUPS         64(R13), Z14
+	VFMADD231PS     Z13, Z9, Z14
+	VMOVUPS         Z14, 64(R13)
+	VMOVUPS         64(R13)(DX*1), Z14
+	VFMADD231PS     Z13, Z10, Z14
+	VMOVUPS         Z14, 64(R13)(DX*1)
+	VMOVUPS         64(R13)(DX*2), Z14
+	VFMADD231PS     Z13, Z11, Z14
+	VMOVUPS         Z14, 64(R13)(DX*2)
+	VMOVUPS         64(R13)(BX*1), Z14
+	VFMADD231PS     Z13, Z12, Z14
+	VMOVUPS         Z14, 64(R13)(BX*1)
+	LEAQ            (SI)(R10*2), SI
+	ADDQ            $0x00000080, R9
+	ADDQ            $0x00000080, R13
+	SUBQ            $0x00000020, R11
+	JMP             loop2
+
+one:
+	CMPQ            R11, $0x00000010
+	JB              tail
+	VBROADCASTI32X4 (SI), Y13
+	VPSHUFB         Y0, Y13, Y13
+	VPMOVZXWD       Y13, Z13
+	VPSRLVD         Z1, Z13, Z13
+	VPANDD          Z2, Z13, Z13
+	VPADDD          Z4, Z13, Z13
+	VCVTDQ2PS       Z13, Z13
+	VMOVUPS         (R9), Z14
+	VFMADD231PS     Z13, Z5, Z14
+	VMOVUPS         Z14, (R9)
+	VMOVUPS         (R9)(DX*1), Z14
+	VFMADD231PS     Z13, Z6, Z14
+	VMOVUPS         Z14, (R9)(DX*1)
+	VMOVUPS         (R9)(DX*2), Z14
+	VFMADD231PS     Z13, Z7, Z14
+	VMOVUPS         Z14, (R9)(DX*2)
+	VMOVUPS         (R9)(BX*1), Z14
+	VFMADD231PS     Z13, Z8, Z14
+	VMOVUPS         Z14, (R9)(BX*1)
+	VMOVUPS         (R13), Z14
+	VFMADD231PS     Z13, Z9, Z14
+	VMOVUPS         Z14, (R13)
+	VMOVUPS         (R13)(DX*1), Z14
+	VFMADD231PS     Z13, Z10, Z14
+	VMOVUPS         Z14, (R13)(DX*1)
+	VMOVUPS         (R13)(DX*2), Z14
+	VFMADD231PS     Z13, Z11, Z14
+	VMOVUPS         Z14, (R13)(DX*2)
+	VMOVUPS         (R13)(BX*1), Z14
+	VFMADD231PS     Z13, Z12, Z14
+	VMOVUPS         Z14, (R13)(BX*1)
+	ADDQ            R10, SI
+	ADDQ            $0x00000040, R9
+	ADDQ            $0x00000040, R13
+	SUBQ            $0x00000010, R11
+
+tail:
+	JMP chunk
+
+rowdone:
+	ADDQ $0x04, AX
 	DECQ rows+0(FP)
 	JNZ  row
 	VZEROUPPER
 	RET
 
 // func decodeF32AVX512(n int, dst *float32, base *float32, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, AVX512F, CMOV
+// Requires: AVX, AVX2, AVX512F, AVX512VL, CMOV
 TEXT ·decodeF32AVX512(SB), NOSPLIT, $0-72
 	MOVQ         base+16(FP), AX
 	MOVQ         data+24(FP), CX
@@ -6292,51 +13511,51 @@ samegroup1:
 	SUBQ    R8, BX
 
 loop2:
-	CMPQ           R8, $0x00000020
-	JB             one
-	VBROADCASTI128 (CX), Y5
-	VPSHUFB        Y0, Y5, Y5
-	VPMOVZXWD      Y5, Z5
-	VPSRLVD        Z1, Z5, Z5
-	VPANDD         Z2, Z5, Z5
-	VPADDD         Z4, Z5, Z5
-	VCVTDQ2PS      Z5, Z5
-	VMULPS         Z3, Z5, Z5
-	VADDPS         (AX), Z5, Z5
-	VMOVUPS        Z5, (SI)
-	VBROADCASTI128 (CX)(DI*1), Y5
-	VPSHUFB        Y0, Y5, Y5
-	VPMOVZXWD      Y5, Z5
-	VPSRLVD        Z1, Z5, Z5
-	VPANDD         Z2, Z5, Z5
-	VPADDD         Z4, Z5, Z5
-	VCVTDQ2PS      Z5, Z5
-	VMULPS         Z3, Z5, Z5
-	VADDPS         64(AX), Z5, Z5
-	VMOVUPS        Z5, 64(SI)
-	ADDQ           $0x00000080, AX
-	LEAQ           (CX)(DI*2), CX
-	ADDQ           $0x00000080, SI
-	SUBQ           $0x00000020, R8
-	JMP            loop2
+	CMPQ            R8, $0x00000020
+	JB              one
+	VBROADCASTI32X4 (CX), Y5
+	VPSHUFB         Y0, Y5, Y5
+	VPMOVZXWD       Y5, Z5
+	VPSRLVD         Z1, Z5, Z5
+	VPANDD          Z2, Z5, Z5
+	VPADDD          Z4, Z5, Z5
+	VCVTDQ2PS       Z5, Z5
+	VMULPS          Z3, Z5, Z5
+	VADDPS          (AX), Z5, Z5
+	VMOVUPS         Z5, (SI)
+	VBROADCASTI32X4 (CX)(DI*1), Y5
+	VPSHUFB         Y0, Y5, Y5
+	VPMOVZXWD       Y5, Z5
+	VPSRLVD         Z1, Z5, Z5
+	VPANDD          Z2, Z5, Z5
+	VPADDD          Z4, Z5, Z5
+	VCVTDQ2PS       Z5, Z5
+	VMULPS          Z3, Z5, Z5
+	VADDPS          64(AX), Z5, Z5
+	VMOVUPS         Z5, 64(SI)
+	ADDQ            $0x00000080, AX
+	LEAQ            (CX)(DI*2), CX
+	ADDQ            $0x00000080, SI
+	SUBQ            $0x00000020, R8
+	JMP             loop2
 
 one:
-	CMPQ           R8, $0x00000010
-	JB             tail
-	VBROADCASTI128 (CX), Y5
-	VPSHUFB        Y0, Y5, Y5
-	VPMOVZXWD      Y5, Z5
-	VPSRLVD        Z1, Z5, Z5
-	VPANDD         Z2, Z5, Z5
-	VPADDD         Z4, Z5, Z5
-	VCVTDQ2PS      Z5, Z5
-	VMULPS         Z3, Z5, Z5
-	VADDPS         (AX), Z5, Z5
-	VMOVUPS        Z5, (SI)
-	ADDQ           $0x00000040, AX
-	ADDQ           DI, CX
-	ADDQ           $0x00000040, SI
-	SUBQ           $0x00000010, R8
+	CMPQ            R8, $0x00000010
+	JB              tail
+	VBROADCASTI32X4 (CX), Y5
+	VPSHUFB         Y0, Y5, Y5
+	VPMOVZXWD       Y5, Z5
+	VPSRLVD         Z1, Z5, Z5
+	VPANDD          Z2, Z5, Z5
+	VPADDD          Z4, Z5, Z5
+	VCVTDQ2PS       Z5, Z5
+	VMULPS          Z3, Z5, Z5
+	VADDPS          (AX), Z5, Z5
+	VMOVUPS         Z5, (SI)
+	ADDQ            $0x00000040, AX
+	ADDQ            DI, CX
+	ADDQ            $0x00000040, SI
+	SUBQ            $0x00000010, R8
 
 tail:
 	JMP chunk
@@ -6346,7 +13565,7 @@ rowdone:
 	RET
 
 // func decodeI16AVX512(n int, dst *float32, base *int16, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, AVX512F, CMOV
+// Requires: AVX, AVX2, AVX512F, AVX512VL, CMOV
 TEXT ·decodeI16AVX512(SB), NOSPLIT, $0-72
 	MOVQ         base+16(FP), AX
 	MOVQ         data+24(FP), CX
@@ -6384,54 +13603,54 @@ samegroup1:
 	SUBQ    R8, BX
 
 loop2:
-	CMPQ           R8, $0x00000020
-	JB             one
-	VBROADCASTI128 (CX), Y5
-	VPSHUFB        Y0, Y5, Y5
-	VPMOVZXWD      Y5, Z5
-	VPSRLVD        Z1, Z5, Z5
-	VPANDD         Z2, Z5, Z5
-	VPMOVSXWD      (AX), Z6
-	VPADDD         Z5, Z6, Z6
-	VPADDD         Z4, Z6, Z6
-	VCVTDQ2PS      Z6, Z6
-	VMULPS         Z3, Z6, Z6
-	VMOVUPS        Z6, (SI)
-	VBROADCASTI128 (CX)(DI*1), Y5
-	VPSHUFB        Y0, Y5, Y5
-	VPMOVZXWD      Y5, Z5
-	VPSRLVD        Z1, Z5, Z5
-	VPANDD         Z2, Z5, Z5
-	VPMOVSXWD      32(AX), Z6
-	VPADDD         Z5, Z6, Z6
-	VPADDD         Z4, Z6, Z6
-	VCVTDQ2PS      Z6, Z6
-	VMULPS         Z3, Z6, Z6
-	VMOVUPS        Z6, 64(SI)
-	ADDQ           $0x00000040, AX
-	LEAQ           (CX)(DI*2), CX
-	ADDQ           $0x00000080, SI
-	SUBQ           $0x00000020, R8
-	JMP            loop2
+	CMPQ            R8, $0x00000020
+	JB              one
+	VBROADCASTI32X4 (CX), Y5
+	VPSHUFB         Y0, Y5, Y5
+	VPMOVZXWD       Y5, Z5
+	VPSRLVD         Z1, Z5, Z5
+	VPANDD          Z2, Z5, Z5
+	VPMOVSXWD       (AX), Z6
+	VPADDD          Z5, Z6, Z6
+	VPADDD          Z4, Z6, Z6
+	VCVTDQ2PS       Z6, Z6
+	VMULPS          Z3, Z6, Z6
+	VMOVUPS         Z6, (SI)
+	VBROADCASTI32X4 (CX)(DI*1), Y5
+	VPSHUFB         Y0, Y5, Y5
+	VPMOVZXWD       Y5, Z5
+	VPSRLVD         Z1, Z5, Z5
+	VPANDD          Z2, Z5, Z5
+	VPMOVSXWD       32(AX), Z6
+	VPADDD          Z5, Z6, Z6
+	VPADDD          Z4, Z6, Z6
+	VCVTDQ2PS       Z6, Z6
+	VMULPS          Z3, Z6, Z6
+	VMOVUPS         Z6, 64(SI)
+	ADDQ            $0x00000040, AX
+	LEAQ            (CX)(DI*2), CX
+	ADDQ            $0x00000080, SI
+	SUBQ            $0x00000020, R8
+	JMP             loop2
 
 one:
-	CMPQ           R8, $0x00000010
-	JB             tail
-	VBROADCASTI128 (CX), Y5
-	VPSHUFB        Y0, Y5, Y5
-	VPMOVZXWD      Y5, Z5
-	VPSRLVD        Z1, Z5, Z5
-	VPANDD         Z2, Z5, Z5
-	VPMOVSXWD      (AX), Z6
-	VPADDD         Z5, Z6, Z6
-	VPADDD         Z4, Z6, Z6
-	VCVTDQ2PS      Z6, Z6
-	VMULPS         Z3, Z6, Z6
-	VMOVUPS        Z6, (SI)
-	ADDQ           $0x00000020, AX
-	ADDQ           DI, CX
-	ADDQ           $0x00000040, SI
-	SUBQ           $0x00000010, R8
+	CMPQ            R8, $0x00000010
+	JB              tail
+	VBROADCASTI32X4 (CX), Y5
+	VPSHUFB         Y0, Y5, Y5
+	VPMOVZXWD       Y5, Z5
+	VPSRLVD         Z1, Z5, Z5
+	VPANDD          Z2, Z5, Z5
+	VPMOVSXWD       (AX), Z6
+	VPADDD          Z5, Z6, Z6
+	VPADDD          Z4, Z6, Z6
+	VCVTDQ2PS       Z6, Z6
+	VMULPS          Z3, Z6, Z6
+	VMOVUPS         Z6, (SI)
+	ADDQ            $0x00000020, AX
+	ADDQ            DI, CX
+	ADDQ            $0x00000040, SI
+	SUBQ            $0x00000010, R8
 
 tail:
 	JMP chunk
@@ -6441,7 +13660,7 @@ rowdone:
 	RET
 
 // func decodeI8AVX512(n int, dst *float32, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, AVX512F, CMOV
+// Requires: AVX, AVX2, AVX512F, AVX512VL, CMOV
 TEXT ·decodeI8AVX512(SB), NOSPLIT, $0-72
 	MOVQ         base+16(FP), AX
 	MOVQ         data+24(FP), CX
@@ -6479,54 +13698,54 @@ samegroup1:
 	SUBQ    R8, BX
 
 loop2:
-	CMPQ           R8, $0x00000020
-	JB             one
-	VBROADCASTI128 (CX), Y5
-	VPSHUFB        Y0, Y5, Y5
-	VPMOVZXWD      Y5, Z5
-	VPSRLVD        Z1, Z5, Z5
-	VPANDD         Z2, Z5, Z5
-	VPMOVSXBD      (AX), Z6
-	VPADDD         Z5, Z6, Z6
-	VPADDD         Z4, Z6, Z6
-	VCVTDQ2PS      Z6, Z6
-	VMULPS         Z3, Z6, Z6
-	VMOVUPS        Z6, (SI)
-	VBROADCASTI128 (CX)(DI*1), Y5
-	VPSHUFB        Y0, Y5, Y5
-	VPMOVZXWD      Y5, Z5
-	VPSRLVD        Z1, Z5, Z5
-	VPANDD         Z2, Z5, Z5
-	VPMOVSXBD      16(AX), Z6
-	VPADDD         Z5, Z6, Z6
-	VPADDD         Z4, Z6, Z6
-	VCVTDQ2PS      Z6, Z6
-	VMULPS         Z3, Z6, Z6
-	VMOVUPS        Z6, 64(SI)
-	ADDQ           $0x00000020, AX
-	LEAQ           (CX)(DI*2), CX
-	ADDQ           $0x00000080, SI
-	SUBQ           $0x00000020, R8
-	JMP            loop2
+	CMPQ            R8, $0x00000020
+	JB              one
+	VBROADCASTI32X4 (CX), Y5
+	VPSHUFB         Y0, Y5, Y5
+	VPMOVZXWD       Y5, Z5
+	VPSRLVD         Z1, Z5, Z5
+	VPANDD          Z2, Z5, Z5
+	VPMOVSXBD       (AX), Z6
+	VPADDD          Z5, Z6, Z6
+	VPADDD          Z4, Z6, Z6
+	VCVTDQ2PS       Z6, Z6
+	VMULPS          Z3, Z6, Z6
+	VMOVUPS         Z6, (SI)
+	VBROADCASTI32X4 (CX)(DI*1), Y5
+	VPSHUFB         Y0, Y5, Y5
+	VPMOVZXWD       Y5, Z5
+	VPSRLVD         Z1, Z5, Z5
+	VPANDD          Z2, Z5, Z5
+	VPMOVSXBD       16(AX), Z6
+	VPADDD          Z5, Z6, Z6
+	VPADDD          Z4, Z6, Z6
+	VCVTDQ2PS       Z6, Z6
+	VMULPS          Z3, Z6, Z6
+	VMOVUPS         Z6, 64(SI)
+	ADDQ            $0x00000020, AX
+	LEAQ            (CX)(DI*2), CX
+	ADDQ            $0x00000080, SI
+	SUBQ            $0x00000020, R8
+	JMP             loop2
 
 one:
-	CMPQ           R8, $0x00000010
-	JB             tail
-	VBROADCASTI128 (CX), Y5
-	VPSHUFB        Y0, Y5, Y5
-	VPMOVZXWD      Y5, Z5
-	VPSRLVD        Z1, Z5, Z5
-	VPANDD         Z2, Z5, Z5
-	VPMOVSXBD      (AX), Z6
-	VPADDD         Z5, Z6, Z6
-	VPADDD         Z4, Z6, Z6
-	VCVTDQ2PS      Z6, Z6
-	VMULPS         Z3, Z6, Z6
-	VMOVUPS        Z6, (SI)
-	ADDQ           $0x00000010, AX
-	ADDQ           DI, CX
-	ADDQ           $0x00000040, SI
-	SUBQ           $0x00000010, R8
+	CMPQ            R8, $0x00000010
+	JB              tail
+	VBROADCASTI32X4 (CX), Y5
+	VPSHUFB         Y0, Y5, Y5
+	VPMOVZXWD       Y5, Z5
+	VPSRLVD         Z1, Z5, Z5
+	VPANDD          Z2, Z5, Z5
+	VPMOVSXBD       (AX), Z6
+	VPADDD          Z5, Z6, Z6
+	VPADDD          Z4, Z6, Z6
+	VCVTDQ2PS       Z6, Z6
+	VMULPS          Z3, Z6, Z6
+	VMOVUPS         Z6, (SI)
+	ADDQ            $0x00000010, AX
+	ADDQ            DI, CX
+	ADDQ            $0x00000040, SI
+	SUBQ            $0x00000010, R8
 
 tail:
 	JMP chunk
@@ -6536,7 +13755,7 @@ rowdone:
 	RET
 
 // func decodeNoneAVX512(n int, dst *float32, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
-// Requires: AVX, AVX2, AVX512F, CMOV
+// Requires: AVX, AVX2, AVX512F, AVX512VL, CMOV
 TEXT ·decodeNoneAVX512(SB), NOSPLIT, $0-72
 	MOVQ         base+16(FP), AX
 	MOVQ         data+24(FP), AX
@@ -6574,46 +13793,46 @@ samegroup1:
 	SUBQ    DI, DX
 
 loop2:
-	CMPQ           DI, $0x00000020
-	JB             one
-	VBROADCASTI128 (AX), Y5
-	VPSHUFB        Y0, Y5, Y5
-	VPMOVZXWD      Y5, Z5
-	VPSRLVD        Z1, Z5, Z5
-	VPANDD         Z2, Z5, Z5
-	VPADDD         Z4, Z5, Z5
-	VCVTDQ2PS      Z5, Z5
-	VMULPS         Z3, Z5, Z5
-	VMOVUPS        Z5, (BX)
-	VBROADCASTI128 (AX)(SI*1), Y5
-	VPSHUFB        Y0, Y5, Y5
-	VPMOVZXWD      Y5, Z5
-	VPSRLVD        Z1, Z5, Z5
-	VPANDD         Z2, Z5, Z5
-	VPADDD         Z4, Z5, Z5
-	VCVTDQ2PS      Z5, Z5
-	VMULPS         Z3, Z5, Z5
-	VMOVUPS        Z5, 64(BX)
-	LEAQ           (AX)(SI*2), AX
-	ADDQ           $0x00000080, BX
-	SUBQ           $0x00000020, DI
-	JMP            loop2
+	CMPQ            DI, $0x00000020
+	JB              one
+	VBROADCASTI32X4 (AX), Y5
+	VPSHUFB         Y0, Y5, Y5
+	VPMOVZXWD       Y5, Z5
+	VPSRLVD         Z1, Z5, Z5
+	VPANDD          Z2, Z5, Z5
+	VPADDD          Z4, Z5, Z5
+	VCVTDQ2PS       Z5, Z5
+	VMULPS          Z3, Z5, Z5
+	VMOVUPS         Z5, (BX)
+	VBROADCASTI32X4 (AX)(SI*1), Y5
+	VPSHUFB         Y0, Y5, Y5
+	VPMOVZXWD       Y5, Z5
+	VPSRLVD         Z1, Z5, Z5
+	VPANDD          Z2, Z5, Z5
+	VPADDD          Z4, Z5, Z5
+	VCVTDQ2PS       Z5, Z5
+	VMULPS          Z3, Z5, Z5
+	VMOVUPS         Z5, 64(BX)
+	LEAQ            (AX)(SI*2), AX
+	ADDQ            $0x00000080, BX
+	SUBQ            $0x00000020, DI
+	JMP             loop2
 
 one:
-	CMPQ           DI, $0x00000010
-	JB             tail
-	VBROADCASTI128 (AX), Y5
-	VPSHUFB        Y0, Y5, Y5
-	VPMOVZXWD      Y5, Z5
-	VPSRLVD        Z1, Z5, Z5
-	VPANDD         Z2, Z5, Z5
-	VPADDD         Z4, Z5, Z5
-	VCVTDQ2PS      Z5, Z5
-	VMULPS         Z3, Z5, Z5
-	VMOVUPS        Z5, (BX)
-	ADDQ           SI, AX
-	ADDQ           $0x00000040, BX
-	SUBQ           $0x00000010, DI
+	CMPQ            DI, $0x00000010
+	JB              tail
+	VBROADCASTI32X4 (AX), Y5
+	VPSHUFB         Y0, Y5, Y5
+	VPMOVZXWD       Y5, Z5
+	VPSRLVD         Z1, Z5, Z5
+	VPANDD          Z2, Z5, Z5
+	VPADDD          Z4, Z5, Z5
+	VCVTDQ2PS       Z5, Z5
+	VMULPS          Z3, Z5, Z5
+	VMOVUPS         Z5, (BX)
+	ADDQ            SI, AX
+	ADDQ            $0x00000040, BX
+	SUBQ            $0x00000010, DI
 
 tail:
 	JMP chunk
@@ -7657,37 +14876,35 @@ TEXT ·gemvDotDenseM4AVX2(SB), NOSPLIT, $0-64
 	MOVQ ldw+56(FP), SI
 	SUBQ rowLen+8(FP), SI
 	SHLQ $0x02, SI
+	LEAQ (AX)(AX*2), R9
 
 row:
 	MOVQ   a+16(FP), DI
-	LEAQ   (DI)(AX*2), R8
-	ADDQ   AX, R8
-	MOVQ   rowLen+8(FP), R9
+	MOVQ   rowLen+8(FP), R8
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
 	VXORPS Y3, Y3, Y3
 
 loop1:
-	CMPQ        R9, $0x00000008
+	CMPQ        R8, $0x00000008
 	JB          tail
 	VMOVUPS     (BX), Y4
 	VFMADD231PS (DI), Y4, Y0
 	VFMADD231PS (DI)(AX*1), Y4, Y1
 	VFMADD231PS (DI)(AX*2), Y4, Y2
-	VFMADD231PS (R8), Y4, Y3
+	VFMADD231PS (DI)(R9*1), Y4, Y3
 	ADDQ        $0x00000020, BX
 	ADDQ        $0x00000020, DI
-	ADDQ        $0x00000020, R8
-	SUBQ        $0x00000008, R9
+	SUBQ        $0x00000008, R8
 	JMP         loop1
 
 tail:
-	TESTQ       R9, R9
+	TESTQ       R8, R8
 	JZ          reduce
 	LEAQ        mmtail32<>+0(SB), R10
 	MOVQ        $0x00000008, R11
-	SUBQ        R9, R11
+	SUBQ        R8, R11
 	VMOVDQU     (R10)(R11*4), Y4
 	VMASKMOVPS  (BX), Y4, Y5
 	VMASKMOVPS  (DI), Y4, Y6
@@ -7696,13 +14913,12 @@ tail:
 	VFMADD231PS Y6, Y5, Y1
 	VMASKMOVPS  (DI)(AX*2), Y4, Y6
 	VFMADD231PS Y6, Y5, Y2
-	VMASKMOVPS  (R8), Y4, Y4
+	VMASKMOVPS  (DI)(R9*1), Y4, Y4
 	VFMADD231PS Y4, Y5, Y3
-	LEAQ        (BX)(R9*4), BX
+	LEAQ        (BX)(R8*4), BX
 
 reduce:
-	LEAQ         (CX)(DX*2), DI
-	ADDQ         DX, DI
+	LEAQ         (DX)(DX*2), DI
 	VEXTRACTF128 $0x01, Y0, X4
 	VADDPS       X4, X0, X4
 	VMOVHLPS     X4, X4, X0
@@ -7730,7 +14946,489 @@ reduce:
 	VADDPS       X1, X0, X0
 	VMOVSHDUP    X0, X1
 	VADDSS       X1, X0, X0
-	VMOVSS       X0, (DI)
+	VMOVSS       X0, (CX)(DI*1)
+	ADDQ         $0x04, CX
+	ADDQ         SI, BX
+	DECQ         rows+0(FP)
+	JNZ          row
+	VZEROUPPER
+	RET
+
+// func gemvDotDenseM5AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, w *float32, ldw int)
+// Requires: AVX, FMA3
+TEXT ·gemvDotDenseM5AVX2(SB), NOSPLIT, $0-64
+	MOVQ lda+24(FP), AX
+	SHLQ $0x02, AX
+	MOVQ c+32(FP), CX
+	MOVQ ldc+40(FP), DX
+	SHLQ $0x02, DX
+	MOVQ w+48(FP), BX
+	MOVQ ldw+56(FP), SI
+	SUBQ rowLen+8(FP), SI
+	SHLQ $0x02, SI
+	LEAQ (AX)(AX*2), R9
+
+row:
+	MOVQ   a+16(FP), DI
+	LEAQ   (DI)(AX*4), R10
+	MOVQ   rowLen+8(FP), R8
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+
+loop1:
+	CMPQ        R8, $0x00000008
+	JB          tail
+	VMOVUPS     (BX), Y5
+	VFMADD231PS (DI), Y5, Y0
+	VFMADD231PS (DI)(AX*1), Y5, Y1
+	VFMADD231PS (DI)(AX*2), Y5, Y2
+	VFMADD231PS (DI)(R9*1), Y5, Y3
+	VFMADD231PS (R10), Y5, Y4
+	ADDQ        $0x00000020, BX
+	ADDQ        $0x00000020, DI
+	ADDQ        $0x00000020, R10
+	SUBQ        $0x00000008, R8
+	JMP         loop1
+
+tail:
+	TESTQ       R8, R8
+	JZ          reduce
+	LEAQ        mmtail32<>+0(SB), R11
+	MOVQ        $0x00000008, R12
+	SUBQ        R8, R12
+	VMOVDQU     (R11)(R12*4), Y5
+	VMASKMOVPS  (BX), Y5, Y6
+	VMASKMOVPS  (DI), Y5, Y7
+	VFMADD231PS Y7, Y6, Y0
+	VMASKMOVPS  (DI)(AX*1), Y5, Y7
+	VFMADD231PS Y7, Y6, Y1
+	VMASKMOVPS  (DI)(AX*2), Y5, Y7
+	VFMADD231PS Y7, Y6, Y2
+	VMASKMOVPS  (DI)(R9*1), Y5, Y7
+	VFMADD231PS Y7, Y6, Y3
+	VMASKMOVPS  (R10), Y5, Y5
+	VFMADD231PS Y5, Y6, Y4
+	LEAQ        (BX)(R8*4), BX
+
+reduce:
+	LEAQ         (DX)(DX*2), DI
+	LEAQ         (CX)(DX*4), R8
+	VEXTRACTF128 $0x01, Y0, X5
+	VADDPS       X5, X0, X5
+	VMOVHLPS     X5, X5, X0
+	VADDPS       X0, X5, X5
+	VMOVSHDUP    X5, X0
+	VADDSS       X0, X5, X5
+	VMOVSS       X5, (CX)
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (CX)(DX*1)
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X0, X2, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (CX)(DX*2)
+	VEXTRACTF128 $0x01, Y3, X0
+	VADDPS       X0, X3, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (CX)(DI*1)
+	VEXTRACTF128 $0x01, Y4, X0
+	VADDPS       X0, X4, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (R8)
+	ADDQ         $0x04, CX
+	ADDQ         SI, BX
+	DECQ         rows+0(FP)
+	JNZ          row
+	VZEROUPPER
+	RET
+
+// func gemvDotDenseM6AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, w *float32, ldw int)
+// Requires: AVX, FMA3
+TEXT ·gemvDotDenseM6AVX2(SB), NOSPLIT, $0-64
+	MOVQ lda+24(FP), AX
+	SHLQ $0x02, AX
+	MOVQ c+32(FP), CX
+	MOVQ ldc+40(FP), DX
+	SHLQ $0x02, DX
+	MOVQ w+48(FP), BX
+	MOVQ ldw+56(FP), SI
+	SUBQ rowLen+8(FP), SI
+	SHLQ $0x02, SI
+	LEAQ (AX)(AX*2), R9
+
+row:
+	MOVQ   a+16(FP), DI
+	LEAQ   (DI)(AX*4), R10
+	MOVQ   rowLen+8(FP), R8
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+
+loop1:
+	CMPQ        R8, $0x00000008
+	JB          tail
+	VMOVUPS     (BX), Y6
+	VFMADD231PS (DI), Y6, Y0
+	VFMADD231PS (DI)(AX*1), Y6, Y1
+	VFMADD231PS (DI)(AX*2), Y6, Y2
+	VFMADD231PS (DI)(R9*1), Y6, Y3
+	VFMADD231PS (R10), Y6, Y4
+	VFMADD231PS (R10)(AX*1), Y6, Y5
+	ADDQ        $0x00000020, BX
+	ADDQ        $0x00000020, DI
+	ADDQ        $0x00000020, R10
+	SUBQ        $0x00000008, R8
+	JMP         loop1
+
+tail:
+	TESTQ       R8, R8
+	JZ          reduce
+	LEAQ        mmtail32<>+0(SB), R11
+	MOVQ        $0x00000008, R12
+	SUBQ        R8, R12
+	VMOVDQU     (R11)(R12*4), Y6
+	VMASKMOVPS  (BX), Y6, Y7
+	VMASKMOVPS  (DI), Y6, Y8
+	VFMADD231PS Y8, Y7, Y0
+	VMASKMOVPS  (DI)(AX*1), Y6, Y8
+	VFMADD231PS Y8, Y7, Y1
+	VMASKMOVPS  (DI)(AX*2), Y6, Y8
+	VFMADD231PS Y8, Y7, Y2
+	VMASKMOVPS  (DI)(R9*1), Y6, Y8
+	VFMADD231PS Y8, Y7, Y3
+	VMASKMOVPS  (R10), Y6, Y8
+	VFMADD231PS Y8, Y7, Y4
+	VMASKMOVPS  (R10)(AX*1), Y6, Y6
+	VFMADD231PS Y6, Y7, Y5
+	LEAQ        (BX)(R8*4), BX
+
+reduce:
+	LEAQ         (DX)(DX*2), DI
+	LEAQ         (CX)(DX*4), R8
+	VEXTRACTF128 $0x01, Y0, X6
+	VADDPS       X6, X0, X6
+	VMOVHLPS     X6, X6, X0
+	VADDPS       X0, X6, X6
+	VMOVSHDUP    X6, X0
+	VADDSS       X0, X6, X6
+	VMOVSS       X6, (CX)
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (CX)(DX*1)
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X0, X2, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (CX)(DX*2)
+	VEXTRACTF128 $0x01, Y3, X0
+	VADDPS       X0, X3, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (CX)(DI*1)
+	VEXTRACTF128 $0x01, Y4, X0
+	VADDPS       X0, X4, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (R8)
+	VEXTRACTF128 $0x01, Y5, X0
+	VADDPS       X0, X5, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (R8)(DX*1)
+	ADDQ         $0x04, CX
+	ADDQ         SI, BX
+	DECQ         rows+0(FP)
+	JNZ          row
+	VZEROUPPER
+	RET
+
+// func gemvDotDenseM7AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, w *float32, ldw int)
+// Requires: AVX, FMA3
+TEXT ·gemvDotDenseM7AVX2(SB), NOSPLIT, $0-64
+	MOVQ lda+24(FP), AX
+	SHLQ $0x02, AX
+	MOVQ c+32(FP), CX
+	MOVQ ldc+40(FP), DX
+	SHLQ $0x02, DX
+	MOVQ w+48(FP), BX
+	MOVQ ldw+56(FP), SI
+	SUBQ rowLen+8(FP), SI
+	SHLQ $0x02, SI
+	LEAQ (AX)(AX*2), R9
+
+row:
+	MOVQ   a+16(FP), DI
+	LEAQ   (DI)(AX*4), R10
+	MOVQ   rowLen+8(FP), R8
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+
+loop1:
+	CMPQ        R8, $0x00000008
+	JB          tail
+	VMOVUPS     (BX), Y7
+	VFMADD231PS (DI), Y7, Y0
+	VFMADD231PS (DI)(AX*1), Y7, Y1
+	VFMADD231PS (DI)(AX*2), Y7, Y2
+	VFMADD231PS (DI)(R9*1), Y7, Y3
+	VFMADD231PS (R10), Y7, Y4
+	VFMADD231PS (R10)(AX*1), Y7, Y5
+	VFMADD231PS (R10)(AX*2), Y7, Y6
+	ADDQ        $0x00000020, BX
+	ADDQ        $0x00000020, DI
+	ADDQ        $0x00000020, R10
+	SUBQ        $0x00000008, R8
+	JMP         loop1
+
+tail:
+	TESTQ       R8, R8
+	JZ          reduce
+	LEAQ        mmtail32<>+0(SB), R11
+	MOVQ        $0x00000008, R12
+	SUBQ        R8, R12
+	VMOVDQU     (R11)(R12*4), Y7
+	VMASKMOVPS  (BX), Y7, Y8
+	VMASKMOVPS  (DI), Y7, Y9
+	VFMADD231PS Y9, Y8, Y0
+	VMASKMOVPS  (DI)(AX*1), Y7, Y9
+	VFMADD231PS Y9, Y8, Y1
+	VMASKMOVPS  (DI)(AX*2), Y7, Y9
+	VFMADD231PS Y9, Y8, Y2
+	VMASKMOVPS  (DI)(R9*1), Y7, Y9
+	VFMADD231PS Y9, Y8, Y3
+	VMASKMOVPS  (R10), Y7, Y9
+	VFMADD231PS Y9, Y8, Y4
+	VMASKMOVPS  (R10)(AX*1), Y7, Y9
+	VFMADD231PS Y9, Y8, Y5
+	VMASKMOVPS  (R10)(AX*2), Y7, Y7
+	VFMADD231PS Y7, Y8, Y6
+	LEAQ        (BX)(R8*4), BX
+
+reduce:
+	LEAQ         (DX)(DX*2), DI
+	LEAQ         (CX)(DX*4), R8
+	VEXTRACTF128 $0x01, Y0, X7
+	VADDPS       X7, X0, X7
+	VMOVHLPS     X7, X7, X0
+	VADDPS       X0, X7, X7
+	VMOVSHDUP    X7, X0
+	VADDSS       X0, X7, X7
+	VMOVSS       X7, (CX)
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (CX)(DX*1)
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X0, X2, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (CX)(DX*2)
+	VEXTRACTF128 $0x01, Y3, X0
+	VADDPS       X0, X3, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (CX)(DI*1)
+	VEXTRACTF128 $0x01, Y4, X0
+	VADDPS       X0, X4, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (R8)
+	VEXTRACTF128 $0x01, Y5, X0
+	VADDPS       X0, X5, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (R8)(DX*1)
+	VEXTRACTF128 $0x01, Y6, X0
+	VADDPS       X0, X6, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (R8)(DX*2)
+	ADDQ         $0x04, CX
+	ADDQ         SI, BX
+	DECQ         rows+0(FP)
+	JNZ          row
+	VZEROUPPER
+	RET
+
+// func gemvDotDenseM8AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, w *float32, ldw int)
+// Requires: AVX, FMA3
+TEXT ·gemvDotDenseM8AVX2(SB), NOSPLIT, $0-64
+	MOVQ lda+24(FP), AX
+	SHLQ $0x02, AX
+	MOVQ c+32(FP), CX
+	MOVQ ldc+40(FP), DX
+	SHLQ $0x02, DX
+	MOVQ w+48(FP), BX
+	MOVQ ldw+56(FP), SI
+	SUBQ rowLen+8(FP), SI
+	SHLQ $0x02, SI
+	LEAQ (AX)(AX*2), R9
+
+row:
+	MOVQ   a+16(FP), DI
+	LEAQ   (DI)(AX*4), R10
+	MOVQ   rowLen+8(FP), R8
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+
+loop1:
+	CMPQ        R8, $0x00000008
+	JB          tail
+	VMOVUPS     (BX), Y8
+	VFMADD231PS (DI), Y8, Y0
+	VFMADD231PS (DI)(AX*1), Y8, Y1
+	VFMADD231PS (DI)(AX*2), Y8, Y2
+	VFMADD231PS (DI)(R9*1), Y8, Y3
+	VFMADD231PS (R10), Y8, Y4
+	VFMADD231PS (R10)(AX*1), Y8, Y5
+	VFMADD231PS (R10)(AX*2), Y8, Y6
+	VFMADD231PS (R10)(R9*1), Y8, Y7
+	ADDQ        $0x00000020, BX
+	ADDQ        $0x00000020, DI
+	ADDQ        $0x00000020, R10
+	SUBQ        $0x00000008, R8
+	JMP         loop1
+
+tail:
+	TESTQ       R8, R8
+	JZ          reduce
+	LEAQ        mmtail32<>+0(SB), R11
+	MOVQ        $0x00000008, R12
+	SUBQ        R8, R12
+	VMOVDQU     (R11)(R12*4), Y8
+	VMASKMOVPS  (BX), Y8, Y9
+	VMASKMOVPS  (DI), Y8, Y10
+	VFMADD231PS Y10, Y9, Y0
+	VMASKMOVPS  (DI)(AX*1), Y8, Y10
+	VFMADD231PS Y10, Y9, Y1
+	VMASKMOVPS  (DI)(AX*2), Y8, Y10
+	VFMADD231PS Y10, Y9, Y2
+	VMASKMOVPS  (DI)(R9*1), Y8, Y10
+	VFMADD231PS Y10, Y9, Y3
+	VMASKMOVPS  (R10), Y8, Y10
+	VFMADD231PS Y10, Y9, Y4
+	VMASKMOVPS  (R10)(AX*1), Y8, Y10
+	VFMADD231PS Y10, Y9, Y5
+	VMASKMOVPS  (R10)(AX*2), Y8, Y10
+	VFMADD231PS Y10, Y9, Y6
+	VMASKMOVPS  (R10)(R9*1), Y8, Y8
+	VFMADD231PS Y8, Y9, Y7
+	LEAQ        (BX)(R8*4), BX
+
+reduce:
+	LEAQ         (DX)(DX*2), DI
+	LEAQ         (CX)(DX*4), R8
+	VEXTRACTF128 $0x01, Y0, X8
+	VADDPS       X8, X0, X8
+	VMOVHLPS     X8, X8, X0
+	VADDPS       X0, X8, X8
+	VMOVSHDUP    X8, X0
+	VADDSS       X0, X8, X8
+	VMOVSS       X8, (CX)
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (CX)(DX*1)
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X0, X2, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (CX)(DX*2)
+	VEXTRACTF128 $0x01, Y3, X0
+	VADDPS       X0, X3, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (CX)(DI*1)
+	VEXTRACTF128 $0x01, Y4, X0
+	VADDPS       X0, X4, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (R8)
+	VEXTRACTF128 $0x01, Y5, X0
+	VADDPS       X0, X5, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (R8)(DX*1)
+	VEXTRACTF128 $0x01, Y6, X0
+	VADDPS       X0, X6, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (R8)(DX*2)
+	VEXTRACTF128 $0x01, Y7, X0
+	VADDPS       X0, X7, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (R8)(DI*1)
 	ADDQ         $0x04, CX
 	ADDQ         SI, BX
 	DECQ         rows+0(FP)
@@ -8087,20 +15785,19 @@ TEXT ·gemvDotF32M4AVX2(SB), NOSPLIT, $0-104
 	VPBROADCASTD 48(R11), Y2
 	VBROADCASTSS scale+88(FP), Y3
 	VPBROADCASTD (DI), Y4
+	LEAQ         (AX)(AX*2), R13
 
 row:
 	MOVQ   a+16(FP), R9
-	LEAQ   (R9)(AX*2), R11
-	ADDQ   AX, R11
-	MOVQ   rowLen+8(FP), R12
+	MOVQ   rowLen+8(FP), R11
 	VXORPS Y5, Y5, Y5
 	VXORPS Y6, Y6, Y6
 	VXORPS Y7, Y7, Y7
 	VXORPS Y8, Y8, Y8
-	MOVQ   R12, R13
+	MOVQ   R11, R12
 
 chunk:
-	TESTQ        R13, R13
+	TESTQ        R12, R12
 	JZ           rowdone
 	TESTQ        R8, R8
 	JNZ          samegroup1
@@ -8109,14 +15806,14 @@ chunk:
 	MOVQ         group+80(FP), R8
 
 samegroup1:
-	MOVQ    R13, R12
-	CMPQ    R8, R12
-	CMOVQLT R8, R12
-	SUBQ    R12, R13
-	SUBQ    R12, R8
+	MOVQ    R12, R11
+	CMPQ    R8, R11
+	CMOVQLT R8, R11
+	SUBQ    R11, R12
+	SUBQ    R11, R8
 
 loop1:
-	CMPQ        R12, $0x00000008
+	CMPQ        R11, $0x00000008
 	JB          tail
 	VMOVQ       (SI), X9
 	VPSHUFB     X0, X9, X9
@@ -8129,20 +15826,18 @@ loop1:
 	VFMADD231PS (R9), Y9, Y5
 	VFMADD231PS (R9)(AX*1), Y9, Y6
 	VFMADD231PS (R9)(AX*2), Y9, Y7
-	VFMADD231PS (R11), Y9, Y8
+	VFMADD231PS (R9)(R13*1), Y9, Y8
 	ADDQ        $0x00000020, BX
 	ADDQ        R10, SI
 	ADDQ        $0x00000020, R9
-	ADDQ        $0x00000020, R11
-	SUBQ        $0x00000008, R12
+	SUBQ        $0x00000008, R11
 	JMP         loop1
 
 tail:
 	JMP chunk
 
 rowdone:
-	LEAQ         (CX)(DX*2), R9
-	ADDQ         DX, R9
+	LEAQ         (DX)(DX*2), R9
 	VEXTRACTF128 $0x01, Y5, X9
 	VADDPS       X9, X5, X9
 	VMOVHLPS     X9, X9, X5
@@ -8170,7 +15865,545 @@ rowdone:
 	VADDPS       X6, X5, X5
 	VMOVSHDUP    X5, X6
 	VADDSS       X6, X5, X5
-	VMOVSS       X5, (R9)
+	VMOVSS       X5, (CX)(R9*1)
+	ADDQ         $0x04, CX
+	DECQ         rows+0(FP)
+	JNZ          row
+	VZEROUPPER
+	RET
+
+// func gemvDotF32M5AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *float32, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, CMOV, FMA3
+TEXT ·gemvDotF32M5AVX2(SB), NOSPLIT, $0-104
+	MOVQ         lda+24(FP), AX
+	SHLQ         $0x02, AX
+	MOVQ         c+32(FP), CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	MOVQ         base+48(FP), BX
+	MOVQ         data+56(FP), SI
+	MOVQ         zero+64(FP), DI
+	MOVQ         left+72(FP), R8
+	MOVQ         bits+96(FP), R9
+	MOVQ         R9, R10
+	LEAQ         mmdecodeAVX2<>+0(SB), R11
+	SHLQ         $0x06, R9
+	ADDQ         R9, R11
+	VMOVDQU      (R11), X0
+	VMOVDQU      16(R11), Y1
+	VPBROADCASTD 48(R11), Y2
+	VBROADCASTSS scale+88(FP), Y3
+	VPBROADCASTD (DI), Y4
+	LEAQ         (AX)(AX*2), R13
+
+row:
+	MOVQ   a+16(FP), R9
+	LEAQ   (R9)(AX*4), R14
+	MOVQ   rowLen+8(FP), R11
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	MOVQ   R11, R12
+
+chunk:
+	TESTQ        R12, R12
+	JZ           rowdone
+	TESTQ        R8, R8
+	JNZ          samegroup1
+	ADDQ         $0x04, DI
+	VPBROADCASTD (DI), Y4
+	MOVQ         group+80(FP), R8
+
+samegroup1:
+	MOVQ    R12, R11
+	CMPQ    R8, R11
+	CMOVQLT R8, R11
+	SUBQ    R11, R12
+	SUBQ    R11, R8
+
+loop1:
+	CMPQ        R11, $0x00000008
+	JB          tail
+	VMOVQ       (SI), X10
+	VPSHUFB     X0, X10, X10
+	VPMOVZXWD   X10, Y10
+	VPSRLVD     Y1, Y10, Y10
+	VPAND       Y2, Y10, Y10
+	VPADDD      Y4, Y10, Y10
+	VCVTDQ2PS   Y10, Y10
+	VFMADD213PS (BX), Y3, Y10
+	VFMADD231PS (R9), Y10, Y5
+	VFMADD231PS (R9)(AX*1), Y10, Y6
+	VFMADD231PS (R9)(AX*2), Y10, Y7
+	VFMADD231PS (R9)(R13*1), Y10, Y8
+	VFMADD231PS (R14), Y10, Y9
+	ADDQ        $0x00000020, BX
+	ADDQ        R10, SI
+	ADDQ        $0x00000020, R9
+	ADDQ        $0x00000020, R14
+	SUBQ        $0x00000008, R11
+	JMP         loop1
+
+tail:
+	JMP chunk
+
+rowdone:
+	LEAQ         (DX)(DX*2), R9
+	LEAQ         (CX)(DX*4), R11
+	VEXTRACTF128 $0x01, Y5, X10
+	VADDPS       X10, X5, X10
+	VMOVHLPS     X10, X10, X5
+	VADDPS       X5, X10, X10
+	VMOVSHDUP    X10, X5
+	VADDSS       X5, X10, X10
+	VMOVSS       X10, (CX)
+	VEXTRACTF128 $0x01, Y6, X5
+	VADDPS       X5, X6, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMOVSS       X5, (CX)(DX*1)
+	VEXTRACTF128 $0x01, Y7, X5
+	VADDPS       X5, X7, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMOVSS       X5, (CX)(DX*2)
+	VEXTRACTF128 $0x01, Y8, X5
+	VADDPS       X5, X8, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMOVSS       X5, (CX)(R9*1)
+	VEXTRACTF128 $0x01, Y9, X5
+	VADDPS       X5, X9, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMOVSS       X5, (R11)
+	ADDQ         $0x04, CX
+	DECQ         rows+0(FP)
+	JNZ          row
+	VZEROUPPER
+	RET
+
+// func gemvDotF32M6AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *float32, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, CMOV, FMA3
+TEXT ·gemvDotF32M6AVX2(SB), NOSPLIT, $0-104
+	MOVQ         lda+24(FP), AX
+	SHLQ         $0x02, AX
+	MOVQ         c+32(FP), CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	MOVQ         base+48(FP), BX
+	MOVQ         data+56(FP), SI
+	MOVQ         zero+64(FP), DI
+	MOVQ         left+72(FP), R8
+	MOVQ         bits+96(FP), R9
+	MOVQ         R9, R10
+	LEAQ         mmdecodeAVX2<>+0(SB), R11
+	SHLQ         $0x06, R9
+	ADDQ         R9, R11
+	VMOVDQU      (R11), X0
+	VMOVDQU      16(R11), Y1
+	VPBROADCASTD 48(R11), Y2
+	VBROADCASTSS scale+88(FP), Y3
+	VPBROADCASTD (DI), Y4
+	LEAQ         (AX)(AX*2), R13
+
+row:
+	MOVQ   a+16(FP), R9
+	LEAQ   (R9)(AX*4), R14
+	MOVQ   rowLen+8(FP), R11
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	VXORPS Y10, Y10, Y10
+	MOVQ   R11, R12
+
+chunk:
+	TESTQ        R12, R12
+	JZ           rowdone
+	TESTQ        R8, R8
+	JNZ          samegroup1
+	ADDQ         $0x04, DI
+	VPBROADCASTD (DI), Y4
+	MOVQ         group+80(FP), R8
+
+samegroup1:
+	MOVQ    R12, R11
+	CMPQ    R8, R11
+	CMOVQLT R8, R11
+	SUBQ    R11, R12
+	SUBQ    R11, R8
+
+loop1:
+	CMPQ        R11, $0x00000008
+	JB          tail
+	VMOVQ       (SI), X11
+	VPSHUFB     X0, X11, X11
+	VPMOVZXWD   X11, Y11
+	VPSRLVD     Y1, Y11, Y11
+	VPAND       Y2, Y11, Y11
+	VPADDD      Y4, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VFMADD213PS (BX), Y3, Y11
+	VFMADD231PS (R9), Y11, Y5
+	VFMADD231PS (R9)(AX*1), Y11, Y6
+	VFMADD231PS (R9)(AX*2), Y11, Y7
+	VFMADD231PS (R9)(R13*1), Y11, Y8
+	VFMADD231PS (R14), Y11, Y9
+	VFMADD231PS (R14)(AX*1), Y11, Y10
+	ADDQ        $0x00000020, BX
+	ADDQ        R10, SI
+	ADDQ        $0x00000020, R9
+	ADDQ        $0x00000020, R14
+	SUBQ        $0x00000008, R11
+	JMP         loop1
+
+tail:
+	JMP chunk
+
+rowdone:
+	LEAQ         (DX)(DX*2), R9
+	LEAQ         (CX)(DX*4), R11
+	VEXTRACTF128 $0x01, Y5, X11
+	VADDPS       X11, X5, X11
+	VMOVHLPS     X11, X11, X5
+	VADDPS       X5, X11, X11
+	VMOVSHDUP    X11, X5
+	VADDSS       X5, X11, X11
+	VMOVSS       X11, (CX)
+	VEXTRACTF128 $0x01, Y6, X5
+	VADDPS       X5, X6, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMOVSS       X5, (CX)(DX*1)
+	VEXTRACTF128 $0x01, Y7, X5
+	VADDPS       X5, X7, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMOVSS       X5, (CX)(DX*2)
+	VEXTRACTF128 $0x01, Y8, X5
+	VADDPS       X5, X8, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMOVSS       X5, (CX)(R9*1)
+	VEXTRACTF128 $0x01, Y9, X5
+	VADDPS       X5, X9, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMOVSS       X5, (R11)
+	VEXTRACTF128 $0x01, Y10, X5
+	VADDPS       X5, X10, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMOVSS       X5, (R11)(DX*1)
+	ADDQ         $0x04, CX
+	DECQ         rows+0(FP)
+	JNZ          row
+	VZEROUPPER
+	RET
+
+// func gemvDotF32M7AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *float32, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, CMOV, FMA3
+TEXT ·gemvDotF32M7AVX2(SB), NOSPLIT, $0-104
+	MOVQ         lda+24(FP), AX
+	SHLQ         $0x02, AX
+	MOVQ         c+32(FP), CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	MOVQ         base+48(FP), BX
+	MOVQ         data+56(FP), SI
+	MOVQ         zero+64(FP), DI
+	MOVQ         left+72(FP), R8
+	MOVQ         bits+96(FP), R9
+	MOVQ         R9, R10
+	LEAQ         mmdecodeAVX2<>+0(SB), R11
+	SHLQ         $0x06, R9
+	ADDQ         R9, R11
+	VMOVDQU      (R11), X0
+	VMOVDQU      16(R11), Y1
+	VPBROADCASTD 48(R11), Y2
+	VBROADCASTSS scale+88(FP), Y3
+	VPBROADCASTD (DI), Y4
+	LEAQ         (AX)(AX*2), R13
+
+row:
+	MOVQ   a+16(FP), R9
+	LEAQ   (R9)(AX*4), R14
+	MOVQ   rowLen+8(FP), R11
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	VXORPS Y10, Y10, Y10
+	VXORPS Y11, Y11, Y11
+	MOVQ   R11, R12
+
+chunk:
+	TESTQ        R12, R12
+	JZ           rowdone
+	TESTQ        R8, R8
+	JNZ          samegroup1
+	ADDQ         $0x04, DI
+	VPBROADCASTD (DI), Y4
+	MOVQ         group+80(FP), R8
+
+samegroup1:
+	MOVQ    R12, R11
+	CMPQ    R8, R11
+	CMOVQLT R8, R11
+	SUBQ    R11, R12
+	SUBQ    R11, R8
+
+loop1:
+	CMPQ        R11, $0x00000008
+	JB          tail
+	VMOVQ       (SI), X12
+	VPSHUFB     X0, X12, X12
+	VPMOVZXWD   X12, Y12
+	VPSRLVD     Y1, Y12, Y12
+	VPAND       Y2, Y12, Y12
+	VPADDD      Y4, Y12, Y12
+	VCVTDQ2PS   Y12, Y12
+	VFMADD213PS (BX), Y3, Y12
+	VFMADD231PS (R9), Y12, Y5
+	VFMADD231PS (R9)(AX*1), Y12, Y6
+	VFMADD231PS (R9)(AX*2), Y12, Y7
+	VFMADD231PS (R9)(R13*1), Y12, Y8
+	VFMADD231PS (R14), Y12, Y9
+	VFMADD231PS (R14)(AX*1), Y12, Y10
+	VFMADD231PS (R14)(AX*2), Y12, Y11
+	ADDQ        $0x00000020, BX
+	ADDQ        R10, SI
+	ADDQ        $0x00000020, R9
+	ADDQ        $0x00000020, R14
+	SUBQ        $0x00000008, R11
+	JMP         loop1
+
+tail:
+	JMP chunk
+
+rowdone:
+	LEAQ         (DX)(DX*2), R9
+	LEAQ         (CX)(DX*4), R11
+	VEXTRACTF128 $0x01, Y5, X12
+	VADDPS       X12, X5, X12
+	VMOVHLPS     X12, X12, X5
+	VADDPS       X5, X12, X12
+	VMOVSHDUP    X12, X5
+	VADDSS       X5, X12, X12
+	VMOVSS       X12, (CX)
+	VEXTRACTF128 $0x01, Y6, X5
+	VADDPS       X5, X6, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMOVSS       X5, (CX)(DX*1)
+	VEXTRACTF128 $0x01, Y7, X5
+	VADDPS       X5, X7, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMOVSS       X5, (CX)(DX*2)
+	VEXTRACTF128 $0x01, Y8, X5
+	VADDPS       X5, X8, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMOVSS       X5, (CX)(R9*1)
+	VEXTRACTF128 $0x01, Y9, X5
+	VADDPS       X5, X9, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMOVSS       X5, (R11)
+	VEXTRACTF128 $0x01, Y10, X5
+	VADDPS       X5, X10, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMOVSS       X5, (R11)(DX*1)
+	VEXTRACTF128 $0x01, Y11, X5
+	VADDPS       X5, X11, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMOVSS       X5, (R11)(DX*2)
+	ADDQ         $0x04, CX
+	DECQ         rows+0(FP)
+	JNZ          row
+	VZEROUPPER
+	RET
+
+// func gemvDotF32M8AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *float32, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, CMOV, FMA3
+TEXT ·gemvDotF32M8AVX2(SB), NOSPLIT, $0-104
+	MOVQ         lda+24(FP), AX
+	SHLQ         $0x02, AX
+	MOVQ         c+32(FP), CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	MOVQ         base+48(FP), BX
+	MOVQ         data+56(FP), SI
+	MOVQ         zero+64(FP), DI
+	MOVQ         left+72(FP), R8
+	MOVQ         bits+96(FP), R9
+	MOVQ         R9, R10
+	LEAQ         mmdecodeAVX2<>+0(SB), R11
+	SHLQ         $0x06, R9
+	ADDQ         R9, R11
+	VMOVDQU      (R11), X0
+	VMOVDQU      16(R11), Y1
+	VPBROADCASTD 48(R11), Y2
+	VBROADCASTSS scale+88(FP), Y3
+	VPBROADCASTD (DI), Y4
+	LEAQ         (AX)(AX*2), R13
+
+row:
+	MOVQ   a+16(FP), R9
+	LEAQ   (R9)(AX*4), R14
+	MOVQ   rowLen+8(FP), R11
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	VXORPS Y10, Y10, Y10
+	VXORPS Y11, Y11, Y11
+	VXORPS Y12, Y12, Y12
+	MOVQ   R11, R12
+
+chunk:
+	TESTQ        R12, R12
+	JZ           rowdone
+	TESTQ        R8, R8
+	JNZ          samegroup1
+	ADDQ         $0x04, DI
+	VPBROADCASTD (DI), Y4
+	MOVQ         group+80(FP), R8
+
+samegroup1:
+	MOVQ    R12, R11
+	CMPQ    R8, R11
+	CMOVQLT R8, R11
+	SUBQ    R11, R12
+	SUBQ    R11, R8
+
+loop1:
+	CMPQ        R11, $0x00000008
+	JB          tail
+	VMOVQ       (SI), X13
+	VPSHUFB     X0, X13, X13
+	VPMOVZXWD   X13, Y13
+	VPSRLVD     Y1, Y13, Y13
+	VPAND       Y2, Y13, Y13
+	VPADDD      Y4, Y13, Y13
+	VCVTDQ2PS   Y13, Y13
+	VFMADD213PS (BX), Y3, Y13
+	VFMADD231PS (R9), Y13, Y5
+	VFMADD231PS (R9)(AX*1), Y13, Y6
+	VFMADD231PS (R9)(AX*2), Y13, Y7
+	VFMADD231PS (R9)(R13*1), Y13, Y8
+	VFMADD231PS (R14), Y13, Y9
+	VFMADD231PS (R14)(AX*1), Y13, Y10
+	VFMADD231PS (R14)(AX*2), Y13, Y11
+	VFMADD231PS (R14)(R13*1), Y13, Y12
+	ADDQ        $0x00000020, BX
+	ADDQ        R10, SI
+	ADDQ        $0x00000020, R9
+	ADDQ        $0x00000020, R14
+	SUBQ        $0x00000008, R11
+	JMP         loop1
+
+tail:
+	JMP chunk
+
+rowdone:
+	LEAQ         (DX)(DX*2), R9
+	LEAQ         (CX)(DX*4), R11
+	VEXTRACTF128 $0x01, Y5, X13
+	VADDPS       X13, X5, X13
+	VMOVHLPS     X13, X13, X5
+	VADDPS       X5, X13, X13
+	VMOVSHDUP    X13, X5
+	VADDSS       X5, X13, X13
+	VMOVSS       X13, (CX)
+	VEXTRACTF128 $0x01, Y6, X5
+	VADDPS       X5, X6, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMOVSS       X5, (CX)(DX*1)
+	VEXTRACTF128 $0x01, Y7, X5
+	VADDPS       X5, X7, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMOVSS       X5, (CX)(DX*2)
+	VEXTRACTF128 $0x01, Y8, X5
+	VADDPS       X5, X8, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMOVSS       X5, (CX)(R9*1)
+	VEXTRACTF128 $0x01, Y9, X5
+	VADDPS       X5, X9, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMOVSS       X5, (R11)
+	VEXTRACTF128 $0x01, Y10, X5
+	VADDPS       X5, X10, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMOVSS       X5, (R11)(DX*1)
+	VEXTRACTF128 $0x01, Y11, X5
+	VADDPS       X5, X11, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMOVSS       X5, (R11)(DX*2)
+	VEXTRACTF128 $0x01, Y12, X5
+	VADDPS       X5, X12, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMOVSS       X5, (R11)(R9*1)
 	ADDQ         $0x04, CX
 	DECQ         rows+0(FP)
 	JNZ          row
@@ -8539,20 +16772,19 @@ TEXT ·gemvDotI16M4AVX2(SB), NOSPLIT, $0-104
 	VPBROADCASTD 48(R11), Y2
 	VBROADCASTSS scale+88(FP), Y3
 	VPBROADCASTD (DI), Y4
+	LEAQ         (AX)(AX*2), R13
 
 row:
 	MOVQ   a+16(FP), R9
-	LEAQ   (R9)(AX*2), R11
-	ADDQ   AX, R11
-	MOVQ   rowLen+8(FP), R12
+	MOVQ   rowLen+8(FP), R11
 	VXORPS Y5, Y5, Y5
 	VXORPS Y6, Y6, Y6
 	VXORPS Y7, Y7, Y7
 	VXORPS Y8, Y8, Y8
-	MOVQ   R12, R13
+	MOVQ   R11, R12
 
 chunk:
-	TESTQ        R13, R13
+	TESTQ        R12, R12
 	JZ           rowdone
 	TESTQ        R8, R8
 	JNZ          samegroup1
@@ -8561,14 +16793,14 @@ chunk:
 	MOVQ         group+80(FP), R8
 
 samegroup1:
-	MOVQ    R13, R12
-	CMPQ    R8, R12
-	CMOVQLT R8, R12
-	SUBQ    R12, R13
-	SUBQ    R12, R8
+	MOVQ    R12, R11
+	CMPQ    R8, R11
+	CMOVQLT R8, R11
+	SUBQ    R11, R12
+	SUBQ    R11, R8
 
 loop1:
-	CMPQ        R12, $0x00000008
+	CMPQ        R11, $0x00000008
 	JB          tail
 	VMOVQ       (SI), X9
 	VPSHUFB     X0, X9, X9
@@ -8582,20 +16814,18 @@ loop1:
 	VFMADD231PS (R9), Y10, Y5
 	VFMADD231PS (R9)(AX*1), Y10, Y6
 	VFMADD231PS (R9)(AX*2), Y10, Y7
-	VFMADD231PS (R11), Y10, Y8
+	VFMADD231PS (R9)(R13*1), Y10, Y8
 	ADDQ        $0x00000010, BX
 	ADDQ        R10, SI
 	ADDQ        $0x00000020, R9
-	ADDQ        $0x00000020, R11
-	SUBQ        $0x00000008, R12
+	SUBQ        $0x00000008, R11
 	JMP         loop1
 
 tail:
 	JMP chunk
 
 rowdone:
-	LEAQ         (CX)(DX*2), R9
-	ADDQ         DX, R9
+	LEAQ         (DX)(DX*2), R9
 	VEXTRACTF128 $0x01, Y5, X9
 	VADDPS       X9, X5, X9
 	VMOVHLPS     X9, X9, X5
@@ -8627,7 +16857,575 @@ rowdone:
 	VMOVSHDUP    X5, X6
 	VADDSS       X6, X5, X5
 	VMULSS       X3, X5, X5
-	VMOVSS       X5, (R9)
+	VMOVSS       X5, (CX)(R9*1)
+	ADDQ         $0x04, CX
+	DECQ         rows+0(FP)
+	JNZ          row
+	VZEROUPPER
+	RET
+
+// func gemvDotI16M5AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int16, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, CMOV, FMA3
+TEXT ·gemvDotI16M5AVX2(SB), NOSPLIT, $0-104
+	MOVQ         lda+24(FP), AX
+	SHLQ         $0x02, AX
+	MOVQ         c+32(FP), CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	MOVQ         base+48(FP), BX
+	MOVQ         data+56(FP), SI
+	MOVQ         zero+64(FP), DI
+	MOVQ         left+72(FP), R8
+	MOVQ         bits+96(FP), R9
+	MOVQ         R9, R10
+	LEAQ         mmdecodeAVX2<>+0(SB), R11
+	SHLQ         $0x06, R9
+	ADDQ         R9, R11
+	VMOVDQU      (R11), X0
+	VMOVDQU      16(R11), Y1
+	VPBROADCASTD 48(R11), Y2
+	VBROADCASTSS scale+88(FP), Y3
+	VPBROADCASTD (DI), Y4
+	LEAQ         (AX)(AX*2), R13
+
+row:
+	MOVQ   a+16(FP), R9
+	LEAQ   (R9)(AX*4), R14
+	MOVQ   rowLen+8(FP), R11
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	MOVQ   R11, R12
+
+chunk:
+	TESTQ        R12, R12
+	JZ           rowdone
+	TESTQ        R8, R8
+	JNZ          samegroup1
+	ADDQ         $0x04, DI
+	VPBROADCASTD (DI), Y4
+	MOVQ         group+80(FP), R8
+
+samegroup1:
+	MOVQ    R12, R11
+	CMPQ    R8, R11
+	CMOVQLT R8, R11
+	SUBQ    R11, R12
+	SUBQ    R11, R8
+
+loop1:
+	CMPQ        R11, $0x00000008
+	JB          tail
+	VMOVQ       (SI), X10
+	VPSHUFB     X0, X10, X10
+	VPMOVZXWD   X10, Y10
+	VPSRLVD     Y1, Y10, Y10
+	VPAND       Y2, Y10, Y10
+	VPMOVSXWD   (BX), Y11
+	VPADDD      Y10, Y11, Y11
+	VPADDD      Y4, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VFMADD231PS (R9), Y11, Y5
+	VFMADD231PS (R9)(AX*1), Y11, Y6
+	VFMADD231PS (R9)(AX*2), Y11, Y7
+	VFMADD231PS (R9)(R13*1), Y11, Y8
+	VFMADD231PS (R14), Y11, Y9
+	ADDQ        $0x00000010, BX
+	ADDQ        R10, SI
+	ADDQ        $0x00000020, R9
+	ADDQ        $0x00000020, R14
+	SUBQ        $0x00000008, R11
+	JMP         loop1
+
+tail:
+	JMP chunk
+
+rowdone:
+	LEAQ         (DX)(DX*2), R9
+	LEAQ         (CX)(DX*4), R11
+	VEXTRACTF128 $0x01, Y5, X10
+	VADDPS       X10, X5, X10
+	VMOVHLPS     X10, X10, X5
+	VADDPS       X5, X10, X10
+	VMOVSHDUP    X10, X5
+	VADDSS       X5, X10, X10
+	VMULSS       X3, X10, X10
+	VMOVSS       X10, (CX)
+	VEXTRACTF128 $0x01, Y6, X5
+	VADDPS       X5, X6, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
+	VMOVSS       X5, (CX)(DX*1)
+	VEXTRACTF128 $0x01, Y7, X5
+	VADDPS       X5, X7, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
+	VMOVSS       X5, (CX)(DX*2)
+	VEXTRACTF128 $0x01, Y8, X5
+	VADDPS       X5, X8, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
+	VMOVSS       X5, (CX)(R9*1)
+	VEXTRACTF128 $0x01, Y9, X5
+	VADDPS       X5, X9, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
+	VMOVSS       X5, (R11)
+	ADDQ         $0x04, CX
+	DECQ         rows+0(FP)
+	JNZ          row
+	VZEROUPPER
+	RET
+
+// func gemvDotI16M6AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int16, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, CMOV, FMA3
+TEXT ·gemvDotI16M6AVX2(SB), NOSPLIT, $0-104
+	MOVQ         lda+24(FP), AX
+	SHLQ         $0x02, AX
+	MOVQ         c+32(FP), CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	MOVQ         base+48(FP), BX
+	MOVQ         data+56(FP), SI
+	MOVQ         zero+64(FP), DI
+	MOVQ         left+72(FP), R8
+	MOVQ         bits+96(FP), R9
+	MOVQ         R9, R10
+	LEAQ         mmdecodeAVX2<>+0(SB), R11
+	SHLQ         $0x06, R9
+	ADDQ         R9, R11
+	VMOVDQU      (R11), X0
+	VMOVDQU      16(R11), Y1
+	VPBROADCASTD 48(R11), Y2
+	VBROADCASTSS scale+88(FP), Y3
+	VPBROADCASTD (DI), Y4
+	LEAQ         (AX)(AX*2), R13
+
+row:
+	MOVQ   a+16(FP), R9
+	LEAQ   (R9)(AX*4), R14
+	MOVQ   rowLen+8(FP), R11
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	VXORPS Y10, Y10, Y10
+	MOVQ   R11, R12
+
+chunk:
+	TESTQ        R12, R12
+	JZ           rowdone
+	TESTQ        R8, R8
+	JNZ          samegroup1
+	ADDQ         $0x04, DI
+	VPBROADCASTD (DI), Y4
+	MOVQ         group+80(FP), R8
+
+samegroup1:
+	MOVQ    R12, R11
+	CMPQ    R8, R11
+	CMOVQLT R8, R11
+	SUBQ    R11, R12
+	SUBQ    R11, R8
+
+loop1:
+	CMPQ        R11, $0x00000008
+	JB          tail
+	VMOVQ       (SI), X11
+	VPSHUFB     X0, X11, X11
+	VPMOVZXWD   X11, Y11
+	VPSRLVD     Y1, Y11, Y11
+	VPAND       Y2, Y11, Y11
+	VPMOVSXWD   (BX), Y12
+	VPADDD      Y11, Y12, Y12
+	VPADDD      Y4, Y12, Y12
+	VCVTDQ2PS   Y12, Y12
+	VFMADD231PS (R9), Y12, Y5
+	VFMADD231PS (R9)(AX*1), Y12, Y6
+	VFMADD231PS (R9)(AX*2), Y12, Y7
+	VFMADD231PS (R9)(R13*1), Y12, Y8
+	VFMADD231PS (R14), Y12, Y9
+	VFMADD231PS (R14)(AX*1), Y12, Y10
+	ADDQ        $0x00000010, BX
+	ADDQ        R10, SI
+	ADDQ        $0x00000020, R9
+	ADDQ        $0x00000020, R14
+	SUBQ        $0x00000008, R11
+	JMP         loop1
+
+tail:
+	JMP chunk
+
+rowdone:
+	LEAQ         (DX)(DX*2), R9
+	LEAQ         (CX)(DX*4), R11
+	VEXTRACTF128 $0x01, Y5, X11
+	VADDPS       X11, X5, X11
+	VMOVHLPS     X11, X11, X5
+	VADDPS       X5, X11, X11
+	VMOVSHDUP    X11, X5
+	VADDSS       X5, X11, X11
+	VMULSS       X3, X11, X11
+	VMOVSS       X11, (CX)
+	VEXTRACTF128 $0x01, Y6, X5
+	VADDPS       X5, X6, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
+	VMOVSS       X5, (CX)(DX*1)
+	VEXTRACTF128 $0x01, Y7, X5
+	VADDPS       X5, X7, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
+	VMOVSS       X5, (CX)(DX*2)
+	VEXTRACTF128 $0x01, Y8, X5
+	VADDPS       X5, X8, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
+	VMOVSS       X5, (CX)(R9*1)
+	VEXTRACTF128 $0x01, Y9, X5
+	VADDPS       X5, X9, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
+	VMOVSS       X5, (R11)
+	VEXTRACTF128 $0x01, Y10, X5
+	VADDPS       X5, X10, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
+	VMOVSS       X5, (R11)(DX*1)
+	ADDQ         $0x04, CX
+	DECQ         rows+0(FP)
+	JNZ          row
+	VZEROUPPER
+	RET
+
+// func gemvDotI16M7AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int16, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, CMOV, FMA3
+TEXT ·gemvDotI16M7AVX2(SB), NOSPLIT, $0-104
+	MOVQ         lda+24(FP), AX
+	SHLQ         $0x02, AX
+	MOVQ         c+32(FP), CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	MOVQ         base+48(FP), BX
+	MOVQ         data+56(FP), SI
+	MOVQ         zero+64(FP), DI
+	MOVQ         left+72(FP), R8
+	MOVQ         bits+96(FP), R9
+	MOVQ         R9, R10
+	LEAQ         mmdecodeAVX2<>+0(SB), R11
+	SHLQ         $0x06, R9
+	ADDQ         R9, R11
+	VMOVDQU      (R11), X0
+	VMOVDQU      16(R11), Y1
+	VPBROADCASTD 48(R11), Y2
+	VBROADCASTSS scale+88(FP), Y3
+	VPBROADCASTD (DI), Y4
+	LEAQ         (AX)(AX*2), R13
+
+row:
+	MOVQ   a+16(FP), R9
+	LEAQ   (R9)(AX*4), R14
+	MOVQ   rowLen+8(FP), R11
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	VXORPS Y10, Y10, Y10
+	VXORPS Y11, Y11, Y11
+	MOVQ   R11, R12
+
+chunk:
+	TESTQ        R12, R12
+	JZ           rowdone
+	TESTQ        R8, R8
+	JNZ          samegroup1
+	ADDQ         $0x04, DI
+	VPBROADCASTD (DI), Y4
+	MOVQ         group+80(FP), R8
+
+samegroup1:
+	MOVQ    R12, R11
+	CMPQ    R8, R11
+	CMOVQLT R8, R11
+	SUBQ    R11, R12
+	SUBQ    R11, R8
+
+loop1:
+	CMPQ        R11, $0x00000008
+	JB          tail
+	VMOVQ       (SI), X12
+	VPSHUFB     X0, X12, X12
+	VPMOVZXWD   X12, Y12
+	VPSRLVD     Y1, Y12, Y12
+	VPAND       Y2, Y12, Y12
+	VPMOVSXWD   (BX), Y13
+	VPADDD      Y12, Y13, Y13
+	VPADDD      Y4, Y13, Y13
+	VCVTDQ2PS   Y13, Y13
+	VFMADD231PS (R9), Y13, Y5
+	VFMADD231PS (R9)(AX*1), Y13, Y6
+	VFMADD231PS (R9)(AX*2), Y13, Y7
+	VFMADD231PS (R9)(R13*1), Y13, Y8
+	VFMADD231PS (R14), Y13, Y9
+	VFMADD231PS (R14)(AX*1), Y13, Y10
+	VFMADD231PS (R14)(AX*2), Y13, Y11
+	ADDQ        $0x00000010, BX
+	ADDQ        R10, SI
+	ADDQ        $0x00000020, R9
+	ADDQ        $0x00000020, R14
+	SUBQ        $0x00000008, R11
+	JMP         loop1
+
+tail:
+	JMP chunk
+
+rowdone:
+	LEAQ         (DX)(DX*2), R9
+	LEAQ         (CX)(DX*4), R11
+	VEXTRACTF128 $0x01, Y5, X12
+	VADDPS       X12, X5, X12
+	VMOVHLPS     X12, X12, X5
+	VADDPS       X5, X12, X12
+	VMOVSHDUP    X12, X5
+	VADDSS       X5, X12, X12
+	VMULSS       X3, X12, X12
+	VMOVSS       X12, (CX)
+	VEXTRACTF128 $0x01, Y6, X5
+	VADDPS       X5, X6, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
+	VMOVSS       X5, (CX)(DX*1)
+	VEXTRACTF128 $0x01, Y7, X5
+	VADDPS       X5, X7, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
+	VMOVSS       X5, (CX)(DX*2)
+	VEXTRACTF128 $0x01, Y8, X5
+	VADDPS       X5, X8, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
+	VMOVSS       X5, (CX)(R9*1)
+	VEXTRACTF128 $0x01, Y9, X5
+	VADDPS       X5, X9, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
+	VMOVSS       X5, (R11)
+	VEXTRACTF128 $0x01, Y10, X5
+	VADDPS       X5, X10, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
+	VMOVSS       X5, (R11)(DX*1)
+	VEXTRACTF128 $0x01, Y11, X5
+	VADDPS       X5, X11, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
+	VMOVSS       X5, (R11)(DX*2)
+	ADDQ         $0x04, CX
+	DECQ         rows+0(FP)
+	JNZ          row
+	VZEROUPPER
+	RET
+
+// func gemvDotI16M8AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int16, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, CMOV, FMA3
+TEXT ·gemvDotI16M8AVX2(SB), NOSPLIT, $0-104
+	MOVQ         lda+24(FP), AX
+	SHLQ         $0x02, AX
+	MOVQ         c+32(FP), CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	MOVQ         base+48(FP), BX
+	MOVQ         data+56(FP), SI
+	MOVQ         zero+64(FP), DI
+	MOVQ         left+72(FP), R8
+	MOVQ         bits+96(FP), R9
+	MOVQ         R9, R10
+	LEAQ         mmdecodeAVX2<>+0(SB), R11
+	SHLQ         $0x06, R9
+	ADDQ         R9, R11
+	VMOVDQU      (R11), X0
+	VMOVDQU      16(R11), Y1
+	VPBROADCASTD 48(R11), Y2
+	VBROADCASTSS scale+88(FP), Y3
+	VPBROADCASTD (DI), Y4
+	LEAQ         (AX)(AX*2), R13
+
+row:
+	MOVQ   a+16(FP), R9
+	LEAQ   (R9)(AX*4), R14
+	MOVQ   rowLen+8(FP), R11
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	VXORPS Y10, Y10, Y10
+	VXORPS Y11, Y11, Y11
+	VXORPS Y12, Y12, Y12
+	MOVQ   R11, R12
+
+chunk:
+	TESTQ        R12, R12
+	JZ           rowdone
+	TESTQ        R8, R8
+	JNZ          samegroup1
+	ADDQ         $0x04, DI
+	VPBROADCASTD (DI), Y4
+	MOVQ         group+80(FP), R8
+
+samegroup1:
+	MOVQ    R12, R11
+	CMPQ    R8, R11
+	CMOVQLT R8, R11
+	SUBQ    R11, R12
+	SUBQ    R11, R8
+
+loop1:
+	CMPQ        R11, $0x00000008
+	JB          tail
+	VMOVQ       (SI), X13
+	VPSHUFB     X0, X13, X13
+	VPMOVZXWD   X13, Y13
+	VPSRLVD     Y1, Y13, Y13
+	VPAND       Y2, Y13, Y13
+	VPMOVSXWD   (BX), Y14
+	VPADDD      Y13, Y14, Y14
+	VPADDD      Y4, Y14, Y14
+	VCVTDQ2PS   Y14, Y14
+	VFMADD231PS (R9), Y14, Y5
+	VFMADD231PS (R9)(AX*1), Y14, Y6
+	VFMADD231PS (R9)(AX*2), Y14, Y7
+	VFMADD231PS (R9)(R13*1), Y14, Y8
+	VFMADD231PS (R14), Y14, Y9
+	VFMADD231PS (R14)(AX*1), Y14, Y10
+	VFMADD231PS (R14)(AX*2), Y14, Y11
+	VFMADD231PS (R14)(R13*1), Y14, Y12
+	ADDQ        $0x00000010, BX
+	ADDQ        R10, SI
+	ADDQ        $0x00000020, R9
+	ADDQ        $0x00000020, R14
+	SUBQ        $0x00000008, R11
+	JMP         loop1
+
+tail:
+	JMP chunk
+
+rowdone:
+	LEAQ         (DX)(DX*2), R9
+	LEAQ         (CX)(DX*4), R11
+	VEXTRACTF128 $0x01, Y5, X13
+	VADDPS       X13, X5, X13
+	VMOVHLPS     X13, X13, X5
+	VADDPS       X5, X13, X13
+	VMOVSHDUP    X13, X5
+	VADDSS       X5, X13, X13
+	VMULSS       X3, X13, X13
+	VMOVSS       X13, (CX)
+	VEXTRACTF128 $0x01, Y6, X5
+	VADDPS       X5, X6, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
+	VMOVSS       X5, (CX)(DX*1)
+	VEXTRACTF128 $0x01, Y7, X5
+	VADDPS       X5, X7, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
+	VMOVSS       X5, (CX)(DX*2)
+	VEXTRACTF128 $0x01, Y8, X5
+	VADDPS       X5, X8, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
+	VMOVSS       X5, (CX)(R9*1)
+	VEXTRACTF128 $0x01, Y9, X5
+	VADDPS       X5, X9, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
+	VMOVSS       X5, (R11)
+	VEXTRACTF128 $0x01, Y10, X5
+	VADDPS       X5, X10, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
+	VMOVSS       X5, (R11)(DX*1)
+	VEXTRACTF128 $0x01, Y11, X5
+	VADDPS       X5, X11, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
+	VMOVSS       X5, (R11)(DX*2)
+	VEXTRACTF128 $0x01, Y12, X5
+	VADDPS       X5, X12, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
+	VMOVSS       X5, (R11)(R9*1)
 	ADDQ         $0x04, CX
 	DECQ         rows+0(FP)
 	JNZ          row
@@ -8996,20 +17794,19 @@ TEXT ·gemvDotI8M4AVX2(SB), NOSPLIT, $0-104
 	VPBROADCASTD 48(R11), Y2
 	VBROADCASTSS scale+88(FP), Y3
 	VPBROADCASTD (DI), Y4
+	LEAQ         (AX)(AX*2), R13
 
 row:
 	MOVQ   a+16(FP), R9
-	LEAQ   (R9)(AX*2), R11
-	ADDQ   AX, R11
-	MOVQ   rowLen+8(FP), R12
+	MOVQ   rowLen+8(FP), R11
 	VXORPS Y5, Y5, Y5
 	VXORPS Y6, Y6, Y6
 	VXORPS Y7, Y7, Y7
 	VXORPS Y8, Y8, Y8
-	MOVQ   R12, R13
+	MOVQ   R11, R12
 
 chunk:
-	TESTQ        R13, R13
+	TESTQ        R12, R12
 	JZ           rowdone
 	TESTQ        R8, R8
 	JNZ          samegroup1
@@ -9018,14 +17815,14 @@ chunk:
 	MOVQ         group+80(FP), R8
 
 samegroup1:
-	MOVQ    R13, R12
-	CMPQ    R8, R12
-	CMOVQLT R8, R12
-	SUBQ    R12, R13
-	SUBQ    R12, R8
+	MOVQ    R12, R11
+	CMPQ    R8, R11
+	CMOVQLT R8, R11
+	SUBQ    R11, R12
+	SUBQ    R11, R8
 
 loop1:
-	CMPQ        R12, $0x00000008
+	CMPQ        R11, $0x00000008
 	JB          tail
 	VMOVQ       (SI), X9
 	VPSHUFB     X0, X9, X9
@@ -9039,20 +17836,18 @@ loop1:
 	VFMADD231PS (R9), Y10, Y5
 	VFMADD231PS (R9)(AX*1), Y10, Y6
 	VFMADD231PS (R9)(AX*2), Y10, Y7
-	VFMADD231PS (R11), Y10, Y8
+	VFMADD231PS (R9)(R13*1), Y10, Y8
 	ADDQ        $0x00000008, BX
 	ADDQ        R10, SI
 	ADDQ        $0x00000020, R9
-	ADDQ        $0x00000020, R11
-	SUBQ        $0x00000008, R12
+	SUBQ        $0x00000008, R11
 	JMP         loop1
 
 tail:
 	JMP chunk
 
 rowdone:
-	LEAQ         (CX)(DX*2), R9
-	ADDQ         DX, R9
+	LEAQ         (DX)(DX*2), R9
 	VEXTRACTF128 $0x01, Y5, X9
 	VADDPS       X9, X5, X9
 	VMOVHLPS     X9, X9, X5
@@ -9084,7 +17879,575 @@ rowdone:
 	VMOVSHDUP    X5, X6
 	VADDSS       X6, X5, X5
 	VMULSS       X3, X5, X5
-	VMOVSS       X5, (R9)
+	VMOVSS       X5, (CX)(R9*1)
+	ADDQ         $0x04, CX
+	DECQ         rows+0(FP)
+	JNZ          row
+	VZEROUPPER
+	RET
+
+// func gemvDotI8M5AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, CMOV, FMA3
+TEXT ·gemvDotI8M5AVX2(SB), NOSPLIT, $0-104
+	MOVQ         lda+24(FP), AX
+	SHLQ         $0x02, AX
+	MOVQ         c+32(FP), CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	MOVQ         base+48(FP), BX
+	MOVQ         data+56(FP), SI
+	MOVQ         zero+64(FP), DI
+	MOVQ         left+72(FP), R8
+	MOVQ         bits+96(FP), R9
+	MOVQ         R9, R10
+	LEAQ         mmdecodeAVX2<>+0(SB), R11
+	SHLQ         $0x06, R9
+	ADDQ         R9, R11
+	VMOVDQU      (R11), X0
+	VMOVDQU      16(R11), Y1
+	VPBROADCASTD 48(R11), Y2
+	VBROADCASTSS scale+88(FP), Y3
+	VPBROADCASTD (DI), Y4
+	LEAQ         (AX)(AX*2), R13
+
+row:
+	MOVQ   a+16(FP), R9
+	LEAQ   (R9)(AX*4), R14
+	MOVQ   rowLen+8(FP), R11
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	MOVQ   R11, R12
+
+chunk:
+	TESTQ        R12, R12
+	JZ           rowdone
+	TESTQ        R8, R8
+	JNZ          samegroup1
+	ADDQ         $0x04, DI
+	VPBROADCASTD (DI), Y4
+	MOVQ         group+80(FP), R8
+
+samegroup1:
+	MOVQ    R12, R11
+	CMPQ    R8, R11
+	CMOVQLT R8, R11
+	SUBQ    R11, R12
+	SUBQ    R11, R8
+
+loop1:
+	CMPQ        R11, $0x00000008
+	JB          tail
+	VMOVQ       (SI), X10
+	VPSHUFB     X0, X10, X10
+	VPMOVZXWD   X10, Y10
+	VPSRLVD     Y1, Y10, Y10
+	VPAND       Y2, Y10, Y10
+	VPMOVSXBD   (BX), Y11
+	VPADDD      Y10, Y11, Y11
+	VPADDD      Y4, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VFMADD231PS (R9), Y11, Y5
+	VFMADD231PS (R9)(AX*1), Y11, Y6
+	VFMADD231PS (R9)(AX*2), Y11, Y7
+	VFMADD231PS (R9)(R13*1), Y11, Y8
+	VFMADD231PS (R14), Y11, Y9
+	ADDQ        $0x00000008, BX
+	ADDQ        R10, SI
+	ADDQ        $0x00000020, R9
+	ADDQ        $0x00000020, R14
+	SUBQ        $0x00000008, R11
+	JMP         loop1
+
+tail:
+	JMP chunk
+
+rowdone:
+	LEAQ         (DX)(DX*2), R9
+	LEAQ         (CX)(DX*4), R11
+	VEXTRACTF128 $0x01, Y5, X10
+	VADDPS       X10, X5, X10
+	VMOVHLPS     X10, X10, X5
+	VADDPS       X5, X10, X10
+	VMOVSHDUP    X10, X5
+	VADDSS       X5, X10, X10
+	VMULSS       X3, X10, X10
+	VMOVSS       X10, (CX)
+	VEXTRACTF128 $0x01, Y6, X5
+	VADDPS       X5, X6, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
+	VMOVSS       X5, (CX)(DX*1)
+	VEXTRACTF128 $0x01, Y7, X5
+	VADDPS       X5, X7, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
+	VMOVSS       X5, (CX)(DX*2)
+	VEXTRACTF128 $0x01, Y8, X5
+	VADDPS       X5, X8, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
+	VMOVSS       X5, (CX)(R9*1)
+	VEXTRACTF128 $0x01, Y9, X5
+	VADDPS       X5, X9, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
+	VMOVSS       X5, (R11)
+	ADDQ         $0x04, CX
+	DECQ         rows+0(FP)
+	JNZ          row
+	VZEROUPPER
+	RET
+
+// func gemvDotI8M6AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, CMOV, FMA3
+TEXT ·gemvDotI8M6AVX2(SB), NOSPLIT, $0-104
+	MOVQ         lda+24(FP), AX
+	SHLQ         $0x02, AX
+	MOVQ         c+32(FP), CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	MOVQ         base+48(FP), BX
+	MOVQ         data+56(FP), SI
+	MOVQ         zero+64(FP), DI
+	MOVQ         left+72(FP), R8
+	MOVQ         bits+96(FP), R9
+	MOVQ         R9, R10
+	LEAQ         mmdecodeAVX2<>+0(SB), R11
+	SHLQ         $0x06, R9
+	ADDQ         R9, R11
+	VMOVDQU      (R11), X0
+	VMOVDQU      16(R11), Y1
+	VPBROADCASTD 48(R11), Y2
+	VBROADCASTSS scale+88(FP), Y3
+	VPBROADCASTD (DI), Y4
+	LEAQ         (AX)(AX*2), R13
+
+row:
+	MOVQ   a+16(FP), R9
+	LEAQ   (R9)(AX*4), R14
+	MOVQ   rowLen+8(FP), R11
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	VXORPS Y10, Y10, Y10
+	MOVQ   R11, R12
+
+chunk:
+	TESTQ        R12, R12
+	JZ           rowdone
+	TESTQ        R8, R8
+	JNZ          samegroup1
+	ADDQ         $0x04, DI
+	VPBROADCASTD (DI), Y4
+	MOVQ         group+80(FP), R8
+
+samegroup1:
+	MOVQ    R12, R11
+	CMPQ    R8, R11
+	CMOVQLT R8, R11
+	SUBQ    R11, R12
+	SUBQ    R11, R8
+
+loop1:
+	CMPQ        R11, $0x00000008
+	JB          tail
+	VMOVQ       (SI), X11
+	VPSHUFB     X0, X11, X11
+	VPMOVZXWD   X11, Y11
+	VPSRLVD     Y1, Y11, Y11
+	VPAND       Y2, Y11, Y11
+	VPMOVSXBD   (BX), Y12
+	VPADDD      Y11, Y12, Y12
+	VPADDD      Y4, Y12, Y12
+	VCVTDQ2PS   Y12, Y12
+	VFMADD231PS (R9), Y12, Y5
+	VFMADD231PS (R9)(AX*1), Y12, Y6
+	VFMADD231PS (R9)(AX*2), Y12, Y7
+	VFMADD231PS (R9)(R13*1), Y12, Y8
+	VFMADD231PS (R14), Y12, Y9
+	VFMADD231PS (R14)(AX*1), Y12, Y10
+	ADDQ        $0x00000008, BX
+	ADDQ        R10, SI
+	ADDQ        $0x00000020, R9
+	ADDQ        $0x00000020, R14
+	SUBQ        $0x00000008, R11
+	JMP         loop1
+
+tail:
+	JMP chunk
+
+rowdone:
+	LEAQ         (DX)(DX*2), R9
+	LEAQ         (CX)(DX*4), R11
+	VEXTRACTF128 $0x01, Y5, X11
+	VADDPS       X11, X5, X11
+	VMOVHLPS     X11, X11, X5
+	VADDPS       X5, X11, X11
+	VMOVSHDUP    X11, X5
+	VADDSS       X5, X11, X11
+	VMULSS       X3, X11, X11
+	VMOVSS       X11, (CX)
+	VEXTRACTF128 $0x01, Y6, X5
+	VADDPS       X5, X6, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
+	VMOVSS       X5, (CX)(DX*1)
+	VEXTRACTF128 $0x01, Y7, X5
+	VADDPS       X5, X7, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
+	VMOVSS       X5, (CX)(DX*2)
+	VEXTRACTF128 $0x01, Y8, X5
+	VADDPS       X5, X8, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
+	VMOVSS       X5, (CX)(R9*1)
+	VEXTRACTF128 $0x01, Y9, X5
+	VADDPS       X5, X9, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
+	VMOVSS       X5, (R11)
+	VEXTRACTF128 $0x01, Y10, X5
+	VADDPS       X5, X10, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
+	VMOVSS       X5, (R11)(DX*1)
+	ADDQ         $0x04, CX
+	DECQ         rows+0(FP)
+	JNZ          row
+	VZEROUPPER
+	RET
+
+// func gemvDotI8M7AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, CMOV, FMA3
+TEXT ·gemvDotI8M7AVX2(SB), NOSPLIT, $0-104
+	MOVQ         lda+24(FP), AX
+	SHLQ         $0x02, AX
+	MOVQ         c+32(FP), CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	MOVQ         base+48(FP), BX
+	MOVQ         data+56(FP), SI
+	MOVQ         zero+64(FP), DI
+	MOVQ         left+72(FP), R8
+	MOVQ         bits+96(FP), R9
+	MOVQ         R9, R10
+	LEAQ         mmdecodeAVX2<>+0(SB), R11
+	SHLQ         $0x06, R9
+	ADDQ         R9, R11
+	VMOVDQU      (R11), X0
+	VMOVDQU      16(R11), Y1
+	VPBROADCASTD 48(R11), Y2
+	VBROADCASTSS scale+88(FP), Y3
+	VPBROADCASTD (DI), Y4
+	LEAQ         (AX)(AX*2), R13
+
+row:
+	MOVQ   a+16(FP), R9
+	LEAQ   (R9)(AX*4), R14
+	MOVQ   rowLen+8(FP), R11
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	VXORPS Y10, Y10, Y10
+	VXORPS Y11, Y11, Y11
+	MOVQ   R11, R12
+
+chunk:
+	TESTQ        R12, R12
+	JZ           rowdone
+	TESTQ        R8, R8
+	JNZ          samegroup1
+	ADDQ         $0x04, DI
+	VPBROADCASTD (DI), Y4
+	MOVQ         group+80(FP), R8
+
+samegroup1:
+	MOVQ    R12, R11
+	CMPQ    R8, R11
+	CMOVQLT R8, R11
+	SUBQ    R11, R12
+	SUBQ    R11, R8
+
+loop1:
+	CMPQ        R11, $0x00000008
+	JB          tail
+	VMOVQ       (SI), X12
+	VPSHUFB     X0, X12, X12
+	VPMOVZXWD   X12, Y12
+	VPSRLVD     Y1, Y12, Y12
+	VPAND       Y2, Y12, Y12
+	VPMOVSXBD   (BX), Y13
+	VPADDD      Y12, Y13, Y13
+	VPADDD      Y4, Y13, Y13
+	VCVTDQ2PS   Y13, Y13
+	VFMADD231PS (R9), Y13, Y5
+	VFMADD231PS (R9)(AX*1), Y13, Y6
+	VFMADD231PS (R9)(AX*2), Y13, Y7
+	VFMADD231PS (R9)(R13*1), Y13, Y8
+	VFMADD231PS (R14), Y13, Y9
+	VFMADD231PS (R14)(AX*1), Y13, Y10
+	VFMADD231PS (R14)(AX*2), Y13, Y11
+	ADDQ        $0x00000008, BX
+	ADDQ        R10, SI
+	ADDQ        $0x00000020, R9
+	ADDQ        $0x00000020, R14
+	SUBQ        $0x00000008, R11
+	JMP         loop1
+
+tail:
+	JMP chunk
+
+rowdone:
+	LEAQ         (DX)(DX*2), R9
+	LEAQ         (CX)(DX*4), R11
+	VEXTRACTF128 $0x01, Y5, X12
+	VADDPS       X12, X5, X12
+	VMOVHLPS     X12, X12, X5
+	VADDPS       X5, X12, X12
+	VMOVSHDUP    X12, X5
+	VADDSS       X5, X12, X12
+	VMULSS       X3, X12, X12
+	VMOVSS       X12, (CX)
+	VEXTRACTF128 $0x01, Y6, X5
+	VADDPS       X5, X6, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
+	VMOVSS       X5, (CX)(DX*1)
+	VEXTRACTF128 $0x01, Y7, X5
+	VADDPS       X5, X7, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
+	VMOVSS       X5, (CX)(DX*2)
+	VEXTRACTF128 $0x01, Y8, X5
+	VADDPS       X5, X8, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
+	VMOVSS       X5, (CX)(R9*1)
+	VEXTRACTF128 $0x01, Y9, X5
+	VADDPS       X5, X9, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
+	VMOVSS       X5, (R11)
+	VEXTRACTF128 $0x01, Y10, X5
+	VADDPS       X5, X10, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
+	VMOVSS       X5, (R11)(DX*1)
+	VEXTRACTF128 $0x01, Y11, X5
+	VADDPS       X5, X11, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
+	VMOVSS       X5, (R11)(DX*2)
+	ADDQ         $0x04, CX
+	DECQ         rows+0(FP)
+	JNZ          row
+	VZEROUPPER
+	RET
+
+// func gemvDotI8M8AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, CMOV, FMA3
+TEXT ·gemvDotI8M8AVX2(SB), NOSPLIT, $0-104
+	MOVQ         lda+24(FP), AX
+	SHLQ         $0x02, AX
+	MOVQ         c+32(FP), CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	MOVQ         base+48(FP), BX
+	MOVQ         data+56(FP), SI
+	MOVQ         zero+64(FP), DI
+	MOVQ         left+72(FP), R8
+	MOVQ         bits+96(FP), R9
+	MOVQ         R9, R10
+	LEAQ         mmdecodeAVX2<>+0(SB), R11
+	SHLQ         $0x06, R9
+	ADDQ         R9, R11
+	VMOVDQU      (R11), X0
+	VMOVDQU      16(R11), Y1
+	VPBROADCASTD 48(R11), Y2
+	VBROADCASTSS scale+88(FP), Y3
+	VPBROADCASTD (DI), Y4
+	LEAQ         (AX)(AX*2), R13
+
+row:
+	MOVQ   a+16(FP), R9
+	LEAQ   (R9)(AX*4), R14
+	MOVQ   rowLen+8(FP), R11
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	VXORPS Y10, Y10, Y10
+	VXORPS Y11, Y11, Y11
+	VXORPS Y12, Y12, Y12
+	MOVQ   R11, R12
+
+chunk:
+	TESTQ        R12, R12
+	JZ           rowdone
+	TESTQ        R8, R8
+	JNZ          samegroup1
+	ADDQ         $0x04, DI
+	VPBROADCASTD (DI), Y4
+	MOVQ         group+80(FP), R8
+
+samegroup1:
+	MOVQ    R12, R11
+	CMPQ    R8, R11
+	CMOVQLT R8, R11
+	SUBQ    R11, R12
+	SUBQ    R11, R8
+
+loop1:
+	CMPQ        R11, $0x00000008
+	JB          tail
+	VMOVQ       (SI), X13
+	VPSHUFB     X0, X13, X13
+	VPMOVZXWD   X13, Y13
+	VPSRLVD     Y1, Y13, Y13
+	VPAND       Y2, Y13, Y13
+	VPMOVSXBD   (BX), Y14
+	VPADDD      Y13, Y14, Y14
+	VPADDD      Y4, Y14, Y14
+	VCVTDQ2PS   Y14, Y14
+	VFMADD231PS (R9), Y14, Y5
+	VFMADD231PS (R9)(AX*1), Y14, Y6
+	VFMADD231PS (R9)(AX*2), Y14, Y7
+	VFMADD231PS (R9)(R13*1), Y14, Y8
+	VFMADD231PS (R14), Y14, Y9
+	VFMADD231PS (R14)(AX*1), Y14, Y10
+	VFMADD231PS (R14)(AX*2), Y14, Y11
+	VFMADD231PS (R14)(R13*1), Y14, Y12
+	ADDQ        $0x00000008, BX
+	ADDQ        R10, SI
+	ADDQ        $0x00000020, R9
+	ADDQ        $0x00000020, R14
+	SUBQ        $0x00000008, R11
+	JMP         loop1
+
+tail:
+	JMP chunk
+
+rowdone:
+	LEAQ         (DX)(DX*2), R9
+	LEAQ         (CX)(DX*4), R11
+	VEXTRACTF128 $0x01, Y5, X13
+	VADDPS       X13, X5, X13
+	VMOVHLPS     X13, X13, X5
+	VADDPS       X5, X13, X13
+	VMOVSHDUP    X13, X5
+	VADDSS       X5, X13, X13
+	VMULSS       X3, X13, X13
+	VMOVSS       X13, (CX)
+	VEXTRACTF128 $0x01, Y6, X5
+	VADDPS       X5, X6, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
+	VMOVSS       X5, (CX)(DX*1)
+	VEXTRACTF128 $0x01, Y7, X5
+	VADDPS       X5, X7, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
+	VMOVSS       X5, (CX)(DX*2)
+	VEXTRACTF128 $0x01, Y8, X5
+	VADDPS       X5, X8, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
+	VMOVSS       X5, (CX)(R9*1)
+	VEXTRACTF128 $0x01, Y9, X5
+	VADDPS       X5, X9, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
+	VMOVSS       X5, (R11)
+	VEXTRACTF128 $0x01, Y10, X5
+	VADDPS       X5, X10, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
+	VMOVSS       X5, (R11)(DX*1)
+	VEXTRACTF128 $0x01, Y11, X5
+	VADDPS       X5, X11, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
+	VMOVSS       X5, (R11)(DX*2)
+	VEXTRACTF128 $0x01, Y12, X5
+	VADDPS       X5, X12, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
+	VMOVSS       X5, (R11)(R9*1)
 	ADDQ         $0x04, CX
 	DECQ         rows+0(FP)
 	JNZ          row
@@ -9434,20 +18797,19 @@ TEXT ·gemvDotNoneM4AVX2(SB), NOSPLIT, $0-104
 	VPBROADCASTD 48(R10), Y2
 	VBROADCASTSS scale+88(FP), Y3
 	VPBROADCASTD (SI), Y4
+	LEAQ         (AX)(AX*2), R12
 
 row:
 	MOVQ   a+16(FP), R8
-	LEAQ   (R8)(AX*2), R10
-	ADDQ   AX, R10
-	MOVQ   rowLen+8(FP), R11
+	MOVQ   rowLen+8(FP), R10
 	VXORPS Y5, Y5, Y5
 	VXORPS Y6, Y6, Y6
 	VXORPS Y7, Y7, Y7
 	VXORPS Y8, Y8, Y8
-	MOVQ   R11, R12
+	MOVQ   R10, R11
 
 chunk:
-	TESTQ        R12, R12
+	TESTQ        R11, R11
 	JZ           rowdone
 	TESTQ        DI, DI
 	JNZ          samegroup1
@@ -9456,14 +18818,14 @@ chunk:
 	MOVQ         group+80(FP), DI
 
 samegroup1:
-	MOVQ    R12, R11
-	CMPQ    DI, R11
-	CMOVQLT DI, R11
-	SUBQ    R11, R12
-	SUBQ    R11, DI
+	MOVQ    R11, R10
+	CMPQ    DI, R10
+	CMOVQLT DI, R10
+	SUBQ    R10, R11
+	SUBQ    R10, DI
 
 loop1:
-	CMPQ        R11, $0x00000008
+	CMPQ        R10, $0x00000008
 	JB          tail
 	VMOVQ       (BX), X9
 	VPSHUFB     X0, X9, X9
@@ -9475,19 +18837,17 @@ loop1:
 	VFMADD231PS (R8), Y9, Y5
 	VFMADD231PS (R8)(AX*1), Y9, Y6
 	VFMADD231PS (R8)(AX*2), Y9, Y7
-	VFMADD231PS (R10), Y9, Y8
+	VFMADD231PS (R8)(R12*1), Y9, Y8
 	ADDQ        R9, BX
 	ADDQ        $0x00000020, R8
-	ADDQ        $0x00000020, R10
-	SUBQ        $0x00000008, R11
+	SUBQ        $0x00000008, R10
 	JMP         loop1
 
 tail:
 	JMP chunk
 
 rowdone:
-	LEAQ         (CX)(DX*2), R8
-	ADDQ         DX, R8
+	LEAQ         (DX)(DX*2), R8
 	VEXTRACTF128 $0x01, Y5, X9
 	VADDPS       X9, X5, X9
 	VMOVHLPS     X9, X9, X5
@@ -9519,7 +18879,563 @@ rowdone:
 	VMOVSHDUP    X5, X6
 	VADDSS       X6, X5, X5
 	VMULSS       X3, X5, X5
-	VMOVSS       X5, (R8)
+	VMOVSS       X5, (CX)(R8*1)
+	ADDQ         $0x04, CX
+	DECQ         rows+0(FP)
+	JNZ          row
+	VZEROUPPER
+	RET
+
+// func gemvDotNoneM5AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, CMOV, FMA3
+TEXT ·gemvDotNoneM5AVX2(SB), NOSPLIT, $0-104
+	MOVQ         lda+24(FP), AX
+	SHLQ         $0x02, AX
+	MOVQ         c+32(FP), CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	MOVQ         base+48(FP), BX
+	MOVQ         data+56(FP), BX
+	MOVQ         zero+64(FP), SI
+	MOVQ         left+72(FP), DI
+	MOVQ         bits+96(FP), R8
+	MOVQ         R8, R9
+	LEAQ         mmdecodeAVX2<>+0(SB), R10
+	SHLQ         $0x06, R8
+	ADDQ         R8, R10
+	VMOVDQU      (R10), X0
+	VMOVDQU      16(R10), Y1
+	VPBROADCASTD 48(R10), Y2
+	VBROADCASTSS scale+88(FP), Y3
+	VPBROADCASTD (SI), Y4
+	LEAQ         (AX)(AX*2), R12
+
+row:
+	MOVQ   a+16(FP), R8
+	LEAQ   (R8)(AX*4), R13
+	MOVQ   rowLen+8(FP), R10
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	MOVQ   R10, R11
+
+chunk:
+	TESTQ        R11, R11
+	JZ           rowdone
+	TESTQ        DI, DI
+	JNZ          samegroup1
+	ADDQ         $0x04, SI
+	VPBROADCASTD (SI), Y4
+	MOVQ         group+80(FP), DI
+
+samegroup1:
+	MOVQ    R11, R10
+	CMPQ    DI, R10
+	CMOVQLT DI, R10
+	SUBQ    R10, R11
+	SUBQ    R10, DI
+
+loop1:
+	CMPQ        R10, $0x00000008
+	JB          tail
+	VMOVQ       (BX), X10
+	VPSHUFB     X0, X10, X10
+	VPMOVZXWD   X10, Y10
+	VPSRLVD     Y1, Y10, Y10
+	VPAND       Y2, Y10, Y10
+	VPADDD      Y4, Y10, Y10
+	VCVTDQ2PS   Y10, Y10
+	VFMADD231PS (R8), Y10, Y5
+	VFMADD231PS (R8)(AX*1), Y10, Y6
+	VFMADD231PS (R8)(AX*2), Y10, Y7
+	VFMADD231PS (R8)(R12*1), Y10, Y8
+	VFMADD231PS (R13), Y10, Y9
+	ADDQ        R9, BX
+	ADDQ        $0x00000020, R8
+	ADDQ        $0x00000020, R13
+	SUBQ        $0x00000008, R10
+	JMP         loop1
+
+tail:
+	JMP chunk
+
+rowdone:
+	LEAQ         (DX)(DX*2), R8
+	LEAQ         (CX)(DX*4), R10
+	VEXTRACTF128 $0x01, Y5, X10
+	VADDPS       X10, X5, X10
+	VMOVHLPS     X10, X10, X5
+	VADDPS       X5, X10, X10
+	VMOVSHDUP    X10, X5
+	VADDSS       X5, X10, X10
+	VMULSS       X3, X10, X10
+	VMOVSS       X10, (CX)
+	VEXTRACTF128 $0x01, Y6, X5
+	VADDPS       X5, X6, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
+	VMOVSS       X5, (CX)(DX*1)
+	VEXTRACTF128 $0x01, Y7, X5
+	VADDPS       X5, X7, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
+	VMOVSS       X5, (CX)(DX*2)
+	VEXTRACTF128 $0x01, Y8, X5
+	VADDPS       X5, X8, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
+	VMOVSS       X5, (CX)(R8*1)
+	VEXTRACTF128 $0x01, Y9, X5
+	VADDPS       X5, X9, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
+	VMOVSS       X5, (R10)
+	ADDQ         $0x04, CX
+	DECQ         rows+0(FP)
+	JNZ          row
+	VZEROUPPER
+	RET
+
+// func gemvDotNoneM6AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, CMOV, FMA3
+TEXT ·gemvDotNoneM6AVX2(SB), NOSPLIT, $0-104
+	MOVQ         lda+24(FP), AX
+	SHLQ         $0x02, AX
+	MOVQ         c+32(FP), CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	MOVQ         base+48(FP), BX
+	MOVQ         data+56(FP), BX
+	MOVQ         zero+64(FP), SI
+	MOVQ         left+72(FP), DI
+	MOVQ         bits+96(FP), R8
+	MOVQ         R8, R9
+	LEAQ         mmdecodeAVX2<>+0(SB), R10
+	SHLQ         $0x06, R8
+	ADDQ         R8, R10
+	VMOVDQU      (R10), X0
+	VMOVDQU      16(R10), Y1
+	VPBROADCASTD 48(R10), Y2
+	VBROADCASTSS scale+88(FP), Y3
+	VPBROADCASTD (SI), Y4
+	LEAQ         (AX)(AX*2), R12
+
+row:
+	MOVQ   a+16(FP), R8
+	LEAQ   (R8)(AX*4), R13
+	MOVQ   rowLen+8(FP), R10
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	VXORPS Y10, Y10, Y10
+	MOVQ   R10, R11
+
+chunk:
+	TESTQ        R11, R11
+	JZ           rowdone
+	TESTQ        DI, DI
+	JNZ          samegroup1
+	ADDQ         $0x04, SI
+	VPBROADCASTD (SI), Y4
+	MOVQ         group+80(FP), DI
+
+samegroup1:
+	MOVQ    R11, R10
+	CMPQ    DI, R10
+	CMOVQLT DI, R10
+	SUBQ    R10, R11
+	SUBQ    R10, DI
+
+loop1:
+	CMPQ        R10, $0x00000008
+	JB          tail
+	VMOVQ       (BX), X11
+	VPSHUFB     X0, X11, X11
+	VPMOVZXWD   X11, Y11
+	VPSRLVD     Y1, Y11, Y11
+	VPAND       Y2, Y11, Y11
+	VPADDD      Y4, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VFMADD231PS (R8), Y11, Y5
+	VFMADD231PS (R8)(AX*1), Y11, Y6
+	VFMADD231PS (R8)(AX*2), Y11, Y7
+	VFMADD231PS (R8)(R12*1), Y11, Y8
+	VFMADD231PS (R13), Y11, Y9
+	VFMADD231PS (R13)(AX*1), Y11, Y10
+	ADDQ        R9, BX
+	ADDQ        $0x00000020, R8
+	ADDQ        $0x00000020, R13
+	SUBQ        $0x00000008, R10
+	JMP         loop1
+
+tail:
+	JMP chunk
+
+rowdone:
+	LEAQ         (DX)(DX*2), R8
+	LEAQ         (CX)(DX*4), R10
+	VEXTRACTF128 $0x01, Y5, X11
+	VADDPS       X11, X5, X11
+	VMOVHLPS     X11, X11, X5
+	VADDPS       X5, X11, X11
+	VMOVSHDUP    X11, X5
+	VADDSS       X5, X11, X11
+	VMULSS       X3, X11, X11
+	VMOVSS       X11, (CX)
+	VEXTRACTF128 $0x01, Y6, X5
+	VADDPS       X5, X6, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
+	VMOVSS       X5, (CX)(DX*1)
+	VEXTRACTF128 $0x01, Y7, X5
+	VADDPS       X5, X7, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
+	VMOVSS       X5, (CX)(DX*2)
+	VEXTRACTF128 $0x01, Y8, X5
+	VADDPS       X5, X8, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
+	VMOVSS       X5, (CX)(R8*1)
+	VEXTRACTF128 $0x01, Y9, X5
+	VADDPS       X5, X9, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
+	VMOVSS       X5, (R10)
+	VEXTRACTF128 $0x01, Y10, X5
+	VADDPS       X5, X10, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
+	VMOVSS       X5, (R10)(DX*1)
+	ADDQ         $0x04, CX
+	DECQ         rows+0(FP)
+	JNZ          row
+	VZEROUPPER
+	RET
+
+// func gemvDotNoneM7AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, CMOV, FMA3
+TEXT ·gemvDotNoneM7AVX2(SB), NOSPLIT, $0-104
+	MOVQ         lda+24(FP), AX
+	SHLQ         $0x02, AX
+	MOVQ         c+32(FP), CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	MOVQ         base+48(FP), BX
+	MOVQ         data+56(FP), BX
+	MOVQ         zero+64(FP), SI
+	MOVQ         left+72(FP), DI
+	MOVQ         bits+96(FP), R8
+	MOVQ         R8, R9
+	LEAQ         mmdecodeAVX2<>+0(SB), R10
+	SHLQ         $0x06, R8
+	ADDQ         R8, R10
+	VMOVDQU      (R10), X0
+	VMOVDQU      16(R10), Y1
+	VPBROADCASTD 48(R10), Y2
+	VBROADCASTSS scale+88(FP), Y3
+	VPBROADCASTD (SI), Y4
+	LEAQ         (AX)(AX*2), R12
+
+row:
+	MOVQ   a+16(FP), R8
+	LEAQ   (R8)(AX*4), R13
+	MOVQ   rowLen+8(FP), R10
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	VXORPS Y10, Y10, Y10
+	VXORPS Y11, Y11, Y11
+	MOVQ   R10, R11
+
+chunk:
+	TESTQ        R11, R11
+	JZ           rowdone
+	TESTQ        DI, DI
+	JNZ          samegroup1
+	ADDQ         $0x04, SI
+	VPBROADCASTD (SI), Y4
+	MOVQ         group+80(FP), DI
+
+samegroup1:
+	MOVQ    R11, R10
+	CMPQ    DI, R10
+	CMOVQLT DI, R10
+	SUBQ    R10, R11
+	SUBQ    R10, DI
+
+loop1:
+	CMPQ        R10, $0x00000008
+	JB          tail
+	VMOVQ       (BX), X12
+	VPSHUFB     X0, X12, X12
+	VPMOVZXWD   X12, Y12
+	VPSRLVD     Y1, Y12, Y12
+	VPAND       Y2, Y12, Y12
+	VPADDD      Y4, Y12, Y12
+	VCVTDQ2PS   Y12, Y12
+	VFMADD231PS (R8), Y12, Y5
+	VFMADD231PS (R8)(AX*1), Y12, Y6
+	VFMADD231PS (R8)(AX*2), Y12, Y7
+	VFMADD231PS (R8)(R12*1), Y12, Y8
+	VFMADD231PS (R13), Y12, Y9
+	VFMADD231PS (R13)(AX*1), Y12, Y10
+	VFMADD231PS (R13)(AX*2), Y12, Y11
+	ADDQ        R9, BX
+	ADDQ        $0x00000020, R8
+	ADDQ        $0x00000020, R13
+	SUBQ        $0x00000008, R10
+	JMP         loop1
+
+tail:
+	JMP chunk
+
+rowdone:
+	LEAQ         (DX)(DX*2), R8
+	LEAQ         (CX)(DX*4), R10
+	VEXTRACTF128 $0x01, Y5, X12
+	VADDPS       X12, X5, X12
+	VMOVHLPS     X12, X12, X5
+	VADDPS       X5, X12, X12
+	VMOVSHDUP    X12, X5
+	VADDSS       X5, X12, X12
+	VMULSS       X3, X12, X12
+	VMOVSS       X12, (CX)
+	VEXTRACTF128 $0x01, Y6, X5
+	VADDPS       X5, X6, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
+	VMOVSS       X5, (CX)(DX*1)
+	VEXTRACTF128 $0x01, Y7, X5
+	VADDPS       X5, X7, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
+	VMOVSS       X5, (CX)(DX*2)
+	VEXTRACTF128 $0x01, Y8, X5
+	VADDPS       X5, X8, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
+	VMOVSS       X5, (CX)(R8*1)
+	VEXTRACTF128 $0x01, Y9, X5
+	VADDPS       X5, X9, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
+	VMOVSS       X5, (R10)
+	VEXTRACTF128 $0x01, Y10, X5
+	VADDPS       X5, X10, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
+	VMOVSS       X5, (R10)(DX*1)
+	VEXTRACTF128 $0x01, Y11, X5
+	VADDPS       X5, X11, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
+	VMOVSS       X5, (R10)(DX*2)
+	ADDQ         $0x04, CX
+	DECQ         rows+0(FP)
+	JNZ          row
+	VZEROUPPER
+	RET
+
+// func gemvDotNoneM8AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, CMOV, FMA3
+TEXT ·gemvDotNoneM8AVX2(SB), NOSPLIT, $0-104
+	MOVQ         lda+24(FP), AX
+	SHLQ         $0x02, AX
+	MOVQ         c+32(FP), CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	MOVQ         base+48(FP), BX
+	MOVQ         data+56(FP), BX
+	MOVQ         zero+64(FP), SI
+	MOVQ         left+72(FP), DI
+	MOVQ         bits+96(FP), R8
+	MOVQ         R8, R9
+	LEAQ         mmdecodeAVX2<>+0(SB), R10
+	SHLQ         $0x06, R8
+	ADDQ         R8, R10
+	VMOVDQU      (R10), X0
+	VMOVDQU      16(R10), Y1
+	VPBROADCASTD 48(R10), Y2
+	VBROADCASTSS scale+88(FP), Y3
+	VPBROADCASTD (SI), Y4
+	LEAQ         (AX)(AX*2), R12
+
+row:
+	MOVQ   a+16(FP), R8
+	LEAQ   (R8)(AX*4), R13
+	MOVQ   rowLen+8(FP), R10
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	VXORPS Y10, Y10, Y10
+	VXORPS Y11, Y11, Y11
+	VXORPS Y12, Y12, Y12
+	MOVQ   R10, R11
+
+chunk:
+	TESTQ        R11, R11
+	JZ           rowdone
+	TESTQ        DI, DI
+	JNZ          samegroup1
+	ADDQ         $0x04, SI
+	VPBROADCASTD (SI), Y4
+	MOVQ         group+80(FP), DI
+
+samegroup1:
+	MOVQ    R11, R10
+	CMPQ    DI, R10
+	CMOVQLT DI, R10
+	SUBQ    R10, R11
+	SUBQ    R10, DI
+
+loop1:
+	CMPQ        R10, $0x00000008
+	JB          tail
+	VMOVQ       (BX), X13
+	VPSHUFB     X0, X13, X13
+	VPMOVZXWD   X13, Y13
+	VPSRLVD     Y1, Y13, Y13
+	VPAND       Y2, Y13, Y13
+	VPADDD      Y4, Y13, Y13
+	VCVTDQ2PS   Y13, Y13
+	VFMADD231PS (R8), Y13, Y5
+	VFMADD231PS (R8)(AX*1), Y13, Y6
+	VFMADD231PS (R8)(AX*2), Y13, Y7
+	VFMADD231PS (R8)(R12*1), Y13, Y8
+	VFMADD231PS (R13), Y13, Y9
+	VFMADD231PS (R13)(AX*1), Y13, Y10
+	VFMADD231PS (R13)(AX*2), Y13, Y11
+	VFMADD231PS (R13)(R12*1), Y13, Y12
+	ADDQ        R9, BX
+	ADDQ        $0x00000020, R8
+	ADDQ        $0x00000020, R13
+	SUBQ        $0x00000008, R10
+	JMP         loop1
+
+tail:
+	JMP chunk
+
+rowdone:
+	LEAQ         (DX)(DX*2), R8
+	LEAQ         (CX)(DX*4), R10
+	VEXTRACTF128 $0x01, Y5, X13
+	VADDPS       X13, X5, X13
+	VMOVHLPS     X13, X13, X5
+	VADDPS       X5, X13, X13
+	VMOVSHDUP    X13, X5
+	VADDSS       X5, X13, X13
+	VMULSS       X3, X13, X13
+	VMOVSS       X13, (CX)
+	VEXTRACTF128 $0x01, Y6, X5
+	VADDPS       X5, X6, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
+	VMOVSS       X5, (CX)(DX*1)
+	VEXTRACTF128 $0x01, Y7, X5
+	VADDPS       X5, X7, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
+	VMOVSS       X5, (CX)(DX*2)
+	VEXTRACTF128 $0x01, Y8, X5
+	VADDPS       X5, X8, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
+	VMOVSS       X5, (CX)(R8*1)
+	VEXTRACTF128 $0x01, Y9, X5
+	VADDPS       X5, X9, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
+	VMOVSS       X5, (R10)
+	VEXTRACTF128 $0x01, Y10, X5
+	VADDPS       X5, X10, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
+	VMOVSS       X5, (R10)(DX*1)
+	VEXTRACTF128 $0x01, Y11, X5
+	VADDPS       X5, X11, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
+	VMOVSS       X5, (R10)(DX*2)
+	VEXTRACTF128 $0x01, Y12, X5
+	VADDPS       X5, X12, X5
+	VMOVHLPS     X5, X5, X6
+	VADDPS       X6, X5, X5
+	VMOVSHDUP    X5, X6
+	VADDSS       X6, X5, X5
+	VMULSS       X3, X5, X5
+	VMOVSS       X5, (R10)(R8*1)
 	ADDQ         $0x04, CX
 	DECQ         rows+0(FP)
 	JNZ          row
@@ -9769,107 +19685,676 @@ TEXT ·gemvAxpyDenseM4AVX2(SB), NOSPLIT, $0-64
 	MOVQ a+16(FP), AX
 	MOVQ lda+24(FP), CX
 	SHLQ $0x02, CX
-	LEAQ (AX)(CX*2), DX
-	ADDQ CX, DX
-	MOVQ ldc+40(FP), BX
-	SHLQ $0x02, BX
+	MOVQ ldc+40(FP), DX
+	SHLQ $0x02, DX
+	LEAQ (DX)(DX*2), BX
 	MOVQ w+48(FP), SI
 	MOVQ ldw+56(FP), DI
 	SUBQ rowLen+8(FP), DI
 	SHLQ $0x02, DI
 
 row:
+	LEAQ         (CX)(CX*2), R8
 	VBROADCASTSS (AX), Y0
 	VBROADCASTSS (AX)(CX*1), Y1
 	VBROADCASTSS (AX)(CX*2), Y2
-	VBROADCASTSS (DX), Y3
+	VBROADCASTSS (AX)(R8*1), Y3
 	MOVQ         c+32(FP), R8
-	LEAQ         (R8)(BX*2), R9
-	ADDQ         BX, R9
-	MOVQ         rowLen+8(FP), R10
+	MOVQ         rowLen+8(FP), R9
 
 loop2:
-	CMPQ        R10, $0x00000010
+	CMPQ        R9, $0x00000010
 	JB          one
 	VMOVUPS     (SI), Y4
 	VMOVUPS     (R8), Y5
 	VFMADD231PS Y4, Y0, Y5
 	VMOVUPS     Y5, (R8)
-	VMOVUPS     (R8)(BX*1), Y5
+	VMOVUPS     (R8)(DX*1), Y5
 	VFMADD231PS Y4, Y1, Y5
-	VMOVUPS     Y5, (R8)(BX*1)
-	VMOVUPS     (R8)(BX*2), Y5
+	VMOVUPS     Y5, (R8)(DX*1)
+	VMOVUPS     (R8)(DX*2), Y5
 	VFMADD231PS Y4, Y2, Y5
-	VMOVUPS     Y5, (R8)(BX*2)
-	VMOVUPS     (R9), Y5
+	VMOVUPS     Y5, (R8)(DX*2)
+	VMOVUPS     (R8)(BX*1), Y5
 	VFMADD231PS Y4, Y3, Y5
-	VMOVUPS     Y5, (R9)
+	VMOVUPS     Y5, (R8)(BX*1)
 	VMOVUPS     32(SI), Y4
 	VMOVUPS     32(R8), Y5
 	VFMADD231PS Y4, Y0, Y5
 	VMOVUPS     Y5, 32(R8)
-	VMOVUPS     32(R8)(BX*1), Y5
+	VMOVUPS     32(R8)(DX*1), Y5
 	VFMADD231PS Y4, Y1, Y5
-	VMOVUPS     Y5, 32(R8)(BX*1)
-	VMOVUPS     32(R8)(BX*2), Y5
+	VMOVUPS     Y5, 32(R8)(DX*1)
+	VMOVUPS     32(R8)(DX*2), Y5
 	VFMADD231PS Y4, Y2, Y5
-	VMOVUPS     Y5, 32(R8)(BX*2)
-	VMOVUPS     32(R9), Y5
+	VMOVUPS     Y5, 32(R8)(DX*2)
+	VMOVUPS     32(R8)(BX*1), Y5
 	VFMADD231PS Y4, Y3, Y5
-	VMOVUPS     Y5, 32(R9)
+	VMOVUPS     Y5, 32(R8)(BX*1)
 	ADDQ        $0x00000040, SI
 	ADDQ        $0x00000040, R8
-	ADDQ        $0x00000040, R9
-	SUBQ        $0x00000010, R10
+	SUBQ        $0x00000010, R9
 	JMP         loop2
 
 one:
-	CMPQ        R10, $0x00000008
+	CMPQ        R9, $0x00000008
 	JB          tail
 	VMOVUPS     (SI), Y4
 	VMOVUPS     (R8), Y5
 	VFMADD231PS Y4, Y0, Y5
 	VMOVUPS     Y5, (R8)
-	VMOVUPS     (R8)(BX*1), Y5
+	VMOVUPS     (R8)(DX*1), Y5
 	VFMADD231PS Y4, Y1, Y5
-	VMOVUPS     Y5, (R8)(BX*1)
-	VMOVUPS     (R8)(BX*2), Y5
+	VMOVUPS     Y5, (R8)(DX*1)
+	VMOVUPS     (R8)(DX*2), Y5
 	VFMADD231PS Y4, Y2, Y5
-	VMOVUPS     Y5, (R8)(BX*2)
-	VMOVUPS     (R9), Y5
+	VMOVUPS     Y5, (R8)(DX*2)
+	VMOVUPS     (R8)(BX*1), Y5
 	VFMADD231PS Y4, Y3, Y5
-	VMOVUPS     Y5, (R9)
+	VMOVUPS     Y5, (R8)(BX*1)
 	ADDQ        $0x00000020, SI
 	ADDQ        $0x00000020, R8
-	ADDQ        $0x00000020, R9
-	SUBQ        $0x00000008, R10
+	SUBQ        $0x00000008, R9
 
 tail:
-	TESTQ       R10, R10
+	TESTQ       R9, R9
 	JZ          next
-	LEAQ        mmtail32<>+0(SB), R11
-	MOVQ        $0x00000008, R12
-	SUBQ        R10, R12
-	VMOVDQU     (R11)(R12*4), Y4
+	LEAQ        mmtail32<>+0(SB), R10
+	MOVQ        $0x00000008, R11
+	SUBQ        R9, R11
+	VMOVDQU     (R10)(R11*4), Y4
 	VMASKMOVPS  (SI), Y4, Y5
 	VMASKMOVPS  (R8), Y4, Y6
 	VFMADD231PS Y5, Y0, Y6
 	VMASKMOVPS  Y6, Y4, (R8)
-	VMASKMOVPS  (R8)(BX*1), Y4, Y0
+	VMASKMOVPS  (R8)(DX*1), Y4, Y0
 	VFMADD231PS Y5, Y1, Y0
-	VMASKMOVPS  Y0, Y4, (R8)(BX*1)
-	VMASKMOVPS  (R8)(BX*2), Y4, Y0
+	VMASKMOVPS  Y0, Y4, (R8)(DX*1)
+	VMASKMOVPS  (R8)(DX*2), Y4, Y0
 	VFMADD231PS Y5, Y2, Y0
-	VMASKMOVPS  Y0, Y4, (R8)(BX*2)
-	VMASKMOVPS  (R9), Y4, Y0
+	VMASKMOVPS  Y0, Y4, (R8)(DX*2)
+	VMASKMOVPS  (R8)(BX*1), Y4, Y0
 	VFMADD231PS Y5, Y3, Y0
-	VMASKMOVPS  Y0, Y4, (R9)
-	LEAQ        (SI)(R10*4), SI
+	VMASKMOVPS  Y0, Y4, (R8)(BX*1)
+	LEAQ        (SI)(R9*4), SI
 
 next:
 	ADDQ DI, SI
 	ADDQ $0x04, AX
-	ADDQ $0x04, DX
+	DECQ rows+0(FP)
+	JNZ  row
+	VZEROUPPER
+	RET
+
+// func gemvAxpyDenseM5AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, w *float32, ldw int)
+// Requires: AVX, FMA3
+TEXT ·gemvAxpyDenseM5AVX2(SB), NOSPLIT, $0-64
+	MOVQ a+16(FP), AX
+	MOVQ lda+24(FP), CX
+	SHLQ $0x02, CX
+	MOVQ ldc+40(FP), DX
+	SHLQ $0x02, DX
+	LEAQ (DX)(DX*2), BX
+	MOVQ w+48(FP), SI
+	MOVQ ldw+56(FP), DI
+	SUBQ rowLen+8(FP), DI
+	SHLQ $0x02, DI
+
+row:
+	LEAQ         (CX)(CX*2), R8
+	LEAQ         (AX)(CX*4), R9
+	VBROADCASTSS (AX), Y0
+	VBROADCASTSS (AX)(CX*1), Y1
+	VBROADCASTSS (AX)(CX*2), Y2
+	VBROADCASTSS (AX)(R8*1), Y3
+	VBROADCASTSS (R9), Y4
+	MOVQ         c+32(FP), R8
+	LEAQ         (R8)(DX*4), R10
+	MOVQ         rowLen+8(FP), R9
+
+loop2:
+	CMPQ        R9, $0x00000010
+	JB          one
+	VMOVUPS     (SI), Y5
+	VMOVUPS     (R8), Y6
+	VFMADD231PS Y5, Y0, Y6
+	VMOVUPS     Y6, (R8)
+	VMOVUPS     (R8)(DX*1), Y6
+	VFMADD231PS Y5, Y1, Y6
+	VMOVUPS     Y6, (R8)(DX*1)
+	VMOVUPS     (R8)(DX*2), Y6
+	VFMADD231PS Y5, Y2, Y6
+	VMOVUPS     Y6, (R8)(DX*2)
+	VMOVUPS     (R8)(BX*1), Y6
+	VFMADD231PS Y5, Y3, Y6
+	VMOVUPS     Y6, (R8)(BX*1)
+	VMOVUPS     (R10), Y6
+	VFMADD231PS Y5, Y4, Y6
+	VMOVUPS     Y6, (R10)
+	VMOVUPS     32(SI), Y5
+	VMOVUPS     32(R8), Y6
+	VFMADD231PS Y5, Y0, Y6
+	VMOVUPS     Y6, 32(R8)
+	VMOVUPS     32(R8)(DX*1), Y6
+	VFMADD231PS Y5, Y1, Y6
+	VMOVUPS     Y6, 32(R8)(DX*1)
+	VMOVUPS     32(R8)(DX*2), Y6
+	VFMADD231PS Y5, Y2, Y6
+	VMOVUPS     Y6, 32(R8)(DX*2)
+	VMOVUPS     32(R8)(BX*1), Y6
+	VFMADD231PS Y5, Y3, Y6
+	VMOVUPS     Y6, 32(R8)(BX*1)
+	VMOVUPS     32(R10), Y6
+	VFMADD231PS Y5, Y4, Y6
+	VMOVUPS     Y6, 32(R10)
+	ADDQ        $0x00000040, SI
+	ADDQ        $0x00000040, R8
+	ADDQ        $0x00000040, R10
+	SUBQ        $0x00000010, R9
+	JMP         loop2
+
+one:
+	CMPQ        R9, $0x00000008
+	JB          tail
+	VMOVUPS     (SI), Y5
+	VMOVUPS     (R8), Y6
+	VFMADD231PS Y5, Y0, Y6
+	VMOVUPS     Y6, (R8)
+	VMOVUPS     (R8)(DX*1), Y6
+	VFMADD231PS Y5, Y1, Y6
+	VMOVUPS     Y6, (R8)(DX*1)
+	VMOVUPS     (R8)(DX*2), Y6
+	VFMADD231PS Y5, Y2, Y6
+	VMOVUPS     Y6, (R8)(DX*2)
+	VMOVUPS     (R8)(BX*1), Y6
+	VFMADD231PS Y5, Y3, Y6
+	VMOVUPS     Y6, (R8)(BX*1)
+	VMOVUPS     (R10), Y6
+	VFMADD231PS Y5, Y4, Y6
+	VMOVUPS     Y6, (R10)
+	ADDQ        $0x00000020, SI
+	ADDQ        $0x00000020, R8
+	ADDQ        $0x00000020, R10
+	SUBQ        $0x00000008, R9
+
+tail:
+	TESTQ       R9, R9
+	JZ          next
+	LEAQ        mmtail32<>+0(SB), R11
+	MOVQ        $0x00000008, R12
+	SUBQ        R9, R12
+	VMOVDQU     (R11)(R12*4), Y5
+	VMASKMOVPS  (SI), Y5, Y6
+	VMASKMOVPS  (R8), Y5, Y7
+	VFMADD231PS Y6, Y0, Y7
+	VMASKMOVPS  Y7, Y5, (R8)
+	VMASKMOVPS  (R8)(DX*1), Y5, Y0
+	VFMADD231PS Y6, Y1, Y0
+	VMASKMOVPS  Y0, Y5, (R8)(DX*1)
+	VMASKMOVPS  (R8)(DX*2), Y5, Y0
+	VFMADD231PS Y6, Y2, Y0
+	VMASKMOVPS  Y0, Y5, (R8)(DX*2)
+	VMASKMOVPS  (R8)(BX*1), Y5, Y0
+	VFMADD231PS Y6, Y3, Y0
+	VMASKMOVPS  Y0, Y5, (R8)(BX*1)
+	VMASKMOVPS  (R10), Y5, Y0
+	VFMADD231PS Y6, Y4, Y0
+	VMASKMOVPS  Y0, Y5, (R10)
+	LEAQ        (SI)(R9*4), SI
+
+next:
+	ADDQ DI, SI
+	ADDQ $0x04, AX
+	DECQ rows+0(FP)
+	JNZ  row
+	VZEROUPPER
+	RET
+
+// func gemvAxpyDenseM6AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, w *float32, ldw int)
+// Requires: AVX, FMA3
+TEXT ·gemvAxpyDenseM6AVX2(SB), NOSPLIT, $0-64
+	MOVQ a+16(FP), AX
+	MOVQ lda+24(FP), CX
+	SHLQ $0x02, CX
+	MOVQ ldc+40(FP), DX
+	SHLQ $0x02, DX
+	LEAQ (DX)(DX*2), BX
+	MOVQ w+48(FP), SI
+	MOVQ ldw+56(FP), DI
+	SUBQ rowLen+8(FP), DI
+	SHLQ $0x02, DI
+
+row:
+	LEAQ         (CX)(CX*2), R8
+	LEAQ         (AX)(CX*4), R9
+	VBROADCASTSS (AX), Y0
+	VBROADCASTSS (AX)(CX*1), Y1
+	VBROADCASTSS (AX)(CX*2), Y2
+	VBROADCASTSS (AX)(R8*1), Y3
+	VBROADCASTSS (R9), Y4
+	VBROADCASTSS (R9)(CX*1), Y5
+	MOVQ         c+32(FP), R8
+	LEAQ         (R8)(DX*4), R10
+	MOVQ         rowLen+8(FP), R9
+
+loop2:
+	CMPQ        R9, $0x00000010
+	JB          one
+	VMOVUPS     (SI), Y6
+	VMOVUPS     (R8), Y7
+	VFMADD231PS Y6, Y0, Y7
+	VMOVUPS     Y7, (R8)
+	VMOVUPS     (R8)(DX*1), Y7
+	VFMADD231PS Y6, Y1, Y7
+	VMOVUPS     Y7, (R8)(DX*1)
+	VMOVUPS     (R8)(DX*2), Y7
+	VFMADD231PS Y6, Y2, Y7
+	VMOVUPS     Y7, (R8)(DX*2)
+	VMOVUPS     (R8)(BX*1), Y7
+	VFMADD231PS Y6, Y3, Y7
+	VMOVUPS     Y7, (R8)(BX*1)
+	VMOVUPS     (R10), Y7
+	VFMADD231PS Y6, Y4, Y7
+	VMOVUPS     Y7, (R10)
+	VMOVUPS     (R10)(DX*1), Y7
+	VFMADD231PS Y6, Y5, Y7
+	VMOVUPS     Y7, (R10)(DX*1)
+	VMOVUPS     32(SI), Y6
+	VMOVUPS     32(R8), Y7
+	VFMADD231PS Y6, Y0, Y7
+	VMOVUPS     Y7, 32(R8)
+	VMOVUPS     32(R8)(DX*1), Y7
+	VFMADD231PS Y6, Y1, Y7
+	VMOVUPS     Y7, 32(R8)(DX*1)
+	VMOVUPS     32(R8)(DX*2), Y7
+	VFMADD231PS Y6, Y2, Y7
+	VMOVUPS     Y7, 32(R8)(DX*2)
+	VMOVUPS     32(R8)(BX*1), Y7
+	VFMADD231PS Y6, Y3, Y7
+	VMOVUPS     Y7, 32(R8)(BX*1)
+	VMOVUPS     32(R10), Y7
+	VFMADD231PS Y6, Y4, Y7
+	VMOVUPS     Y7, 32(R10)
+	VMOVUPS     32(R10)(DX*1), Y7
+	VFMADD231PS Y6, Y5, Y7
+	VMOVUPS     Y7, 32(R10)(DX*1)
+	ADDQ        $0x00000040, SI
+	ADDQ        $0x00000040, R8
+	ADDQ        $0x00000040, R10
+	SUBQ        $0x00000010, R9
+	JMP         loop2
+
+one:
+	CMPQ        R9, $0x00000008
+	JB          tail
+	VMOVUPS     (SI), Y6
+	VMOVUPS     (R8), Y7
+	VFMADD231PS Y6, Y0, Y7
+	VMOVUPS     Y7, (R8)
+	VMOVUPS     (R8)(DX*1), Y7
+	VFMADD231PS Y6, Y1, Y7
+	VMOVUPS     Y7, (R8)(DX*1)
+	VMOVUPS     (R8)(DX*2), Y7
+	VFMADD231PS Y6, Y2, Y7
+	VMOVUPS     Y7, (R8)(DX*2)
+	VMOVUPS     (R8)(BX*1), Y7
+	VFMADD231PS Y6, Y3, Y7
+	VMOVUPS     Y7, (R8)(BX*1)
+	VMOVUPS     (R10), Y7
+	VFMADD231PS Y6, Y4, Y7
+	VMOVUPS     Y7, (R10)
+	VMOVUPS     (R10)(DX*1), Y7
+	VFMADD231PS Y6, Y5, Y7
+	VMOVUPS     Y7, (R10)(DX*1)
+	ADDQ        $0x00000020, SI
+	ADDQ        $0x00000020, R8
+	ADDQ        $0x00000020, R10
+	SUBQ        $0x00000008, R9
+
+tail:
+	TESTQ       R9, R9
+	JZ          next
+	LEAQ        mmtail32<>+0(SB), R11
+	MOVQ        $0x00000008, R12
+	SUBQ        R9, R12
+	VMOVDQU     (R11)(R12*4), Y6
+	VMASKMOVPS  (SI), Y6, Y7
+	VMASKMOVPS  (R8), Y6, Y8
+	VFMADD231PS Y7, Y0, Y8
+	VMASKMOVPS  Y8, Y6, (R8)
+	VMASKMOVPS  (R8)(DX*1), Y6, Y0
+	VFMADD231PS Y7, Y1, Y0
+	VMASKMOVPS  Y0, Y6, (R8)(DX*1)
+	VMASKMOVPS  (R8)(DX*2), Y6, Y0
+	VFMADD231PS Y7, Y2, Y0
+	VMASKMOVPS  Y0, Y6, (R8)(DX*2)
+	VMASKMOVPS  (R8)(BX*1), Y6, Y0
+	VFMADD231PS Y7, Y3, Y0
+	VMASKMOVPS  Y0, Y6, (R8)(BX*1)
+	VMASKMOVPS  (R10), Y6, Y0
+	VFMADD231PS Y7, Y4, Y0
+	VMASKMOVPS  Y0, Y6, (R10)
+	VMASKMOVPS  (R10)(DX*1), Y6, Y0
+	VFMADD231PS Y7, Y5, Y0
+	VMASKMOVPS  Y0, Y6, (R10)(DX*1)
+	LEAQ        (SI)(R9*4), SI
+
+next:
+	ADDQ DI, SI
+	ADDQ $0x04, AX
+	DECQ rows+0(FP)
+	JNZ  row
+	VZEROUPPER
+	RET
+
+// func gemvAxpyDenseM7AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, w *float32, ldw int)
+// Requires: AVX, FMA3
+TEXT ·gemvAxpyDenseM7AVX2(SB), NOSPLIT, $0-64
+	MOVQ a+16(FP), AX
+	MOVQ lda+24(FP), CX
+	SHLQ $0x02, CX
+	MOVQ ldc+40(FP), DX
+	SHLQ $0x02, DX
+	LEAQ (DX)(DX*2), BX
+	MOVQ w+48(FP), SI
+	MOVQ ldw+56(FP), DI
+	SUBQ rowLen+8(FP), DI
+	SHLQ $0x02, DI
+
+row:
+	LEAQ         (CX)(CX*2), R8
+	LEAQ         (AX)(CX*4), R9
+	VBROADCASTSS (AX), Y0
+	VBROADCASTSS (AX)(CX*1), Y1
+	VBROADCASTSS (AX)(CX*2), Y2
+	VBROADCASTSS (AX)(R8*1), Y3
+	VBROADCASTSS (R9), Y4
+	VBROADCASTSS (R9)(CX*1), Y5
+	VBROADCASTSS (R9)(CX*2), Y6
+	MOVQ         c+32(FP), R8
+	LEAQ         (R8)(DX*4), R10
+	MOVQ         rowLen+8(FP), R9
+
+loop2:
+	CMPQ        R9, $0x00000010
+	JB          one
+	VMOVUPS     (SI), Y7
+	VMOVUPS     (R8), Y8
+	VFMADD231PS Y7, Y0, Y8
+	VMOVUPS     Y8, (R8)
+	VMOVUPS     (R8)(DX*1), Y8
+	VFMADD231PS Y7, Y1, Y8
+	VMOVUPS     Y8, (R8)(DX*1)
+	VMOVUPS     (R8)(DX*2), Y8
+	VFMADD231PS Y7, Y2, Y8
+	VMOVUPS     Y8, (R8)(DX*2)
+	VMOVUPS     (R8)(BX*1), Y8
+	VFMADD231PS Y7, Y3, Y8
+	VMOVUPS     Y8, (R8)(BX*1)
+	VMOVUPS     (R10), Y8
+	VFMADD231PS Y7, Y4, Y8
+	VMOVUPS     Y8, (R10)
+	VMOVUPS     (R10)(DX*1), Y8
+	VFMADD231PS Y7, Y5, Y8
+	VMOVUPS     Y8, (R10)(DX*1)
+	VMOVUPS     (R10)(DX*2), Y8
+	VFMADD231PS Y7, Y6, Y8
+	VMOVUPS     Y8, (R10)(DX*2)
+	VMOVUPS     32(SI), Y7
+	VMOVUPS     32(R8), Y8
+	VFMADD231PS Y7, Y0, Y8
+	VMOVUPS     Y8, 32(R8)
+	VMOVUPS     32(R8)(DX*1), Y8
+	VFMADD231PS Y7, Y1, Y8
+	VMOVUPS     Y8, 32(R8)(DX*1)
+	VMOVUPS     32(R8)(DX*2), Y8
+	VFMADD231PS Y7, Y2, Y8
+	VMOVUPS     Y8, 32(R8)(DX*2)
+	VMOVUPS     32(R8)(BX*1), Y8
+	VFMADD231PS Y7, Y3, Y8
+	VMOVUPS     Y8, 32(R8)(BX*1)
+	VMOVUPS     32(R10), Y8
+	VFMADD231PS Y7, Y4, Y8
+	VMOVUPS     Y8, 32(R10)
+	VMOVUPS     32(R10)(DX*1), Y8
+	VFMADD231PS Y7, Y5, Y8
+	VMOVUPS     Y8, 32(R10)(DX*1)
+	VMOVUPS     32(R10)(DX*2), Y8
+	VFMADD231PS Y7, Y6, Y8
+	VMOVUPS     Y8, 32(R10)(DX*2)
+	ADDQ        $0x00000040, SI
+	ADDQ        $0x00000040, R8
+	ADDQ        $0x00000040, R10
+	SUBQ        $0x00000010, R9
+	JMP         loop2
+
+one:
+	CMPQ        R9, $0x00000008
+	JB          tail
+	VMOVUPS     (SI), Y7
+	VMOVUPS     (R8), Y8
+	VFMADD231PS Y7, Y0, Y8
+	VMOVUPS     Y8, (R8)
+	VMOVUPS     (R8)(DX*1), Y8
+	VFMADD231PS Y7, Y1, Y8
+	VMOVUPS     Y8, (R8)(DX*1)
+	VMOVUPS     (R8)(DX*2), Y8
+	VFMADD231PS Y7, Y2, Y8
+	VMOVUPS     Y8, (R8)(DX*2)
+	VMOVUPS     (R8)(BX*1), Y8
+	VFMADD231PS Y7, Y3, Y8
+	VMOVUPS     Y8, (R8)(BX*1)
+	VMOVUPS     (R10), Y8
+	VFMADD231PS Y7, Y4, Y8
+	VMOVUPS     Y8, (R10)
+	VMOVUPS     (R10)(DX*1), Y8
+	VFMADD231PS Y7, Y5, Y8
+	VMOVUPS     Y8, (R10)(DX*1)
+	VMOVUPS     (R10)(DX*2), Y8
+	VFMADD231PS Y7, Y6, Y8
+	VMOVUPS     Y8, (R10)(DX*2)
+	ADDQ        $0x00000020, SI
+	ADDQ        $0x00000020, R8
+	ADDQ        $0x00000020, R10
+	SUBQ        $0x00000008, R9
+
+tail:
+	TESTQ       R9, R9
+	JZ          next
+	LEAQ        mmtail32<>+0(SB), R11
+	MOVQ        $0x00000008, R12
+	SUBQ        R9, R12
+	VMOVDQU     (R11)(R12*4), Y7
+	VMASKMOVPS  (SI), Y7, Y8
+	VMASKMOVPS  (R8), Y7, Y9
+	VFMADD231PS Y8, Y0, Y9
+	VMASKMOVPS  Y9, Y7, (R8)
+	VMASKMOVPS  (R8)(DX*1), Y7, Y0
+	VFMADD231PS Y8, Y1, Y0
+	VMASKMOVPS  Y0, Y7, (R8)(DX*1)
+	VMASKMOVPS  (R8)(DX*2), Y7, Y0
+	VFMADD231PS Y8, Y2, Y0
+	VMASKMOVPS  Y0, Y7, (R8)(DX*2)
+	VMASKMOVPS  (R8)(BX*1), Y7, Y0
+	VFMADD231PS Y8, Y3, Y0
+	VMASKMOVPS  Y0, Y7, (R8)(BX*1)
+	VMASKMOVPS  (R10), Y7, Y0
+	VFMADD231PS Y8, Y4, Y0
+	VMASKMOVPS  Y0, Y7, (R10)
+	VMASKMOVPS  (R10)(DX*1), Y7, Y0
+	VFMADD231PS Y8, Y5, Y0
+	VMASKMOVPS  Y0, Y7, (R10)(DX*1)
+	VMASKMOVPS  (R10)(DX*2), Y7, Y0
+	VFMADD231PS Y8, Y6, Y0
+	VMASKMOVPS  Y0, Y7, (R10)(DX*2)
+	LEAQ        (SI)(R9*4), SI
+
+next:
+	ADDQ DI, SI
+	ADDQ $0x04, AX
+	DECQ rows+0(FP)
+	JNZ  row
+	VZEROUPPER
+	RET
+
+// func gemvAxpyDenseM8AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, w *float32, ldw int)
+// Requires: AVX, FMA3
+TEXT ·gemvAxpyDenseM8AVX2(SB), NOSPLIT, $0-64
+	MOVQ a+16(FP), AX
+	MOVQ lda+24(FP), CX
+	SHLQ $0x02, CX
+	MOVQ ldc+40(FP), DX
+	SHLQ $0x02, DX
+	LEAQ (DX)(DX*2), BX
+	MOVQ w+48(FP), SI
+	MOVQ ldw+56(FP), DI
+	SUBQ rowLen+8(FP), DI
+	SHLQ $0x02, DI
+
+row:
+	LEAQ         (CX)(CX*2), R8
+	LEAQ         (AX)(CX*4), R9
+	VBROADCASTSS (AX), Y0
+	VBROADCASTSS (AX)(CX*1), Y1
+	VBROADCASTSS (AX)(CX*2), Y2
+	VBROADCASTSS (AX)(R8*1), Y3
+	VBROADCASTSS (R9), Y4
+	VBROADCASTSS (R9)(CX*1), Y5
+	VBROADCASTSS (R9)(CX*2), Y6
+	VBROADCASTSS (R9)(R8*1), Y7
+	MOVQ         c+32(FP), R8
+	LEAQ         (R8)(DX*4), R10
+	MOVQ         rowLen+8(FP), R9
+
+loop2:
+	CMPQ        R9, $0x00000010
+	JB          one
+	VMOVUPS     (SI), Y8
+	VMOVUPS     (R8), Y9
+	VFMADD231PS Y8, Y0, Y9
+	VMOVUPS     Y9, (R8)
+	VMOVUPS     (R8)(DX*1), Y9
+	VFMADD231PS Y8, Y1, Y9
+	VMOVUPS     Y9, (R8)(DX*1)
+	VMOVUPS     (R8)(DX*2), Y9
+	VFMADD231PS Y8, Y2, Y9
+	VMOVUPS     Y9, (R8)(DX*2)
+	VMOVUPS     (R8)(BX*1), Y9
+	VFMADD231PS Y8, Y3, Y9
+	VMOVUPS     Y9, (R8)(BX*1)
+	VMOVUPS     (R10), Y9
+	VFMADD231PS Y8, Y4, Y9
+	VMOVUPS     Y9, (R10)
+	VMOVUPS     (R10)(DX*1), Y9
+	VFMADD231PS Y8, Y5, Y9
+	VMOVUPS     Y9, (R10)(DX*1)
+	VMOVUPS     (R10)(DX*2), Y9
+	VFMADD231PS Y8, Y6, Y9
+	VMOVUPS     Y9, (R10)(DX*2)
+	VMOVUPS     (R10)(BX*1), Y9
+	VFMADD231PS Y8, Y7, Y9
+	VMOVUPS     Y9, (R10)(BX*1)
+	VMOVUPS     32(SI), Y8
+	VMOVUPS     32(R8), Y9
+	VFMADD231PS Y8, Y0, Y9
+	VMOVUPS     Y9, 32(R8)
+	VMOVUPS     32(R8)(DX*1), Y9
+	VFMADD231PS Y8, Y1, Y9
+	VMOVUPS     Y9, 32(R8)(DX*1)
+	VMOVUPS     32(R8)(DX*2), Y9
+	VFMADD231PS Y8, Y2, Y9
+	VMOVUPS     Y9, 32(R8)(DX*2)
+	VMOVUPS     32(R8)(BX*1), Y9
+	VFMADD231PS Y8, Y3, Y9
+	VMOVUPS     Y9, 32(R8)(BX*1)
+	VMOVUPS     32(R10), Y9
+	VFMADD231PS Y8, Y4, Y9
+	VMOVUPS     Y9, 32(R10)
+	VMOVUPS     32(R10)(DX*1), Y9
+	VFMADD231PS Y8, Y5, Y9
+	VMOVUPS     Y9, 32(R10)(DX*1)
+	VMOVUPS     32(R10)(DX*2), Y9
+	VFMADD231PS Y8, Y6, Y9
+	VMOVUPS     Y9, 32(R10)(DX*2)
+	VMOVUPS     32(R10)(BX*1), Y9
+	VFMADD231PS Y8, Y7, Y9
+	VMOVUPS     Y9, 32(R10)(BX*1)
+	ADDQ        $0x00000040, SI
+	ADDQ        $0x00000040, R8
+	ADDQ        $0x00000040, R10
+	SUBQ        $0x00000010, R9
+	JMP         loop2
+
+one:
+	CMPQ        R9, $0x00000008
+	JB          tail
+	VMOVUPS     (SI), Y8
+	VMOVUPS     (R8), Y9
+	VFMADD231PS Y8, Y0, Y9
+	VMOVUPS     Y9, (R8)
+	VMOVUPS     (R8)(DX*1), Y9
+	VFMADD231PS Y8, Y1, Y9
+	VMOVUPS     Y9, (R8)(DX*1)
+	VMOVUPS     (R8)(DX*2), Y9
+	VFMADD231PS Y8, Y2, Y9
+	VMOVUPS     Y9, (R8)(DX*2)
+	VMOVUPS     (R8)(BX*1), Y9
+	VFMADD231PS Y8, Y3, Y9
+	VMOVUPS     Y9, (R8)(BX*1)
+	VMOVUPS     (R10), Y9
+	VFMADD231PS Y8, Y4, Y9
+	VMOVUPS     Y9, (R10)
+	VMOVUPS     (R10)(DX*1), Y9
+	VFMADD231PS Y8, Y5, Y9
+	VMOVUPS     Y9, (R10)(DX*1)
+	VMOVUPS     (R10)(DX*2), Y9
+	VFMADD231PS Y8, Y6, Y9
+	VMOVUPS     Y9, (R10)(DX*2)
+	VMOVUPS     (R10)(BX*1), Y9
+	VFMADD231PS Y8, Y7, Y9
+	VMOVUPS     Y9, (R10)(BX*1)
+	ADDQ        $0x00000020, SI
+	ADDQ        $0x00000020, R8
+	ADDQ        $0x00000020, R10
+	SUBQ        $0x00000008, R9
+
+tail:
+	TESTQ       R9, R9
+	JZ          next
+	LEAQ        mmtail32<>+0(SB), R11
+	MOVQ        $0x00000008, R12
+	SUBQ        R9, R12
+	VMOVDQU     (R11)(R12*4), Y8
+	VMASKMOVPS  (SI), Y8, Y9
+	VMASKMOVPS  (R8), Y8, Y10
+	VFMADD231PS Y9, Y0, Y10
+	VMASKMOVPS  Y10, Y8, (R8)
+	VMASKMOVPS  (R8)(DX*1), Y8, Y0
+	VFMADD231PS Y9, Y1, Y0
+	VMASKMOVPS  Y0, Y8, (R8)(DX*1)
+	VMASKMOVPS  (R8)(DX*2), Y8, Y0
+	VFMADD231PS Y9, Y2, Y0
+	VMASKMOVPS  Y0, Y8, (R8)(DX*2)
+	VMASKMOVPS  (R8)(BX*1), Y8, Y0
+	VFMADD231PS Y9, Y3, Y0
+	VMASKMOVPS  Y0, Y8, (R8)(BX*1)
+	VMASKMOVPS  (R10), Y8, Y0
+	VFMADD231PS Y9, Y4, Y0
+	VMASKMOVPS  Y0, Y8, (R10)
+	VMASKMOVPS  (R10)(DX*1), Y8, Y0
+	VFMADD231PS Y9, Y5, Y0
+	VMASKMOVPS  Y0, Y8, (R10)(DX*1)
+	VMASKMOVPS  (R10)(DX*2), Y8, Y0
+	VFMADD231PS Y9, Y6, Y0
+	VMASKMOVPS  Y0, Y8, (R10)(DX*2)
+	VMASKMOVPS  (R10)(BX*1), Y8, Y0
+	VFMADD231PS Y9, Y7, Y0
+	VMASKMOVPS  Y0, Y8, (R10)(BX*1)
+	LEAQ        (SI)(R9*4), SI
+
+next:
+	ADDQ DI, SI
+	ADDQ $0x04, AX
 	DECQ rows+0(FP)
 	JNZ  row
 	VZEROUPPER
@@ -10226,10 +20711,9 @@ TEXT ·gemvAxpyF32M4AVX2(SB), NOSPLIT, $0-104
 	MOVQ         a+16(FP), AX
 	MOVQ         lda+24(FP), CX
 	SHLQ         $0x02, CX
-	LEAQ         (AX)(CX*2), DX
-	ADDQ         CX, DX
-	MOVQ         ldc+40(FP), BX
-	SHLQ         $0x02, BX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	LEAQ         (DX)(DX*2), BX
 	MOVQ         base+48(FP), SI
 	MOVQ         data+56(FP), DI
 	MOVQ         zero+64(FP), R8
@@ -10246,18 +20730,17 @@ TEXT ·gemvAxpyF32M4AVX2(SB), NOSPLIT, $0-104
 	VPBROADCASTD (R8), Y4
 
 row:
+	LEAQ         (CX)(CX*2), R10
 	VBROADCASTSS (AX), Y5
 	VBROADCASTSS (AX)(CX*1), Y6
 	VBROADCASTSS (AX)(CX*2), Y7
-	VBROADCASTSS (DX), Y8
+	VBROADCASTSS (AX)(R10*1), Y8
 	MOVQ         c+32(FP), R10
-	LEAQ         (R10)(BX*2), R12
-	ADDQ         BX, R12
-	MOVQ         rowLen+8(FP), R13
-	MOVQ         R13, R14
+	MOVQ         rowLen+8(FP), R12
+	MOVQ         R12, R13
 
 chunk:
-	TESTQ        R14, R14
+	TESTQ        R13, R13
 	JZ           rowdone
 	TESTQ        R9, R9
 	JNZ          samegroup1
@@ -10266,14 +20749,14 @@ chunk:
 	MOVQ         group+80(FP), R9
 
 samegroup1:
-	MOVQ    R14, R13
-	CMPQ    R9, R13
-	CMOVQLT R9, R13
-	SUBQ    R13, R14
-	SUBQ    R13, R9
+	MOVQ    R13, R12
+	CMPQ    R9, R12
+	CMOVQLT R9, R12
+	SUBQ    R12, R13
+	SUBQ    R12, R9
 
 loop2:
-	CMPQ        R13, $0x00000010
+	CMPQ        R12, $0x00000010
 	JB          one
 	VMOVQ       (DI), X9
 	VPSHUFB     X0, X9, X9
@@ -10286,15 +20769,15 @@ loop2:
 	VMOVUPS     (R10), Y10
 	VFMADD231PS Y9, Y5, Y10
 	VMOVUPS     Y10, (R10)
-	VMOVUPS     (R10)(BX*1), Y10
+	VMOVUPS     (R10)(DX*1), Y10
 	VFMADD231PS Y9, Y6, Y10
-	VMOVUPS     Y10, (R10)(BX*1)
-	VMOVUPS     (R10)(BX*2), Y10
+	VMOVUPS     Y10, (R10)(DX*1)
+	VMOVUPS     (R10)(DX*2), Y10
 	VFMADD231PS Y9, Y7, Y10
-	VMOVUPS     Y10, (R10)(BX*2)
-	VMOVUPS     (R12), Y10
+	VMOVUPS     Y10, (R10)(DX*2)
+	VMOVUPS     (R10)(BX*1), Y10
 	VFMADD231PS Y9, Y8, Y10
-	VMOVUPS     Y10, (R12)
+	VMOVUPS     Y10, (R10)(BX*1)
 	VMOVQ       (DI)(R11*1), X9
 	VPSHUFB     X0, X9, X9
 	VPMOVZXWD   X9, Y9
@@ -10306,24 +20789,23 @@ loop2:
 	VMOVUPS     32(R10), Y10
 	VFMADD231PS Y9, Y5, Y10
 	VMOVUPS     Y10, 32(R10)
-	VMOVUPS     32(R10)(BX*1), Y10
+	VMOVUPS     32(R10)(DX*1), Y10
 	VFMADD231PS Y9, Y6, Y10
-	VMOVUPS     Y10, 32(R10)(BX*1)
-	VMOVUPS     32(R10)(BX*2), Y10
+	VMOVUPS     Y10, 32(R10)(DX*1)
+	VMOVUPS     32(R10)(DX*2), Y10
 	VFMADD231PS Y9, Y7, Y10
-	VMOVUPS     Y10, 32(R10)(BX*2)
-	VMOVUPS     32(R12), Y10
+	VMOVUPS     Y10, 32(R10)(DX*2)
+	VMOVUPS     32(R10)(BX*1), Y10
 	VFMADD231PS Y9, Y8, Y10
-	VMOVUPS     Y10, 32(R12)
+	VMOVUPS     Y10, 32(R10)(BX*1)
 	ADDQ        $0x00000040, SI
 	LEAQ        (DI)(R11*2), DI
 	ADDQ        $0x00000040, R10
-	ADDQ        $0x00000040, R12
-	SUBQ        $0x00000010, R13
+	SUBQ        $0x00000010, R12
 	JMP         loop2
 
 one:
-	CMPQ        R13, $0x00000008
+	CMPQ        R12, $0x00000008
 	JB          tail
 	VMOVQ       (DI), X9
 	VPSHUFB     X0, X9, X9
@@ -10336,27 +20818,689 @@ one:
 	VMOVUPS     (R10), Y10
 	VFMADD231PS Y9, Y5, Y10
 	VMOVUPS     Y10, (R10)
-	VMOVUPS     (R10)(BX*1), Y10
+	VMOVUPS     (R10)(DX*1), Y10
 	VFMADD231PS Y9, Y6, Y10
-	VMOVUPS     Y10, (R10)(BX*1)
-	VMOVUPS     (R10)(BX*2), Y10
+	VMOVUPS     Y10, (R10)(DX*1)
+	VMOVUPS     (R10)(DX*2), Y10
 	VFMADD231PS Y9, Y7, Y10
-	VMOVUPS     Y10, (R10)(BX*2)
-	VMOVUPS     (R12), Y10
+	VMOVUPS     Y10, (R10)(DX*2)
+	VMOVUPS     (R10)(BX*1), Y10
 	VFMADD231PS Y9, Y8, Y10
-	VMOVUPS     Y10, (R12)
+	VMOVUPS     Y10, (R10)(BX*1)
 	ADDQ        $0x00000020, SI
 	ADDQ        R11, DI
 	ADDQ        $0x00000020, R10
-	ADDQ        $0x00000020, R12
-	SUBQ        $0x00000008, R13
+	SUBQ        $0x00000008, R12
 
 tail:
 	JMP chunk
 
 rowdone:
 	ADDQ $0x04, AX
-	ADDQ $0x04, DX
+	DECQ rows+0(FP)
+	JNZ  row
+	VZEROUPPER
+	RET
+
+// func gemvAxpyF32M5AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *float32, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, CMOV, FMA3
+TEXT ·gemvAxpyF32M5AVX2(SB), NOSPLIT, $0-104
+	MOVQ         a+16(FP), AX
+	MOVQ         lda+24(FP), CX
+	SHLQ         $0x02, CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	LEAQ         (DX)(DX*2), BX
+	MOVQ         base+48(FP), SI
+	MOVQ         data+56(FP), DI
+	MOVQ         zero+64(FP), R8
+	MOVQ         left+72(FP), R9
+	MOVQ         bits+96(FP), R10
+	MOVQ         R10, R11
+	LEAQ         mmdecodeAVX2<>+0(SB), R12
+	SHLQ         $0x06, R10
+	ADDQ         R10, R12
+	VMOVDQU      (R12), X0
+	VMOVDQU      16(R12), Y1
+	VPBROADCASTD 48(R12), Y2
+	VBROADCASTSS scale+88(FP), Y3
+	VPBROADCASTD (R8), Y4
+
+row:
+	LEAQ         (CX)(CX*2), R10
+	LEAQ         (AX)(CX*4), R12
+	VBROADCASTSS (AX), Y5
+	VBROADCASTSS (AX)(CX*1), Y6
+	VBROADCASTSS (AX)(CX*2), Y7
+	VBROADCASTSS (AX)(R10*1), Y8
+	VBROADCASTSS (R12), Y9
+	MOVQ         c+32(FP), R10
+	LEAQ         (R10)(DX*4), R14
+	MOVQ         rowLen+8(FP), R12
+	MOVQ         R12, R13
+
+chunk:
+	TESTQ        R13, R13
+	JZ           rowdone
+	TESTQ        R9, R9
+	JNZ          samegroup1
+	ADDQ         $0x04, R8
+	VPBROADCASTD (R8), Y4
+	MOVQ         group+80(FP), R9
+
+samegroup1:
+	MOVQ    R13, R12
+	CMPQ    R9, R12
+	CMOVQLT R9, R12
+	SUBQ    R12, R13
+	SUBQ    R12, R9
+
+loop2:
+	CMPQ        R12, $0x00000010
+	JB          one
+	VMOVQ       (DI), X10
+	VPSHUFB     X0, X10, X10
+	VPMOVZXWD   X10, Y10
+	VPSRLVD     Y1, Y10, Y10
+	VPAND       Y2, Y10, Y10
+	VPADDD      Y4, Y10, Y10
+	VCVTDQ2PS   Y10, Y10
+	VFMADD213PS (SI), Y3, Y10
+	VMOVUPS     (R10), Y11
+	VFMADD231PS Y10, Y5, Y11
+	VMOVUPS     Y11, (R10)
+	VMOVUPS     (R10)(DX*1), Y11
+	VFMADD231PS Y10, Y6, Y11
+	VMOVUPS     Y11, (R10)(DX*1)
+	VMOVUPS     (R10)(DX*2), Y11
+	VFMADD231PS Y10, Y7, Y11
+	VMOVUPS     Y11, (R10)(DX*2)
+	VMOVUPS     (R10)(BX*1), Y11
+	VFMADD231PS Y10, Y8, Y11
+	VMOVUPS     Y11, (R10)(BX*1)
+	VMOVUPS     (R14), Y11
+	VFMADD231PS Y10, Y9, Y11
+	VMOVUPS     Y11, (R14)
+	VMOVQ       (DI)(R11*1), X10
+	VPSHUFB     X0, X10, X10
+	VPMOVZXWD   X10, Y10
+	VPSRLVD     Y1, Y10, Y10
+	VPAND       Y2, Y10, Y10
+	VPADDD      Y4, Y10, Y10
+	VCVTDQ2PS   Y10, Y10
+	VFMADD213PS 32(SI), Y3, Y10
+	VMOVUPS     32(R10), Y11
+	VFMADD231PS Y10, Y5, Y11
+	VMOVUPS     Y11, 32(R10)
+	VMOVUPS     32(R10)(DX*1), Y11
+	VFMADD231PS Y10, Y6, Y11
+	VMOVUPS     Y11, 32(R10)(DX*1)
+	VMOVUPS     32(R10)(DX*2), Y11
+	VFMADD231PS Y10, Y7, Y11
+	VMOVUPS     Y11, 32(R10)(DX*2)
+	VMOVUPS     32(R10)(BX*1), Y11
+	VFMADD231PS Y10, Y8, Y11
+	VMOVUPS     Y11, 32(R10)(BX*1)
+	VMOVUPS     32(R14), Y11
+	VFMADD231PS Y10, Y9, Y11
+	VMOVUPS     Y11, 32(R14)
+	ADDQ        $0x00000040, SI
+	LEAQ        (DI)(R11*2), DI
+	ADDQ        $0x00000040, R10
+	ADDQ        $0x00000040, R14
+	SUBQ        $0x00000010, R12
+	JMP         loop2
+
+one:
+	CMPQ        R12, $0x00000008
+	JB          tail
+	VMOVQ       (DI), X10
+	VPSHUFB     X0, X10, X10
+	VPMOVZXWD   X10, Y10
+	VPSRLVD     Y1, Y10, Y10
+	VPAND       Y2, Y10, Y10
+	VPADDD      Y4, Y10, Y10
+	VCVTDQ2PS   Y10, Y10
+	VFMADD213PS (SI), Y3, Y10
+	VMOVUPS     (R10), Y11
+	VFMADD231PS Y10, Y5, Y11
+	VMOVUPS     Y11, (R10)
+	VMOVUPS     (R10)(DX*1), Y11
+	VFMADD231PS Y10, Y6, Y11
+	VMOVUPS     Y11, (R10)(DX*1)
+	VMOVUPS     (R10)(DX*2), Y11
+	VFMADD231PS Y10, Y7, Y11
+	VMOVUPS     Y11, (R10)(DX*2)
+	VMOVUPS     (R10)(BX*1), Y11
+	VFMADD231PS Y10, Y8, Y11
+	VMOVUPS     Y11, (R10)(BX*1)
+	VMOVUPS     (R14), Y11
+	VFMADD231PS Y10, Y9, Y11
+	VMOVUPS     Y11, (R14)
+	ADDQ        $0x00000020, SI
+	ADDQ        R11, DI
+	ADDQ        $0x00000020, R10
+	ADDQ        $0x00000020, R14
+	SUBQ        $0x00000008, R12
+
+tail:
+	JMP chunk
+
+rowdone:
+	ADDQ $0x04, AX
+	DECQ rows+0(FP)
+	JNZ  row
+	VZEROUPPER
+	RET
+
+// func gemvAxpyF32M6AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *float32, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, CMOV, FMA3
+TEXT ·gemvAxpyF32M6AVX2(SB), NOSPLIT, $0-104
+	MOVQ         a+16(FP), AX
+	MOVQ         lda+24(FP), CX
+	SHLQ         $0x02, CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	LEAQ         (DX)(DX*2), BX
+	MOVQ         base+48(FP), SI
+	MOVQ         data+56(FP), DI
+	MOVQ         zero+64(FP), R8
+	MOVQ         left+72(FP), R9
+	MOVQ         bits+96(FP), R10
+	MOVQ         R10, R11
+	LEAQ         mmdecodeAVX2<>+0(SB), R12
+	SHLQ         $0x06, R10
+	ADDQ         R10, R12
+	VMOVDQU      (R12), X0
+	VMOVDQU      16(R12), Y1
+	VPBROADCASTD 48(R12), Y2
+	VBROADCASTSS scale+88(FP), Y3
+	VPBROADCASTD (R8), Y4
+
+row:
+	LEAQ         (CX)(CX*2), R10
+	LEAQ         (AX)(CX*4), R12
+	VBROADCASTSS (AX), Y5
+	VBROADCASTSS (AX)(CX*1), Y6
+	VBROADCASTSS (AX)(CX*2), Y7
+	VBROADCASTSS (AX)(R10*1), Y8
+	VBROADCASTSS (R12), Y9
+	VBROADCASTSS (R12)(CX*1), Y10
+	MOVQ         c+32(FP), R10
+	LEAQ         (R10)(DX*4), R14
+	MOVQ         rowLen+8(FP), R12
+	MOVQ         R12, R13
+
+chunk:
+	TESTQ        R13, R13
+	JZ           rowdone
+	TESTQ        R9, R9
+	JNZ          samegroup1
+	ADDQ         $0x04, R8
+	VPBROADCASTD (R8), Y4
+	MOVQ         group+80(FP), R9
+
+samegroup1:
+	MOVQ    R13, R12
+	CMPQ    R9, R12
+	CMOVQLT R9, R12
+	SUBQ    R12, R13
+	SUBQ    R12, R9
+
+loop2:
+	CMPQ        R12, $0x00000010
+	JB          one
+	VMOVQ       (DI), X11
+	VPSHUFB     X0, X11, X11
+	VPMOVZXWD   X11, Y11
+	VPSRLVD     Y1, Y11, Y11
+	VPAND       Y2, Y11, Y11
+	VPADDD      Y4, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VFMADD213PS (SI), Y3, Y11
+	VMOVUPS     (R10), Y12
+	VFMADD231PS Y11, Y5, Y12
+	VMOVUPS     Y12, (R10)
+	VMOVUPS     (R10)(DX*1), Y12
+	VFMADD231PS Y11, Y6, Y12
+	VMOVUPS     Y12, (R10)(DX*1)
+	VMOVUPS     (R10)(DX*2), Y12
+	VFMADD231PS Y11, Y7, Y12
+	VMOVUPS     Y12, (R10)(DX*2)
+	VMOVUPS     (R10)(BX*1), Y12
+	VFMADD231PS Y11, Y8, Y12
+	VMOVUPS     Y12, (R10)(BX*1)
+	VMOVUPS     (R14), Y12
+	VFMADD231PS Y11, Y9, Y12
+	VMOVUPS     Y12, (R14)
+	VMOVUPS     (R14)(DX*1), Y12
+	VFMADD231PS Y11, Y10, Y12
+	VMOVUPS     Y12, (R14)(DX*1)
+	VMOVQ       (DI)(R11*1), X11
+	VPSHUFB     X0, X11, X11
+	VPMOVZXWD   X11, Y11
+	VPSRLVD     Y1, Y11, Y11
+	VPAND       Y2, Y11, Y11
+	VPADDD      Y4, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VFMADD213PS 32(SI), Y3, Y11
+	VMOVUPS     32(R10), Y12
+	VFMADD231PS Y11, Y5, Y12
+	VMOVUPS     Y12, 32(R10)
+	VMOVUPS     32(R10)(DX*1), Y12
+	VFMADD231PS Y11, Y6, Y12
+	VMOVUPS     Y12, 32(R10)(DX*1)
+	VMOVUPS     32(R10)(DX*2), Y12
+	VFMADD231PS Y11, Y7, Y12
+	VMOVUPS     Y12, 32(R10)(DX*2)
+	VMOVUPS     32(R10)(BX*1), Y12
+	VFMADD231PS Y11, Y8, Y12
+	VMOVUPS     Y12, 32(R10)(BX*1)
+	VMOVUPS     32(R14), Y12
+	VFMADD231PS Y11, Y9, Y12
+	VMOVUPS     Y12, 32(R14)
+	VMOVUPS     32(R14)(DX*1), Y12
+	VFMADD231PS Y11, Y10, Y12
+	VMOVUPS     Y12, 32(R14)(DX*1)
+	ADDQ        $0x00000040, SI
+	LEAQ        (DI)(R11*2), DI
+	ADDQ        $0x00000040, R10
+	ADDQ        $0x00000040, R14
+	SUBQ        $0x00000010, R12
+	JMP         loop2
+
+one:
+	CMPQ        R12, $0x00000008
+	JB          tail
+	VMOVQ       (DI), X11
+	VPSHUFB     X0, X11, X11
+	VPMOVZXWD   X11, Y11
+	VPSRLVD     Y1, Y11, Y11
+	VPAND       Y2, Y11, Y11
+	VPADDD      Y4, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VFMADD213PS (SI), Y3, Y11
+	VMOVUPS     (R10), Y12
+	VFMADD231PS Y11, Y5, Y12
+	VMOVUPS     Y12, (R10)
+	VMOVUPS     (R10)(DX*1), Y12
+	VFMADD231PS Y11, Y6, Y12
+	VMOVUPS     Y12, (R10)(DX*1)
+	VMOVUPS     (R10)(DX*2), Y12
+	VFMADD231PS Y11, Y7, Y12
+	VMOVUPS     Y12, (R10)(DX*2)
+	VMOVUPS     (R10)(BX*1), Y12
+	VFMADD231PS Y11, Y8, Y12
+	VMOVUPS     Y12, (R10)(BX*1)
+	VMOVUPS     (R14), Y12
+	VFMADD231PS Y11, Y9, Y12
+	VMOVUPS     Y12, (R14)
+	VMOVUPS     (R14)(DX*1), Y12
+	VFMADD231PS Y11, Y10, Y12
+	VMOVUPS     Y12, (R14)(DX*1)
+	ADDQ        $0x00000020, SI
+	ADDQ        R11, DI
+	ADDQ        $0x00000020, R10
+	ADDQ        $0x00000020, R14
+	SUBQ        $0x00000008, R12
+
+tail:
+	JMP chunk
+
+rowdone:
+	ADDQ $0x04, AX
+	DECQ rows+0(FP)
+	JNZ  row
+	VZEROUPPER
+	RET
+
+// func gemvAxpyF32M7AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *float32, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, CMOV, FMA3
+TEXT ·gemvAxpyF32M7AVX2(SB), NOSPLIT, $0-104
+	MOVQ         a+16(FP), AX
+	MOVQ         lda+24(FP), CX
+	SHLQ         $0x02, CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	LEAQ         (DX)(DX*2), BX
+	MOVQ         base+48(FP), SI
+	MOVQ         data+56(FP), DI
+	MOVQ         zero+64(FP), R8
+	MOVQ         left+72(FP), R9
+	MOVQ         bits+96(FP), R10
+	MOVQ         R10, R11
+	LEAQ         mmdecodeAVX2<>+0(SB), R12
+	SHLQ         $0x06, R10
+	ADDQ         R10, R12
+	VMOVDQU      (R12), X0
+	VMOVDQU      16(R12), Y1
+	VPBROADCASTD 48(R12), Y2
+	VBROADCASTSS scale+88(FP), Y3
+	VPBROADCASTD (R8), Y4
+
+row:
+	LEAQ         (CX)(CX*2), R10
+	LEAQ         (AX)(CX*4), R12
+	VBROADCASTSS (AX), Y5
+	VBROADCASTSS (AX)(CX*1), Y6
+	VBROADCASTSS (AX)(CX*2), Y7
+	VBROADCASTSS (AX)(R10*1), Y8
+	VBROADCASTSS (R12), Y9
+	VBROADCASTSS (R12)(CX*1), Y10
+	VBROADCASTSS (R12)(CX*2), Y11
+	MOVQ         c+32(FP), R10
+	LEAQ         (R10)(DX*4), R14
+	MOVQ         rowLen+8(FP), R12
+	MOVQ         R12, R13
+
+chunk:
+	TESTQ        R13, R13
+	JZ           rowdone
+	TESTQ        R9, R9
+	JNZ          samegroup1
+	ADDQ         $0x04, R8
+	VPBROADCASTD (R8), Y4
+	MOVQ         group+80(FP), R9
+
+samegroup1:
+	MOVQ    R13, R12
+	CMPQ    R9, R12
+	CMOVQLT R9, R12
+	SUBQ    R12, R13
+	SUBQ    R12, R9
+
+loop2:
+	CMPQ        R12, $0x00000010
+	JB          one
+	VMOVQ       (DI), X12
+	VPSHUFB     X0, X12, X12
+	VPMOVZXWD   X12, Y12
+	VPSRLVD     Y1, Y12, Y12
+	VPAND       Y2, Y12, Y12
+	VPADDD      Y4, Y12, Y12
+	VCVTDQ2PS   Y12, Y12
+	VFMADD213PS (SI), Y3, Y12
+	VMOVUPS     (R10), Y13
+	VFMADD231PS Y12, Y5, Y13
+	VMOVUPS     Y13, (R10)
+	VMOVUPS     (R10)(DX*1), Y13
+	VFMADD231PS Y12, Y6, Y13
+	VMOVUPS     Y13, (R10)(DX*1)
+	VMOVUPS     (R10)(DX*2), Y13
+	VFMADD231PS Y12, Y7, Y13
+	VMOVUPS     Y13, (R10)(DX*2)
+	VMOVUPS     (R10)(BX*1), Y13
+	VFMADD231PS Y12, Y8, Y13
+	VMOVUPS     Y13, (R10)(BX*1)
+	VMOVUPS     (R14), Y13
+	VFMADD231PS Y12, Y9, Y13
+	VMOVUPS     Y13, (R14)
+	VMOVUPS     (R14)(DX*1), Y13
+	VFMADD231PS Y12, Y10, Y13
+	VMOVUPS     Y13, (R14)(DX*1)
+	VMOVUPS     (R14)(DX*2), Y13
+	VFMADD231PS Y12, Y11, Y13
+	VMOVUPS     Y13, (R14)(DX*2)
+	VMOVQ       (DI)(R11*1), X12
+	VPSHUFB     X0, X12, X12
+	VPMOVZXWD   X12, Y12
+	VPSRLVD     Y1, Y12, Y12
+	VPAND       Y2, Y12, Y12
+	VPADDD      Y4, Y12, Y12
+	VCVTDQ2PS   Y12, Y12
+	VFMADD213PS 32(SI), Y3, Y12
+	VMOVUPS     32(R10), Y13
+	VFMADD231PS Y12, Y5, Y13
+	VMOVUPS     Y13, 32(R10)
+	VMOVUPS     32(R10)(DX*1), Y13
+	VFMADD231PS Y12, Y6, Y13
+	VMOVUPS     Y13, 32(R10)(DX*1)
+	VMOVUPS     32(R10)(DX*2), Y13
+	VFMADD231PS Y12, Y7, Y13
+	VMOVUPS     Y13, 32(R10)(DX*2)
+	VMOVUPS     32(R10)(BX*1), Y13
+	VFMADD231PS Y12, Y8, Y13
+	VMOVUPS     Y13, 32(R10)(BX*1)
+	VMOVUPS     32(R14), Y13
+	VFMADD231PS Y12, Y9, Y13
+	VMOVUPS     Y13, 32(R14)
+	VMOVUPS     32(R14)(DX*1), Y13
+	VFMADD231PS Y12, Y10, Y13
+	VMOVUPS     Y13, 32(R14)(DX*1)
+	VMOVUPS     32(R14)(DX*2), Y13
+	VFMADD231PS Y12, Y11, Y13
+	VMOVUPS     Y13, 32(R14)(DX*2)
+	ADDQ        $0x00000040, SI
+	LEAQ        (DI)(R11*2), DI
+	ADDQ        $0x00000040, R10
+	ADDQ        $0x00000040, R14
+	SUBQ        $0x00000010, R12
+	JMP         loop2
+
+one:
+	CMPQ        R12, $0x00000008
+	JB          tail
+	VMOVQ       (DI), X12
+	VPSHUFB     X0, X12, X12
+	VPMOVZXWD   X12, Y12
+	VPSRLVD     Y1, Y12, Y12
+	VPAND       Y2, Y12, Y12
+	VPADDD      Y4, Y12, Y12
+	VCVTDQ2PS   Y12, Y12
+	VFMADD213PS (SI), Y3, Y12
+	VMOVUPS     (R10), Y13
+	VFMADD231PS Y12, Y5, Y13
+	VMOVUPS     Y13, (R10)
+	VMOVUPS     (R10)(DX*1), Y13
+	VFMADD231PS Y12, Y6, Y13
+	VMOVUPS     Y13, (R10)(DX*1)
+	VMOVUPS     (R10)(DX*2), Y13
+	VFMADD231PS Y12, Y7, Y13
+	VMOVUPS     Y13, (R10)(DX*2)
+	VMOVUPS     (R10)(BX*1), Y13
+	VFMADD231PS Y12, Y8, Y13
+	VMOVUPS     Y13, (R10)(BX*1)
+	VMOVUPS     (R14), Y13
+	VFMADD231PS Y12, Y9, Y13
+	VMOVUPS     Y13, (R14)
+	VMOVUPS     (R14)(DX*1), Y13
+	VFMADD231PS Y12, Y10, Y13
+	VMOVUPS     Y13, (R14)(DX*1)
+	VMOVUPS     (R14)(DX*2), Y13
+	VFMADD231PS Y12, Y11, Y13
+	VMOVUPS     Y13, (R14)(DX*2)
+	ADDQ        $0x00000020, SI
+	ADDQ        R11, DI
+	ADDQ        $0x00000020, R10
+	ADDQ        $0x00000020, R14
+	SUBQ        $0x00000008, R12
+
+tail:
+	JMP chunk
+
+rowdone:
+	ADDQ $0x04, AX
+	DECQ rows+0(FP)
+	JNZ  row
+	VZEROUPPER
+	RET
+
+// func gemvAxpyF32M8AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *float32, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, CMOV, FMA3
+TEXT ·gemvAxpyF32M8AVX2(SB), NOSPLIT, $0-104
+	MOVQ         a+16(FP), AX
+	MOVQ         lda+24(FP), CX
+	SHLQ         $0x02, CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	LEAQ         (DX)(DX*2), BX
+	MOVQ         base+48(FP), SI
+	MOVQ         data+56(FP), DI
+	MOVQ         zero+64(FP), R8
+	MOVQ         left+72(FP), R9
+	MOVQ         bits+96(FP), R10
+	MOVQ         R10, R11
+	LEAQ         mmdecodeAVX2<>+0(SB), R12
+	SHLQ         $0x06, R10
+	ADDQ         R10, R12
+	VMOVDQU      (R12), X0
+	VMOVDQU      16(R12), Y1
+	VPBROADCASTD 48(R12), Y2
+	VBROADCASTSS scale+88(FP), Y3
+	VPBROADCASTD (R8), Y4
+
+row:
+	LEAQ         (CX)(CX*2), R10
+	LEAQ         (AX)(CX*4), R12
+	VBROADCASTSS (AX), Y5
+	VBROADCASTSS (AX)(CX*1), Y6
+	VBROADCASTSS (AX)(CX*2), Y7
+	VBROADCASTSS (AX)(R10*1), Y8
+	VBROADCASTSS (R12), Y9
+	VBROADCASTSS (R12)(CX*1), Y10
+	VBROADCASTSS (R12)(CX*2), Y11
+	VBROADCASTSS (R12)(R10*1), Y12
+	MOVQ         c+32(FP), R10
+	LEAQ         (R10)(DX*4), R14
+	MOVQ         rowLen+8(FP), R12
+	MOVQ         R12, R13
+
+chunk:
+	TESTQ        R13, R13
+	JZ           rowdone
+	TESTQ        R9, R9
+	JNZ          samegroup1
+	ADDQ         $0x04, R8
+	VPBROADCASTD (R8), Y4
+	MOVQ         group+80(FP), R9
+
+samegroup1:
+	MOVQ    R13, R12
+	CMPQ    R9, R12
+	CMOVQLT R9, R12
+	SUBQ    R12, R13
+	SUBQ    R12, R9
+
+loop2:
+	CMPQ        R12, $0x00000010
+	JB          one
+	VMOVQ       (DI), X13
+	VPSHUFB     X0, X13, X13
+	VPMOVZXWD   X13, Y13
+	VPSRLVD     Y1, Y13, Y13
+	VPAND       Y2, Y13, Y13
+	VPADDD      Y4, Y13, Y13
+	VCVTDQ2PS   Y13, Y13
+	VFMADD213PS (SI), Y3, Y13
+	VMOVUPS     (R10), Y14
+	VFMADD231PS Y13, Y5, Y14
+	VMOVUPS     Y14, (R10)
+	VMOVUPS     (R10)(DX*1), Y14
+	VFMADD231PS Y13, Y6, Y14
+	VMOVUPS     Y14, (R10)(DX*1)
+	VMOVUPS     (R10)(DX*2), Y14
+	VFMADD231PS Y13, Y7, Y14
+	VMOVUPS     Y14, (R10)(DX*2)
+	VMOVUPS     (R10)(BX*1), Y14
+	VFMADD231PS Y13, Y8, Y14
+	VMOVUPS     Y14, (R10)(BX*1)
+	VMOVUPS     (R14), Y14
+	VFMADD231PS Y13, Y9, Y14
+	VMOVUPS     Y14, (R14)
+	VMOVUPS     (R14)(DX*1), Y14
+	VFMADD231PS Y13, Y10, Y14
+	VMOVUPS     Y14, (R14)(DX*1)
+	VMOVUPS     (R14)(DX*2), Y14
+	VFMADD231PS Y13, Y11, Y14
+	VMOVUPS     Y14, (R14)(DX*2)
+	VMOVUPS     (R14)(BX*1), Y14
+	VFMADD231PS Y13, Y12, Y14
+	VMOVUPS     Y14, (R14)(BX*1)
+	VMOVQ       (DI)(R11*1), X13
+	VPSHUFB     X0, X13, X13
+	VPMOVZXWD   X13, Y13
+	VPSRLVD     Y1, Y13, Y13
+	VPAND       Y2, Y13, Y13
+	VPADDD      Y4, Y13, Y13
+	VCVTDQ2PS   Y13, Y13
+	VFMADD213PS 32(SI), Y3, Y13
+	VMOVUPS     32(R10), Y14
+	VFMADD231PS Y13, Y5, Y14
+	VMOVUPS     Y14, 32(R10)
+	VMOVUPS     32(R10)(DX*1), Y14
+	VFMADD231PS Y13, Y6, Y14
+	VMOVUPS     Y14, 32(R10)(DX*1)
+	VMOVUPS     32(R10)(DX*2), Y14
+	VFMADD231PS Y13, Y7, Y14
+	VMOVUPS     Y14, 32(R10)(DX*2)
+	VMOVUPS     32(R10)(BX*1), Y14
+	VFMADD231PS Y13, Y8, Y14
+	VMOVUPS     Y14, 32(R10)(BX*1)
+	VMOVUPS     32(R14), Y14
+	VFMADD231PS Y13, Y9, Y14
+	VMOVUPS     Y14, 32(R14)
+	VMOVUPS     32(R14)(DX*1), Y14
+	VFMADD231PS Y13, Y10, Y14
+	VMOVUPS     Y14, 32(R14)(DX*1)
+	VMOVUPS     32(R14)(DX*2), Y14
+	VFMADD231PS Y13, Y11, Y14
+	VMOVUPS     Y14, 32(R14)(DX*2)
+	VMOVUPS     32(R14)(BX*1), Y14
+	VFMADD231PS Y13, Y12, Y14
+	VMOVUPS     Y14, 32(R14)(BX*1)
+	ADDQ        $0x00000040, SI
+	LEAQ        (DI)(R11*2), DI
+	ADDQ        $0x00000040, R10
+	ADDQ        $0x00000040, R14
+	SUBQ        $0x00000010, R12
+	JMP         loop2
+
+one:
+	CMPQ        R12, $0x00000008
+	JB          tail
+	VMOVQ       (DI), X13
+	VPSHUFB     X0, X13, X13
+	VPMOVZXWD   X13, Y13
+	VPSRLVD     Y1, Y13, Y13
+	VPAND       Y2, Y13, Y13
+	VPADDD      Y4, Y13, Y13
+	VCVTDQ2PS   Y13, Y13
+	VFMADD213PS (SI), Y3, Y13
+	VMOVUPS     (R10), Y14
+	VFMADD231PS Y13, Y5, Y14
+	VMOVUPS     Y14, (R10)
+	VMOVUPS     (R10)(DX*1), Y14
+	VFMADD231PS Y13, Y6, Y14
+	VMOVUPS     Y14, (R10)(DX*1)
+	VMOVUPS     (R10)(DX*2), Y14
+	VFMADD231PS Y13, Y7, Y14
+	VMOVUPS     Y14, (R10)(DX*2)
+	VMOVUPS     (R10)(BX*1), Y14
+	VFMADD231PS Y13, Y8, Y14
+	VMOVUPS     Y14, (R10)(BX*1)
+	VMOVUPS     (R14), Y14
+	VFMADD231PS Y13, Y9, Y14
+	VMOVUPS     Y14, (R14)
+	VMOVUPS     (R14)(DX*1), Y14
+	VFMADD231PS Y13, Y10, Y14
+	VMOVUPS     Y14, (R14)(DX*1)
+	VMOVUPS     (R14)(DX*2), Y14
+	VFMADD231PS Y13, Y11, Y14
+	VMOVUPS     Y14, (R14)(DX*2)
+	VMOVUPS     (R14)(BX*1), Y14
+	VFMADD231PS Y13, Y12, Y14
+	VMOVUPS     Y14, (R14)(BX*1)
+	ADDQ        $0x00000020, SI
+	ADDQ        R11, DI
+	ADDQ        $0x00000020, R10
+	ADDQ        $0x00000020, R14
+	SUBQ        $0x00000008, R12
+
+tail:
+	JMP chunk
+
+rowdone:
+	ADDQ $0x04, AX
 	DECQ rows+0(FP)
 	JNZ  row
 	VZEROUPPER
@@ -10728,10 +21872,9 @@ TEXT ·gemvAxpyI16M4AVX2(SB), NOSPLIT, $0-104
 	MOVQ         a+16(FP), AX
 	MOVQ         lda+24(FP), CX
 	SHLQ         $0x02, CX
-	LEAQ         (AX)(CX*2), DX
-	ADDQ         CX, DX
-	MOVQ         ldc+40(FP), BX
-	SHLQ         $0x02, BX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	LEAQ         (DX)(DX*2), BX
 	MOVQ         base+48(FP), SI
 	MOVQ         data+56(FP), DI
 	MOVQ         zero+64(FP), R8
@@ -10748,22 +21891,21 @@ TEXT ·gemvAxpyI16M4AVX2(SB), NOSPLIT, $0-104
 	VPBROADCASTD (R8), Y4
 
 row:
+	LEAQ         (CX)(CX*2), R10
 	VBROADCASTSS (AX), Y5
 	VMULPS       Y3, Y5, Y5
 	VBROADCASTSS (AX)(CX*1), Y6
 	VMULPS       Y3, Y6, Y6
 	VBROADCASTSS (AX)(CX*2), Y7
 	VMULPS       Y3, Y7, Y7
-	VBROADCASTSS (DX), Y8
+	VBROADCASTSS (AX)(R10*1), Y8
 	VMULPS       Y3, Y8, Y8
 	MOVQ         c+32(FP), R10
-	LEAQ         (R10)(BX*2), R12
-	ADDQ         BX, R12
-	MOVQ         rowLen+8(FP), R13
-	MOVQ         R13, R14
+	MOVQ         rowLen+8(FP), R12
+	MOVQ         R12, R13
 
 chunk:
-	TESTQ        R14, R14
+	TESTQ        R13, R13
 	JZ           rowdone
 	TESTQ        R9, R9
 	JNZ          samegroup1
@@ -10772,14 +21914,14 @@ chunk:
 	MOVQ         group+80(FP), R9
 
 samegroup1:
-	MOVQ    R14, R13
-	CMPQ    R9, R13
-	CMOVQLT R9, R13
-	SUBQ    R13, R14
-	SUBQ    R13, R9
+	MOVQ    R13, R12
+	CMPQ    R9, R12
+	CMOVQLT R9, R12
+	SUBQ    R12, R13
+	SUBQ    R12, R9
 
 loop2:
-	CMPQ        R13, $0x00000010
+	CMPQ        R12, $0x00000010
 	JB          one
 	VMOVQ       (DI), X9
 	VPSHUFB     X0, X9, X9
@@ -10793,15 +21935,15 @@ loop2:
 	VMOVUPS     (R10), Y9
 	VFMADD231PS Y10, Y5, Y9
 	VMOVUPS     Y9, (R10)
-	VMOVUPS     (R10)(BX*1), Y9
+	VMOVUPS     (R10)(DX*1), Y9
 	VFMADD231PS Y10, Y6, Y9
-	VMOVUPS     Y9, (R10)(BX*1)
-	VMOVUPS     (R10)(BX*2), Y9
+	VMOVUPS     Y9, (R10)(DX*1)
+	VMOVUPS     (R10)(DX*2), Y9
 	VFMADD231PS Y10, Y7, Y9
-	VMOVUPS     Y9, (R10)(BX*2)
-	VMOVUPS     (R12), Y9
+	VMOVUPS     Y9, (R10)(DX*2)
+	VMOVUPS     (R10)(BX*1), Y9
 	VFMADD231PS Y10, Y8, Y9
-	VMOVUPS     Y9, (R12)
+	VMOVUPS     Y9, (R10)(BX*1)
 	VMOVQ       (DI)(R11*1), X9
 	VPSHUFB     X0, X9, X9
 	VPMOVZXWD   X9, Y9
@@ -10814,24 +21956,23 @@ loop2:
 	VMOVUPS     32(R10), Y9
 	VFMADD231PS Y10, Y5, Y9
 	VMOVUPS     Y9, 32(R10)
-	VMOVUPS     32(R10)(BX*1), Y9
+	VMOVUPS     32(R10)(DX*1), Y9
 	VFMADD231PS Y10, Y6, Y9
-	VMOVUPS     Y9, 32(R10)(BX*1)
-	VMOVUPS     32(R10)(BX*2), Y9
+	VMOVUPS     Y9, 32(R10)(DX*1)
+	VMOVUPS     32(R10)(DX*2), Y9
 	VFMADD231PS Y10, Y7, Y9
-	VMOVUPS     Y9, 32(R10)(BX*2)
-	VMOVUPS     32(R12), Y9
+	VMOVUPS     Y9, 32(R10)(DX*2)
+	VMOVUPS     32(R10)(BX*1), Y9
 	VFMADD231PS Y10, Y8, Y9
-	VMOVUPS     Y9, 32(R12)
+	VMOVUPS     Y9, 32(R10)(BX*1)
 	ADDQ        $0x00000020, SI
 	LEAQ        (DI)(R11*2), DI
 	ADDQ        $0x00000040, R10
-	ADDQ        $0x00000040, R12
-	SUBQ        $0x00000010, R13
+	SUBQ        $0x00000010, R12
 	JMP         loop2
 
 one:
-	CMPQ        R13, $0x00000008
+	CMPQ        R12, $0x00000008
 	JB          tail
 	VMOVQ       (DI), X9
 	VPSHUFB     X0, X9, X9
@@ -10845,27 +21986,727 @@ one:
 	VMOVUPS     (R10), Y9
 	VFMADD231PS Y10, Y5, Y9
 	VMOVUPS     Y9, (R10)
-	VMOVUPS     (R10)(BX*1), Y9
+	VMOVUPS     (R10)(DX*1), Y9
 	VFMADD231PS Y10, Y6, Y9
-	VMOVUPS     Y9, (R10)(BX*1)
-	VMOVUPS     (R10)(BX*2), Y9
+	VMOVUPS     Y9, (R10)(DX*1)
+	VMOVUPS     (R10)(DX*2), Y9
 	VFMADD231PS Y10, Y7, Y9
-	VMOVUPS     Y9, (R10)(BX*2)
-	VMOVUPS     (R12), Y9
+	VMOVUPS     Y9, (R10)(DX*2)
+	VMOVUPS     (R10)(BX*1), Y9
 	VFMADD231PS Y10, Y8, Y9
-	VMOVUPS     Y9, (R12)
+	VMOVUPS     Y9, (R10)(BX*1)
 	ADDQ        $0x00000010, SI
 	ADDQ        R11, DI
 	ADDQ        $0x00000020, R10
-	ADDQ        $0x00000020, R12
-	SUBQ        $0x00000008, R13
+	SUBQ        $0x00000008, R12
 
 tail:
 	JMP chunk
 
 rowdone:
 	ADDQ $0x04, AX
-	ADDQ $0x04, DX
+	DECQ rows+0(FP)
+	JNZ  row
+	VZEROUPPER
+	RET
+
+// func gemvAxpyI16M5AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int16, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, CMOV, FMA3
+TEXT ·gemvAxpyI16M5AVX2(SB), NOSPLIT, $0-104
+	MOVQ         a+16(FP), AX
+	MOVQ         lda+24(FP), CX
+	SHLQ         $0x02, CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	LEAQ         (DX)(DX*2), BX
+	MOVQ         base+48(FP), SI
+	MOVQ         data+56(FP), DI
+	MOVQ         zero+64(FP), R8
+	MOVQ         left+72(FP), R9
+	MOVQ         bits+96(FP), R10
+	MOVQ         R10, R11
+	LEAQ         mmdecodeAVX2<>+0(SB), R12
+	SHLQ         $0x06, R10
+	ADDQ         R10, R12
+	VMOVDQU      (R12), X0
+	VMOVDQU      16(R12), Y1
+	VPBROADCASTD 48(R12), Y2
+	VBROADCASTSS scale+88(FP), Y3
+	VPBROADCASTD (R8), Y4
+
+row:
+	LEAQ         (CX)(CX*2), R10
+	LEAQ         (AX)(CX*4), R12
+	VBROADCASTSS (AX), Y5
+	VMULPS       Y3, Y5, Y5
+	VBROADCASTSS (AX)(CX*1), Y6
+	VMULPS       Y3, Y6, Y6
+	VBROADCASTSS (AX)(CX*2), Y7
+	VMULPS       Y3, Y7, Y7
+	VBROADCASTSS (AX)(R10*1), Y8
+	VMULPS       Y3, Y8, Y8
+	VBROADCASTSS (R12), Y9
+	VMULPS       Y3, Y9, Y9
+	MOVQ         c+32(FP), R10
+	LEAQ         (R10)(DX*4), R14
+	MOVQ         rowLen+8(FP), R12
+	MOVQ         R12, R13
+
+chunk:
+	TESTQ        R13, R13
+	JZ           rowdone
+	TESTQ        R9, R9
+	JNZ          samegroup1
+	ADDQ         $0x04, R8
+	VPBROADCASTD (R8), Y4
+	MOVQ         group+80(FP), R9
+
+samegroup1:
+	MOVQ    R13, R12
+	CMPQ    R9, R12
+	CMOVQLT R9, R12
+	SUBQ    R12, R13
+	SUBQ    R12, R9
+
+loop2:
+	CMPQ        R12, $0x00000010
+	JB          one
+	VMOVQ       (DI), X10
+	VPSHUFB     X0, X10, X10
+	VPMOVZXWD   X10, Y10
+	VPSRLVD     Y1, Y10, Y10
+	VPAND       Y2, Y10, Y10
+	VPMOVSXWD   (SI), Y11
+	VPADDD      Y10, Y11, Y11
+	VPADDD      Y4, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMOVUPS     (R10), Y10
+	VFMADD231PS Y11, Y5, Y10
+	VMOVUPS     Y10, (R10)
+	VMOVUPS     (R10)(DX*1), Y10
+	VFMADD231PS Y11, Y6, Y10
+	VMOVUPS     Y10, (R10)(DX*1)
+	VMOVUPS     (R10)(DX*2), Y10
+	VFMADD231PS Y11, Y7, Y10
+	VMOVUPS     Y10, (R10)(DX*2)
+	VMOVUPS     (R10)(BX*1), Y10
+	VFMADD231PS Y11, Y8, Y10
+	VMOVUPS     Y10, (R10)(BX*1)
+	VMOVUPS     (R14), Y10
+	VFMADD231PS Y11, Y9, Y10
+	VMOVUPS     Y10, (R14)
+	VMOVQ       (DI)(R11*1), X10
+	VPSHUFB     X0, X10, X10
+	VPMOVZXWD   X10, Y10
+	VPSRLVD     Y1, Y10, Y10
+	VPAND       Y2, Y10, Y10
+	VPMOVSXWD   16(SI), Y11
+	VPADDD      Y10, Y11, Y11
+	VPADDD      Y4, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMOVUPS     32(R10), Y10
+	VFMADD231PS Y11, Y5, Y10
+	VMOVUPS     Y10, 32(R10)
+	VMOVUPS     32(R10)(DX*1), Y10
+	VFMADD231PS Y11, Y6, Y10
+	VMOVUPS     Y10, 32(R10)(DX*1)
+	VMOVUPS     32(R10)(DX*2), Y10
+	VFMADD231PS Y11, Y7, Y10
+	VMOVUPS     Y10, 32(R10)(DX*2)
+	VMOVUPS     32(R10)(BX*1), Y10
+	VFMADD231PS Y11, Y8, Y10
+	VMOVUPS     Y10, 32(R10)(BX*1)
+	VMOVUPS     32(R14), Y10
+	VFMADD231PS Y11, Y9, Y10
+	VMOVUPS     Y10, 32(R14)
+	ADDQ        $0x00000020, SI
+	LEAQ        (DI)(R11*2), DI
+	ADDQ        $0x00000040, R10
+	ADDQ        $0x00000040, R14
+	SUBQ        $0x00000010, R12
+	JMP         loop2
+
+one:
+	CMPQ        R12, $0x00000008
+	JB          tail
+	VMOVQ       (DI), X10
+	VPSHUFB     X0, X10, X10
+	VPMOVZXWD   X10, Y10
+	VPSRLVD     Y1, Y10, Y10
+	VPAND       Y2, Y10, Y10
+	VPMOVSXWD   (SI), Y11
+	VPADDD      Y10, Y11, Y11
+	VPADDD      Y4, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMOVUPS     (R10), Y10
+	VFMADD231PS Y11, Y5, Y10
+	VMOVUPS     Y10, (R10)
+	VMOVUPS     (R10)(DX*1), Y10
+	VFMADD231PS Y11, Y6, Y10
+	VMOVUPS     Y10, (R10)(DX*1)
+	VMOVUPS     (R10)(DX*2), Y10
+	VFMADD231PS Y11, Y7, Y10
+	VMOVUPS     Y10, (R10)(DX*2)
+	VMOVUPS     (R10)(BX*1), Y10
+	VFMADD231PS Y11, Y8, Y10
+	VMOVUPS     Y10, (R10)(BX*1)
+	VMOVUPS     (R14), Y10
+	VFMADD231PS Y11, Y9, Y10
+	VMOVUPS     Y10, (R14)
+	ADDQ        $0x00000010, SI
+	ADDQ        R11, DI
+	ADDQ        $0x00000020, R10
+	ADDQ        $0x00000020, R14
+	SUBQ        $0x00000008, R12
+
+tail:
+	JMP chunk
+
+rowdone:
+	ADDQ $0x04, AX
+	DECQ rows+0(FP)
+	JNZ  row
+	VZEROUPPER
+	RET
+
+// func gemvAxpyI16M6AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int16, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, CMOV, FMA3
+TEXT ·gemvAxpyI16M6AVX2(SB), NOSPLIT, $0-104
+	MOVQ         a+16(FP), AX
+	MOVQ         lda+24(FP), CX
+	SHLQ         $0x02, CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	LEAQ         (DX)(DX*2), BX
+	MOVQ         base+48(FP), SI
+	MOVQ         data+56(FP), DI
+	MOVQ         zero+64(FP), R8
+	MOVQ         left+72(FP), R9
+	MOVQ         bits+96(FP), R10
+	MOVQ         R10, R11
+	LEAQ         mmdecodeAVX2<>+0(SB), R12
+	SHLQ         $0x06, R10
+	ADDQ         R10, R12
+	VMOVDQU      (R12), X0
+	VMOVDQU      16(R12), Y1
+	VPBROADCASTD 48(R12), Y2
+	VBROADCASTSS scale+88(FP), Y3
+	VPBROADCASTD (R8), Y4
+
+row:
+	LEAQ         (CX)(CX*2), R10
+	LEAQ         (AX)(CX*4), R12
+	VBROADCASTSS (AX), Y5
+	VMULPS       Y3, Y5, Y5
+	VBROADCASTSS (AX)(CX*1), Y6
+	VMULPS       Y3, Y6, Y6
+	VBROADCASTSS (AX)(CX*2), Y7
+	VMULPS       Y3, Y7, Y7
+	VBROADCASTSS (AX)(R10*1), Y8
+	VMULPS       Y3, Y8, Y8
+	VBROADCASTSS (R12), Y9
+	VMULPS       Y3, Y9, Y9
+	VBROADCASTSS (R12)(CX*1), Y10
+	VMULPS       Y3, Y10, Y10
+	MOVQ         c+32(FP), R10
+	LEAQ         (R10)(DX*4), R14
+	MOVQ         rowLen+8(FP), R12
+	MOVQ         R12, R13
+
+chunk:
+	TESTQ        R13, R13
+	JZ           rowdone
+	TESTQ        R9, R9
+	JNZ          samegroup1
+	ADDQ         $0x04, R8
+	VPBROADCASTD (R8), Y4
+	MOVQ         group+80(FP), R9
+
+samegroup1:
+	MOVQ    R13, R12
+	CMPQ    R9, R12
+	CMOVQLT R9, R12
+	SUBQ    R12, R13
+	SUBQ    R12, R9
+
+loop2:
+	CMPQ        R12, $0x00000010
+	JB          one
+	VMOVQ       (DI), X11
+	VPSHUFB     X0, X11, X11
+	VPMOVZXWD   X11, Y11
+	VPSRLVD     Y1, Y11, Y11
+	VPAND       Y2, Y11, Y11
+	VPMOVSXWD   (SI), Y12
+	VPADDD      Y11, Y12, Y12
+	VPADDD      Y4, Y12, Y12
+	VCVTDQ2PS   Y12, Y12
+	VMOVUPS     (R10), Y11
+	VFMADD231PS Y12, Y5, Y11
+	VMOVUPS     Y11, (R10)
+	VMOVUPS     (R10)(DX*1), Y11
+	VFMADD231PS Y12, Y6, Y11
+	VMOVUPS     Y11, (R10)(DX*1)
+	VMOVUPS     (R10)(DX*2), Y11
+	VFMADD231PS Y12, Y7, Y11
+	VMOVUPS     Y11, (R10)(DX*2)
+	VMOVUPS     (R10)(BX*1), Y11
+	VFMADD231PS Y12, Y8, Y11
+	VMOVUPS     Y11, (R10)(BX*1)
+	VMOVUPS     (R14), Y11
+	VFMADD231PS Y12, Y9, Y11
+	VMOVUPS     Y11, (R14)
+	VMOVUPS     (R14)(DX*1), Y11
+	VFMADD231PS Y12, Y10, Y11
+	VMOVUPS     Y11, (R14)(DX*1)
+	VMOVQ       (DI)(R11*1), X11
+	VPSHUFB     X0, X11, X11
+	VPMOVZXWD   X11, Y11
+	VPSRLVD     Y1, Y11, Y11
+	VPAND       Y2, Y11, Y11
+	VPMOVSXWD   16(SI), Y12
+	VPADDD      Y11, Y12, Y12
+	VPADDD      Y4, Y12, Y12
+	VCVTDQ2PS   Y12, Y12
+	VMOVUPS     32(R10), Y11
+	VFMADD231PS Y12, Y5, Y11
+	VMOVUPS     Y11, 32(R10)
+	VMOVUPS     32(R10)(DX*1), Y11
+	VFMADD231PS Y12, Y6, Y11
+	VMOVUPS     Y11, 32(R10)(DX*1)
+	VMOVUPS     32(R10)(DX*2), Y11
+	VFMADD231PS Y12, Y7, Y11
+	VMOVUPS     Y11, 32(R10)(DX*2)
+	VMOVUPS     32(R10)(BX*1), Y11
+	VFMADD231PS Y12, Y8, Y11
+	VMOVUPS     Y11, 32(R10)(BX*1)
+	VMOVUPS     32(R14), Y11
+	VFMADD231PS Y12, Y9, Y11
+	VMOVUPS     Y11, 32(R14)
+	VMOVUPS     32(R14)(DX*1), Y11
+	VFMADD231PS Y12, Y10, Y11
+	VMOVUPS     Y11, 32(R14)(DX*1)
+	ADDQ        $0x00000020, SI
+	LEAQ        (DI)(R11*2), DI
+	ADDQ        $0x00000040, R10
+	ADDQ        $0x00000040, R14
+	SUBQ        $0x00000010, R12
+	JMP         loop2
+
+one:
+	CMPQ        R12, $0x00000008
+	JB          tail
+	VMOVQ       (DI), X11
+	VPSHUFB     X0, X11, X11
+	VPMOVZXWD   X11, Y11
+	VPSRLVD     Y1, Y11, Y11
+	VPAND       Y2, Y11, Y11
+	VPMOVSXWD   (SI), Y12
+	VPADDD      Y11, Y12, Y12
+	VPADDD      Y4, Y12, Y12
+	VCVTDQ2PS   Y12, Y12
+	VMOVUPS     (R10), Y11
+	VFMADD231PS Y12, Y5, Y11
+	VMOVUPS     Y11, (R10)
+	VMOVUPS     (R10)(DX*1), Y11
+	VFMADD231PS Y12, Y6, Y11
+	VMOVUPS     Y11, (R10)(DX*1)
+	VMOVUPS     (R10)(DX*2), Y11
+	VFMADD231PS Y12, Y7, Y11
+	VMOVUPS     Y11, (R10)(DX*2)
+	VMOVUPS     (R10)(BX*1), Y11
+	VFMADD231PS Y12, Y8, Y11
+	VMOVUPS     Y11, (R10)(BX*1)
+	VMOVUPS     (R14), Y11
+	VFMADD231PS Y12, Y9, Y11
+	VMOVUPS     Y11, (R14)
+	VMOVUPS     (R14)(DX*1), Y11
+	VFMADD231PS Y12, Y10, Y11
+	VMOVUPS     Y11, (R14)(DX*1)
+	ADDQ        $0x00000010, SI
+	ADDQ        R11, DI
+	ADDQ        $0x00000020, R10
+	ADDQ        $0x00000020, R14
+	SUBQ        $0x00000008, R12
+
+tail:
+	JMP chunk
+
+rowdone:
+	ADDQ $0x04, AX
+	DECQ rows+0(FP)
+	JNZ  row
+	VZEROUPPER
+	RET
+
+// func gemvAxpyI16M7AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int16, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, CMOV, FMA3
+TEXT ·gemvAxpyI16M7AVX2(SB), NOSPLIT, $0-104
+	MOVQ         a+16(FP), AX
+	MOVQ         lda+24(FP), CX
+	SHLQ         $0x02, CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	LEAQ         (DX)(DX*2), BX
+	MOVQ         base+48(FP), SI
+	MOVQ         data+56(FP), DI
+	MOVQ         zero+64(FP), R8
+	MOVQ         left+72(FP), R9
+	MOVQ         bits+96(FP), R10
+	MOVQ         R10, R11
+	LEAQ         mmdecodeAVX2<>+0(SB), R12
+	SHLQ         $0x06, R10
+	ADDQ         R10, R12
+	VMOVDQU      (R12), X0
+	VMOVDQU      16(R12), Y1
+	VPBROADCASTD 48(R12), Y2
+	VBROADCASTSS scale+88(FP), Y3
+	VPBROADCASTD (R8), Y4
+
+row:
+	LEAQ         (CX)(CX*2), R10
+	LEAQ         (AX)(CX*4), R12
+	VBROADCASTSS (AX), Y5
+	VMULPS       Y3, Y5, Y5
+	VBROADCASTSS (AX)(CX*1), Y6
+	VMULPS       Y3, Y6, Y6
+	VBROADCASTSS (AX)(CX*2), Y7
+	VMULPS       Y3, Y7, Y7
+	VBROADCASTSS (AX)(R10*1), Y8
+	VMULPS       Y3, Y8, Y8
+	VBROADCASTSS (R12), Y9
+	VMULPS       Y3, Y9, Y9
+	VBROADCASTSS (R12)(CX*1), Y10
+	VMULPS       Y3, Y10, Y10
+	VBROADCASTSS (R12)(CX*2), Y11
+	VMULPS       Y3, Y11, Y11
+	MOVQ         c+32(FP), R10
+	LEAQ         (R10)(DX*4), R14
+	MOVQ         rowLen+8(FP), R12
+	MOVQ         R12, R13
+
+chunk:
+	TESTQ        R13, R13
+	JZ           rowdone
+	TESTQ        R9, R9
+	JNZ          samegroup1
+	ADDQ         $0x04, R8
+	VPBROADCASTD (R8), Y4
+	MOVQ         group+80(FP), R9
+
+samegroup1:
+	MOVQ    R13, R12
+	CMPQ    R9, R12
+	CMOVQLT R9, R12
+	SUBQ    R12, R13
+	SUBQ    R12, R9
+
+loop2:
+	CMPQ        R12, $0x00000010
+	JB          one
+	VMOVQ       (DI), X12
+	VPSHUFB     X0, X12, X12
+	VPMOVZXWD   X12, Y12
+	VPSRLVD     Y1, Y12, Y12
+	VPAND       Y2, Y12, Y12
+	VPMOVSXWD   (SI), Y13
+	VPADDD      Y12, Y13, Y13
+	VPADDD      Y4, Y13, Y13
+	VCVTDQ2PS   Y13, Y13
+	VMOVUPS     (R10), Y12
+	VFMADD231PS Y13, Y5, Y12
+	VMOVUPS     Y12, (R10)
+	VMOVUPS     (R10)(DX*1), Y12
+	VFMADD231PS Y13, Y6, Y12
+	VMOVUPS     Y12, (R10)(DX*1)
+	VMOVUPS     (R10)(DX*2), Y12
+	VFMADD231PS Y13, Y7, Y12
+	VMOVUPS     Y12, (R10)(DX*2)
+	VMOVUPS     (R10)(BX*1), Y12
+	VFMADD231PS Y13, Y8, Y12
+	VMOVUPS     Y12, (R10)(BX*1)
+	VMOVUPS     (R14), Y12
+	VFMADD231PS Y13, Y9, Y12
+	VMOVUPS     Y12, (R14)
+	VMOVUPS     (R14)(DX*1), Y12
+	VFMADD231PS Y13, Y10, Y12
+	VMOVUPS     Y12, (R14)(DX*1)
+	VMOVUPS     (R14)(DX*2), Y12
+	VFMADD231PS Y13, Y11, Y12
+	VMOVUPS     Y12, (R14)(DX*2)
+	VMOVQ       (DI)(R11*1), X12
+	VPSHUFB     X0, X12, X12
+	VPMOVZXWD   X12, Y12
+	VPSRLVD     Y1, Y12, Y12
+	VPAND       Y2, Y12, Y12
+	VPMOVSXWD   16(SI), Y13
+	VPADDD      Y12, Y13, Y13
+	VPADDD      Y4, Y13, Y13
+	VCVTDQ2PS   Y13, Y13
+	VMOVUPS     32(R10), Y12
+	VFMADD231PS Y13, Y5, Y12
+	VMOVUPS     Y12, 32(R10)
+	VMOVUPS     32(R10)(DX*1), Y12
+	VFMADD231PS Y13, Y6, Y12
+	VMOVUPS     Y12, 32(R10)(DX*1)
+	VMOVUPS     32(R10)(DX*2), Y12
+	VFMADD231PS Y13, Y7, Y12
+	VMOVUPS     Y12, 32(R10)(DX*2)
+	VMOVUPS     32(R10)(BX*1), Y12
+	VFMADD231PS Y13, Y8, Y12
+	VMOVUPS     Y12, 32(R10)(BX*1)
+	VMOVUPS     32(R14), Y12
+	VFMADD231PS Y13, Y9, Y12
+	VMOVUPS     Y12, 32(R14)
+	VMOVUPS     32(R14)(DX*1), Y12
+	VFMADD231PS Y13, Y10, Y12
+	VMOVUPS     Y12, 32(R14)(DX*1)
+	VMOVUPS     32(R14)(DX*2), Y12
+	VFMADD231PS Y13, Y11, Y12
+	VMOVUPS     Y12, 32(R14)(DX*2)
+	ADDQ        $0x00000020, SI
+	LEAQ        (DI)(R11*2), DI
+	ADDQ        $0x00000040, R10
+	ADDQ        $0x00000040, R14
+	SUBQ        $0x00000010, R12
+	JMP         loop2
+
+one:
+	CMPQ        R12, $0x00000008
+	JB          tail
+	VMOVQ       (DI), X12
+	VPSHUFB     X0, X12, X12
+	VPMOVZXWD   X12, Y12
+	VPSRLVD     Y1, Y12, Y12
+	VPAND       Y2, Y12, Y12
+	VPMOVSXWD   (SI), Y13
+	VPADDD      Y12, Y13, Y13
+	VPADDD      Y4, Y13, Y13
+	VCVTDQ2PS   Y13, Y13
+	VMOVUPS     (R10), Y12
+	VFMADD231PS Y13, Y5, Y12
+	VMOVUPS     Y12, (R10)
+	VMOVUPS     (R10)(DX*1), Y12
+	VFMADD231PS Y13, Y6, Y12
+	VMOVUPS     Y12, (R10)(DX*1)
+	VMOVUPS     (R10)(DX*2), Y12
+	VFMADD231PS Y13, Y7, Y12
+	VMOVUPS     Y12, (R10)(DX*2)
+	VMOVUPS     (R10)(BX*1), Y12
+	VFMADD231PS Y13, Y8, Y12
+	VMOVUPS     Y12, (R10)(BX*1)
+	VMOVUPS     (R14), Y12
+	VFMADD231PS Y13, Y9, Y12
+	VMOVUPS     Y12, (R14)
+	VMOVUPS     (R14)(DX*1), Y12
+	VFMADD231PS Y13, Y10, Y12
+	VMOVUPS     Y12, (R14)(DX*1)
+	VMOVUPS     (R14)(DX*2), Y12
+	VFMADD231PS Y13, Y11, Y12
+	VMOVUPS     Y12, (R14)(DX*2)
+	ADDQ        $0x00000010, SI
+	ADDQ        R11, DI
+	ADDQ        $0x00000020, R10
+	ADDQ        $0x00000020, R14
+	SUBQ        $0x00000008, R12
+
+tail:
+	JMP chunk
+
+rowdone:
+	ADDQ $0x04, AX
+	DECQ rows+0(FP)
+	JNZ  row
+	VZEROUPPER
+	RET
+
+// func gemvAxpyI16M8AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int16, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, CMOV, FMA3
+TEXT ·gemvAxpyI16M8AVX2(SB), NOSPLIT, $0-104
+	MOVQ         a+16(FP), AX
+	MOVQ         lda+24(FP), CX
+	SHLQ         $0x02, CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	LEAQ         (DX)(DX*2), BX
+	MOVQ         base+48(FP), SI
+	MOVQ         data+56(FP), DI
+	MOVQ         zero+64(FP), R8
+	MOVQ         left+72(FP), R9
+	MOVQ         bits+96(FP), R10
+	MOVQ         R10, R11
+	LEAQ         mmdecodeAVX2<>+0(SB), R12
+	SHLQ         $0x06, R10
+	ADDQ         R10, R12
+	VMOVDQU      (R12), X0
+	VMOVDQU      16(R12), Y1
+	VPBROADCASTD 48(R12), Y2
+	VBROADCASTSS scale+88(FP), Y3
+	VPBROADCASTD (R8), Y4
+
+row:
+	LEAQ         (CX)(CX*2), R10
+	LEAQ         (AX)(CX*4), R12
+	VBROADCASTSS (AX), Y5
+	VMULPS       Y3, Y5, Y5
+	VBROADCASTSS (AX)(CX*1), Y6
+	VMULPS       Y3, Y6, Y6
+	VBROADCASTSS (AX)(CX*2), Y7
+	VMULPS       Y3, Y7, Y7
+	VBROADCASTSS (AX)(R10*1), Y8
+	VMULPS       Y3, Y8, Y8
+	VBROADCASTSS (R12), Y9
+	VMULPS       Y3, Y9, Y9
+	VBROADCASTSS (R12)(CX*1), Y10
+	VMULPS       Y3, Y10, Y10
+	VBROADCASTSS (R12)(CX*2), Y11
+	VMULPS       Y3, Y11, Y11
+	VBROADCASTSS (R12)(R10*1), Y12
+	VMULPS       Y3, Y12, Y12
+	MOVQ         c+32(FP), R10
+	LEAQ         (R10)(DX*4), R14
+	MOVQ         rowLen+8(FP), R12
+	MOVQ         R12, R13
+
+chunk:
+	TESTQ        R13, R13
+	JZ           rowdone
+	TESTQ        R9, R9
+	JNZ          samegroup1
+	ADDQ         $0x04, R8
+	VPBROADCASTD (R8), Y4
+	MOVQ         group+80(FP), R9
+
+samegroup1:
+	MOVQ    R13, R12
+	CMPQ    R9, R12
+	CMOVQLT R9, R12
+	SUBQ    R12, R13
+	SUBQ    R12, R9
+
+loop2:
+	CMPQ        R12, $0x00000010
+	JB          one
+	VMOVQ       (DI), X13
+	VPSHUFB     X0, X13, X13
+	VPMOVZXWD   X13, Y13
+	VPSRLVD     Y1, Y13, Y13
+	VPAND       Y2, Y13, Y13
+	VPMOVSXWD   (SI), Y14
+	VPADDD      Y13, Y14, Y14
+	VPADDD      Y4, Y14, Y14
+	VCVTDQ2PS   Y14, Y14
+	VMOVUPS     (R10), Y13
+	VFMADD231PS Y14, Y5, Y13
+	VMOVUPS     Y13, (R10)
+	VMOVUPS     (R10)(DX*1), Y13
+	VFMADD231PS Y14, Y6, Y13
+	VMOVUPS     Y13, (R10)(DX*1)
+	VMOVUPS     (R10)(DX*2), Y13
+	VFMADD231PS Y14, Y7, Y13
+	VMOVUPS     Y13, (R10)(DX*2)
+	VMOVUPS     (R10)(BX*1), Y13
+	VFMADD231PS Y14, Y8, Y13
+	VMOVUPS     Y13, (R10)(BX*1)
+	VMOVUPS     (R14), Y13
+	VFMADD231PS Y14, Y9, Y13
+	VMOVUPS     Y13, (R14)
+	VMOVUPS     (R14)(DX*1), Y13
+	VFMADD231PS Y14, Y10, Y13
+	VMOVUPS     Y13, (R14)(DX*1)
+	VMOVUPS     (R14)(DX*2), Y13
+	VFMADD231PS Y14, Y11, Y13
+	VMOVUPS     Y13, (R14)(DX*2)
+	VMOVUPS     (R14)(BX*1), Y13
+	VFMADD231PS Y14, Y12, Y13
+	VMOVUPS     Y13, (R14)(BX*1)
+	VMOVQ       (DI)(R11*1), X13
+	VPSHUFB     X0, X13, X13
+	VPMOVZXWD   X13, Y13
+	VPSRLVD     Y1, Y13, Y13
+	VPAND       Y2, Y13, Y13
+	VPMOVSXWD   16(SI), Y14
+	VPADDD      Y13, Y14, Y14
+	VPADDD      Y4, Y14, Y14
+	VCVTDQ2PS   Y14, Y14
+	VMOVUPS     32(R10), Y13
+	VFMADD231PS Y14, Y5, Y13
+	VMOVUPS     Y13, 32(R10)
+	VMOVUPS     32(R10)(DX*1), Y13
+	VFMADD231PS Y14, Y6, Y13
+	VMOVUPS     Y13, 32(R10)(DX*1)
+	VMOVUPS     32(R10)(DX*2), Y13
+	VFMADD231PS Y14, Y7, Y13
+	VMOVUPS     Y13, 32(R10)(DX*2)
+	VMOVUPS     32(R10)(BX*1), Y13
+	VFMADD231PS Y14, Y8, Y13
+	VMOVUPS     Y13, 32(R10)(BX*1)
+	VMOVUPS     32(R14), Y13
+	VFMADD231PS Y14, Y9, Y13
+	VMOVUPS     Y13, 32(R14)
+	VMOVUPS     32(R14)(DX*1), Y13
+	VFMADD231PS Y14, Y10, Y13
+	VMOVUPS     Y13, 32(R14)(DX*1)
+	VMOVUPS     32(R14)(DX*2), Y13
+	VFMADD231PS Y14, Y11, Y13
+	VMOVUPS     Y13, 32(R14)(DX*2)
+	VMOVUPS     32(R14)(BX*1), Y13
+	VFMADD231PS Y14, Y12, Y13
+	VMOVUPS     Y13, 32(R14)(BX*1)
+	ADDQ        $0x00000020, SI
+	LEAQ        (DI)(R11*2), DI
+	ADDQ        $0x00000040, R10
+	ADDQ        $0x00000040, R14
+	SUBQ        $0x00000010, R12
+	JMP         loop2
+
+one:
+	CMPQ        R12, $0x00000008
+	JB          tail
+	VMOVQ       (DI), X13
+	VPSHUFB     X0, X13, X13
+	VPMOVZXWD   X13, Y13
+	VPSRLVD     Y1, Y13, Y13
+	VPAND       Y2, Y13, Y13
+	VPMOVSXWD   (SI), Y14
+	VPADDD      Y13, Y14, Y14
+	VPADDD      Y4, Y14, Y14
+	VCVTDQ2PS   Y14, Y14
+	VMOVUPS     (R10), Y13
+	VFMADD231PS Y14, Y5, Y13
+	VMOVUPS     Y13, (R10)
+	VMOVUPS     (R10)(DX*1), Y13
+	VFMADD231PS Y14, Y6, Y13
+	VMOVUPS     Y13, (R10)(DX*1)
+	VMOVUPS     (R10)(DX*2), Y13
+	VFMADD231PS Y14, Y7, Y13
+	VMOVUPS     Y13, (R10)(DX*2)
+	VMOVUPS     (R10)(BX*1), Y13
+	VFMADD231PS Y14, Y8, Y13
+	VMOVUPS     Y13, (R10)(BX*1)
+	VMOVUPS     (R14), Y13
+	VFMADD231PS Y14, Y9, Y13
+	VMOVUPS     Y13, (R14)
+	VMOVUPS     (R14)(DX*1), Y13
+	VFMADD231PS Y14, Y10, Y13
+	VMOVUPS     Y13, (R14)(DX*1)
+	VMOVUPS     (R14)(DX*2), Y13
+	VFMADD231PS Y14, Y11, Y13
+	VMOVUPS     Y13, (R14)(DX*2)
+	VMOVUPS     (R14)(BX*1), Y13
+	VFMADD231PS Y14, Y12, Y13
+	VMOVUPS     Y13, (R14)(BX*1)
+	ADDQ        $0x00000010, SI
+	ADDQ        R11, DI
+	ADDQ        $0x00000020, R10
+	ADDQ        $0x00000020, R14
+	SUBQ        $0x00000008, R12
+
+tail:
+	JMP chunk
+
+rowdone:
+	ADDQ $0x04, AX
 	DECQ rows+0(FP)
 	JNZ  row
 	VZEROUPPER
@@ -11237,10 +23078,9 @@ TEXT ·gemvAxpyI8M4AVX2(SB), NOSPLIT, $0-104
 	MOVQ         a+16(FP), AX
 	MOVQ         lda+24(FP), CX
 	SHLQ         $0x02, CX
-	LEAQ         (AX)(CX*2), DX
-	ADDQ         CX, DX
-	MOVQ         ldc+40(FP), BX
-	SHLQ         $0x02, BX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	LEAQ         (DX)(DX*2), BX
 	MOVQ         base+48(FP), SI
 	MOVQ         data+56(FP), DI
 	MOVQ         zero+64(FP), R8
@@ -11257,22 +23097,21 @@ TEXT ·gemvAxpyI8M4AVX2(SB), NOSPLIT, $0-104
 	VPBROADCASTD (R8), Y4
 
 row:
+	LEAQ         (CX)(CX*2), R10
 	VBROADCASTSS (AX), Y5
 	VMULPS       Y3, Y5, Y5
 	VBROADCASTSS (AX)(CX*1), Y6
 	VMULPS       Y3, Y6, Y6
 	VBROADCASTSS (AX)(CX*2), Y7
 	VMULPS       Y3, Y7, Y7
-	VBROADCASTSS (DX), Y8
+	VBROADCASTSS (AX)(R10*1), Y8
 	VMULPS       Y3, Y8, Y8
 	MOVQ         c+32(FP), R10
-	LEAQ         (R10)(BX*2), R12
-	ADDQ         BX, R12
-	MOVQ         rowLen+8(FP), R13
-	MOVQ         R13, R14
+	MOVQ         rowLen+8(FP), R12
+	MOVQ         R12, R13
 
 chunk:
-	TESTQ        R14, R14
+	TESTQ        R13, R13
 	JZ           rowdone
 	TESTQ        R9, R9
 	JNZ          samegroup1
@@ -11281,14 +23120,14 @@ chunk:
 	MOVQ         group+80(FP), R9
 
 samegroup1:
-	MOVQ    R14, R13
-	CMPQ    R9, R13
-	CMOVQLT R9, R13
-	SUBQ    R13, R14
-	SUBQ    R13, R9
+	MOVQ    R13, R12
+	CMPQ    R9, R12
+	CMOVQLT R9, R12
+	SUBQ    R12, R13
+	SUBQ    R12, R9
 
 loop2:
-	CMPQ        R13, $0x00000010
+	CMPQ        R12, $0x00000010
 	JB          one
 	VMOVQ       (DI), X9
 	VPSHUFB     X0, X9, X9
@@ -11302,15 +23141,15 @@ loop2:
 	VMOVUPS     (R10), Y9
 	VFMADD231PS Y10, Y5, Y9
 	VMOVUPS     Y9, (R10)
-	VMOVUPS     (R10)(BX*1), Y9
+	VMOVUPS     (R10)(DX*1), Y9
 	VFMADD231PS Y10, Y6, Y9
-	VMOVUPS     Y9, (R10)(BX*1)
-	VMOVUPS     (R10)(BX*2), Y9
+	VMOVUPS     Y9, (R10)(DX*1)
+	VMOVUPS     (R10)(DX*2), Y9
 	VFMADD231PS Y10, Y7, Y9
-	VMOVUPS     Y9, (R10)(BX*2)
-	VMOVUPS     (R12), Y9
+	VMOVUPS     Y9, (R10)(DX*2)
+	VMOVUPS     (R10)(BX*1), Y9
 	VFMADD231PS Y10, Y8, Y9
-	VMOVUPS     Y9, (R12)
+	VMOVUPS     Y9, (R10)(BX*1)
 	VMOVQ       (DI)(R11*1), X9
 	VPSHUFB     X0, X9, X9
 	VPMOVZXWD   X9, Y9
@@ -11323,24 +23162,23 @@ loop2:
 	VMOVUPS     32(R10), Y9
 	VFMADD231PS Y10, Y5, Y9
 	VMOVUPS     Y9, 32(R10)
-	VMOVUPS     32(R10)(BX*1), Y9
+	VMOVUPS     32(R10)(DX*1), Y9
 	VFMADD231PS Y10, Y6, Y9
-	VMOVUPS     Y9, 32(R10)(BX*1)
-	VMOVUPS     32(R10)(BX*2), Y9
+	VMOVUPS     Y9, 32(R10)(DX*1)
+	VMOVUPS     32(R10)(DX*2), Y9
 	VFMADD231PS Y10, Y7, Y9
-	VMOVUPS     Y9, 32(R10)(BX*2)
-	VMOVUPS     32(R12), Y9
+	VMOVUPS     Y9, 32(R10)(DX*2)
+	VMOVUPS     32(R10)(BX*1), Y9
 	VFMADD231PS Y10, Y8, Y9
-	VMOVUPS     Y9, 32(R12)
+	VMOVUPS     Y9, 32(R10)(BX*1)
 	ADDQ        $0x00000010, SI
 	LEAQ        (DI)(R11*2), DI
 	ADDQ        $0x00000040, R10
-	ADDQ        $0x00000040, R12
-	SUBQ        $0x00000010, R13
+	SUBQ        $0x00000010, R12
 	JMP         loop2
 
 one:
-	CMPQ        R13, $0x00000008
+	CMPQ        R12, $0x00000008
 	JB          tail
 	VMOVQ       (DI), X9
 	VPSHUFB     X0, X9, X9
@@ -11354,27 +23192,727 @@ one:
 	VMOVUPS     (R10), Y9
 	VFMADD231PS Y10, Y5, Y9
 	VMOVUPS     Y9, (R10)
-	VMOVUPS     (R10)(BX*1), Y9
+	VMOVUPS     (R10)(DX*1), Y9
 	VFMADD231PS Y10, Y6, Y9
-	VMOVUPS     Y9, (R10)(BX*1)
-	VMOVUPS     (R10)(BX*2), Y9
+	VMOVUPS     Y9, (R10)(DX*1)
+	VMOVUPS     (R10)(DX*2), Y9
 	VFMADD231PS Y10, Y7, Y9
-	VMOVUPS     Y9, (R10)(BX*2)
-	VMOVUPS     (R12), Y9
+	VMOVUPS     Y9, (R10)(DX*2)
+	VMOVUPS     (R10)(BX*1), Y9
 	VFMADD231PS Y10, Y8, Y9
-	VMOVUPS     Y9, (R12)
+	VMOVUPS     Y9, (R10)(BX*1)
 	ADDQ        $0x00000008, SI
 	ADDQ        R11, DI
 	ADDQ        $0x00000020, R10
-	ADDQ        $0x00000020, R12
-	SUBQ        $0x00000008, R13
+	SUBQ        $0x00000008, R12
 
 tail:
 	JMP chunk
 
 rowdone:
 	ADDQ $0x04, AX
-	ADDQ $0x04, DX
+	DECQ rows+0(FP)
+	JNZ  row
+	VZEROUPPER
+	RET
+
+// func gemvAxpyI8M5AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, CMOV, FMA3
+TEXT ·gemvAxpyI8M5AVX2(SB), NOSPLIT, $0-104
+	MOVQ         a+16(FP), AX
+	MOVQ         lda+24(FP), CX
+	SHLQ         $0x02, CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	LEAQ         (DX)(DX*2), BX
+	MOVQ         base+48(FP), SI
+	MOVQ         data+56(FP), DI
+	MOVQ         zero+64(FP), R8
+	MOVQ         left+72(FP), R9
+	MOVQ         bits+96(FP), R10
+	MOVQ         R10, R11
+	LEAQ         mmdecodeAVX2<>+0(SB), R12
+	SHLQ         $0x06, R10
+	ADDQ         R10, R12
+	VMOVDQU      (R12), X0
+	VMOVDQU      16(R12), Y1
+	VPBROADCASTD 48(R12), Y2
+	VBROADCASTSS scale+88(FP), Y3
+	VPBROADCASTD (R8), Y4
+
+row:
+	LEAQ         (CX)(CX*2), R10
+	LEAQ         (AX)(CX*4), R12
+	VBROADCASTSS (AX), Y5
+	VMULPS       Y3, Y5, Y5
+	VBROADCASTSS (AX)(CX*1), Y6
+	VMULPS       Y3, Y6, Y6
+	VBROADCASTSS (AX)(CX*2), Y7
+	VMULPS       Y3, Y7, Y7
+	VBROADCASTSS (AX)(R10*1), Y8
+	VMULPS       Y3, Y8, Y8
+	VBROADCASTSS (R12), Y9
+	VMULPS       Y3, Y9, Y9
+	MOVQ         c+32(FP), R10
+	LEAQ         (R10)(DX*4), R14
+	MOVQ         rowLen+8(FP), R12
+	MOVQ         R12, R13
+
+chunk:
+	TESTQ        R13, R13
+	JZ           rowdone
+	TESTQ        R9, R9
+	JNZ          samegroup1
+	ADDQ         $0x04, R8
+	VPBROADCASTD (R8), Y4
+	MOVQ         group+80(FP), R9
+
+samegroup1:
+	MOVQ    R13, R12
+	CMPQ    R9, R12
+	CMOVQLT R9, R12
+	SUBQ    R12, R13
+	SUBQ    R12, R9
+
+loop2:
+	CMPQ        R12, $0x00000010
+	JB          one
+	VMOVQ       (DI), X10
+	VPSHUFB     X0, X10, X10
+	VPMOVZXWD   X10, Y10
+	VPSRLVD     Y1, Y10, Y10
+	VPAND       Y2, Y10, Y10
+	VPMOVSXBD   (SI), Y11
+	VPADDD      Y10, Y11, Y11
+	VPADDD      Y4, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMOVUPS     (R10), Y10
+	VFMADD231PS Y11, Y5, Y10
+	VMOVUPS     Y10, (R10)
+	VMOVUPS     (R10)(DX*1), Y10
+	VFMADD231PS Y11, Y6, Y10
+	VMOVUPS     Y10, (R10)(DX*1)
+	VMOVUPS     (R10)(DX*2), Y10
+	VFMADD231PS Y11, Y7, Y10
+	VMOVUPS     Y10, (R10)(DX*2)
+	VMOVUPS     (R10)(BX*1), Y10
+	VFMADD231PS Y11, Y8, Y10
+	VMOVUPS     Y10, (R10)(BX*1)
+	VMOVUPS     (R14), Y10
+	VFMADD231PS Y11, Y9, Y10
+	VMOVUPS     Y10, (R14)
+	VMOVQ       (DI)(R11*1), X10
+	VPSHUFB     X0, X10, X10
+	VPMOVZXWD   X10, Y10
+	VPSRLVD     Y1, Y10, Y10
+	VPAND       Y2, Y10, Y10
+	VPMOVSXBD   8(SI), Y11
+	VPADDD      Y10, Y11, Y11
+	VPADDD      Y4, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMOVUPS     32(R10), Y10
+	VFMADD231PS Y11, Y5, Y10
+	VMOVUPS     Y10, 32(R10)
+	VMOVUPS     32(R10)(DX*1), Y10
+	VFMADD231PS Y11, Y6, Y10
+	VMOVUPS     Y10, 32(R10)(DX*1)
+	VMOVUPS     32(R10)(DX*2), Y10
+	VFMADD231PS Y11, Y7, Y10
+	VMOVUPS     Y10, 32(R10)(DX*2)
+	VMOVUPS     32(R10)(BX*1), Y10
+	VFMADD231PS Y11, Y8, Y10
+	VMOVUPS     Y10, 32(R10)(BX*1)
+	VMOVUPS     32(R14), Y10
+	VFMADD231PS Y11, Y9, Y10
+	VMOVUPS     Y10, 32(R14)
+	ADDQ        $0x00000010, SI
+	LEAQ        (DI)(R11*2), DI
+	ADDQ        $0x00000040, R10
+	ADDQ        $0x00000040, R14
+	SUBQ        $0x00000010, R12
+	JMP         loop2
+
+one:
+	CMPQ        R12, $0x00000008
+	JB          tail
+	VMOVQ       (DI), X10
+	VPSHUFB     X0, X10, X10
+	VPMOVZXWD   X10, Y10
+	VPSRLVD     Y1, Y10, Y10
+	VPAND       Y2, Y10, Y10
+	VPMOVSXBD   (SI), Y11
+	VPADDD      Y10, Y11, Y11
+	VPADDD      Y4, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMOVUPS     (R10), Y10
+	VFMADD231PS Y11, Y5, Y10
+	VMOVUPS     Y10, (R10)
+	VMOVUPS     (R10)(DX*1), Y10
+	VFMADD231PS Y11, Y6, Y10
+	VMOVUPS     Y10, (R10)(DX*1)
+	VMOVUPS     (R10)(DX*2), Y10
+	VFMADD231PS Y11, Y7, Y10
+	VMOVUPS     Y10, (R10)(DX*2)
+	VMOVUPS     (R10)(BX*1), Y10
+	VFMADD231PS Y11, Y8, Y10
+	VMOVUPS     Y10, (R10)(BX*1)
+	VMOVUPS     (R14), Y10
+	VFMADD231PS Y11, Y9, Y10
+	VMOVUPS     Y10, (R14)
+	ADDQ        $0x00000008, SI
+	ADDQ        R11, DI
+	ADDQ        $0x00000020, R10
+	ADDQ        $0x00000020, R14
+	SUBQ        $0x00000008, R12
+
+tail:
+	JMP chunk
+
+rowdone:
+	ADDQ $0x04, AX
+	DECQ rows+0(FP)
+	JNZ  row
+	VZEROUPPER
+	RET
+
+// func gemvAxpyI8M6AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, CMOV, FMA3
+TEXT ·gemvAxpyI8M6AVX2(SB), NOSPLIT, $0-104
+	MOVQ         a+16(FP), AX
+	MOVQ         lda+24(FP), CX
+	SHLQ         $0x02, CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	LEAQ         (DX)(DX*2), BX
+	MOVQ         base+48(FP), SI
+	MOVQ         data+56(FP), DI
+	MOVQ         zero+64(FP), R8
+	MOVQ         left+72(FP), R9
+	MOVQ         bits+96(FP), R10
+	MOVQ         R10, R11
+	LEAQ         mmdecodeAVX2<>+0(SB), R12
+	SHLQ         $0x06, R10
+	ADDQ         R10, R12
+	VMOVDQU      (R12), X0
+	VMOVDQU      16(R12), Y1
+	VPBROADCASTD 48(R12), Y2
+	VBROADCASTSS scale+88(FP), Y3
+	VPBROADCASTD (R8), Y4
+
+row:
+	LEAQ         (CX)(CX*2), R10
+	LEAQ         (AX)(CX*4), R12
+	VBROADCASTSS (AX), Y5
+	VMULPS       Y3, Y5, Y5
+	VBROADCASTSS (AX)(CX*1), Y6
+	VMULPS       Y3, Y6, Y6
+	VBROADCASTSS (AX)(CX*2), Y7
+	VMULPS       Y3, Y7, Y7
+	VBROADCASTSS (AX)(R10*1), Y8
+	VMULPS       Y3, Y8, Y8
+	VBROADCASTSS (R12), Y9
+	VMULPS       Y3, Y9, Y9
+	VBROADCASTSS (R12)(CX*1), Y10
+	VMULPS       Y3, Y10, Y10
+	MOVQ         c+32(FP), R10
+	LEAQ         (R10)(DX*4), R14
+	MOVQ         rowLen+8(FP), R12
+	MOVQ         R12, R13
+
+chunk:
+	TESTQ        R13, R13
+	JZ           rowdone
+	TESTQ        R9, R9
+	JNZ          samegroup1
+	ADDQ         $0x04, R8
+	VPBROADCASTD (R8), Y4
+	MOVQ         group+80(FP), R9
+
+samegroup1:
+	MOVQ    R13, R12
+	CMPQ    R9, R12
+	CMOVQLT R9, R12
+	SUBQ    R12, R13
+	SUBQ    R12, R9
+
+loop2:
+	CMPQ        R12, $0x00000010
+	JB          one
+	VMOVQ       (DI), X11
+	VPSHUFB     X0, X11, X11
+	VPMOVZXWD   X11, Y11
+	VPSRLVD     Y1, Y11, Y11
+	VPAND       Y2, Y11, Y11
+	VPMOVSXBD   (SI), Y12
+	VPADDD      Y11, Y12, Y12
+	VPADDD      Y4, Y12, Y12
+	VCVTDQ2PS   Y12, Y12
+	VMOVUPS     (R10), Y11
+	VFMADD231PS Y12, Y5, Y11
+	VMOVUPS     Y11, (R10)
+	VMOVUPS     (R10)(DX*1), Y11
+	VFMADD231PS Y12, Y6, Y11
+	VMOVUPS     Y11, (R10)(DX*1)
+	VMOVUPS     (R10)(DX*2), Y11
+	VFMADD231PS Y12, Y7, Y11
+	VMOVUPS     Y11, (R10)(DX*2)
+	VMOVUPS     (R10)(BX*1), Y11
+	VFMADD231PS Y12, Y8, Y11
+	VMOVUPS     Y11, (R10)(BX*1)
+	VMOVUPS     (R14), Y11
+	VFMADD231PS Y12, Y9, Y11
+	VMOVUPS     Y11, (R14)
+	VMOVUPS     (R14)(DX*1), Y11
+	VFMADD231PS Y12, Y10, Y11
+	VMOVUPS     Y11, (R14)(DX*1)
+	VMOVQ       (DI)(R11*1), X11
+	VPSHUFB     X0, X11, X11
+	VPMOVZXWD   X11, Y11
+	VPSRLVD     Y1, Y11, Y11
+	VPAND       Y2, Y11, Y11
+	VPMOVSXBD   8(SI), Y12
+	VPADDD      Y11, Y12, Y12
+	VPADDD      Y4, Y12, Y12
+	VCVTDQ2PS   Y12, Y12
+	VMOVUPS     32(R10), Y11
+	VFMADD231PS Y12, Y5, Y11
+	VMOVUPS     Y11, 32(R10)
+	VMOVUPS     32(R10)(DX*1), Y11
+	VFMADD231PS Y12, Y6, Y11
+	VMOVUPS     Y11, 32(R10)(DX*1)
+	VMOVUPS     32(R10)(DX*2), Y11
+	VFMADD231PS Y12, Y7, Y11
+	VMOVUPS     Y11, 32(R10)(DX*2)
+	VMOVUPS     32(R10)(BX*1), Y11
+	VFMADD231PS Y12, Y8, Y11
+	VMOVUPS     Y11, 32(R10)(BX*1)
+	VMOVUPS     32(R14), Y11
+	VFMADD231PS Y12, Y9, Y11
+	VMOVUPS     Y11, 32(R14)
+	VMOVUPS     32(R14)(DX*1), Y11
+	VFMADD231PS Y12, Y10, Y11
+	VMOVUPS     Y11, 32(R14)(DX*1)
+	ADDQ        $0x00000010, SI
+	LEAQ        (DI)(R11*2), DI
+	ADDQ        $0x00000040, R10
+	ADDQ        $0x00000040, R14
+	SUBQ        $0x00000010, R12
+	JMP         loop2
+
+one:
+	CMPQ        R12, $0x00000008
+	JB          tail
+	VMOVQ       (DI), X11
+	VPSHUFB     X0, X11, X11
+	VPMOVZXWD   X11, Y11
+	VPSRLVD     Y1, Y11, Y11
+	VPAND       Y2, Y11, Y11
+	VPMOVSXBD   (SI), Y12
+	VPADDD      Y11, Y12, Y12
+	VPADDD      Y4, Y12, Y12
+	VCVTDQ2PS   Y12, Y12
+	VMOVUPS     (R10), Y11
+	VFMADD231PS Y12, Y5, Y11
+	VMOVUPS     Y11, (R10)
+	VMOVUPS     (R10)(DX*1), Y11
+	VFMADD231PS Y12, Y6, Y11
+	VMOVUPS     Y11, (R10)(DX*1)
+	VMOVUPS     (R10)(DX*2), Y11
+	VFMADD231PS Y12, Y7, Y11
+	VMOVUPS     Y11, (R10)(DX*2)
+	VMOVUPS     (R10)(BX*1), Y11
+	VFMADD231PS Y12, Y8, Y11
+	VMOVUPS     Y11, (R10)(BX*1)
+	VMOVUPS     (R14), Y11
+	VFMADD231PS Y12, Y9, Y11
+	VMOVUPS     Y11, (R14)
+	VMOVUPS     (R14)(DX*1), Y11
+	VFMADD231PS Y12, Y10, Y11
+	VMOVUPS     Y11, (R14)(DX*1)
+	ADDQ        $0x00000008, SI
+	ADDQ        R11, DI
+	ADDQ        $0x00000020, R10
+	ADDQ        $0x00000020, R14
+	SUBQ        $0x00000008, R12
+
+tail:
+	JMP chunk
+
+rowdone:
+	ADDQ $0x04, AX
+	DECQ rows+0(FP)
+	JNZ  row
+	VZEROUPPER
+	RET
+
+// func gemvAxpyI8M7AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, CMOV, FMA3
+TEXT ·gemvAxpyI8M7AVX2(SB), NOSPLIT, $0-104
+	MOVQ         a+16(FP), AX
+	MOVQ         lda+24(FP), CX
+	SHLQ         $0x02, CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	LEAQ         (DX)(DX*2), BX
+	MOVQ         base+48(FP), SI
+	MOVQ         data+56(FP), DI
+	MOVQ         zero+64(FP), R8
+	MOVQ         left+72(FP), R9
+	MOVQ         bits+96(FP), R10
+	MOVQ         R10, R11
+	LEAQ         mmdecodeAVX2<>+0(SB), R12
+	SHLQ         $0x06, R10
+	ADDQ         R10, R12
+	VMOVDQU      (R12), X0
+	VMOVDQU      16(R12), Y1
+	VPBROADCASTD 48(R12), Y2
+	VBROADCASTSS scale+88(FP), Y3
+	VPBROADCASTD (R8), Y4
+
+row:
+	LEAQ         (CX)(CX*2), R10
+	LEAQ         (AX)(CX*4), R12
+	VBROADCASTSS (AX), Y5
+	VMULPS       Y3, Y5, Y5
+	VBROADCASTSS (AX)(CX*1), Y6
+	VMULPS       Y3, Y6, Y6
+	VBROADCASTSS (AX)(CX*2), Y7
+	VMULPS       Y3, Y7, Y7
+	VBROADCASTSS (AX)(R10*1), Y8
+	VMULPS       Y3, Y8, Y8
+	VBROADCASTSS (R12), Y9
+	VMULPS       Y3, Y9, Y9
+	VBROADCASTSS (R12)(CX*1), Y10
+	VMULPS       Y3, Y10, Y10
+	VBROADCASTSS (R12)(CX*2), Y11
+	VMULPS       Y3, Y11, Y11
+	MOVQ         c+32(FP), R10
+	LEAQ         (R10)(DX*4), R14
+	MOVQ         rowLen+8(FP), R12
+	MOVQ         R12, R13
+
+chunk:
+	TESTQ        R13, R13
+	JZ           rowdone
+	TESTQ        R9, R9
+	JNZ          samegroup1
+	ADDQ         $0x04, R8
+	VPBROADCASTD (R8), Y4
+	MOVQ         group+80(FP), R9
+
+samegroup1:
+	MOVQ    R13, R12
+	CMPQ    R9, R12
+	CMOVQLT R9, R12
+	SUBQ    R12, R13
+	SUBQ    R12, R9
+
+loop2:
+	CMPQ        R12, $0x00000010
+	JB          one
+	VMOVQ       (DI), X12
+	VPSHUFB     X0, X12, X12
+	VPMOVZXWD   X12, Y12
+	VPSRLVD     Y1, Y12, Y12
+	VPAND       Y2, Y12, Y12
+	VPMOVSXBD   (SI), Y13
+	VPADDD      Y12, Y13, Y13
+	VPADDD      Y4, Y13, Y13
+	VCVTDQ2PS   Y13, Y13
+	VMOVUPS     (R10), Y12
+	VFMADD231PS Y13, Y5, Y12
+	VMOVUPS     Y12, (R10)
+	VMOVUPS     (R10)(DX*1), Y12
+	VFMADD231PS Y13, Y6, Y12
+	VMOVUPS     Y12, (R10)(DX*1)
+	VMOVUPS     (R10)(DX*2), Y12
+	VFMADD231PS Y13, Y7, Y12
+	VMOVUPS     Y12, (R10)(DX*2)
+	VMOVUPS     (R10)(BX*1), Y12
+	VFMADD231PS Y13, Y8, Y12
+	VMOVUPS     Y12, (R10)(BX*1)
+	VMOVUPS     (R14), Y12
+	VFMADD231PS Y13, Y9, Y12
+	VMOVUPS     Y12, (R14)
+	VMOVUPS     (R14)(DX*1), Y12
+	VFMADD231PS Y13, Y10, Y12
+	VMOVUPS     Y12, (R14)(DX*1)
+	VMOVUPS     (R14)(DX*2), Y12
+	VFMADD231PS Y13, Y11, Y12
+	VMOVUPS     Y12, (R14)(DX*2)
+	VMOVQ       (DI)(R11*1), X12
+	VPSHUFB     X0, X12, X12
+	VPMOVZXWD   X12, Y12
+	VPSRLVD     Y1, Y12, Y12
+	VPAND       Y2, Y12, Y12
+	VPMOVSXBD   8(SI), Y13
+	VPADDD      Y12, Y13, Y13
+	VPADDD      Y4, Y13, Y13
+	VCVTDQ2PS   Y13, Y13
+	VMOVUPS     32(R10), Y12
+	VFMADD231PS Y13, Y5, Y12
+	VMOVUPS     Y12, 32(R10)
+	VMOVUPS     32(R10)(DX*1), Y12
+	VFMADD231PS Y13, Y6, Y12
+	VMOVUPS     Y12, 32(R10)(DX*1)
+	VMOVUPS     32(R10)(DX*2), Y12
+	VFMADD231PS Y13, Y7, Y12
+	VMOVUPS     Y12, 32(R10)(DX*2)
+	VMOVUPS     32(R10)(BX*1), Y12
+	VFMADD231PS Y13, Y8, Y12
+	VMOVUPS     Y12, 32(R10)(BX*1)
+	VMOVUPS     32(R14), Y12
+	VFMADD231PS Y13, Y9, Y12
+	VMOVUPS     Y12, 32(R14)
+	VMOVUPS     32(R14)(DX*1), Y12
+	VFMADD231PS Y13, Y10, Y12
+	VMOVUPS     Y12, 32(R14)(DX*1)
+	VMOVUPS     32(R14)(DX*2), Y12
+	VFMADD231PS Y13, Y11, Y12
+	VMOVUPS     Y12, 32(R14)(DX*2)
+	ADDQ        $0x00000010, SI
+	LEAQ        (DI)(R11*2), DI
+	ADDQ        $0x00000040, R10
+	ADDQ        $0x00000040, R14
+	SUBQ        $0x00000010, R12
+	JMP         loop2
+
+one:
+	CMPQ        R12, $0x00000008
+	JB          tail
+	VMOVQ       (DI), X12
+	VPSHUFB     X0, X12, X12
+	VPMOVZXWD   X12, Y12
+	VPSRLVD     Y1, Y12, Y12
+	VPAND       Y2, Y12, Y12
+	VPMOVSXBD   (SI), Y13
+	VPADDD      Y12, Y13, Y13
+	VPADDD      Y4, Y13, Y13
+	VCVTDQ2PS   Y13, Y13
+	VMOVUPS     (R10), Y12
+	VFMADD231PS Y13, Y5, Y12
+	VMOVUPS     Y12, (R10)
+	VMOVUPS     (R10)(DX*1), Y12
+	VFMADD231PS Y13, Y6, Y12
+	VMOVUPS     Y12, (R10)(DX*1)
+	VMOVUPS     (R10)(DX*2), Y12
+	VFMADD231PS Y13, Y7, Y12
+	VMOVUPS     Y12, (R10)(DX*2)
+	VMOVUPS     (R10)(BX*1), Y12
+	VFMADD231PS Y13, Y8, Y12
+	VMOVUPS     Y12, (R10)(BX*1)
+	VMOVUPS     (R14), Y12
+	VFMADD231PS Y13, Y9, Y12
+	VMOVUPS     Y12, (R14)
+	VMOVUPS     (R14)(DX*1), Y12
+	VFMADD231PS Y13, Y10, Y12
+	VMOVUPS     Y12, (R14)(DX*1)
+	VMOVUPS     (R14)(DX*2), Y12
+	VFMADD231PS Y13, Y11, Y12
+	VMOVUPS     Y12, (R14)(DX*2)
+	ADDQ        $0x00000008, SI
+	ADDQ        R11, DI
+	ADDQ        $0x00000020, R10
+	ADDQ        $0x00000020, R14
+	SUBQ        $0x00000008, R12
+
+tail:
+	JMP chunk
+
+rowdone:
+	ADDQ $0x04, AX
+	DECQ rows+0(FP)
+	JNZ  row
+	VZEROUPPER
+	RET
+
+// func gemvAxpyI8M8AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, CMOV, FMA3
+TEXT ·gemvAxpyI8M8AVX2(SB), NOSPLIT, $0-104
+	MOVQ         a+16(FP), AX
+	MOVQ         lda+24(FP), CX
+	SHLQ         $0x02, CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	LEAQ         (DX)(DX*2), BX
+	MOVQ         base+48(FP), SI
+	MOVQ         data+56(FP), DI
+	MOVQ         zero+64(FP), R8
+	MOVQ         left+72(FP), R9
+	MOVQ         bits+96(FP), R10
+	MOVQ         R10, R11
+	LEAQ         mmdecodeAVX2<>+0(SB), R12
+	SHLQ         $0x06, R10
+	ADDQ         R10, R12
+	VMOVDQU      (R12), X0
+	VMOVDQU      16(R12), Y1
+	VPBROADCASTD 48(R12), Y2
+	VBROADCASTSS scale+88(FP), Y3
+	VPBROADCASTD (R8), Y4
+
+row:
+	LEAQ         (CX)(CX*2), R10
+	LEAQ         (AX)(CX*4), R12
+	VBROADCASTSS (AX), Y5
+	VMULPS       Y3, Y5, Y5
+	VBROADCASTSS (AX)(CX*1), Y6
+	VMULPS       Y3, Y6, Y6
+	VBROADCASTSS (AX)(CX*2), Y7
+	VMULPS       Y3, Y7, Y7
+	VBROADCASTSS (AX)(R10*1), Y8
+	VMULPS       Y3, Y8, Y8
+	VBROADCASTSS (R12), Y9
+	VMULPS       Y3, Y9, Y9
+	VBROADCASTSS (R12)(CX*1), Y10
+	VMULPS       Y3, Y10, Y10
+	VBROADCASTSS (R12)(CX*2), Y11
+	VMULPS       Y3, Y11, Y11
+	VBROADCASTSS (R12)(R10*1), Y12
+	VMULPS       Y3, Y12, Y12
+	MOVQ         c+32(FP), R10
+	LEAQ         (R10)(DX*4), R14
+	MOVQ         rowLen+8(FP), R12
+	MOVQ         R12, R13
+
+chunk:
+	TESTQ        R13, R13
+	JZ           rowdone
+	TESTQ        R9, R9
+	JNZ          samegroup1
+	ADDQ         $0x04, R8
+	VPBROADCASTD (R8), Y4
+	MOVQ         group+80(FP), R9
+
+samegroup1:
+	MOVQ    R13, R12
+	CMPQ    R9, R12
+	CMOVQLT R9, R12
+	SUBQ    R12, R13
+	SUBQ    R12, R9
+
+loop2:
+	CMPQ        R12, $0x00000010
+	JB          one
+	VMOVQ       (DI), X13
+	VPSHUFB     X0, X13, X13
+	VPMOVZXWD   X13, Y13
+	VPSRLVD     Y1, Y13, Y13
+	VPAND       Y2, Y13, Y13
+	VPMOVSXBD   (SI), Y14
+	VPADDD      Y13, Y14, Y14
+	VPADDD      Y4, Y14, Y14
+	VCVTDQ2PS   Y14, Y14
+	VMOVUPS     (R10), Y13
+	VFMADD231PS Y14, Y5, Y13
+	VMOVUPS     Y13, (R10)
+	VMOVUPS     (R10)(DX*1), Y13
+	VFMADD231PS Y14, Y6, Y13
+	VMOVUPS     Y13, (R10)(DX*1)
+	VMOVUPS     (R10)(DX*2), Y13
+	VFMADD231PS Y14, Y7, Y13
+	VMOVUPS     Y13, (R10)(DX*2)
+	VMOVUPS     (R10)(BX*1), Y13
+	VFMADD231PS Y14, Y8, Y13
+	VMOVUPS     Y13, (R10)(BX*1)
+	VMOVUPS     (R14), Y13
+	VFMADD231PS Y14, Y9, Y13
+	VMOVUPS     Y13, (R14)
+	VMOVUPS     (R14)(DX*1), Y13
+	VFMADD231PS Y14, Y10, Y13
+	VMOVUPS     Y13, (R14)(DX*1)
+	VMOVUPS     (R14)(DX*2), Y13
+	VFMADD231PS Y14, Y11, Y13
+	VMOVUPS     Y13, (R14)(DX*2)
+	VMOVUPS     (R14)(BX*1), Y13
+	VFMADD231PS Y14, Y12, Y13
+	VMOVUPS     Y13, (R14)(BX*1)
+	VMOVQ       (DI)(R11*1), X13
+	VPSHUFB     X0, X13, X13
+	VPMOVZXWD   X13, Y13
+	VPSRLVD     Y1, Y13, Y13
+	VPAND       Y2, Y13, Y13
+	VPMOVSXBD   8(SI), Y14
+	VPADDD      Y13, Y14, Y14
+	VPADDD      Y4, Y14, Y14
+	VCVTDQ2PS   Y14, Y14
+	VMOVUPS     32(R10), Y13
+	VFMADD231PS Y14, Y5, Y13
+	VMOVUPS     Y13, 32(R10)
+	VMOVUPS     32(R10)(DX*1), Y13
+	VFMADD231PS Y14, Y6, Y13
+	VMOVUPS     Y13, 32(R10)(DX*1)
+	VMOVUPS     32(R10)(DX*2), Y13
+	VFMADD231PS Y14, Y7, Y13
+	VMOVUPS     Y13, 32(R10)(DX*2)
+	VMOVUPS     32(R10)(BX*1), Y13
+	VFMADD231PS Y14, Y8, Y13
+	VMOVUPS     Y13, 32(R10)(BX*1)
+	VMOVUPS     32(R14), Y13
+	VFMADD231PS Y14, Y9, Y13
+	VMOVUPS     Y13, 32(R14)
+	VMOVUPS     32(R14)(DX*1), Y13
+	VFMADD231PS Y14, Y10, Y13
+	VMOVUPS     Y13, 32(R14)(DX*1)
+	VMOVUPS     32(R14)(DX*2), Y13
+	VFMADD231PS Y14, Y11, Y13
+	VMOVUPS     Y13, 32(R14)(DX*2)
+	VMOVUPS     32(R14)(BX*1), Y13
+	VFMADD231PS Y14, Y12, Y13
+	VMOVUPS     Y13, 32(R14)(BX*1)
+	ADDQ        $0x00000010, SI
+	LEAQ        (DI)(R11*2), DI
+	ADDQ        $0x00000040, R10
+	ADDQ        $0x00000040, R14
+	SUBQ        $0x00000010, R12
+	JMP         loop2
+
+one:
+	CMPQ        R12, $0x00000008
+	JB          tail
+	VMOVQ       (DI), X13
+	VPSHUFB     X0, X13, X13
+	VPMOVZXWD   X13, Y13
+	VPSRLVD     Y1, Y13, Y13
+	VPAND       Y2, Y13, Y13
+	VPMOVSXBD   (SI), Y14
+	VPADDD      Y13, Y14, Y14
+	VPADDD      Y4, Y14, Y14
+	VCVTDQ2PS   Y14, Y14
+	VMOVUPS     (R10), Y13
+	VFMADD231PS Y14, Y5, Y13
+	VMOVUPS     Y13, (R10)
+	VMOVUPS     (R10)(DX*1), Y13
+	VFMADD231PS Y14, Y6, Y13
+	VMOVUPS     Y13, (R10)(DX*1)
+	VMOVUPS     (R10)(DX*2), Y13
+	VFMADD231PS Y14, Y7, Y13
+	VMOVUPS     Y13, (R10)(DX*2)
+	VMOVUPS     (R10)(BX*1), Y13
+	VFMADD231PS Y14, Y8, Y13
+	VMOVUPS     Y13, (R10)(BX*1)
+	VMOVUPS     (R14), Y13
+	VFMADD231PS Y14, Y9, Y13
+	VMOVUPS     Y13, (R14)
+	VMOVUPS     (R14)(DX*1), Y13
+	VFMADD231PS Y14, Y10, Y13
+	VMOVUPS     Y13, (R14)(DX*1)
+	VMOVUPS     (R14)(DX*2), Y13
+	VFMADD231PS Y14, Y11, Y13
+	VMOVUPS     Y13, (R14)(DX*2)
+	VMOVUPS     (R14)(BX*1), Y13
+	VFMADD231PS Y14, Y12, Y13
+	VMOVUPS     Y13, (R14)(BX*1)
+	ADDQ        $0x00000008, SI
+	ADDQ        R11, DI
+	ADDQ        $0x00000020, R10
+	ADDQ        $0x00000020, R14
+	SUBQ        $0x00000008, R12
+
+tail:
+	JMP chunk
+
+rowdone:
+	ADDQ $0x04, AX
 	DECQ rows+0(FP)
 	JNZ  row
 	VZEROUPPER
@@ -11722,10 +24260,9 @@ TEXT ·gemvAxpyNoneM4AVX2(SB), NOSPLIT, $0-104
 	MOVQ         a+16(FP), AX
 	MOVQ         lda+24(FP), CX
 	SHLQ         $0x02, CX
-	LEAQ         (AX)(CX*2), DX
-	ADDQ         CX, DX
-	MOVQ         ldc+40(FP), BX
-	SHLQ         $0x02, BX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	LEAQ         (DX)(DX*2), BX
 	MOVQ         base+48(FP), SI
 	MOVQ         data+56(FP), SI
 	MOVQ         zero+64(FP), DI
@@ -11742,22 +24279,21 @@ TEXT ·gemvAxpyNoneM4AVX2(SB), NOSPLIT, $0-104
 	VPBROADCASTD (DI), Y4
 
 row:
+	LEAQ         (CX)(CX*2), R9
 	VBROADCASTSS (AX), Y5
 	VMULPS       Y3, Y5, Y5
 	VBROADCASTSS (AX)(CX*1), Y6
 	VMULPS       Y3, Y6, Y6
 	VBROADCASTSS (AX)(CX*2), Y7
 	VMULPS       Y3, Y7, Y7
-	VBROADCASTSS (DX), Y8
+	VBROADCASTSS (AX)(R9*1), Y8
 	VMULPS       Y3, Y8, Y8
 	MOVQ         c+32(FP), R9
-	LEAQ         (R9)(BX*2), R11
-	ADDQ         BX, R11
-	MOVQ         rowLen+8(FP), R12
-	MOVQ         R12, R13
+	MOVQ         rowLen+8(FP), R11
+	MOVQ         R11, R12
 
 chunk:
-	TESTQ        R13, R13
+	TESTQ        R12, R12
 	JZ           rowdone
 	TESTQ        R8, R8
 	JNZ          samegroup1
@@ -11766,14 +24302,14 @@ chunk:
 	MOVQ         group+80(FP), R8
 
 samegroup1:
-	MOVQ    R13, R12
-	CMPQ    R8, R12
-	CMOVQLT R8, R12
-	SUBQ    R12, R13
-	SUBQ    R12, R8
+	MOVQ    R12, R11
+	CMPQ    R8, R11
+	CMOVQLT R8, R11
+	SUBQ    R11, R12
+	SUBQ    R11, R8
 
 loop2:
-	CMPQ        R12, $0x00000010
+	CMPQ        R11, $0x00000010
 	JB          one
 	VMOVQ       (SI), X9
 	VPSHUFB     X0, X9, X9
@@ -11785,15 +24321,15 @@ loop2:
 	VMOVUPS     (R9), Y10
 	VFMADD231PS Y9, Y5, Y10
 	VMOVUPS     Y10, (R9)
-	VMOVUPS     (R9)(BX*1), Y10
+	VMOVUPS     (R9)(DX*1), Y10
 	VFMADD231PS Y9, Y6, Y10
-	VMOVUPS     Y10, (R9)(BX*1)
-	VMOVUPS     (R9)(BX*2), Y10
+	VMOVUPS     Y10, (R9)(DX*1)
+	VMOVUPS     (R9)(DX*2), Y10
 	VFMADD231PS Y9, Y7, Y10
-	VMOVUPS     Y10, (R9)(BX*2)
-	VMOVUPS     (R11), Y10
+	VMOVUPS     Y10, (R9)(DX*2)
+	VMOVUPS     (R9)(BX*1), Y10
 	VFMADD231PS Y9, Y8, Y10
-	VMOVUPS     Y10, (R11)
+	VMOVUPS     Y10, (R9)(BX*1)
 	VMOVQ       (SI)(R10*1), X9
 	VPSHUFB     X0, X9, X9
 	VPMOVZXWD   X9, Y9
@@ -11804,23 +24340,22 @@ loop2:
 	VMOVUPS     32(R9), Y10
 	VFMADD231PS Y9, Y5, Y10
 	VMOVUPS     Y10, 32(R9)
-	VMOVUPS     32(R9)(BX*1), Y10
+	VMOVUPS     32(R9)(DX*1), Y10
 	VFMADD231PS Y9, Y6, Y10
-	VMOVUPS     Y10, 32(R9)(BX*1)
-	VMOVUPS     32(R9)(BX*2), Y10
+	VMOVUPS     Y10, 32(R9)(DX*1)
+	VMOVUPS     32(R9)(DX*2), Y10
 	VFMADD231PS Y9, Y7, Y10
-	VMOVUPS     Y10, 32(R9)(BX*2)
-	VMOVUPS     32(R11), Y10
+	VMOVUPS     Y10, 32(R9)(DX*2)
+	VMOVUPS     32(R9)(BX*1), Y10
 	VFMADD231PS Y9, Y8, Y10
-	VMOVUPS     Y10, 32(R11)
+	VMOVUPS     Y10, 32(R9)(BX*1)
 	LEAQ        (SI)(R10*2), SI
 	ADDQ        $0x00000040, R9
-	ADDQ        $0x00000040, R11
-	SUBQ        $0x00000010, R12
+	SUBQ        $0x00000010, R11
 	JMP         loop2
 
 one:
-	CMPQ        R12, $0x00000008
+	CMPQ        R11, $0x00000008
 	JB          tail
 	VMOVQ       (SI), X9
 	VPSHUFB     X0, X9, X9
@@ -11832,26 +24367,694 @@ one:
 	VMOVUPS     (R9), Y10
 	VFMADD231PS Y9, Y5, Y10
 	VMOVUPS     Y10, (R9)
-	VMOVUPS     (R9)(BX*1), Y10
+	VMOVUPS     (R9)(DX*1), Y10
 	VFMADD231PS Y9, Y6, Y10
-	VMOVUPS     Y10, (R9)(BX*1)
-	VMOVUPS     (R9)(BX*2), Y10
+	VMOVUPS     Y10, (R9)(DX*1)
+	VMOVUPS     (R9)(DX*2), Y10
 	VFMADD231PS Y9, Y7, Y10
-	VMOVUPS     Y10, (R9)(BX*2)
-	VMOVUPS     (R11), Y10
+	VMOVUPS     Y10, (R9)(DX*2)
+	VMOVUPS     (R9)(BX*1), Y10
 	VFMADD231PS Y9, Y8, Y10
-	VMOVUPS     Y10, (R11)
+	VMOVUPS     Y10, (R9)(BX*1)
 	ADDQ        R10, SI
 	ADDQ        $0x00000020, R9
-	ADDQ        $0x00000020, R11
-	SUBQ        $0x00000008, R12
+	SUBQ        $0x00000008, R11
 
 tail:
 	JMP chunk
 
 rowdone:
 	ADDQ $0x04, AX
-	ADDQ $0x04, DX
+	DECQ rows+0(FP)
+	JNZ  row
+	VZEROUPPER
+	RET
+
+// func gemvAxpyNoneM5AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, CMOV, FMA3
+TEXT ·gemvAxpyNoneM5AVX2(SB), NOSPLIT, $0-104
+	MOVQ         a+16(FP), AX
+	MOVQ         lda+24(FP), CX
+	SHLQ         $0x02, CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	LEAQ         (DX)(DX*2), BX
+	MOVQ         base+48(FP), SI
+	MOVQ         data+56(FP), SI
+	MOVQ         zero+64(FP), DI
+	MOVQ         left+72(FP), R8
+	MOVQ         bits+96(FP), R9
+	MOVQ         R9, R10
+	LEAQ         mmdecodeAVX2<>+0(SB), R11
+	SHLQ         $0x06, R9
+	ADDQ         R9, R11
+	VMOVDQU      (R11), X0
+	VMOVDQU      16(R11), Y1
+	VPBROADCASTD 48(R11), Y2
+	VBROADCASTSS scale+88(FP), Y3
+	VPBROADCASTD (DI), Y4
+
+row:
+	LEAQ         (CX)(CX*2), R9
+	LEAQ         (AX)(CX*4), R11
+	VBROADCASTSS (AX), Y5
+	VMULPS       Y3, Y5, Y5
+	VBROADCASTSS (AX)(CX*1), Y6
+	VMULPS       Y3, Y6, Y6
+	VBROADCASTSS (AX)(CX*2), Y7
+	VMULPS       Y3, Y7, Y7
+	VBROADCASTSS (AX)(R9*1), Y8
+	VMULPS       Y3, Y8, Y8
+	VBROADCASTSS (R11), Y9
+	VMULPS       Y3, Y9, Y9
+	MOVQ         c+32(FP), R9
+	LEAQ         (R9)(DX*4), R13
+	MOVQ         rowLen+8(FP), R11
+	MOVQ         R11, R12
+
+chunk:
+	TESTQ        R12, R12
+	JZ           rowdone
+	TESTQ        R8, R8
+	JNZ          samegroup1
+	ADDQ         $0x04, DI
+	VPBROADCASTD (DI), Y4
+	MOVQ         group+80(FP), R8
+
+samegroup1:
+	MOVQ    R12, R11
+	CMPQ    R8, R11
+	CMOVQLT R8, R11
+	SUBQ    R11, R12
+	SUBQ    R11, R8
+
+loop2:
+	CMPQ        R11, $0x00000010
+	JB          one
+	VMOVQ       (SI), X10
+	VPSHUFB     X0, X10, X10
+	VPMOVZXWD   X10, Y10
+	VPSRLVD     Y1, Y10, Y10
+	VPAND       Y2, Y10, Y10
+	VPADDD      Y4, Y10, Y10
+	VCVTDQ2PS   Y10, Y10
+	VMOVUPS     (R9), Y11
+	VFMADD231PS Y10, Y5, Y11
+	VMOVUPS     Y11, (R9)
+	VMOVUPS     (R9)(DX*1), Y11
+	VFMADD231PS Y10, Y6, Y11
+	VMOVUPS     Y11, (R9)(DX*1)
+	VMOVUPS     (R9)(DX*2), Y11
+	VFMADD231PS Y10, Y7, Y11
+	VMOVUPS     Y11, (R9)(DX*2)
+	VMOVUPS     (R9)(BX*1), Y11
+	VFMADD231PS Y10, Y8, Y11
+	VMOVUPS     Y11, (R9)(BX*1)
+	VMOVUPS     (R13), Y11
+	VFMADD231PS Y10, Y9, Y11
+	VMOVUPS     Y11, (R13)
+	VMOVQ       (SI)(R10*1), X10
+	VPSHUFB     X0, X10, X10
+	VPMOVZXWD   X10, Y10
+	VPSRLVD     Y1, Y10, Y10
+	VPAND       Y2, Y10, Y10
+	VPADDD      Y4, Y10, Y10
+	VCVTDQ2PS   Y10, Y10
+	VMOVUPS     32(R9), Y11
+	VFMADD231PS Y10, Y5, Y11
+	VMOVUPS     Y11, 32(R9)
+	VMOVUPS     32(R9)(DX*1), Y11
+	VFMADD231PS Y10, Y6, Y11
+	VMOVUPS     Y11, 32(R9)(DX*1)
+	VMOVUPS     32(R9)(DX*2), Y11
+	VFMADD231PS Y10, Y7, Y11
+	VMOVUPS     Y11, 32(R9)(DX*2)
+	VMOVUPS     32(R9)(BX*1), Y11
+	VFMADD231PS Y10, Y8, Y11
+	VMOVUPS     Y11, 32(R9)(BX*1)
+	VMOVUPS     32(R13), Y11
+	VFMADD231PS Y10, Y9, Y11
+	VMOVUPS     Y11, 32(R13)
+	LEAQ        (SI)(R10*2), SI
+	ADDQ        $0x00000040, R9
+	ADDQ        $0x00000040, R13
+	SUBQ        $0x00000010, R11
+	JMP         loop2
+
+one:
+	CMPQ        R11, $0x00000008
+	JB          tail
+	VMOVQ       (SI), X10
+	VPSHUFB     X0, X10, X10
+	VPMOVZXWD   X10, Y10
+	VPSRLVD     Y1, Y10, Y10
+	VPAND       Y2, Y10, Y10
+	VPADDD      Y4, Y10, Y10
+	VCVTDQ2PS   Y10, Y10
+	VMOVUPS     (R9), Y11
+	VFMADD231PS Y10, Y5, Y11
+	VMOVUPS     Y11, (R9)
+	VMOVUPS     (R9)(DX*1), Y11
+	VFMADD231PS Y10, Y6, Y11
+	VMOVUPS     Y11, (R9)(DX*1)
+	VMOVUPS     (R9)(DX*2), Y11
+	VFMADD231PS Y10, Y7, Y11
+	VMOVUPS     Y11, (R9)(DX*2)
+	VMOVUPS     (R9)(BX*1), Y11
+	VFMADD231PS Y10, Y8, Y11
+	VMOVUPS     Y11, (R9)(BX*1)
+	VMOVUPS     (R13), Y11
+	VFMADD231PS Y10, Y9, Y11
+	VMOVUPS     Y11, (R13)
+	ADDQ        R10, SI
+	ADDQ        $0x00000020, R9
+	ADDQ        $0x00000020, R13
+	SUBQ        $0x00000008, R11
+
+tail:
+	JMP chunk
+
+rowdone:
+	ADDQ $0x04, AX
+	DECQ rows+0(FP)
+	JNZ  row
+	VZEROUPPER
+	RET
+
+// func gemvAxpyNoneM6AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, CMOV, FMA3
+TEXT ·gemvAxpyNoneM6AVX2(SB), NOSPLIT, $0-104
+	MOVQ         a+16(FP), AX
+	MOVQ         lda+24(FP), CX
+	SHLQ         $0x02, CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	LEAQ         (DX)(DX*2), BX
+	MOVQ         base+48(FP), SI
+	MOVQ         data+56(FP), SI
+	MOVQ         zero+64(FP), DI
+	MOVQ         left+72(FP), R8
+	MOVQ         bits+96(FP), R9
+	MOVQ         R9, R10
+	LEAQ         mmdecodeAVX2<>+0(SB), R11
+	SHLQ         $0x06, R9
+	ADDQ         R9, R11
+	VMOVDQU      (R11), X0
+	VMOVDQU      16(R11), Y1
+	VPBROADCASTD 48(R11), Y2
+	VBROADCASTSS scale+88(FP), Y3
+	VPBROADCASTD (DI), Y4
+
+row:
+	LEAQ         (CX)(CX*2), R9
+	LEAQ         (AX)(CX*4), R11
+	VBROADCASTSS (AX), Y5
+	VMULPS       Y3, Y5, Y5
+	VBROADCASTSS (AX)(CX*1), Y6
+	VMULPS       Y3, Y6, Y6
+	VBROADCASTSS (AX)(CX*2), Y7
+	VMULPS       Y3, Y7, Y7
+	VBROADCASTSS (AX)(R9*1), Y8
+	VMULPS       Y3, Y8, Y8
+	VBROADCASTSS (R11), Y9
+	VMULPS       Y3, Y9, Y9
+	VBROADCASTSS (R11)(CX*1), Y10
+	VMULPS       Y3, Y10, Y10
+	MOVQ         c+32(FP), R9
+	LEAQ         (R9)(DX*4), R13
+	MOVQ         rowLen+8(FP), R11
+	MOVQ         R11, R12
+
+chunk:
+	TESTQ        R12, R12
+	JZ           rowdone
+	TESTQ        R8, R8
+	JNZ          samegroup1
+	ADDQ         $0x04, DI
+	VPBROADCASTD (DI), Y4
+	MOVQ         group+80(FP), R8
+
+samegroup1:
+	MOVQ    R12, R11
+	CMPQ    R8, R11
+	CMOVQLT R8, R11
+	SUBQ    R11, R12
+	SUBQ    R11, R8
+
+loop2:
+	CMPQ        R11, $0x00000010
+	JB          one
+	VMOVQ       (SI), X11
+	VPSHUFB     X0, X11, X11
+	VPMOVZXWD   X11, Y11
+	VPSRLVD     Y1, Y11, Y11
+	VPAND       Y2, Y11, Y11
+	VPADDD      Y4, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMOVUPS     (R9), Y12
+	VFMADD231PS Y11, Y5, Y12
+	VMOVUPS     Y12, (R9)
+	VMOVUPS     (R9)(DX*1), Y12
+	VFMADD231PS Y11, Y6, Y12
+	VMOVUPS     Y12, (R9)(DX*1)
+	VMOVUPS     (R9)(DX*2), Y12
+	VFMADD231PS Y11, Y7, Y12
+	VMOVUPS     Y12, (R9)(DX*2)
+	VMOVUPS     (R9)(BX*1), Y12
+	VFMADD231PS Y11, Y8, Y12
+	VMOVUPS     Y12, (R9)(BX*1)
+	VMOVUPS     (R13), Y12
+	VFMADD231PS Y11, Y9, Y12
+	VMOVUPS     Y12, (R13)
+	VMOVUPS     (R13)(DX*1), Y12
+	VFMADD231PS Y11, Y10, Y12
+	VMOVUPS     Y12, (R13)(DX*1)
+	VMOVQ       (SI)(R10*1), X11
+	VPSHUFB     X0, X11, X11
+	VPMOVZXWD   X11, Y11
+	VPSRLVD     Y1, Y11, Y11
+	VPAND       Y2, Y11, Y11
+	VPADDD      Y4, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMOVUPS     32(R9), Y12
+	VFMADD231PS Y11, Y5, Y12
+	VMOVUPS     Y12, 32(R9)
+	VMOVUPS     32(R9)(DX*1), Y12
+	VFMADD231PS Y11, Y6, Y12
+	VMOVUPS     Y12, 32(R9)(DX*1)
+	VMOVUPS     32(R9)(DX*2), Y12
+	VFMADD231PS Y11, Y7, Y12
+	VMOVUPS     Y12, 32(R9)(DX*2)
+	VMOVUPS     32(R9)(BX*1), Y12
+	VFMADD231PS Y11, Y8, Y12
+	VMOVUPS     Y12, 32(R9)(BX*1)
+	VMOVUPS     32(R13), Y12
+	VFMADD231PS Y11, Y9, Y12
+	VMOVUPS     Y12, 32(R13)
+	VMOVUPS     32(R13)(DX*1), Y12
+	VFMADD231PS Y11, Y10, Y12
+	VMOVUPS     Y12, 32(R13)(DX*1)
+	LEAQ        (SI)(R10*2), SI
+	ADDQ        $0x00000040, R9
+	ADDQ        $0x00000040, R13
+	SUBQ        $0x00000010, R11
+	JMP         loop2
+
+one:
+	CMPQ        R11, $0x00000008
+	JB          tail
+	VMOVQ       (SI), X11
+	VPSHUFB     X0, X11, X11
+	VPMOVZXWD   X11, Y11
+	VPSRLVD     Y1, Y11, Y11
+	VPAND       Y2, Y11, Y11
+	VPADDD      Y4, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMOVUPS     (R9), Y12
+	VFMADD231PS Y11, Y5, Y12
+	VMOVUPS     Y12, (R9)
+	VMOVUPS     (R9)(DX*1), Y12
+	VFMADD231PS Y11, Y6, Y12
+	VMOVUPS     Y12, (R9)(DX*1)
+	VMOVUPS     (R9)(DX*2), Y12
+	VFMADD231PS Y11, Y7, Y12
+	VMOVUPS     Y12, (R9)(DX*2)
+	VMOVUPS     (R9)(BX*1), Y12
+	VFMADD231PS Y11, Y8, Y12
+	VMOVUPS     Y12, (R9)(BX*1)
+	VMOVUPS     (R13), Y12
+	VFMADD231PS Y11, Y9, Y12
+	VMOVUPS     Y12, (R13)
+	VMOVUPS     (R13)(DX*1), Y12
+	VFMADD231PS Y11, Y10, Y12
+	VMOVUPS     Y12, (R13)(DX*1)
+	ADDQ        R10, SI
+	ADDQ        $0x00000020, R9
+	ADDQ        $0x00000020, R13
+	SUBQ        $0x00000008, R11
+
+tail:
+	JMP chunk
+
+rowdone:
+	ADDQ $0x04, AX
+	DECQ rows+0(FP)
+	JNZ  row
+	VZEROUPPER
+	RET
+
+// func gemvAxpyNoneM7AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, CMOV, FMA3
+TEXT ·gemvAxpyNoneM7AVX2(SB), NOSPLIT, $0-104
+	MOVQ         a+16(FP), AX
+	MOVQ         lda+24(FP), CX
+	SHLQ         $0x02, CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	LEAQ         (DX)(DX*2), BX
+	MOVQ         base+48(FP), SI
+	MOVQ         data+56(FP), SI
+	MOVQ         zero+64(FP), DI
+	MOVQ         left+72(FP), R8
+	MOVQ         bits+96(FP), R9
+	MOVQ         R9, R10
+	LEAQ         mmdecodeAVX2<>+0(SB), R11
+	SHLQ         $0x06, R9
+	ADDQ         R9, R11
+	VMOVDQU      (R11), X0
+	VMOVDQU      16(R11), Y1
+	VPBROADCASTD 48(R11), Y2
+	VBROADCASTSS scale+88(FP), Y3
+	VPBROADCASTD (DI), Y4
+
+row:
+	LEAQ         (CX)(CX*2), R9
+	LEAQ         (AX)(CX*4), R11
+	VBROADCASTSS (AX), Y5
+	VMULPS       Y3, Y5, Y5
+	VBROADCASTSS (AX)(CX*1), Y6
+	VMULPS       Y3, Y6, Y6
+	VBROADCASTSS (AX)(CX*2), Y7
+	VMULPS       Y3, Y7, Y7
+	VBROADCASTSS (AX)(R9*1), Y8
+	VMULPS       Y3, Y8, Y8
+	VBROADCASTSS (R11), Y9
+	VMULPS       Y3, Y9, Y9
+	VBROADCASTSS (R11)(CX*1), Y10
+	VMULPS       Y3, Y10, Y10
+	VBROADCASTSS (R11)(CX*2), Y11
+	VMULPS       Y3, Y11, Y11
+	MOVQ         c+32(FP), R9
+	LEAQ         (R9)(DX*4), R13
+	MOVQ         rowLen+8(FP), R11
+	MOVQ         R11, R12
+
+chunk:
+	TESTQ        R12, R12
+	JZ           rowdone
+	TESTQ        R8, R8
+	JNZ          samegroup1
+	ADDQ         $0x04, DI
+	VPBROADCASTD (DI), Y4
+	MOVQ         group+80(FP), R8
+
+samegroup1:
+	MOVQ    R12, R11
+	CMPQ    R8, R11
+	CMOVQLT R8, R11
+	SUBQ    R11, R12
+	SUBQ    R11, R8
+
+loop2:
+	CMPQ        R11, $0x00000010
+	JB          one
+	VMOVQ       (SI), X12
+	VPSHUFB     X0, X12, X12
+	VPMOVZXWD   X12, Y12
+	VPSRLVD     Y1, Y12, Y12
+	VPAND       Y2, Y12, Y12
+	VPADDD      Y4, Y12, Y12
+	VCVTDQ2PS   Y12, Y12
+	VMOVUPS     (R9), Y13
+	VFMADD231PS Y12, Y5, Y13
+	VMOVUPS     Y13, (R9)
+	VMOVUPS     (R9)(DX*1), Y13
+	VFMADD231PS Y12, Y6, Y13
+	VMOVUPS     Y13, (R9)(DX*1)
+	VMOVUPS     (R9)(DX*2), Y13
+	VFMADD231PS Y12, Y7, Y13
+	VMOVUPS     Y13, (R9)(DX*2)
+	VMOVUPS     (R9)(BX*1), Y13
+	VFMADD231PS Y12, Y8, Y13
+	VMOVUPS     Y13, (R9)(BX*1)
+	VMOVUPS     (R13), Y13
+	VFMADD231PS Y12, Y9, Y13
+	VMOVUPS     Y13, (R13)
+	VMOVUPS     (R13)(DX*1), Y13
+	VFMADD231PS Y12, Y10, Y13
+	VMOVUPS     Y13, (R13)(DX*1)
+	VMOVUPS     (R13)(DX*2), Y13
+	VFMADD231PS Y12, Y11, Y13
+	VMOVUPS     Y13, (R13)(DX*2)
+	VMOVQ       (SI)(R10*1), X12
+	VPSHUFB     X0, X12, X12
+	VPMOVZXWD   X12, Y12
+	VPSRLVD     Y1, Y12, Y12
+	VPAND       Y2, Y12, Y12
+	VPADDD      Y4, Y12, Y12
+	VCVTDQ2PS   Y12, Y12
+	VMOVUPS     32(R9), Y13
+	VFMADD231PS Y12, Y5, Y13
+	VMOVUPS     Y13, 32(R9)
+	VMOVUPS     32(R9)(DX*1), Y13
+	VFMADD231PS Y12, Y6, Y13
+	VMOVUPS     Y13, 32(R9)(DX*1)
+	VMOVUPS     32(R9)(DX*2), Y13
+	VFMADD231PS Y12, Y7, Y13
+	VMOVUPS     Y13, 32(R9)(DX*2)
+	VMOVUPS     32(R9)(BX*1), Y13
+	VFMADD231PS Y12, Y8, Y13
+	VMOVUPS     Y13, 32(R9)(BX*1)
+	VMOVUPS     32(R13), Y13
+	VFMADD231PS Y12, Y9, Y13
+	VMOVUPS     Y13, 32(R13)
+	VMOVUPS     32(R13)(DX*1), Y13
+	VFMADD231PS Y12, Y10, Y13
+	VMOVUPS     Y13, 32(R13)(DX*1)
+	VMOVUPS     32(R13)(DX*2), Y13
+	VFMADD231PS Y12, Y11, Y13
+	VMOVUPS     Y13, 32(R13)(DX*2)
+	LEAQ        (SI)(R10*2), SI
+	ADDQ        $0x00000040, R9
+	ADDQ        $0x00000040, R13
+	SUBQ        $0x00000010, R11
+	JMP         loop2
+
+one:
+	CMPQ        R11, $0x00000008
+	JB          tail
+	VMOVQ       (SI), X12
+	VPSHUFB     X0, X12, X12
+	VPMOVZXWD   X12, Y12
+	VPSRLVD     Y1, Y12, Y12
+	VPAND       Y2, Y12, Y12
+	VPADDD      Y4, Y12, Y12
+	VCVTDQ2PS   Y12, Y12
+	VMOVUPS     (R9), Y13
+	VFMADD231PS Y12, Y5, Y13
+	VMOVUPS     Y13, (R9)
+	VMOVUPS     (R9)(DX*1), Y13
+	VFMADD231PS Y12, Y6, Y13
+	VMOVUPS     Y13, (R9)(DX*1)
+	VMOVUPS     (R9)(DX*2), Y13
+	VFMADD231PS Y12, Y7, Y13
+	VMOVUPS     Y13, (R9)(DX*2)
+	VMOVUPS     (R9)(BX*1), Y13
+	VFMADD231PS Y12, Y8, Y13
+	VMOVUPS     Y13, (R9)(BX*1)
+	VMOVUPS     (R13), Y13
+	VFMADD231PS Y12, Y9, Y13
+	VMOVUPS     Y13, (R13)
+	VMOVUPS     (R13)(DX*1), Y13
+	VFMADD231PS Y12, Y10, Y13
+	VMOVUPS     Y13, (R13)(DX*1)
+	VMOVUPS     (R13)(DX*2), Y13
+	VFMADD231PS Y12, Y11, Y13
+	VMOVUPS     Y13, (R13)(DX*2)
+	ADDQ        R10, SI
+	ADDQ        $0x00000020, R9
+	ADDQ        $0x00000020, R13
+	SUBQ        $0x00000008, R11
+
+tail:
+	JMP chunk
+
+rowdone:
+	ADDQ $0x04, AX
+	DECQ rows+0(FP)
+	JNZ  row
+	VZEROUPPER
+	RET
+
+// func gemvAxpyNoneM8AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+// Requires: AVX, AVX2, CMOV, FMA3
+TEXT ·gemvAxpyNoneM8AVX2(SB), NOSPLIT, $0-104
+	MOVQ         a+16(FP), AX
+	MOVQ         lda+24(FP), CX
+	SHLQ         $0x02, CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	LEAQ         (DX)(DX*2), BX
+	MOVQ         base+48(FP), SI
+	MOVQ         data+56(FP), SI
+	MOVQ         zero+64(FP), DI
+	MOVQ         left+72(FP), R8
+	MOVQ         bits+96(FP), R9
+	MOVQ         R9, R10
+	LEAQ         mmdecodeAVX2<>+0(SB), R11
+	SHLQ         $0x06, R9
+	ADDQ         R9, R11
+	VMOVDQU      (R11), X0
+	VMOVDQU      16(R11), Y1
+	VPBROADCASTD 48(R11), Y2
+	VBROADCASTSS scale+88(FP), Y3
+	VPBROADCASTD (DI), Y4
+
+row:
+	LEAQ         (CX)(CX*2), R9
+	LEAQ         (AX)(CX*4), R11
+	VBROADCASTSS (AX), Y5
+	VMULPS       Y3, Y5, Y5
+	VBROADCASTSS (AX)(CX*1), Y6
+	VMULPS       Y3, Y6, Y6
+	VBROADCASTSS (AX)(CX*2), Y7
+	VMULPS       Y3, Y7, Y7
+	VBROADCASTSS (AX)(R9*1), Y8
+	VMULPS       Y3, Y8, Y8
+	VBROADCASTSS (R11), Y9
+	VMULPS       Y3, Y9, Y9
+	VBROADCASTSS (R11)(CX*1), Y10
+	VMULPS       Y3, Y10, Y10
+	VBROADCASTSS (R11)(CX*2), Y11
+	VMULPS       Y3, Y11, Y11
+	VBROADCASTSS (R11)(R9*1), Y12
+	VMULPS       Y3, Y12, Y12
+	MOVQ         c+32(FP), R9
+	LEAQ         (R9)(DX*4), R13
+	MOVQ         rowLen+8(FP), R11
+	MOVQ         R11, R12
+
+chunk:
+	TESTQ        R12, R12
+	JZ           rowdone
+	TESTQ        R8, R8
+	JNZ          samegroup1
+	ADDQ         $0x04, DI
+	VPBROADCASTD (DI), Y4
+	MOVQ         group+80(FP), R8
+
+samegroup1:
+	MOVQ    R12, R11
+	CMPQ    R8, R11
+	CMOVQLT R8, R11
+	SUBQ    R11, R12
+	SUBQ    R11, R8
+
+loop2:
+	CMPQ        R11, $0x00000010
+	JB          one
+	VMOVQ       (SI), X13
+	VPSHUFB     X0, X13, X13
+	VPMOVZXWD   X13, Y13
+	VPSRLVD     Y1, Y13, Y13
+	VPAND       Y2, Y13, Y13
+	VPADDD      Y4, Y13, Y13
+	VCVTDQ2PS   Y13, Y13
+	VMOVUPS     (R9), Y14
+	VFMADD231PS Y13, Y5, Y14
+	VMOVUPS     Y14, (R9)
+	VMOVUPS     (R9)(DX*1), Y14
+	VFMADD231PS Y13, Y6, Y14
+	VMOVUPS     Y14, (R9)(DX*1)
+	VMOVUPS     (R9)(DX*2), Y14
+	VFMADD231PS Y13, Y7, Y14
+	VMOVUPS     Y14, (R9)(DX*2)
+	VMOVUPS     (R9)(BX*1), Y14
+	VFMADD231PS Y13, Y8, Y14
+	VMOVUPS     Y14, (R9)(BX*1)
+	VMOVUPS     (R13), Y14
+	VFMADD231PS Y13, Y9, Y14
+	VMOVUPS     Y14, (R13)
+	VMOVUPS     (R13)(DX*1), Y14
+	VFMADD231PS Y13, Y10, Y14
+	VMOVUPS     Y14, (R13)(DX*1)
+	VMOVUPS     (R13)(DX*2), Y14
+	VFMADD231PS Y13, Y11, Y14
+	VMOVUPS     Y14, (R13)(DX*2)
+	VMOVUPS     (R13)(BX*1), Y14
+	VFMADD231PS Y13, Y12, Y14
+	VMOVUPS     Y14, (R13)(BX*1)
+	VMOVQ       (SI)(R10*1), X13
+	VPSHUFB     X0, X13, X13
+	VPMOVZXWD   X13, Y13
+	VPSRLVD     Y1, Y13, Y13
+	VPAND       Y2, Y13, Y13
+	VPADDD      Y4, Y13, Y13
+	VCVTDQ2PS   Y13, Y13
+	VMOVUPS     32(R9), Y14
+	VFMADD231PS Y13, Y5, Y14
+	VMOVUPS     Y14, 32(R9)
+	VMOVUPS     32(R9)(DX*1), Y14
+	VFMADD231PS Y13, Y6, Y14
+	VMOVUPS     Y14, 32(R9)(DX*1)
+	VMOVUPS     32(R9)(DX*2), Y14
+	VFMADD231PS Y13, Y7, Y14
+	VMOVUPS     Y14, 32(R9)(DX*2)
+	VMOVUPS     32(R9)(BX*1), Y14
+	VFMADD231PS Y13, Y8, Y14
+	VMOVUPS     Y14, 32(R9)(BX*1)
+	VMOVUPS     32(R13), Y14
+	VFMADD231PS Y13, Y9, Y14
+	VMOVUPS     Y14, 32(R13)
+	VMOVUPS     32(R13)(DX*1), Y14
+	VFMADD231PS Y13, Y10, Y14
+	VMOVUPS     Y14, 32(R13)(DX*1)
+	VMOVUPS     32(R13)(DX*2), Y14
+	VFMADD231PS Y13, Y11, Y14
+	VMOVUPS     Y14, 32(R13)(DX*2)
+	VMOVUPS     32(R13)(BX*1), Y14
+	VFMADD231PS Y13, Y12, Y14
+	VMOVUPS     Y14, 32(R13)(BX*1)
+	LEAQ        (SI)(R10*2), SI
+	ADDQ        $0x00000040, R9
+	ADDQ        $0x00000040, R13
+	SUBQ        $0x00000010, R11
+	JMP         loop2
+
+one:
+	CMPQ        R11, $0x00000008
+	JB          tail
+	VMOVQ       (SI), X13
+	VPSHUFB     X0, X13, X13
+	VPMOVZXWD   X13, Y13
+	VPSRLVD     Y1, Y13, Y13
+	VPAND       Y2, Y13, Y13
+	VPADDD      Y4, Y13, Y13
+	VCVTDQ2PS   Y13, Y13
+	VMOVUPS     (R9), Y14
+	VFMADD231PS Y13, Y5, Y14
+	VMOVUPS     Y14, (R9)
+	VMOVUPS     (R9)(DX*1), Y14
+	VFMADD231PS Y13, Y6, Y14
+	VMOVUPS     Y14, (R9)(DX*1)
+	VMOVUPS     (R9)(DX*2), Y14
+	VFMADD231PS Y13, Y7, Y14
+	VMOVUPS     Y14, (R9)(DX*2)
+	VMOVUPS     (R9)(BX*1), Y14
+	VFMADD231PS Y13, Y8, Y14
+	VMOVUPS     Y14, (R9)(BX*1)
+	VMOVUPS     (R13), Y14
+	VFMADD231PS Y13, Y9, Y14
+	VMOVUPS     Y14, (R13)
+	VMOVUPS     (R13)(DX*1), Y14
+	VFMADD231PS Y13, Y10, Y14
+	VMOVUPS     Y14, (R13)(DX*1)
+	VMOVUPS     (R13)(DX*2), Y14
+	VFMADD231PS Y13, Y11, Y14
+	VMOVUPS     Y14, (R13)(DX*2)
+	VMOVUPS     (R13)(BX*1), Y14
+	VFMADD231PS Y13, Y12, Y14
+	VMOVUPS     Y14, (R13)(BX*1)
+	ADDQ        R10, SI
+	ADDQ        $0x00000020, R9
+	ADDQ        $0x00000020, R13
+	SUBQ        $0x00000008, R11
+
+tail:
+	JMP chunk
+
+rowdone:
+	ADDQ $0x04, AX
 	DECQ rows+0(FP)
 	JNZ  row
 	VZEROUPPER

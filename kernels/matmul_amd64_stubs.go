@@ -6,364 +6,644 @@ package kernels
 
 // gemm1x32AVX512 computes the 1x32 tile c = a·b (or c += a·b with acc) over kc steps
 // of the packed panels a (8 floats a step, the first 1 used) and b (32 floats a step);
-// c's rows are ldc floats apart. Requires AVX512F, AVX2 and FMA.
+// c's rows are ldc floats apart. Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
 //
 //go:noescape
 func gemm1x32AVX512(kc int, a *float32, b *float32, c *float32, ldc int, acc bool)
 
 // gemm2x32AVX512 computes the 2x32 tile c = a·b (or c += a·b with acc) over kc steps
 // of the packed panels a (8 floats a step, the first 2 used) and b (32 floats a step);
-// c's rows are ldc floats apart. Requires AVX512F, AVX2 and FMA.
+// c's rows are ldc floats apart. Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
 //
 //go:noescape
 func gemm2x32AVX512(kc int, a *float32, b *float32, c *float32, ldc int, acc bool)
 
 // gemm3x32AVX512 computes the 3x32 tile c = a·b (or c += a·b with acc) over kc steps
 // of the packed panels a (8 floats a step, the first 3 used) and b (32 floats a step);
-// c's rows are ldc floats apart. Requires AVX512F, AVX2 and FMA.
+// c's rows are ldc floats apart. Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
 //
 //go:noescape
 func gemm3x32AVX512(kc int, a *float32, b *float32, c *float32, ldc int, acc bool)
 
 // gemm4x32AVX512 computes the 4x32 tile c = a·b (or c += a·b with acc) over kc steps
 // of the packed panels a (8 floats a step, the first 4 used) and b (32 floats a step);
-// c's rows are ldc floats apart. Requires AVX512F, AVX2 and FMA.
+// c's rows are ldc floats apart. Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
 //
 //go:noescape
 func gemm4x32AVX512(kc int, a *float32, b *float32, c *float32, ldc int, acc bool)
 
 // gemm5x32AVX512 computes the 5x32 tile c = a·b (or c += a·b with acc) over kc steps
 // of the packed panels a (8 floats a step, the first 5 used) and b (32 floats a step);
-// c's rows are ldc floats apart. Requires AVX512F, AVX2 and FMA.
+// c's rows are ldc floats apart. Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
 //
 //go:noescape
 func gemm5x32AVX512(kc int, a *float32, b *float32, c *float32, ldc int, acc bool)
 
 // gemm6x32AVX512 computes the 6x32 tile c = a·b (or c += a·b with acc) over kc steps
 // of the packed panels a (8 floats a step, the first 6 used) and b (32 floats a step);
-// c's rows are ldc floats apart. Requires AVX512F, AVX2 and FMA.
+// c's rows are ldc floats apart. Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
 //
 //go:noescape
 func gemm6x32AVX512(kc int, a *float32, b *float32, c *float32, ldc int, acc bool)
 
 // gemm7x32AVX512 computes the 7x32 tile c = a·b (or c += a·b with acc) over kc steps
 // of the packed panels a (8 floats a step, the first 7 used) and b (32 floats a step);
-// c's rows are ldc floats apart. Requires AVX512F, AVX2 and FMA.
+// c's rows are ldc floats apart. Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
 //
 //go:noescape
 func gemm7x32AVX512(kc int, a *float32, b *float32, c *float32, ldc int, acc bool)
 
 // gemm8x32AVX512 computes the 8x32 tile c = a·b (or c += a·b with acc) over kc steps
 // of the packed panels a (8 floats a step, the first 8 used) and b (32 floats a step);
-// c's rows are ldc floats apart. Requires AVX512F, AVX2 and FMA.
+// c's rows are ldc floats apart. Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
 //
 //go:noescape
 func gemm8x32AVX512(kc int, a *float32, b *float32, c *float32, ldc int, acc bool)
 
 // gemvDotDenseM1AVX512 computes c[i*ldc+r] = sum over p < rowLen of a[i*lda+p] * W[r*rowLen+p], for i < 1 and r < rows;
 // W's rows ldw floats apart.
-// Requires AVX512F, AVX2 and FMA.
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
 //
 //go:noescape
 func gemvDotDenseM1AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, w *float32, ldw int)
 
 // gemvDotDenseM2AVX512 computes c[i*ldc+r] = sum over p < rowLen of a[i*lda+p] * W[r*rowLen+p], for i < 2 and r < rows;
 // W's rows ldw floats apart.
-// Requires AVX512F, AVX2 and FMA.
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
 //
 //go:noescape
 func gemvDotDenseM2AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, w *float32, ldw int)
 
 // gemvDotDenseM3AVX512 computes c[i*ldc+r] = sum over p < rowLen of a[i*lda+p] * W[r*rowLen+p], for i < 3 and r < rows;
 // W's rows ldw floats apart.
-// Requires AVX512F, AVX2 and FMA.
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
 //
 //go:noescape
 func gemvDotDenseM3AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, w *float32, ldw int)
 
 // gemvDotDenseM4AVX512 computes c[i*ldc+r] = sum over p < rowLen of a[i*lda+p] * W[r*rowLen+p], for i < 4 and r < rows;
 // W's rows ldw floats apart.
-// Requires AVX512F, AVX2 and FMA.
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
 //
 //go:noescape
 func gemvDotDenseM4AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, w *float32, ldw int)
 
+// gemvDotDenseM5AVX512 computes c[i*ldc+r] = sum over p < rowLen of a[i*lda+p] * W[r*rowLen+p], for i < 5 and r < rows;
+// W's rows ldw floats apart.
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
+//
+//go:noescape
+func gemvDotDenseM5AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, w *float32, ldw int)
+
+// gemvDotDenseM6AVX512 computes c[i*ldc+r] = sum over p < rowLen of a[i*lda+p] * W[r*rowLen+p], for i < 6 and r < rows;
+// W's rows ldw floats apart.
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
+//
+//go:noescape
+func gemvDotDenseM6AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, w *float32, ldw int)
+
+// gemvDotDenseM7AVX512 computes c[i*ldc+r] = sum over p < rowLen of a[i*lda+p] * W[r*rowLen+p], for i < 7 and r < rows;
+// W's rows ldw floats apart.
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
+//
+//go:noescape
+func gemvDotDenseM7AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, w *float32, ldw int)
+
+// gemvDotDenseM8AVX512 computes c[i*ldc+r] = sum over p < rowLen of a[i*lda+p] * W[r*rowLen+p], for i < 8 and r < rows;
+// W's rows ldw floats apart.
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
+//
+//go:noescape
+func gemvDotDenseM8AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, w *float32, ldw int)
+
 // gemvDotF32M1AVX512 computes c[i*ldc+r] = sum over p < rowLen of a[i*lda+p] * W[r*rowLen+p], for i < 1 and r < rows;
 // W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
-// Requires AVX512F, AVX2 and FMA.
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
 //
 //go:noescape
 func gemvDotF32M1AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *float32, data *byte, zero *int32, left int, group int, scale float32, bits int)
 
 // gemvDotF32M2AVX512 computes c[i*ldc+r] = sum over p < rowLen of a[i*lda+p] * W[r*rowLen+p], for i < 2 and r < rows;
 // W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
-// Requires AVX512F, AVX2 and FMA.
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
 //
 //go:noescape
 func gemvDotF32M2AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *float32, data *byte, zero *int32, left int, group int, scale float32, bits int)
 
 // gemvDotF32M3AVX512 computes c[i*ldc+r] = sum over p < rowLen of a[i*lda+p] * W[r*rowLen+p], for i < 3 and r < rows;
 // W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
-// Requires AVX512F, AVX2 and FMA.
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
 //
 //go:noescape
 func gemvDotF32M3AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *float32, data *byte, zero *int32, left int, group int, scale float32, bits int)
 
 // gemvDotF32M4AVX512 computes c[i*ldc+r] = sum over p < rowLen of a[i*lda+p] * W[r*rowLen+p], for i < 4 and r < rows;
 // W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
-// Requires AVX512F, AVX2 and FMA.
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
 //
 //go:noescape
 func gemvDotF32M4AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *float32, data *byte, zero *int32, left int, group int, scale float32, bits int)
 
+// gemvDotF32M5AVX512 computes c[i*ldc+r] = sum over p < rowLen of a[i*lda+p] * W[r*rowLen+p], for i < 5 and r < rows;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
+//
+//go:noescape
+func gemvDotF32M5AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *float32, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
+// gemvDotF32M6AVX512 computes c[i*ldc+r] = sum over p < rowLen of a[i*lda+p] * W[r*rowLen+p], for i < 6 and r < rows;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
+//
+//go:noescape
+func gemvDotF32M6AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *float32, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
+// gemvDotF32M7AVX512 computes c[i*ldc+r] = sum over p < rowLen of a[i*lda+p] * W[r*rowLen+p], for i < 7 and r < rows;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
+//
+//go:noescape
+func gemvDotF32M7AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *float32, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
+// gemvDotF32M8AVX512 computes c[i*ldc+r] = sum over p < rowLen of a[i*lda+p] * W[r*rowLen+p], for i < 8 and r < rows;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
+//
+//go:noescape
+func gemvDotF32M8AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *float32, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
 // gemvDotI16M1AVX512 computes c[i*ldc+r] = sum over p < rowLen of a[i*lda+p] * W[r*rowLen+p], for i < 1 and r < rows;
 // W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
-// Requires AVX512F, AVX2 and FMA.
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
 //
 //go:noescape
 func gemvDotI16M1AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int16, data *byte, zero *int32, left int, group int, scale float32, bits int)
 
 // gemvDotI16M2AVX512 computes c[i*ldc+r] = sum over p < rowLen of a[i*lda+p] * W[r*rowLen+p], for i < 2 and r < rows;
 // W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
-// Requires AVX512F, AVX2 and FMA.
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
 //
 //go:noescape
 func gemvDotI16M2AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int16, data *byte, zero *int32, left int, group int, scale float32, bits int)
 
 // gemvDotI16M3AVX512 computes c[i*ldc+r] = sum over p < rowLen of a[i*lda+p] * W[r*rowLen+p], for i < 3 and r < rows;
 // W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
-// Requires AVX512F, AVX2 and FMA.
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
 //
 //go:noescape
 func gemvDotI16M3AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int16, data *byte, zero *int32, left int, group int, scale float32, bits int)
 
 // gemvDotI16M4AVX512 computes c[i*ldc+r] = sum over p < rowLen of a[i*lda+p] * W[r*rowLen+p], for i < 4 and r < rows;
 // W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
-// Requires AVX512F, AVX2 and FMA.
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
 //
 //go:noescape
 func gemvDotI16M4AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int16, data *byte, zero *int32, left int, group int, scale float32, bits int)
 
+// gemvDotI16M5AVX512 computes c[i*ldc+r] = sum over p < rowLen of a[i*lda+p] * W[r*rowLen+p], for i < 5 and r < rows;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
+//
+//go:noescape
+func gemvDotI16M5AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int16, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
+// gemvDotI16M6AVX512 computes c[i*ldc+r] = sum over p < rowLen of a[i*lda+p] * W[r*rowLen+p], for i < 6 and r < rows;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
+//
+//go:noescape
+func gemvDotI16M6AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int16, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
+// gemvDotI16M7AVX512 computes c[i*ldc+r] = sum over p < rowLen of a[i*lda+p] * W[r*rowLen+p], for i < 7 and r < rows;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
+//
+//go:noescape
+func gemvDotI16M7AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int16, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
+// gemvDotI16M8AVX512 computes c[i*ldc+r] = sum over p < rowLen of a[i*lda+p] * W[r*rowLen+p], for i < 8 and r < rows;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
+//
+//go:noescape
+func gemvDotI16M8AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int16, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
 // gemvDotI8M1AVX512 computes c[i*ldc+r] = sum over p < rowLen of a[i*lda+p] * W[r*rowLen+p], for i < 1 and r < rows;
 // W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
-// Requires AVX512F, AVX2 and FMA.
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
 //
 //go:noescape
 func gemvDotI8M1AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
 
 // gemvDotI8M2AVX512 computes c[i*ldc+r] = sum over p < rowLen of a[i*lda+p] * W[r*rowLen+p], for i < 2 and r < rows;
 // W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
-// Requires AVX512F, AVX2 and FMA.
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
 //
 //go:noescape
 func gemvDotI8M2AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
 
 // gemvDotI8M3AVX512 computes c[i*ldc+r] = sum over p < rowLen of a[i*lda+p] * W[r*rowLen+p], for i < 3 and r < rows;
 // W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
-// Requires AVX512F, AVX2 and FMA.
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
 //
 //go:noescape
 func gemvDotI8M3AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
 
 // gemvDotI8M4AVX512 computes c[i*ldc+r] = sum over p < rowLen of a[i*lda+p] * W[r*rowLen+p], for i < 4 and r < rows;
 // W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
-// Requires AVX512F, AVX2 and FMA.
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
 //
 //go:noescape
 func gemvDotI8M4AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
 
+// gemvDotI8M5AVX512 computes c[i*ldc+r] = sum over p < rowLen of a[i*lda+p] * W[r*rowLen+p], for i < 5 and r < rows;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
+//
+//go:noescape
+func gemvDotI8M5AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
+// gemvDotI8M6AVX512 computes c[i*ldc+r] = sum over p < rowLen of a[i*lda+p] * W[r*rowLen+p], for i < 6 and r < rows;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
+//
+//go:noescape
+func gemvDotI8M6AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
+// gemvDotI8M7AVX512 computes c[i*ldc+r] = sum over p < rowLen of a[i*lda+p] * W[r*rowLen+p], for i < 7 and r < rows;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
+//
+//go:noescape
+func gemvDotI8M7AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
+// gemvDotI8M8AVX512 computes c[i*ldc+r] = sum over p < rowLen of a[i*lda+p] * W[r*rowLen+p], for i < 8 and r < rows;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
+//
+//go:noescape
+func gemvDotI8M8AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
 // gemvDotNoneM1AVX512 computes c[i*ldc+r] = sum over p < rowLen of a[i*lda+p] * W[r*rowLen+p], for i < 1 and r < rows;
 // W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
-// Requires AVX512F, AVX2 and FMA.
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
 //
 //go:noescape
 func gemvDotNoneM1AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
 
 // gemvDotNoneM2AVX512 computes c[i*ldc+r] = sum over p < rowLen of a[i*lda+p] * W[r*rowLen+p], for i < 2 and r < rows;
 // W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
-// Requires AVX512F, AVX2 and FMA.
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
 //
 //go:noescape
 func gemvDotNoneM2AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
 
 // gemvDotNoneM3AVX512 computes c[i*ldc+r] = sum over p < rowLen of a[i*lda+p] * W[r*rowLen+p], for i < 3 and r < rows;
 // W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
-// Requires AVX512F, AVX2 and FMA.
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
 //
 //go:noescape
 func gemvDotNoneM3AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
 
 // gemvDotNoneM4AVX512 computes c[i*ldc+r] = sum over p < rowLen of a[i*lda+p] * W[r*rowLen+p], for i < 4 and r < rows;
 // W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
-// Requires AVX512F, AVX2 and FMA.
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
 //
 //go:noescape
 func gemvDotNoneM4AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
 
+// gemvDotNoneM5AVX512 computes c[i*ldc+r] = sum over p < rowLen of a[i*lda+p] * W[r*rowLen+p], for i < 5 and r < rows;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
+//
+//go:noescape
+func gemvDotNoneM5AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
+// gemvDotNoneM6AVX512 computes c[i*ldc+r] = sum over p < rowLen of a[i*lda+p] * W[r*rowLen+p], for i < 6 and r < rows;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
+//
+//go:noescape
+func gemvDotNoneM6AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
+// gemvDotNoneM7AVX512 computes c[i*ldc+r] = sum over p < rowLen of a[i*lda+p] * W[r*rowLen+p], for i < 7 and r < rows;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
+//
+//go:noescape
+func gemvDotNoneM7AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
+// gemvDotNoneM8AVX512 computes c[i*ldc+r] = sum over p < rowLen of a[i*lda+p] * W[r*rowLen+p], for i < 8 and r < rows;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
+//
+//go:noescape
+func gemvDotNoneM8AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
 // gemvAxpyDenseM1AVX512 computes c[i*ldc+j] += sum over r < rows of a[i*lda+r] * W[r*rowLen+j], for i < 1 and j < rowLen;
 // W's rows ldw floats apart.
-// Requires AVX512F, AVX2 and FMA.
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
 //
 //go:noescape
 func gemvAxpyDenseM1AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, w *float32, ldw int)
 
 // gemvAxpyDenseM2AVX512 computes c[i*ldc+j] += sum over r < rows of a[i*lda+r] * W[r*rowLen+j], for i < 2 and j < rowLen;
 // W's rows ldw floats apart.
-// Requires AVX512F, AVX2 and FMA.
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
 //
 //go:noescape
 func gemvAxpyDenseM2AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, w *float32, ldw int)
 
 // gemvAxpyDenseM3AVX512 computes c[i*ldc+j] += sum over r < rows of a[i*lda+r] * W[r*rowLen+j], for i < 3 and j < rowLen;
 // W's rows ldw floats apart.
-// Requires AVX512F, AVX2 and FMA.
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
 //
 //go:noescape
 func gemvAxpyDenseM3AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, w *float32, ldw int)
 
 // gemvAxpyDenseM4AVX512 computes c[i*ldc+j] += sum over r < rows of a[i*lda+r] * W[r*rowLen+j], for i < 4 and j < rowLen;
 // W's rows ldw floats apart.
-// Requires AVX512F, AVX2 and FMA.
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
 //
 //go:noescape
 func gemvAxpyDenseM4AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, w *float32, ldw int)
 
+// gemvAxpyDenseM5AVX512 computes c[i*ldc+j] += sum over r < rows of a[i*lda+r] * W[r*rowLen+j], for i < 5 and j < rowLen;
+// W's rows ldw floats apart.
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
+//
+//go:noescape
+func gemvAxpyDenseM5AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, w *float32, ldw int)
+
+// gemvAxpyDenseM6AVX512 computes c[i*ldc+j] += sum over r < rows of a[i*lda+r] * W[r*rowLen+j], for i < 6 and j < rowLen;
+// W's rows ldw floats apart.
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
+//
+//go:noescape
+func gemvAxpyDenseM6AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, w *float32, ldw int)
+
+// gemvAxpyDenseM7AVX512 computes c[i*ldc+j] += sum over r < rows of a[i*lda+r] * W[r*rowLen+j], for i < 7 and j < rowLen;
+// W's rows ldw floats apart.
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
+//
+//go:noescape
+func gemvAxpyDenseM7AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, w *float32, ldw int)
+
+// gemvAxpyDenseM8AVX512 computes c[i*ldc+j] += sum over r < rows of a[i*lda+r] * W[r*rowLen+j], for i < 8 and j < rowLen;
+// W's rows ldw floats apart.
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
+//
+//go:noescape
+func gemvAxpyDenseM8AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, w *float32, ldw int)
+
 // gemvAxpyF32M1AVX512 computes c[i*ldc+j] += sum over r < rows of a[i*lda+r] * W[r*rowLen+j], for i < 1 and j < rowLen;
 // W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
-// Requires AVX512F, AVX2 and FMA.
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
 //
 //go:noescape
 func gemvAxpyF32M1AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *float32, data *byte, zero *int32, left int, group int, scale float32, bits int)
 
 // gemvAxpyF32M2AVX512 computes c[i*ldc+j] += sum over r < rows of a[i*lda+r] * W[r*rowLen+j], for i < 2 and j < rowLen;
 // W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
-// Requires AVX512F, AVX2 and FMA.
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
 //
 //go:noescape
 func gemvAxpyF32M2AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *float32, data *byte, zero *int32, left int, group int, scale float32, bits int)
 
 // gemvAxpyF32M3AVX512 computes c[i*ldc+j] += sum over r < rows of a[i*lda+r] * W[r*rowLen+j], for i < 3 and j < rowLen;
 // W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
-// Requires AVX512F, AVX2 and FMA.
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
 //
 //go:noescape
 func gemvAxpyF32M3AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *float32, data *byte, zero *int32, left int, group int, scale float32, bits int)
 
 // gemvAxpyF32M4AVX512 computes c[i*ldc+j] += sum over r < rows of a[i*lda+r] * W[r*rowLen+j], for i < 4 and j < rowLen;
 // W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
-// Requires AVX512F, AVX2 and FMA.
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
 //
 //go:noescape
 func gemvAxpyF32M4AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *float32, data *byte, zero *int32, left int, group int, scale float32, bits int)
 
+// gemvAxpyF32M5AVX512 computes c[i*ldc+j] += sum over r < rows of a[i*lda+r] * W[r*rowLen+j], for i < 5 and j < rowLen;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
+//
+//go:noescape
+func gemvAxpyF32M5AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *float32, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
+// gemvAxpyF32M6AVX512 computes c[i*ldc+j] += sum over r < rows of a[i*lda+r] * W[r*rowLen+j], for i < 6 and j < rowLen;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
+//
+//go:noescape
+func gemvAxpyF32M6AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *float32, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
+// gemvAxpyF32M7AVX512 computes c[i*ldc+j] += sum over r < rows of a[i*lda+r] * W[r*rowLen+j], for i < 7 and j < rowLen;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
+//
+//go:noescape
+func gemvAxpyF32M7AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *float32, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
+// gemvAxpyF32M8AVX512 computes c[i*ldc+j] += sum over r < rows of a[i*lda+r] * W[r*rowLen+j], for i < 8 and j < rowLen;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
+//
+//go:noescape
+func gemvAxpyF32M8AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *float32, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
 // gemvAxpyI16M1AVX512 computes c[i*ldc+j] += sum over r < rows of a[i*lda+r] * W[r*rowLen+j], for i < 1 and j < rowLen;
 // W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
-// Requires AVX512F, AVX2 and FMA.
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
 //
 //go:noescape
 func gemvAxpyI16M1AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int16, data *byte, zero *int32, left int, group int, scale float32, bits int)
 
 // gemvAxpyI16M2AVX512 computes c[i*ldc+j] += sum over r < rows of a[i*lda+r] * W[r*rowLen+j], for i < 2 and j < rowLen;
 // W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
-// Requires AVX512F, AVX2 and FMA.
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
 //
 //go:noescape
 func gemvAxpyI16M2AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int16, data *byte, zero *int32, left int, group int, scale float32, bits int)
 
 // gemvAxpyI16M3AVX512 computes c[i*ldc+j] += sum over r < rows of a[i*lda+r] * W[r*rowLen+j], for i < 3 and j < rowLen;
 // W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
-// Requires AVX512F, AVX2 and FMA.
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
 //
 //go:noescape
 func gemvAxpyI16M3AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int16, data *byte, zero *int32, left int, group int, scale float32, bits int)
 
 // gemvAxpyI16M4AVX512 computes c[i*ldc+j] += sum over r < rows of a[i*lda+r] * W[r*rowLen+j], for i < 4 and j < rowLen;
 // W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
-// Requires AVX512F, AVX2 and FMA.
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
 //
 //go:noescape
 func gemvAxpyI16M4AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int16, data *byte, zero *int32, left int, group int, scale float32, bits int)
 
+// gemvAxpyI16M5AVX512 computes c[i*ldc+j] += sum over r < rows of a[i*lda+r] * W[r*rowLen+j], for i < 5 and j < rowLen;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
+//
+//go:noescape
+func gemvAxpyI16M5AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int16, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
+// gemvAxpyI16M6AVX512 computes c[i*ldc+j] += sum over r < rows of a[i*lda+r] * W[r*rowLen+j], for i < 6 and j < rowLen;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
+//
+//go:noescape
+func gemvAxpyI16M6AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int16, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
+// gemvAxpyI16M7AVX512 computes c[i*ldc+j] += sum over r < rows of a[i*lda+r] * W[r*rowLen+j], for i < 7 and j < rowLen;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
+//
+//go:noescape
+func gemvAxpyI16M7AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int16, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
+// gemvAxpyI16M8AVX512 computes c[i*ldc+j] += sum over r < rows of a[i*lda+r] * W[r*rowLen+j], for i < 8 and j < rowLen;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
+//
+//go:noescape
+func gemvAxpyI16M8AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int16, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
 // gemvAxpyI8M1AVX512 computes c[i*ldc+j] += sum over r < rows of a[i*lda+r] * W[r*rowLen+j], for i < 1 and j < rowLen;
 // W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
-// Requires AVX512F, AVX2 and FMA.
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
 //
 //go:noescape
 func gemvAxpyI8M1AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
 
 // gemvAxpyI8M2AVX512 computes c[i*ldc+j] += sum over r < rows of a[i*lda+r] * W[r*rowLen+j], for i < 2 and j < rowLen;
 // W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
-// Requires AVX512F, AVX2 and FMA.
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
 //
 //go:noescape
 func gemvAxpyI8M2AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
 
 // gemvAxpyI8M3AVX512 computes c[i*ldc+j] += sum over r < rows of a[i*lda+r] * W[r*rowLen+j], for i < 3 and j < rowLen;
 // W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
-// Requires AVX512F, AVX2 and FMA.
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
 //
 //go:noescape
 func gemvAxpyI8M3AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
 
 // gemvAxpyI8M4AVX512 computes c[i*ldc+j] += sum over r < rows of a[i*lda+r] * W[r*rowLen+j], for i < 4 and j < rowLen;
 // W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
-// Requires AVX512F, AVX2 and FMA.
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
 //
 //go:noescape
 func gemvAxpyI8M4AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
 
+// gemvAxpyI8M5AVX512 computes c[i*ldc+j] += sum over r < rows of a[i*lda+r] * W[r*rowLen+j], for i < 5 and j < rowLen;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
+//
+//go:noescape
+func gemvAxpyI8M5AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
+// gemvAxpyI8M6AVX512 computes c[i*ldc+j] += sum over r < rows of a[i*lda+r] * W[r*rowLen+j], for i < 6 and j < rowLen;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
+//
+//go:noescape
+func gemvAxpyI8M6AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
+// gemvAxpyI8M7AVX512 computes c[i*ldc+j] += sum over r < rows of a[i*lda+r] * W[r*rowLen+j], for i < 7 and j < rowLen;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
+//
+//go:noescape
+func gemvAxpyI8M7AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
+// gemvAxpyI8M8AVX512 computes c[i*ldc+j] += sum over r < rows of a[i*lda+r] * W[r*rowLen+j], for i < 8 and j < rowLen;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
+//
+//go:noescape
+func gemvAxpyI8M8AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
 // gemvAxpyNoneM1AVX512 computes c[i*ldc+j] += sum over r < rows of a[i*lda+r] * W[r*rowLen+j], for i < 1 and j < rowLen;
 // W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
-// Requires AVX512F, AVX2 and FMA.
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
 //
 //go:noescape
 func gemvAxpyNoneM1AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
 
 // gemvAxpyNoneM2AVX512 computes c[i*ldc+j] += sum over r < rows of a[i*lda+r] * W[r*rowLen+j], for i < 2 and j < rowLen;
 // W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
-// Requires AVX512F, AVX2 and FMA.
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
 //
 //go:noescape
 func gemvAxpyNoneM2AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
 
 // gemvAxpyNoneM3AVX512 computes c[i*ldc+j] += sum over r < rows of a[i*lda+r] * W[r*rowLen+j], for i < 3 and j < rowLen;
 // W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
-// Requires AVX512F, AVX2 and FMA.
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
 //
 //go:noescape
 func gemvAxpyNoneM3AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
 
 // gemvAxpyNoneM4AVX512 computes c[i*ldc+j] += sum over r < rows of a[i*lda+r] * W[r*rowLen+j], for i < 4 and j < rowLen;
 // W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
-// Requires AVX512F, AVX2 and FMA.
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
 //
 //go:noescape
 func gemvAxpyNoneM4AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
 
+// gemvAxpyNoneM5AVX512 computes c[i*ldc+j] += sum over r < rows of a[i*lda+r] * W[r*rowLen+j], for i < 5 and j < rowLen;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
+//
+//go:noescape
+func gemvAxpyNoneM5AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
+// gemvAxpyNoneM6AVX512 computes c[i*ldc+j] += sum over r < rows of a[i*lda+r] * W[r*rowLen+j], for i < 6 and j < rowLen;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
+//
+//go:noescape
+func gemvAxpyNoneM6AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
+// gemvAxpyNoneM7AVX512 computes c[i*ldc+j] += sum over r < rows of a[i*lda+r] * W[r*rowLen+j], for i < 7 and j < rowLen;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
+//
+//go:noescape
+func gemvAxpyNoneM7AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
+// gemvAxpyNoneM8AVX512 computes c[i*ldc+j] += sum over r < rows of a[i*lda+r] * W[r*rowLen+j], for i < 8 and j < rowLen;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
+//
+//go:noescape
+func gemvAxpyNoneM8AVX512(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
 // decodeF32AVX512 computes dst[e] = W[e] for e < n (n a multiple of the lanes);
 // W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
-// Requires AVX512F, AVX2 and FMA.
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
 //
 //go:noescape
 func decodeF32AVX512(n int, dst *float32, base *float32, data *byte, zero *int32, left int, group int, scale float32, bits int)
 
 // decodeI16AVX512 computes dst[e] = W[e] for e < n (n a multiple of the lanes);
 // W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
-// Requires AVX512F, AVX2 and FMA.
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
 //
 //go:noescape
 func decodeI16AVX512(n int, dst *float32, base *int16, data *byte, zero *int32, left int, group int, scale float32, bits int)
 
 // decodeI8AVX512 computes dst[e] = W[e] for e < n (n a multiple of the lanes);
 // W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
-// Requires AVX512F, AVX2 and FMA.
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
 //
 //go:noescape
 func decodeI8AVX512(n int, dst *float32, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
 
 // decodeNoneAVX512 computes dst[e] = W[e] for e < n (n a multiple of the lanes);
 // W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
-// Requires AVX512F, AVX2 and FMA.
+// Requires AVX512F, AVX512BW, AVX512VL, AVX2 and FMA.
 //
 //go:noescape
 func decodeNoneAVX512(n int, dst *float32, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
@@ -438,6 +718,34 @@ func gemvDotDenseM3AVX2(rows int, rowLen int, a *float32, lda int, c *float32, l
 //go:noescape
 func gemvDotDenseM4AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, w *float32, ldw int)
 
+// gemvDotDenseM5AVX2 computes c[i*ldc+r] = sum over p < rowLen of a[i*lda+p] * W[r*rowLen+p], for i < 5 and r < rows;
+// W's rows ldw floats apart.
+// Requires AVX2 and FMA.
+//
+//go:noescape
+func gemvDotDenseM5AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, w *float32, ldw int)
+
+// gemvDotDenseM6AVX2 computes c[i*ldc+r] = sum over p < rowLen of a[i*lda+p] * W[r*rowLen+p], for i < 6 and r < rows;
+// W's rows ldw floats apart.
+// Requires AVX2 and FMA.
+//
+//go:noescape
+func gemvDotDenseM6AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, w *float32, ldw int)
+
+// gemvDotDenseM7AVX2 computes c[i*ldc+r] = sum over p < rowLen of a[i*lda+p] * W[r*rowLen+p], for i < 7 and r < rows;
+// W's rows ldw floats apart.
+// Requires AVX2 and FMA.
+//
+//go:noescape
+func gemvDotDenseM7AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, w *float32, ldw int)
+
+// gemvDotDenseM8AVX2 computes c[i*ldc+r] = sum over p < rowLen of a[i*lda+p] * W[r*rowLen+p], for i < 8 and r < rows;
+// W's rows ldw floats apart.
+// Requires AVX2 and FMA.
+//
+//go:noescape
+func gemvDotDenseM8AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, w *float32, ldw int)
+
 // gemvDotF32M1AVX2 computes c[i*ldc+r] = sum over p < rowLen of a[i*lda+p] * W[r*rowLen+p], for i < 1 and r < rows;
 // W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
 // Requires AVX2 and FMA.
@@ -465,6 +773,34 @@ func gemvDotF32M3AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc
 //
 //go:noescape
 func gemvDotF32M4AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *float32, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
+// gemvDotF32M5AVX2 computes c[i*ldc+r] = sum over p < rowLen of a[i*lda+p] * W[r*rowLen+p], for i < 5 and r < rows;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX2 and FMA.
+//
+//go:noescape
+func gemvDotF32M5AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *float32, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
+// gemvDotF32M6AVX2 computes c[i*ldc+r] = sum over p < rowLen of a[i*lda+p] * W[r*rowLen+p], for i < 6 and r < rows;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX2 and FMA.
+//
+//go:noescape
+func gemvDotF32M6AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *float32, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
+// gemvDotF32M7AVX2 computes c[i*ldc+r] = sum over p < rowLen of a[i*lda+p] * W[r*rowLen+p], for i < 7 and r < rows;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX2 and FMA.
+//
+//go:noescape
+func gemvDotF32M7AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *float32, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
+// gemvDotF32M8AVX2 computes c[i*ldc+r] = sum over p < rowLen of a[i*lda+p] * W[r*rowLen+p], for i < 8 and r < rows;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX2 and FMA.
+//
+//go:noescape
+func gemvDotF32M8AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *float32, data *byte, zero *int32, left int, group int, scale float32, bits int)
 
 // gemvDotI16M1AVX2 computes c[i*ldc+r] = sum over p < rowLen of a[i*lda+p] * W[r*rowLen+p], for i < 1 and r < rows;
 // W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
@@ -494,6 +830,34 @@ func gemvDotI16M3AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc
 //go:noescape
 func gemvDotI16M4AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int16, data *byte, zero *int32, left int, group int, scale float32, bits int)
 
+// gemvDotI16M5AVX2 computes c[i*ldc+r] = sum over p < rowLen of a[i*lda+p] * W[r*rowLen+p], for i < 5 and r < rows;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX2 and FMA.
+//
+//go:noescape
+func gemvDotI16M5AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int16, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
+// gemvDotI16M6AVX2 computes c[i*ldc+r] = sum over p < rowLen of a[i*lda+p] * W[r*rowLen+p], for i < 6 and r < rows;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX2 and FMA.
+//
+//go:noescape
+func gemvDotI16M6AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int16, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
+// gemvDotI16M7AVX2 computes c[i*ldc+r] = sum over p < rowLen of a[i*lda+p] * W[r*rowLen+p], for i < 7 and r < rows;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX2 and FMA.
+//
+//go:noescape
+func gemvDotI16M7AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int16, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
+// gemvDotI16M8AVX2 computes c[i*ldc+r] = sum over p < rowLen of a[i*lda+p] * W[r*rowLen+p], for i < 8 and r < rows;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX2 and FMA.
+//
+//go:noescape
+func gemvDotI16M8AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int16, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
 // gemvDotI8M1AVX2 computes c[i*ldc+r] = sum over p < rowLen of a[i*lda+p] * W[r*rowLen+p], for i < 1 and r < rows;
 // W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
 // Requires AVX2 and FMA.
@@ -521,6 +885,34 @@ func gemvDotI8M3AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc 
 //
 //go:noescape
 func gemvDotI8M4AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
+// gemvDotI8M5AVX2 computes c[i*ldc+r] = sum over p < rowLen of a[i*lda+p] * W[r*rowLen+p], for i < 5 and r < rows;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX2 and FMA.
+//
+//go:noescape
+func gemvDotI8M5AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
+// gemvDotI8M6AVX2 computes c[i*ldc+r] = sum over p < rowLen of a[i*lda+p] * W[r*rowLen+p], for i < 6 and r < rows;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX2 and FMA.
+//
+//go:noescape
+func gemvDotI8M6AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
+// gemvDotI8M7AVX2 computes c[i*ldc+r] = sum over p < rowLen of a[i*lda+p] * W[r*rowLen+p], for i < 7 and r < rows;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX2 and FMA.
+//
+//go:noescape
+func gemvDotI8M7AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
+// gemvDotI8M8AVX2 computes c[i*ldc+r] = sum over p < rowLen of a[i*lda+p] * W[r*rowLen+p], for i < 8 and r < rows;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX2 and FMA.
+//
+//go:noescape
+func gemvDotI8M8AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
 
 // gemvDotNoneM1AVX2 computes c[i*ldc+r] = sum over p < rowLen of a[i*lda+p] * W[r*rowLen+p], for i < 1 and r < rows;
 // W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
@@ -550,6 +942,34 @@ func gemvDotNoneM3AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ld
 //go:noescape
 func gemvDotNoneM4AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
 
+// gemvDotNoneM5AVX2 computes c[i*ldc+r] = sum over p < rowLen of a[i*lda+p] * W[r*rowLen+p], for i < 5 and r < rows;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX2 and FMA.
+//
+//go:noescape
+func gemvDotNoneM5AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
+// gemvDotNoneM6AVX2 computes c[i*ldc+r] = sum over p < rowLen of a[i*lda+p] * W[r*rowLen+p], for i < 6 and r < rows;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX2 and FMA.
+//
+//go:noescape
+func gemvDotNoneM6AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
+// gemvDotNoneM7AVX2 computes c[i*ldc+r] = sum over p < rowLen of a[i*lda+p] * W[r*rowLen+p], for i < 7 and r < rows;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX2 and FMA.
+//
+//go:noescape
+func gemvDotNoneM7AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
+// gemvDotNoneM8AVX2 computes c[i*ldc+r] = sum over p < rowLen of a[i*lda+p] * W[r*rowLen+p], for i < 8 and r < rows;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX2 and FMA.
+//
+//go:noescape
+func gemvDotNoneM8AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
 // gemvAxpyDenseM1AVX2 computes c[i*ldc+j] += sum over r < rows of a[i*lda+r] * W[r*rowLen+j], for i < 1 and j < rowLen;
 // W's rows ldw floats apart.
 // Requires AVX2 and FMA.
@@ -577,6 +997,34 @@ func gemvAxpyDenseM3AVX2(rows int, rowLen int, a *float32, lda int, c *float32, 
 //
 //go:noescape
 func gemvAxpyDenseM4AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, w *float32, ldw int)
+
+// gemvAxpyDenseM5AVX2 computes c[i*ldc+j] += sum over r < rows of a[i*lda+r] * W[r*rowLen+j], for i < 5 and j < rowLen;
+// W's rows ldw floats apart.
+// Requires AVX2 and FMA.
+//
+//go:noescape
+func gemvAxpyDenseM5AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, w *float32, ldw int)
+
+// gemvAxpyDenseM6AVX2 computes c[i*ldc+j] += sum over r < rows of a[i*lda+r] * W[r*rowLen+j], for i < 6 and j < rowLen;
+// W's rows ldw floats apart.
+// Requires AVX2 and FMA.
+//
+//go:noescape
+func gemvAxpyDenseM6AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, w *float32, ldw int)
+
+// gemvAxpyDenseM7AVX2 computes c[i*ldc+j] += sum over r < rows of a[i*lda+r] * W[r*rowLen+j], for i < 7 and j < rowLen;
+// W's rows ldw floats apart.
+// Requires AVX2 and FMA.
+//
+//go:noescape
+func gemvAxpyDenseM7AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, w *float32, ldw int)
+
+// gemvAxpyDenseM8AVX2 computes c[i*ldc+j] += sum over r < rows of a[i*lda+r] * W[r*rowLen+j], for i < 8 and j < rowLen;
+// W's rows ldw floats apart.
+// Requires AVX2 and FMA.
+//
+//go:noescape
+func gemvAxpyDenseM8AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, w *float32, ldw int)
 
 // gemvAxpyF32M1AVX2 computes c[i*ldc+j] += sum over r < rows of a[i*lda+r] * W[r*rowLen+j], for i < 1 and j < rowLen;
 // W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
@@ -606,6 +1054,34 @@ func gemvAxpyF32M3AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ld
 //go:noescape
 func gemvAxpyF32M4AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *float32, data *byte, zero *int32, left int, group int, scale float32, bits int)
 
+// gemvAxpyF32M5AVX2 computes c[i*ldc+j] += sum over r < rows of a[i*lda+r] * W[r*rowLen+j], for i < 5 and j < rowLen;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX2 and FMA.
+//
+//go:noescape
+func gemvAxpyF32M5AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *float32, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
+// gemvAxpyF32M6AVX2 computes c[i*ldc+j] += sum over r < rows of a[i*lda+r] * W[r*rowLen+j], for i < 6 and j < rowLen;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX2 and FMA.
+//
+//go:noescape
+func gemvAxpyF32M6AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *float32, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
+// gemvAxpyF32M7AVX2 computes c[i*ldc+j] += sum over r < rows of a[i*lda+r] * W[r*rowLen+j], for i < 7 and j < rowLen;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX2 and FMA.
+//
+//go:noescape
+func gemvAxpyF32M7AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *float32, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
+// gemvAxpyF32M8AVX2 computes c[i*ldc+j] += sum over r < rows of a[i*lda+r] * W[r*rowLen+j], for i < 8 and j < rowLen;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX2 and FMA.
+//
+//go:noescape
+func gemvAxpyF32M8AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *float32, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
 // gemvAxpyI16M1AVX2 computes c[i*ldc+j] += sum over r < rows of a[i*lda+r] * W[r*rowLen+j], for i < 1 and j < rowLen;
 // W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
 // Requires AVX2 and FMA.
@@ -633,6 +1109,34 @@ func gemvAxpyI16M3AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ld
 //
 //go:noescape
 func gemvAxpyI16M4AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int16, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
+// gemvAxpyI16M5AVX2 computes c[i*ldc+j] += sum over r < rows of a[i*lda+r] * W[r*rowLen+j], for i < 5 and j < rowLen;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX2 and FMA.
+//
+//go:noescape
+func gemvAxpyI16M5AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int16, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
+// gemvAxpyI16M6AVX2 computes c[i*ldc+j] += sum over r < rows of a[i*lda+r] * W[r*rowLen+j], for i < 6 and j < rowLen;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX2 and FMA.
+//
+//go:noescape
+func gemvAxpyI16M6AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int16, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
+// gemvAxpyI16M7AVX2 computes c[i*ldc+j] += sum over r < rows of a[i*lda+r] * W[r*rowLen+j], for i < 7 and j < rowLen;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX2 and FMA.
+//
+//go:noescape
+func gemvAxpyI16M7AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int16, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
+// gemvAxpyI16M8AVX2 computes c[i*ldc+j] += sum over r < rows of a[i*lda+r] * W[r*rowLen+j], for i < 8 and j < rowLen;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX2 and FMA.
+//
+//go:noescape
+func gemvAxpyI16M8AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int16, data *byte, zero *int32, left int, group int, scale float32, bits int)
 
 // gemvAxpyI8M1AVX2 computes c[i*ldc+j] += sum over r < rows of a[i*lda+r] * W[r*rowLen+j], for i < 1 and j < rowLen;
 // W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
@@ -662,6 +1166,34 @@ func gemvAxpyI8M3AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc
 //go:noescape
 func gemvAxpyI8M4AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
 
+// gemvAxpyI8M5AVX2 computes c[i*ldc+j] += sum over r < rows of a[i*lda+r] * W[r*rowLen+j], for i < 5 and j < rowLen;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX2 and FMA.
+//
+//go:noescape
+func gemvAxpyI8M5AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
+// gemvAxpyI8M6AVX2 computes c[i*ldc+j] += sum over r < rows of a[i*lda+r] * W[r*rowLen+j], for i < 6 and j < rowLen;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX2 and FMA.
+//
+//go:noescape
+func gemvAxpyI8M6AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
+// gemvAxpyI8M7AVX2 computes c[i*ldc+j] += sum over r < rows of a[i*lda+r] * W[r*rowLen+j], for i < 7 and j < rowLen;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX2 and FMA.
+//
+//go:noescape
+func gemvAxpyI8M7AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
+// gemvAxpyI8M8AVX2 computes c[i*ldc+j] += sum over r < rows of a[i*lda+r] * W[r*rowLen+j], for i < 8 and j < rowLen;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX2 and FMA.
+//
+//go:noescape
+func gemvAxpyI8M8AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
 // gemvAxpyNoneM1AVX2 computes c[i*ldc+j] += sum over r < rows of a[i*lda+r] * W[r*rowLen+j], for i < 1 and j < rowLen;
 // W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
 // Requires AVX2 and FMA.
@@ -689,6 +1221,34 @@ func gemvAxpyNoneM3AVX2(rows int, rowLen int, a *float32, lda int, c *float32, l
 //
 //go:noescape
 func gemvAxpyNoneM4AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
+// gemvAxpyNoneM5AVX2 computes c[i*ldc+j] += sum over r < rows of a[i*lda+r] * W[r*rowLen+j], for i < 5 and j < rowLen;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX2 and FMA.
+//
+//go:noescape
+func gemvAxpyNoneM5AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
+// gemvAxpyNoneM6AVX2 computes c[i*ldc+j] += sum over r < rows of a[i*lda+r] * W[r*rowLen+j], for i < 6 and j < rowLen;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX2 and FMA.
+//
+//go:noescape
+func gemvAxpyNoneM6AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
+// gemvAxpyNoneM7AVX2 computes c[i*ldc+j] += sum over r < rows of a[i*lda+r] * W[r*rowLen+j], for i < 7 and j < rowLen;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX2 and FMA.
+//
+//go:noescape
+func gemvAxpyNoneM7AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
+
+// gemvAxpyNoneM8AVX2 computes c[i*ldc+j] += sum over r < rows of a[i*lda+r] * W[r*rowLen+j], for i < 8 and j < rowLen;
+// W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).
+// Requires AVX2 and FMA.
+//
+//go:noescape
+func gemvAxpyNoneM8AVX2(rows int, rowLen int, a *float32, lda int, c *float32, ldc int, base *int8, data *byte, zero *int32, left int, group int, scale float32, bits int)
 
 // decodeF32AVX2 computes dst[e] = W[e] for e < n (n a multiple of the lanes);
 // W the packed run that starts at base, data (the delta bits, byte aligned) and zero (its group's zero point, left elements of the group from the start, group elements a group); rowLen a multiple of the lanes; no delta load reaches past the data's end (the Go side checks).

@@ -10,7 +10,7 @@ import (
 )
 
 // matSizes are the dimensions the product tests combine.
-var matSizes = []int{1, 2, 3, 5, 7, 8, 15, 16, 17, 31, 33, 64, 100, 129}
+var matSizes = []int{1, 2, 3, 4, 5, 6, 7, 8, 15, 16, 17, 31, 33, 64, 100, 129}
 
 // matShapes returns the (m, k, n) the product tests run: every m and k of
 // matSizes with n cycling through them, a few larger products and products

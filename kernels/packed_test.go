@@ -106,7 +106,7 @@ func packedCases() []packedCase {
 			}
 		}
 	}
-	// every fused GEMV kernel: each base, 1..4 rows, both layouts, on rows that
+	// every fused GEMV kernel: each base, 1..gemvMaxM rows, both layouts, on rows that
 	// are whole vectors
 	for i, base := range []string{"f32", "i16", "i8", "none"} {
 		for m := 1; m <= gemvMaxM; m++ {

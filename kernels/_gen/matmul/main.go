@@ -48,7 +48,7 @@ func main() {
 		}
 		for _, op := range []int{opDot, opAxpy} {
 			for _, b := range []baseKind{dense, f32, i16, i8, none} {
-				for m := 1; m <= 4; m++ {
+				for m := 1; m <= maxM; m++ {
 					newGemv(l, op, b, m).generate()
 				}
 			}
@@ -62,6 +62,9 @@ func main() {
 	Generate()
 }
 
+// maxM is the most activation rows a GEMV kernel takes (the Go side's gemvMaxM).
+const maxM = 8
+
 // level is one instruction set the kernels are generated for.
 type level struct {
 	suffix    string // of the function names
@@ -73,7 +76,7 @@ type level struct {
 }
 
 var (
-	avx512 = level{"AVX512", 16, true, 8, 32, 16, "AVX512F, AVX2 and FMA"}
+	avx512 = level{"AVX512", 16, true, 8, 32, 16, "AVX512F, AVX512BW, AVX512VL, AVX2 and FMA"}
 	avx2   = level{"AVX2", 8, false, 6, 16, 8, "AVX2 and FMA"}
 )
 
@@ -312,8 +315,12 @@ type gemv struct {
 	data, zp, left, vb             GPVirtual
 	shuf, shifts, mask, scale, zer VecVirtual
 
-	a, a3, lda GPVirtual // activation rows 0 and 3, and their distance in bytes
-	c, c3, ldc GPVirtual // output rows likewise
+	a, lda GPVirtual // activation row 0, and the rows' distance in bytes
+	c, ldc GPVirtual // output rows likewise
+	// the kernels with m > 3 rows also use 3*ld, and those with m > 4 a pointer
+	// to row 4 (see rowMem)
+	a4, lda3 GPVirtual
+	c4, ldc3 GPVirtual
 
 	nlabel int
 }
@@ -459,7 +466,7 @@ func (g *gemv) value(k int) VecVirtual {
 	u := l.vec()
 	if l.z {
 		t := YMM()
-		VBROADCASTI128(dm, t)
+		VBROADCASTI32X4(dm, t) // EVEX: t may be above 15
 		VPSHUFB(g.shuf, t, t)
 		VPMOVZXWD(t, u)
 		VPSRLVD(g.shifts, u, u)
@@ -581,9 +588,12 @@ func (g *gemv) loopVectors(unroll int, body func(k int), next func(n int)) {
 	}
 }
 
-// rowMem is the address of row i (0..3) of the activations or outputs: base is
-// row 0, r3 row 3, ld the rows' distance in bytes.
-func rowMem(i int, base, r3, ld GPVirtual, disp int) Mem {
+// rowMem is the address of row i (0..7) of the activations or outputs: base is
+// row 0, base4 row 4, ld the rows' distance in bytes and ld3 three times it.
+func rowMem(i int, base, base4, ld, ld3 GPVirtual, disp int) Mem {
+	if i >= 4 {
+		base, i = base4, i-4
+	}
 	switch i {
 	case 0:
 		return Mem{Base: base, Disp: disp}
@@ -592,16 +602,22 @@ func rowMem(i int, base, r3, ld GPVirtual, disp int) Mem {
 	case 2:
 		return Mem{Base: base, Index: ld, Scale: 2, Disp: disp}
 	}
-	return Mem{Base: r3, Disp: disp}
+	return Mem{Base: base, Index: ld3, Scale: 1, Disp: disp}
 }
 
-func (g *gemv) aMem(i, disp int) Mem { return rowMem(i, g.a, g.a3, g.lda, disp) }
-func (g *gemv) cMem(i, disp int) Mem { return rowMem(i, g.c, g.c3, g.ldc, disp) }
+func (g *gemv) aMem(i, disp int) Mem { return rowMem(i, g.a, g.a4, g.lda, g.lda3, disp) }
+func (g *gemv) cMem(i, disp int) Mem { return rowMem(i, g.c, g.c4, g.ldc, g.ldc3, disp) }
 
-// row3 sets r3 = base + 3*ld.
-func row3(r3, base, ld GPVirtual) {
-	LEAQ(Mem{Base: base, Index: ld, Scale: 2}, r3)
-	ADDQ(ld, r3)
+// times3 returns a new register holding 3*ld.
+func times3(ld GPVirtual) GPVirtual {
+	r := GP64()
+	LEAQ(Mem{Base: ld, Index: ld, Scale: 2}, r)
+	return r
+}
+
+// row4 sets r4 = base + 4*ld.
+func row4(r4, base, ld GPVirtual) {
+	LEAQ(Mem{Base: base, Index: ld, Scale: 4}, r4)
 }
 
 // tailMask loads the mask of the first cnt (1..lanes-1) lanes.
@@ -651,7 +667,11 @@ func (g *gemv) hsum(v VecVirtual) VecVirtual {
 		VADDPS(y, v.AsY(), y)
 	}
 	x := XMM()
-	VEXTRACTF128(U8(1), y, x)
+	if g.l.z {
+		VEXTRACTF32X4(U8(1), y, x) // EVEX: the registers may be above 15
+	} else {
+		VEXTRACTF128(U8(1), y, x)
+	}
 	VADDPS(x, y.AsX(), x)
 	t := XMM()
 	VMOVHLPS(x, x, t)
@@ -673,7 +693,13 @@ func (g *gemv) dot() {
 	g.ldc = load("ldc")
 	SHLQ(U8(2), g.ldc)
 	g.setupWeight()
-	g.a, g.a3, g.c3, g.cnt, g.rest = GP64(), GP64(), GP64(), GP64(), GP64()
+	g.a, g.cnt, g.rest = GP64(), GP64(), GP64()
+	if g.m > 3 {
+		g.lda3 = times3(g.lda)
+	}
+	if g.m > 4 {
+		g.a4 = GP64()
+	}
 	acc := make([][]VecVirtual, g.m)
 	for i := range acc {
 		acc[i] = make([]VecVirtual, unroll)
@@ -684,8 +710,8 @@ func (g *gemv) dot() {
 
 	Label("row")
 	MOVQ(pmem("a"), g.a)
-	if g.m == 4 {
-		row3(g.a3, g.a, g.lda)
+	if g.m > 4 {
+		row4(g.a4, g.a, g.lda)
 	}
 	MOVQ(pmem("rowLen"), g.cnt)
 	for i := range acc {
@@ -700,8 +726,8 @@ func (g *gemv) dot() {
 		}
 	}, func(n int) {
 		ADDQ(U32(4*n*l.lanes), g.a)
-		if g.m == 4 {
-			ADDQ(U32(4*n*l.lanes), g.a3)
+		if g.m > 4 {
+			ADDQ(U32(4*n*l.lanes), g.a4)
 		}
 	})
 	if !g.base.packed {
@@ -716,8 +742,12 @@ func (g *gemv) dot() {
 		LEAQ(Mem{Base: g.w, Index: g.cnt, Scale: 4}, g.w)
 		Label("reduce")
 	}
-	if g.m == 4 {
-		row3(g.c3, g.c, g.ldc)
+	if g.m > 3 {
+		g.ldc3 = times3(g.ldc)
+	}
+	if g.m > 4 {
+		g.c4 = GP64()
+		row4(g.c4, g.c, g.ldc)
 	}
 	for i := range g.m {
 		if unroll == 2 {
@@ -742,20 +772,30 @@ func (g *gemv) axpy() {
 	g.a = load("a")
 	g.lda = load("lda")
 	SHLQ(U8(2), g.lda)
-	g.a3 = GP64()
-	if g.m == 4 {
-		row3(g.a3, g.a, g.lda)
-	}
 	g.ldc = load("ldc")
 	SHLQ(U8(2), g.ldc)
+	if g.m > 3 {
+		g.ldc3 = times3(g.ldc)
+	}
 	g.setupWeight()
-	g.c, g.c3, g.cnt, g.rest = GP64(), GP64(), GP64(), GP64()
+	g.c, g.cnt, g.rest = GP64(), GP64(), GP64()
+	if g.m > 4 {
+		g.c4 = GP64()
+	}
 	s := make([]VecVirtual, g.m)
 	for i := range s {
 		s[i] = l.vec()
 	}
 
 	Label("row")
+	// this row's activations: 3*lda and row 4 live only here
+	if g.m > 3 {
+		g.lda3 = times3(g.lda)
+	}
+	if g.m > 4 {
+		g.a4 = GP64()
+		row4(g.a4, g.a, g.lda)
+	}
 	for i := range s {
 		VBROADCASTSS(g.aMem(i, 0), s[i])
 		if g.scaled() {
@@ -763,8 +803,8 @@ func (g *gemv) axpy() {
 		}
 	}
 	MOVQ(pmem("c"), g.c)
-	if g.m == 4 {
-		row3(g.c3, g.c, g.ldc)
+	if g.m > 4 {
+		row4(g.c4, g.c, g.ldc)
 	}
 	MOVQ(pmem("rowLen"), g.cnt)
 	g.loopVectors(2, func(k int) {
@@ -778,8 +818,8 @@ func (g *gemv) axpy() {
 		}
 	}, func(n int) {
 		ADDQ(U32(4*n*l.lanes), g.c)
-		if g.m == 4 {
-			ADDQ(U32(4*n*l.lanes), g.c3)
+		if g.m > 4 {
+			ADDQ(U32(4*n*l.lanes), g.c4)
 		}
 	})
 	if !g.base.packed {
@@ -798,9 +838,6 @@ func (g *gemv) axpy() {
 		ADDQ(g.wskip, g.w)
 	}
 	ADDQ(U8(4), g.a)
-	if g.m == 4 {
-		ADDQ(U8(4), g.a3)
-	}
 	DECQ(pmem("rows"))
 	JNZ(LabelRef("row"))
 }
