@@ -38,5 +38,12 @@ func Gelu(dst, x []float32) { gelu(dst, x) }
 // Erf writes erf(x) to dst (may alias x).
 func Erf(dst, x []float32) { erf(dst, x) }
 
+// ParallelFor calls fn on disjoint ranges [lo, hi) that cover [0, n), each at
+// least grain long, over at most Threads() goroutines (the caller's included),
+// sharing the kernels' helper budget: nested and concurrent calls never run
+// more than Threads() goroutines between them. A panic in fn is re-raised in
+// the caller.
+func ParallelFor(n, grain int, fn func(lo, hi int)) { parallelFor(n, grain, fn) }
+
 // SetThreads sets how many goroutines the kernels use; n <= 0 means GOMAXPROCS.
 func SetThreads(n int) { setThreads(n) }

@@ -24,9 +24,9 @@ import (
 
 const (
 	gemvMaxM = 8   // products with at most this many rows run as GEMV
-	gemmKC        = 256 // reduction steps per packed panel
-	gemmMC        = 256 // rows of a task, at most (rounded down to the level's mr)
-	gemmNC        = 512 // columns of a task, at most (a multiple of every nr)
+	gemmKC   = 256 // reduction steps per packed panel
+	gemmMC   = 256 // rows of a task, at most (rounded down to the level's mr)
+	gemmNC   = 512 // columns of a task, at most (a multiple of every nr)
 
 	// parallelFlops is the work (2*m*k*n) under which a product stays on the
 	// caller's goroutine.

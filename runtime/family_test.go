@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -173,5 +174,55 @@ func TestInt8RunsTheBase(t *testing.T) {
 	t.Logf("int8 vs base %.3g, vs fine-tune %.3g", toBase, toFt)
 	if !(toBase < 0.1) || !(toBase < toFt/2) {
 		t.Errorf("int8 run: %.3g from the base, %.3g from the fine-tune", toBase, toFt)
+	}
+}
+
+// BenchmarkTextTiny runs text-tiny-ft1 (f32 mode) on batches of its reference
+// input's rows: the transformer of bench infer, whose many small ops show the
+// runtime's own overhead beside the kernels'.
+func BenchmarkTextTiny(b *testing.B) {
+	s, err := store.Open(filepath.Join(b.TempDir(), "store"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	src, err := graph.OpenFile(filepath.Join(familyDir, "text-tiny-ft1.onnx"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := s.Import(context.Background(), src, store.ImportOptions{Ref: "ft1"}); err != nil {
+		b.Fatal(err)
+	}
+	src.Close()
+	md, err := Load(s, "ft1", Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	a, err := npy.ReadFile(filepath.Join(familyDir, "ref", "text-tiny-ft1.input.npy"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	ref, err := FromBytes(a.DType, a.Shape, a.Data)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rowLen := len(ref.I64) / ref.Shape[0]
+	for _, batch := range []int{1, 8, 64} {
+		tokens := make([]int64, batch*rowLen)
+		for i := range batch {
+			r := i % ref.Shape[0]
+			copy(tokens[i*rowLen:], ref.I64[r*rowLen:(r+1)*rowLen])
+		}
+		x := &Tensor{DType: ref.DType, Shape: []int{batch, rowLen}, I64: tokens}
+		sess := md.NewSession()
+		in := map[string]*Tensor{md.Inputs()[0].Name: x}
+		b.Run(fmt.Sprintf("batch%d", batch), func(b *testing.B) {
+			for b.Loop() {
+				if _, err := sess.Run(context.Background(), in); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(batch*b.N)/b.Elapsed().Seconds(), "samples/s")
+		})
 	}
 }

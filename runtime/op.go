@@ -6,6 +6,7 @@ import (
 	"math"
 
 	"github.com/neurstore/neurstore/graph"
+	"github.com/neurstore/neurstore/kernels"
 	"github.com/neurstore/neurstore/quant"
 )
 
@@ -473,6 +474,30 @@ func collapse(dims []int, strides [][]int) ([]int, [][]int) {
 // order: row numbers the runs, off[j] is operand j's offset at the run's start.
 // It does nothing for an empty space.
 func eachRow(dims []int, strides [][]int, fn func(row int, off []int)) {
+	eachRowRange(dims, strides, 0, numel(dims[:len(dims)-1]), fn)
+}
+
+// parallelWork is the work (elements written, or their equivalent) under which
+// eachRowPar stays on the caller's goroutine.
+const parallelWork = 1 << 15
+
+// eachRowPar is eachRow with the rows split over the kernels' threads when the
+// space is large: rowWork is one row's work in elements. fn must be safe to run
+// concurrently on different rows (each writes only its own row's outputs) and
+// must not keep off.
+func eachRowPar(dims []int, strides [][]int, rowWork int, fn func(row int, off []int)) {
+	rows := numel(dims[:len(dims)-1])
+	if rows < 2 || rows*rowWork < 2*parallelWork {
+		eachRowRange(dims, strides, 0, rows, fn)
+		return
+	}
+	kernels.ParallelFor(rows, max(1, parallelWork/max(rowWork, 1)), func(lo, hi int) {
+		eachRowRange(dims, strides, lo, hi, fn)
+	})
+}
+
+// eachRowRange is eachRow for rows [r0, r1).
+func eachRowRange(dims []int, strides [][]int, r0, r1 int, fn func(row int, off []int)) {
 	for _, d := range dims {
 		if d == 0 {
 			return
@@ -481,7 +506,14 @@ func eachRow(dims []int, strides [][]int, fn func(row int, off []int)) {
 	nd := len(dims) - 1
 	idx := make([]int, nd)
 	off := make([]int, len(strides))
-	for r := range numel(dims[:nd]) {
+	for d, r := nd-1, r0; d >= 0; d-- { // the indices of row r0
+		idx[d] = r % dims[d]
+		r /= dims[d]
+		for j := range off {
+			off[j] += idx[d] * strides[j][d]
+		}
+	}
+	for r := r0; r < r1; r++ {
 		fn(r, off)
 		for d := nd - 1; d >= 0; d-- {
 			idx[d]++
@@ -504,7 +536,7 @@ func eachRow(dims []int, strides [][]int, fn func(row int, off []int)) {
 func stridedCopy[T num](dst, src []T, dims []int, base int, strides []int) {
 	d, s := collapse(dims, [][]int{strides})
 	inner, st := d[len(d)-1], s[0][len(d)-1]
-	eachRow(d, s, func(row int, off []int) {
+	eachRowPar(d, s, inner, func(row int, off []int) {
 		out := dst[row*inner : (row+1)*inner]
 		p := base + off[0]
 		switch st {

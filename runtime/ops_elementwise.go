@@ -35,11 +35,12 @@ func newBcast(n *graph.Node, shapes ...[]int) (*bcast, error) {
 func (b *bcast) inner() int     { return b.dims[len(b.dims)-1] }
 func (b *bcast) step(j int) int { return b.strides[j][len(b.dims)-1] }
 
-// binaryLoop sets dst[i] = f(a[.], b[.]) over the broadcast bc. dst may be a
-// when a is read contiguously (an in-place update).
+// binaryLoop sets dst[i] = f(a[.], b[.]) over the broadcast bc, split over the
+// kernels' threads when large. dst may be a when a is read contiguously (an
+// in-place update).
 func binaryLoop[A, B, U any](dst []U, a []A, b []B, bc *bcast, f func(A, B) U) {
 	inner, sa, sb := bc.inner(), bc.step(0), bc.step(1)
-	eachRow(bc.dims, bc.strides, func(row int, off []int) {
+	eachRowPar(bc.dims, bc.strides, inner, func(row int, off []int) {
 		d := dst[row*inner : (row+1)*inner]
 		x, y := off[0], off[1]
 		switch {
@@ -65,6 +66,122 @@ func binaryLoop[A, B, U any](dst []U, a []A, b []B, bc *bcast, f func(A, B) U) {
 			}
 		}
 	})
+}
+
+// arithF32 is Add, Sub, Mul or Div of float32s: binaryLoop with the operation's
+// loops written out, so that the compiler sees the arithmetic instead of a call
+// per element. The results are those of the f32 functions below.
+type arithF32 int
+
+const (
+	addF32 arithF32 = iota
+	subF32
+	mulF32
+	divF32
+)
+
+// loop is binaryLoop for o.
+func (o arithF32) loop(dst, a, b []float32, bc *bcast) {
+	inner, sa, sb := bc.inner(), bc.step(0), bc.step(1)
+	eachRowPar(bc.dims, bc.strides, inner, func(row int, off []int) {
+		d := dst[row*inner : (row+1)*inner]
+		x, y := off[0], off[1]
+		switch {
+		case sa == 1 && sb == 1:
+			o.vv(d, a[x:x+inner], b[y:y+inner])
+		case sa == 1:
+			o.vs(d, a[x:x+inner], b[y])
+		case sb == 1:
+			o.sv(d, a[x], b[y:y+inner])
+		default:
+			v := o.one(a[x], b[y])
+			for i := range d {
+				d[i] = v
+			}
+		}
+	})
+}
+
+// one returns a o b.
+func (o arithF32) one(a, b float32) float32 {
+	switch o {
+	case addF32:
+		return a + b
+	case subF32:
+		return a - b
+	case mulF32:
+		return a * b
+	}
+	return a / b
+}
+
+// vv sets d[i] = x[i] o y[i].
+func (o arithF32) vv(d, x, y []float32) {
+	x, y = x[:len(d)], y[:len(d)]
+	switch o {
+	case addF32:
+		for i := range d {
+			d[i] = x[i] + y[i]
+		}
+	case subF32:
+		for i := range d {
+			d[i] = x[i] - y[i]
+		}
+	case mulF32:
+		for i := range d {
+			d[i] = x[i] * y[i]
+		}
+	default:
+		for i := range d {
+			d[i] = x[i] / y[i]
+		}
+	}
+}
+
+// vs sets d[i] = x[i] o v.
+func (o arithF32) vs(d, x []float32, v float32) {
+	x = x[:len(d)]
+	switch o {
+	case addF32:
+		for i := range d {
+			d[i] = x[i] + v
+		}
+	case subF32:
+		for i := range d {
+			d[i] = x[i] - v
+		}
+	case mulF32:
+		for i := range d {
+			d[i] = x[i] * v
+		}
+	default:
+		for i := range d {
+			d[i] = x[i] / v
+		}
+	}
+}
+
+// sv sets d[i] = v o y[i].
+func (o arithF32) sv(d []float32, v float32, y []float32) {
+	y = y[:len(d)]
+	switch o {
+	case addF32:
+		for i := range d {
+			d[i] = v + y[i]
+		}
+	case subF32:
+		for i := range d {
+			d[i] = v - y[i]
+		}
+	case mulF32:
+		for i := range d {
+			d[i] = v * y[i]
+		}
+	default:
+		for i := range d {
+			d[i] = v / y[i]
+		}
+	}
 }
 
 // Binary element functions.
@@ -123,10 +240,10 @@ func gtU(a, b int64) int64 { return b2i(uint64(a) > uint64(b)) }
 func geU(a, b int64) int64 { return b2i(uint64(a) >= uint64(b)) }
 
 var (
-	opAdd = arith(add[float32], add[float64], add[int64], nil)
-	opSub = arith(sub[float32], sub[float64], sub[int64], nil)
-	opMul = arith(mul[float32], mul[float64], mul[int64], nil)
-	opDiv = arith(div[float32], div[float64], divI, divU)
+	opAdd = arith(addF32, add[float64], add[int64], nil)
+	opSub = arith(subF32, sub[float64], sub[int64], nil)
+	opMul = arith(mulF32, mul[float64], mul[int64], nil)
+	opDiv = arith(divF32, div[float64], divI, divU)
 )
 
 // binaryInputs checks the two same-typed inputs of a broadcasting op and returns
@@ -146,7 +263,7 @@ func binaryInputs(n *graph.Node, in []*Tensor) (*bcast, error) {
 
 // arith returns a broadcasting binary op whose output has its inputs' type; u64,
 // when not nil, replaces i64 for U64 inputs.
-func arith(f32 func(a, b float32) float32, f64 func(a, b float64) float64, i64, u64 func(a, b int64) int64) opFunc {
+func arith(f32 arithF32, f64 func(a, b float64) float64, i64, u64 func(a, b int64) int64) opFunc {
 	return func(c *opCtx, n *graph.Node, in []*Tensor) ([]*Tensor, error) {
 		bc, err := binaryInputs(n, in)
 		if err != nil {
@@ -159,7 +276,7 @@ func arith(f32 func(a, b float32) float32, f64 func(a, b float64) float64, i64, 
 		out := c.alloc.New(a.DType, bc.out)
 		switch storageOf(a.DType) {
 		case storeF32:
-			binaryLoop(out.F32, a.Floats(), b.Floats(), bc, f32)
+			f32.loop(out.F32, a.Floats(), b.Floats(), bc)
 		case storeF64:
 			binaryLoop(out.F64, a.F64, b.F64, bc, f64)
 		default:
@@ -331,7 +448,7 @@ func opWhere(c *opCtx, n *graph.Node, in []*Tensor) ([]*Tensor, error) {
 
 func whereLoop[T num](dst []T, cond []int64, x, y []T, bc *bcast) {
 	inner, sc, sx, sy := bc.inner(), bc.step(0), bc.step(1), bc.step(2)
-	eachRow(bc.dims, bc.strides, func(row int, off []int) {
+	eachRowPar(bc.dims, bc.strides, inner, func(row int, off []int) {
 		d := dst[row*inner : (row+1)*inner]
 		ci, xi, yi := off[0], off[1], off[2]
 		for k := range d {
@@ -424,6 +541,11 @@ func opPow(c *opCtx, n *graph.Node, in []*Tensor) ([]*Tensor, error) {
 	}
 	out := c.alloc.New(x.DType, bc.out)
 	switch {
+	case storageOf(x.DType) == storeF32 && isScalarValue(y, 2):
+		// x² as one rounded product: what float32(math.Pow(x, 2)) gives, since a
+		// float32's exact square fits a float64 (the decomposed LayerNorm's Pow)
+		xf := x.Floats()
+		mulF32.loop(out.F32, xf, xf, sameShape(bc))
 	case storageOf(x.DType) == storeI64 && storageOf(y.DType) == storeI64:
 		binaryLoop(out.I64, x.I64, y.I64, bc, ipow)
 	case storageOf(x.DType) == storeF32 && storageOf(y.DType) == storeF32:
@@ -442,6 +564,27 @@ func opPow(c *opCtx, n *graph.Node, in []*Tensor) ([]*Tensor, error) {
 		})
 	}
 	return one(finish(out))
+}
+
+// isScalarValue reports whether t holds one element equal to v.
+func isScalarValue(t *Tensor, v float64) bool {
+	if t.Len() != 1 {
+		return false
+	}
+	switch storageOf(t.DType) {
+	case storeF32:
+		return float64(t.Floats()[0]) == v
+	case storeF64:
+		return t.F64[0] == v
+	}
+	return float64(t.I64[0]) == v
+}
+
+// sameShape returns the broadcast of an operand with itself over bc's output
+// (the first operand of bc must have that shape).
+func sameShape(bc *bcast) *bcast {
+	one := []int{1}
+	return &bcast{out: bc.out, dims: []int{numel(bc.out)}, strides: [][]int{one, one}}
 }
 
 // pyMod is the remainder with the divisor's sign (Python's %, numpy's mod).

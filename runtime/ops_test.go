@@ -193,6 +193,66 @@ func TestOpBinaryBroadcast(t *testing.T) {
 	opFails(t, 17, add, "needs 2 inputs", seqF32(2))
 }
 
+// Broadcasts large enough to be split over threads give, element for element,
+// what an index-by-index reference gives, for every float32 arith op, Pow by 2
+// and Transpose, with thread counts that cut rows at odd places.
+func TestOpLargeBroadcastParallel(t *testing.T) {
+	defer kernels.SetThreads(0)
+	r := rand.New(rand.NewPCG(7, 7))
+	x := randF32(r, 3, 701, 50)
+	ref := func(op string, a, b float32) float32 {
+		switch op {
+		case "Add":
+			return a + b
+		case "Sub":
+			return a - b
+		case "Mul":
+			return a * b
+		}
+		return a / b
+	}
+	for _, th := range []int{1, 2, 3, 7} {
+		kernels.SetThreads(th)
+		for _, op := range []string{"Add", "Sub", "Mul", "Div"} {
+			for _, y := range []*Tensor{randF32(r, 701, 1), randF32(r, 3, 1, 50), randF32(r, 3, 701, 50), tf32(nil, 1.5)} {
+				got := runFirst(t, 17, opNode(op, nil, 1), x, y)
+				wantShape(t, got, shp(3, 701, 50))
+				for i, v := range got.F32 {
+					a, b, c := i/(701*50), i/50%701, i%50
+					var yv float32
+					switch len(y.F32) {
+					case 1:
+						yv = y.F32[0]
+					case 701:
+						yv = y.F32[b]
+					case 150:
+						yv = y.F32[a*50+c]
+					default:
+						yv = y.F32[i]
+					}
+					if want := ref(op, x.F32[i], yv); v != want && !(v != v && want != want) {
+						t.Fatalf("threads %d: %s with %v: element %d = %v, want %v", th, op, y.Shape, i, v, want)
+					}
+				}
+			}
+		}
+		sq := runFirst(t, 17, opNode("Pow", nil, 1), x, tf32(nil, 2))
+		for i, v := range sq.F32 {
+			if want := float32(math.Pow(float64(x.F32[i]), 2)); v != want {
+				t.Fatalf("threads %d: Pow(x, 2) element %d = %v, want %v", th, i, v, want)
+			}
+		}
+		tr := runFirst(t, 17, opNode("Transpose", opAttrs{"perm": aInts(2, 0, 1)}, 1), x)
+		wantShape(t, tr, shp(50, 3, 701))
+		for i, v := range tr.F32 {
+			c, a, b := i/(3*701), i/701%3, i%701
+			if want := x.F32[(a*701+b)*50+c]; v != want {
+				t.Fatalf("threads %d: transposed element %d = %v, want %v", th, i, v, want)
+			}
+		}
+	}
+}
+
 func TestOpCompareLogic(t *testing.T) {
 	a, b := tf32(shp(4), 1, 2, 3, float32(math.NaN())), tf32(shp(4), 2, 2, 2, 1)
 	for op, want := range map[string][]int64{
