@@ -105,8 +105,21 @@ func TestFamilyF32MatchesTorch(t *testing.T) {
 
 // A fine-tune imported at tau > 0 against its base computes, in compressed mode,
 // what the f32 run of the same stored weights computes, within 1e-5 relative L2;
-// its fine-tunes share their bases through the cache.
+// its fine-tunes share their bases through the cache. It runs twice: with the
+// small weights' decoded copies (the default) and with every weight multiplied
+// packed, as the large models' are.
 func TestFamilyCompressedMatchesF32(t *testing.T) {
+	for _, limit := range []int{denseWeightElements, 0} {
+		t.Run(fmt.Sprintf("dense-up-to-%d", limit), func(t *testing.T) {
+			saved := denseWeightElements
+			denseWeightElements = limit
+			defer func() { denseWeightElements = saved }()
+			testFamilyCompressed(t)
+		})
+	}
+}
+
+func testFamilyCompressed(t *testing.T) {
 	for _, fam := range []string{"digits-mlp", "digits-cnn", "text-tiny"} {
 		s := openStore(t)
 		importFile(t, s, filepath.Join(familyDir, fam+"-base.onnx"), "base", 1e-3, "")
@@ -177,52 +190,68 @@ func TestInt8RunsTheBase(t *testing.T) {
 	}
 }
 
-// BenchmarkTextTiny runs text-tiny-ft1 (f32 mode) on batches of its reference
-// input's rows: the transformer of bench infer, whose many small ops show the
+// BenchmarkFamily runs a bench family's first fine-tune, imported at tau 1e-4
+// against its base, in f32 and compressed mode on batches of its reference
+// input's rows: the small models of bench infer, whose many small ops show the
 // runtime's own overhead beside the kernels'.
-func BenchmarkTextTiny(b *testing.B) {
-	s, err := store.Open(filepath.Join(b.TempDir(), "store"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
-	src, err := graph.OpenFile(filepath.Join(familyDir, "text-tiny-ft1.onnx"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := s.Import(context.Background(), src, store.ImportOptions{Ref: "ft1"}); err != nil {
-		b.Fatal(err)
-	}
-	src.Close()
-	md, err := Load(s, "ft1", Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	a, err := npy.ReadFile(filepath.Join(familyDir, "ref", "text-tiny-ft1.input.npy"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	ref, err := FromBytes(a.DType, a.Shape, a.Data)
-	if err != nil {
-		b.Fatal(err)
-	}
-	rowLen := len(ref.I64) / ref.Shape[0]
-	for _, batch := range []int{1, 8, 64} {
-		tokens := make([]int64, batch*rowLen)
-		for i := range batch {
-			r := i % ref.Shape[0]
-			copy(tokens[i*rowLen:], ref.I64[r*rowLen:(r+1)*rowLen])
+func BenchmarkFamily(b *testing.B) {
+	for _, fam := range []string{"digits-mlp", "text-tiny"} {
+		s, err := store.Open(filepath.Join(b.TempDir(), "store"))
+		if err != nil {
+			b.Fatal(err)
 		}
-		x := &Tensor{DType: ref.DType, Shape: []int{batch, rowLen}, I64: tokens}
-		sess := md.NewSession()
-		in := map[string]*Tensor{md.Inputs()[0].Name: x}
-		b.Run(fmt.Sprintf("batch%d", batch), func(b *testing.B) {
-			for b.Loop() {
-				if _, err := sess.Run(context.Background(), in); err != nil {
-					b.Fatal(err)
-				}
+		defer s.Close()
+		for _, m := range []struct{ file, ref, base string }{{fam + "-base", "base", ""}, {fam + "-ft1", "ft1", "base"}} {
+			src, err := graph.OpenFile(filepath.Join(familyDir, m.file+".onnx"))
+			if err != nil {
+				b.Fatal(err)
 			}
-			b.ReportMetric(float64(batch*b.N)/b.Elapsed().Seconds(), "samples/s")
-		})
+			_, err = s.Import(context.Background(), src, store.ImportOptions{Ref: m.ref, Tau: 1e-4, Base: m.base})
+			src.Close()
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+		a, err := npy.ReadFile(filepath.Join(familyDir, "ref", fam+"-ft1.input.npy"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		ref, err := FromBytes(a.DType, a.Shape, a.Data)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, mode := range []Mode{ModeF32, ModeCompressed} {
+			md, err := Load(s, "ft1", Options{Mode: mode})
+			if err != nil {
+				b.Fatal(err)
+			}
+			for _, batch := range []int{1, 8, 64} {
+				in := map[string]*Tensor{md.Inputs()[0].Name: repeatRows(ref, batch)}
+				sess := md.NewSession()
+				b.Run(fmt.Sprintf("%s/%s/batch%d", fam, mode, batch), func(b *testing.B) {
+					for b.Loop() {
+						if _, err := sess.Run(context.Background(), in); err != nil {
+							b.Fatal(err)
+						}
+					}
+					b.ReportMetric(float64(batch*b.N)/b.Elapsed().Seconds(), "samples/s")
+				})
+			}
+		}
 	}
+}
+
+// repeatRows returns a batch of n rows of t's, cycling through them.
+func repeatRows(t *Tensor, n int) *Tensor {
+	rowLen := t.Len() / t.Shape[0]
+	out := &Tensor{DType: t.DType, Shape: append([]int{n}, t.Shape[1:]...)}
+	for i := range n {
+		r := i % t.Shape[0]
+		if t.I64 != nil {
+			out.I64 = append(out.I64, t.I64[r*rowLen:(r+1)*rowLen]...)
+		} else {
+			out.F32 = append(out.F32, t.F32[r*rowLen:(r+1)*rowLen]...)
+		}
+	}
+	return out
 }

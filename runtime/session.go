@@ -37,11 +37,16 @@ func (s *Session) Run(ctx context.Context, inputs map[string]*Tensor) (map[strin
 		return nil, err
 	}
 	for i := range md.packed {
-		t, err := md.resolve(&md.packed[i])
+		p := &md.packed[i]
+		if p.dense != nil { // a small weight's decoded copy, multiplied as in f32 mode
+			vals[p.slot] = p.dense
+			continue
+		}
+		t, err := md.resolve(p)
 		if err != nil {
 			return nil, err
 		}
-		vals[md.packed[i].slot] = t
+		vals[p.slot] = t
 	}
 	c := &opCtx{alloc: s.arena, opset: md.Graph.Opset}
 	ins := make([]*Tensor, 0, 8)
