@@ -13,8 +13,10 @@
 // it from an .onnx file or an architecture blob (OpenModel from a path, reading
 // external data), ParseTensorProto reads the tensors of ONNX test cases, Check lists
 // the ops the runtime lacks (Ops lists those it has), Infer works out every value's
-// element type and shape (with symbolic dims such as "batch"), and Fold evaluates
-// the shape arithmetic of exported models once, at load time.
+// element type and shape (with symbolic dims such as "batch"), Fold evaluates
+// the shape arithmetic of exported models once, at load time, and Fuse turns the
+// decomposed LayerNormalization and Gelu chains of older exports into one node
+// each.
 //
 // graph must never touch the store: it knows files, not databases.
 package graph

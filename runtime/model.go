@@ -222,6 +222,11 @@ func (md *Model) plan(g *graph.Graph, weights map[string]*Tensor, packed []packe
 	if err := g.Infer(); err != nil {
 		return err
 	}
+	if g.Fuse() > 0 { // decomposed LayerNorm and Gelu chains become one op each
+		if err := g.Infer(); err != nil {
+			return err
+		}
+	}
 	md.Graph = g
 	md.names = map[string]int{}
 	slot := func(name string) int {
