@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/neurstore/neurstore/graph"
+	"github.com/neurstore/neurstore/quant"
 )
 
 // ExportOptions control Export.
@@ -19,6 +21,11 @@ type ExportOptions struct {
 	Force bool
 	// Progress, when set, is called as tensor bytes are written.
 	Progress func(done, total int64)
+	// DType, when set (F32, F16 or BF16), converts every floating-point tensor
+	// of those three types to it, rounding to nearest even where it narrows;
+	// other tensors are written as they are. Only safetensors output takes it:
+	// an ONNX graph's types would no longer match its initializers.
+	DType graph.DType
 }
 
 // Export writes model ref to out. The format follows out's name: ".safetensors"
@@ -53,11 +60,29 @@ func (s *Store) Export(ref, out string, opts ExportOptions) error {
 	}
 
 	tensors := m.Info()
+	convert := make([]bool, len(tensors))
+	if opts.DType != graph.DTypeInvalid {
+		if !halfOrSingle(opts.DType) {
+			return fmt.Errorf("store: export %s: --dtype %s: only F32, F16 and BF16 are supported", m.Ref(), opts.DType)
+		}
+		for i := range tensors {
+			t := &tensors[i]
+			if !halfOrSingle(t.DType) || t.DType == opts.DType {
+				continue
+			}
+			if format == graph.FormatONNX {
+				return fmt.Errorf("store: export %s: --dtype %s would change tensor %s (%s) but not the ONNX graph's types; export as .safetensors", m.Ref(), opts.DType, t.Name, t.DType)
+			}
+			convert[i] = true
+			t.Size = t.Size / int64(t.DType.Size()) * int64(opts.DType.Size())
+			t.DType = opts.DType
+		}
+	}
 	var total, done int64
 	for _, t := range tensors {
 		total += t.Size
 	}
-	data := func(i int, w io.Writer) error {
+	write := func(i int, w io.Writer) error {
 		if t := &m.Tensors[i]; t.Inline() {
 			done += int64(len(t.Data))
 			_, err := w.Write(t.Data)
@@ -69,6 +94,16 @@ func (s *Store) Export(ref, out string, opts ExportOptions) error {
 				opts.Progress(done, total)
 			}
 		})
+	}
+	data := func(i int, w io.Writer) error {
+		if !convert[i] {
+			return write(i, w)
+		}
+		cw := &convertWriter{w: w, from: m.Tensors[i].DType, to: opts.DType}
+		if err := write(i, cw); err != nil {
+			return err
+		}
+		return cw.close()
 	}
 
 	if sharded {
@@ -86,6 +121,80 @@ func (s *Store) Export(ref, out string, opts ExportOptions) error {
 		}
 		return graph.WriteSafetensors(w, m.Metadata, tensors, data)
 	})
+}
+
+func halfOrSingle(d graph.DType) bool { return d == graph.F32 || d == graph.F16 || d == graph.BF16 }
+
+// convertWriter converts a stream of little-endian elements of type from to
+// type to (F32, F16 or BF16) and writes them to w. A write may end inside an
+// element: its bytes wait for the next one.
+type convertWriter struct {
+	w        io.Writer
+	from, to graph.DType
+	part     []byte // the bytes of an element not yet complete
+	buf      []byte
+	err      error
+}
+
+func (c *convertWriter) Write(p []byte) (int, error) {
+	if c.err != nil {
+		return 0, c.err
+	}
+	n := len(p)
+	es := c.from.Size()
+	if len(c.part) > 0 {
+		k := min(es-len(c.part), len(p))
+		c.part = append(c.part, p[:k]...)
+		p = p[k:]
+		if len(c.part) < es {
+			return n, nil
+		}
+		c.convert(c.part)
+		c.part = c.part[:0]
+	}
+	whole := len(p) / es * es
+	c.convert(p[:whole])
+	c.part = append(c.part, p[whole:]...)
+	return n, c.err
+}
+
+// convert writes the converted elements of src (whole elements).
+func (c *convertWriter) convert(src []byte) {
+	if c.err != nil || len(src) == 0 {
+		return
+	}
+	es := c.from.Size()
+	c.buf = c.buf[:0]
+	for i := 0; i < len(src); i += es {
+		var f float32
+		switch c.from {
+		case graph.F32:
+			f = math.Float32frombits(binary.LittleEndian.Uint32(src[i:]))
+		case graph.F16:
+			f = quant.F16ToF32(binary.LittleEndian.Uint16(src[i:]))
+		default:
+			f = quant.BF16ToF32(binary.LittleEndian.Uint16(src[i:]))
+		}
+		switch c.to {
+		case graph.F32:
+			c.buf = binary.LittleEndian.AppendUint32(c.buf, math.Float32bits(f))
+		case graph.F16:
+			c.buf = binary.LittleEndian.AppendUint16(c.buf, quant.F32ToF16(f))
+		default:
+			c.buf = binary.LittleEndian.AppendUint16(c.buf, quant.F32ToBF16(f))
+		}
+	}
+	_, c.err = c.w.Write(c.buf)
+}
+
+// close returns the first write error, or an error for a stream that ended
+// inside an element (a tensor is a whole number of elements, so only
+// corruption leaves one).
+func (c *convertWriter) close() error {
+	if c.err == nil && len(c.part) > 0 {
+		c.err = corruptf("tensor stream ends inside an element")
+	}
+	return c.err
 }
 
 // ReadModelTensor writes the bytes of tensor i of model m to w, decoding its

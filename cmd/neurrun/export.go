@@ -2,13 +2,16 @@ package main
 
 import (
 	"fmt"
+	"strings"
 
+	"github.com/neurstore/neurstore/graph"
 	"github.com/neurstore/neurstore/store"
 	"github.com/spf13/cobra"
 )
 
 func exportCmd() *cobra.Command {
 	var force bool
+	var dtype string
 	cmd := &cobra.Command{
 		Use:   "export NAME[:TAG] OUT",
 		Short: "Write a model back out as a file",
@@ -17,7 +20,12 @@ func exportCmd() *cobra.Command {
 OUT ending in .safetensors writes one safetensors file; OUT ending in .onnx writes
 an ONNX model (for models imported from ONNX); any other OUT writes the model in
 the form it was imported in (a sharded model as a folder of shards). OUT appears
-atomically, and an existing OUT is replaced only with --force.`,
+atomically, and an existing OUT is replaced only with --force.
+
+--dtype F32, F16 or BF16 converts every tensor of those float types to it (to
+nearest, ties to even, where it narrows; other tensors as they are), for
+safetensors output: an ONNX graph would keep its old types. A lossy model's
+export is within its tau before this rounding, not after it.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			s, err := openStore()
@@ -25,8 +33,15 @@ atomically, and an existing OUT is replaced only with --force.`,
 				return err
 			}
 			defer s.Close()
+			opts := store.ExportOptions{Force: force}
+			if dtype != "" {
+				if opts.DType, err = graph.ParseDType(strings.ToUpper(dtype)); err != nil {
+					return fmt.Errorf("--dtype: %w", err)
+				}
+			}
 			bar := newProgress("export " + args[0])
-			err = s.Export(args[0], args[1], store.ExportOptions{Force: force, Progress: bar.Set})
+			opts.Progress = bar.Set
+			err = s.Export(args[0], args[1], opts)
 			bar.Done()
 			if err != nil {
 				return err
@@ -36,6 +51,7 @@ atomically, and an existing OUT is replaced only with --force.`,
 		},
 	}
 	cmd.Flags().BoolVar(&force, "force", false, "replace an existing OUT")
+	cmd.Flags().StringVar(&dtype, "dtype", "", "convert float tensors to F32, F16 or BF16 (safetensors output)")
 	return cmd
 }
 

@@ -385,3 +385,30 @@ func TestFullDisk(t *testing.T) {
 	// The space is usable again: a model that fits imports.
 	mustRun(t, store, "import", "--name", "fits", writeModel(t, dir, "fits.safetensors", 24<<20, 22))
 }
+
+// export --dtype writes the float tensors in the asked type; a bad type is a
+// clear error that writes nothing.
+func TestExportDTypeFlag(t *testing.T) {
+	store, dir := t.TempDir(), t.TempDir()
+	mustRun(t, store, "import", "--name", "mlp", filepath.Join("..", "..", "testdata", "family", "digits-mlp-base.safetensors"))
+	out := filepath.Join(dir, "mlp-bf16.safetensors")
+	mustRun(t, store, "export", "--dtype", "bf16", "mlp", out)
+	src, err := graph.OpenFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	for _, ti := range src.Tensors {
+		if ti.DType != graph.BF16 {
+			t.Errorf("%s is %s, want BF16", ti.Name, ti.DType)
+		}
+	}
+	bad := filepath.Join(dir, "mlp-x.safetensors")
+	r := neurrun(t, store, "export", "--dtype", "f8", "mlp", bad)
+	if r.code == 0 || !strings.Contains(r.stderr, "--dtype") {
+		t.Errorf("--dtype f8: exit %d, %q", r.code, r.stderr)
+	}
+	if _, err := os.Stat(bad); !os.IsNotExist(err) {
+		t.Errorf("a refused export left %s", bad)
+	}
+}
