@@ -48,7 +48,7 @@ type Options struct {
 }
 
 // SweepTaus are the error bounds a sweep tries, smallest first.
-var SweepTaus = []float64{1e-4, 2e-4, 3e-4, 5e-4, 7e-4, 1e-3, 1.5e-3, 2e-3, 3e-3, 4e-3, 5e-3, 7e-3, 1e-2, 2e-2, 5e-2}
+var SweepTaus = []float64{1e-4, 2e-4, 3e-4, 5e-4, 7e-4, 1e-3, 1.5e-3, 2e-3, 2.5e-3, 3e-3, 4e-3, 5e-3, 7e-3, 1e-2, 2e-2, 5e-2}
 
 // MaxDrift is the metric drift (percent) a sweep accepts.
 const MaxDrift = 0.5
