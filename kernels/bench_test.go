@@ -189,3 +189,49 @@ func BenchmarkMatMulSmallM(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkCrossModelSplit compares the two ways a run over V = 6 fine-tunes of
+// one base (r rows each) can multiply a transposed weight (as Gemm does):
+// "fused", each part by its own base + 6-bit delta, and "split", the base once
+// for all rows (an int16 base with a 1-bit delta, as runtime's base-only
+// products carry their scale) plus each part by its delta alone. The split
+// reads the base once instead of V times but decodes V+1 times: it pays only
+// where the weight streams from memory rather than cache (runtime's
+// splitRowsPerPart).
+func BenchmarkCrossModelSplit(b *testing.B) {
+	rng := rand.New(rand.NewPCG(4, 4))
+	const parts = 6
+	for _, size := range []int{1024, 2048, 4096} {
+		base := randPacked(rng, size, size, "i16", 1, 64, 0)
+		whole := make([]*Packed, parts)
+		delta := make([]*Packed, parts)
+		for i := range parts {
+			whole[i] = randPacked(rng, size, size, "i16", 6, 64, 0)
+			delta[i] = &Packed{Rows: size, Cols: size, Delta: whole[i].Delta}
+		}
+		for _, r := range []int{1, 2, 4} {
+			a := randMat(rng, parts*r*size)
+			c := make([]float32, parts*r*size)
+			tmp := make([]float32, r*size)
+			b.Run(fmt.Sprintf("%dx%d/rows%d/fused", size, size, r), func(b *testing.B) {
+				for b.Loop() {
+					for i := range parts {
+						matMulPacked(c[i*r*size:], a[i*r*size:], r, whole[i], true)
+					}
+				}
+			})
+			b.Run(fmt.Sprintf("%dx%d/rows%d/split", size, size, r), func(b *testing.B) {
+				for b.Loop() {
+					matMulPacked(c, a, parts*r, base, true)
+					for i := range parts {
+						matMulPacked(tmp, a[i*r*size:], r, delta[i], true)
+						o := c[i*r*size : (i+1)*r*size]
+						for j, v := range tmp {
+							o[j] += v
+						}
+					}
+				}
+			})
+		}
+	}
+}

@@ -382,16 +382,22 @@ type jointPart struct {
 	whole  *kernels.Packed // the part's base + delta
 }
 
-// splitRowsPerPart bounds the rows for which a shared base product pays. The
-// split computes the base product once but adds a delta product of the same
-// arithmetic for every row: it saves reading the base V-1 times (V models) and
-// costs one more multiply-add per weight and row. On the CPU a weight byte
-// streamed costs about what a few multiply-adds on it do, so the split is used
-// while rows <= splitRowsPerPart * (V-1); above that each part multiplies its
-// own rows by its own base + delta (fused), reading the cached base once each.
-// (A GPU's ratio of arithmetic to bandwidth is far higher: there the split
-// always pays.)
-const splitRowsPerPart = 4
+// When a shared base product pays. The split computes the base product once
+// for every row and adds each part's delta-only product to its rows: it reads
+// the base once instead of once per part, but decodes V+1 times (V parts)
+// where each part's fused base + delta decodes V times. On the CPU it pays only
+// where the weight streams from memory rather than cache, and with about one
+// row per part: `go test ./kernels -bench CrossModelSplit` (6 parts, 2 cores,
+// 2026-12-04) gave split/fused times of 1.01-1.90x at 1024 x 1024 and 2048 x
+// 2048 (a 2-8 MiB base), 0.69x at 4096 x 4096 (32 MiB) with one row per part,
+// 1.04x with two. (A GPU's ratio of arithmetic to bandwidth is far higher:
+// there the split always pays.) Tests lower splitMinBaseBytes to run the split
+// on the small families.
+var splitMinBaseBytes int64 = 16 << 20
+
+// splitRowsPerPart is the most rows per part, on average, that a split run
+// takes.
+const splitRowsPerPart = 1
 
 // packedProduct computes out = a·W (W [k×n]) or a·Wᵀ for rows rows of a, W a
 // packed weight. For a joint weight the base product covers every row and each
@@ -411,7 +417,7 @@ func packedProduct(c *opCtx, out, a []float32, rows int, w *Tensor, transposed b
 	if transposed {
 		k, n = n, k
 	}
-	if rows > splitRowsPerPart*(len(j.parts)-1) {
+	if rows > splitRowsPerPart*len(j.parts) || j.base.Bytes() < splitMinBaseBytes {
 		for _, p := range j.parts {
 			r0, r1 := p.s0*per, p.s1*per
 			kernels.MatMulPacked(out[r0*n:r1*n], a[r0*k:r1*k], r1-r0, p.whole, transposed)
