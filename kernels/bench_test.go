@@ -167,7 +167,7 @@ func BenchmarkMatMulSmallM(b *testing.B) {
 		if base != "dense" {
 			w = randPacked(rng, k, n, base, 6, 64, 16)
 		}
-		for _, m := range []int{1, 4, 5, 8, 9, 16, 32, 64} {
+		for _, m := range []int{1, 4, 5, 8, 9, 12, 16, 17, 32, 64} {
 			a := randMat(rng, m*k)
 			c := make([]float32, m*n)
 			for _, trans := range []bool{false, true} {

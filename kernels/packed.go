@@ -14,7 +14,9 @@ import (
 // once; otherwise rows of W are decoded into a small buffer (L1/L2 sized) that the
 // dense GEMV kernel then uses. In the fused kernels an exception's slot holds the
 // value the base + delta formula gives it, v0; a correction a*(exception - v0)
-// is added to the outputs afterwards. Larger products run the GEMM of matmul.go,
+// is added to the outputs afterwards. Products of up to 2*gemvMaxM rows stream W
+// twice (gemvMaxM rows, then the rest), which costs less than the GEMM's decode
+// into panels at these sizes. Larger products run the GEMM of matmul.go,
 // whose panel packing decodes the slice of W it needs (decodeRun, exceptions
 // applied), so each weight element is decoded once per task (block of up to
 // gemmMC rows of a).
@@ -43,6 +45,11 @@ func matMulPacked(c, a []float32, m int, w *Packed, transposed bool) {
 		matMul(c, a, w.BaseF32, m, k, n, transposed)
 	case m <= gemvMaxM:
 		gemvPacked(useLevel, c, a, m, w, transposed)
+	case m <= 2*gemvMaxM:
+		// two streaming passes beat decoding W into GEMM panels for a product
+		// of a few rows more than a GEMV takes (BenchmarkMatMulSmallM)
+		gemvPacked(useLevel, c, a, gemvMaxM, w, transposed)
+		gemvPacked(useLevel, c[gemvMaxM*n:], a[gemvMaxM*k:], m-gemvMaxM, w, transposed)
 	default:
 		gemm(useLevel, c, a, bSource{w: w, trans: transposed, k: k, n: n}, m)
 	}
