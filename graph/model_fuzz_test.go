@@ -61,7 +61,8 @@ func fuzzSeedModels(f *testing.F) [][]byte {
 }
 
 // FuzzParseModel parses arbitrary bytes as a model: ParseModel must fail cleanly or
-// give a graph that Check, Fold and Infer handle without panicking.
+// give a graph that Check, Fold, Infer and Fuse handle without panicking, and a
+// graph that inferred before Fuse must infer after it.
 func FuzzParseModel(f *testing.F) {
 	for _, b := range fuzzSeedModels(f) {
 		f.Add(b)
@@ -94,7 +95,11 @@ func FuzzParseModel(f *testing.F) {
 			}
 			return
 		}
-		_ = g.Infer()
+		if g.Infer() == nil && g.Fuse() > 0 {
+			if err := g.Infer(); err != nil {
+				t.Fatalf("Infer after Fuse: %v (the fused graph must infer as the chains did)", err)
+			}
+		}
 	})
 }
 
