@@ -1,6 +1,9 @@
 package graph
 
-import "math"
+import (
+	"math"
+	"slices"
+)
 
 // Fuse rewrites the decomposed forms of two ops that torch's ONNX exporter
 // emits for opsets without them into the single ops, which the runtime runs as
@@ -108,10 +111,7 @@ func (f *fuser) soleReader(v, op string) *Node {
 
 // scalar returns the value of a one-element float constant.
 func (f *fuser) scalar(v string) (float64, bool) {
-	c := f.g.Constants[v]
-	if c == nil {
-		c = f.init[v]
-	}
+	c := f.constant(v)
 	if c == nil || c.Data == nil || !isFloat(c.DType) && c.DType != F16 && c.DType != BF16 {
 		return 0, false
 	}
@@ -137,49 +137,33 @@ func other(n *Node, v string) string {
 	return ""
 }
 
-// lastAxisOnly reports whether Reduce node n averages v over its last axis
-// only, keeping the dimension.
+// lastAxisOnly reports whether Reduce node n reads v and its output has v's
+// shape with the last dimension 1: a mean over the last axis, kept. The
+// inferred shapes say it whatever form the axes take (attribute or input); a
+// mean over other axes too only matches where those are of size 1, where it
+// changes nothing.
 func (f *fuser) lastAxisOnly(n *Node, v string) bool {
-	if len(n.Inputs) == 0 || n.Inputs[0] != v || attrOr(n, "keepdims", 1) != 1 {
+	in, out := f.g.Values[v], f.g.Values[n.Outputs[0]]
+	if len(n.Inputs) == 0 || n.Inputs[0] != v || in == nil || out == nil || len(in.Shape) == 0 ||
+		len(out.Shape) != len(in.Shape) {
 		return false
 	}
-	axes := n.Attrs["axes"].Ints
-	if len(n.Inputs) > 1 && n.Inputs[1] != "" { // opset 18: axes as an input
-		c := f.g.Constants[n.Inputs[1]]
-		if c == nil {
-			return false
-		}
-		t, err := decodeTensor(c)
-		if err != nil {
-			return false
-		}
-		axes = nil
-		for k := range t.len() {
-			axes = append(axes, t.int(k))
-		}
-	}
-	vi := f.g.Values[v]
-	if len(axes) != 1 || vi == nil || vi.Shape == nil {
-		return false
-	}
-	r := int64(len(vi.Shape))
-	return r > 0 && (axes[0] == -1 || axes[0] == r-1)
+	r := len(in.Shape)
+	return slices.Equal(in.Shape[:r-1], out.Shape[:r-1]) && out.Shape[r-1] == fixed(1)
 }
 
-func attrOr(n *Node, name string, def int64) int64 {
-	if a, ok := n.Attrs[name]; ok && a.Type == AttrInt {
-		return a.I
+// constant returns the constant or initializer named v, or nil.
+func (f *fuser) constant(v string) *Const {
+	if c := f.g.Constants[v]; c != nil {
+		return c
 	}
-	return def
+	return f.init[v]
 }
 
 // lastDimParam reports whether p is a 1-D constant or initializer as long as
 // x's (fixed) last dimension.
 func (f *fuser) lastDimParam(p, x string) bool {
-	c := f.g.Constants[p]
-	if c == nil {
-		c = f.init[p]
-	}
+	c := f.constant(p)
 	vi := f.g.Values[x]
 	if c == nil || vi == nil || len(vi.Shape) == 0 || len(c.Shape) != 1 {
 		return false

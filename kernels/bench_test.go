@@ -201,13 +201,15 @@ func BenchmarkMatMulSmallM(b *testing.B) {
 func BenchmarkCrossModelSplit(b *testing.B) {
 	rng := rand.New(rand.NewPCG(4, 4))
 	const parts = 6
-	for _, size := range []int{1024, 2048, 4096} {
+	for _, size := range []int{1024, 2048, 4096, 8192} {
 		base := randPacked(rng, size, size, "i16", 1, 64, 0)
 		whole := make([]*Packed, parts)
 		delta := make([]*Packed, parts)
 		for i := range parts {
-			whole[i] = randPacked(rng, size, size, "i16", 6, 64, 0)
-			delta[i] = &Packed{Rows: size, Cols: size, Delta: whole[i].Delta}
+			w := randPacked(rng, size, size, "i16", 6, 64, 0)
+			// the fine-tunes share the base's codes, as in the runtime's cache
+			whole[i] = &Packed{Rows: size, Cols: size, BaseI16: base.BaseI16, Delta: w.Delta}
+			delta[i] = &Packed{Rows: size, Cols: size, Delta: w.Delta}
 		}
 		for _, r := range []int{1, 2, 4} {
 			a := randMat(rng, parts*r*size)

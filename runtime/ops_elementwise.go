@@ -35,36 +35,59 @@ func newBcast(n *graph.Node, shapes ...[]int) (*bcast, error) {
 func (b *bcast) inner() int     { return b.dims[len(b.dims)-1] }
 func (b *bcast) step(j int) int { return b.strides[j][len(b.dims)-1] }
 
-// binaryLoop sets dst[i] = f(a[.], b[.]) over the broadcast bc, split over the
+// rowOps computes one output row d of a broadcasting binary op, by which of
+// its operands run along the row: both (vv), only a (vs), only b (sv), or
+// neither (one value for the whole row).
+type rowOps[A, B, U any] struct {
+	vv  func(d []U, x []A, y []B)
+	vs  func(d []U, x []A, v B)
+	sv  func(d []U, v A, y []B)
+	one func(a A, b B) U
+}
+
+// eachBinaryRow runs ops over the rows of the broadcast bc, split over the
 // kernels' threads when large. dst may be a when a is read contiguously (an
 // in-place update).
-func binaryLoop[A, B, U any](dst []U, a []A, b []B, bc *bcast, f func(A, B) U) {
+func eachBinaryRow[A, B, U any](dst []U, a []A, b []B, bc *bcast, ops rowOps[A, B, U]) {
 	inner, sa, sb := bc.inner(), bc.step(0), bc.step(1)
 	eachRowPar(bc.dims, bc.strides, inner, func(row int, off []int) {
 		d := dst[row*inner : (row+1)*inner]
 		x, y := off[0], off[1]
 		switch {
 		case sa == 1 && sb == 1:
-			xa, yb := a[x:x+inner], b[y:y+inner]
-			for i := range d {
-				d[i] = f(xa[i], yb[i])
-			}
+			ops.vv(d, a[x:x+inner], b[y:y+inner])
 		case sa == 1:
-			xa, v := a[x:x+inner], b[y]
-			for i := range d {
-				d[i] = f(xa[i], v)
-			}
+			ops.vs(d, a[x:x+inner], b[y])
 		case sb == 1:
-			v, yb := a[x], b[y:y+inner]
-			for i := range d {
-				d[i] = f(v, yb[i])
-			}
+			ops.sv(d, a[x], b[y:y+inner])
 		default:
-			v := f(a[x], b[y])
+			v := ops.one(a[x], b[y])
 			for i := range d {
 				d[i] = v
 			}
 		}
+	})
+}
+
+// binaryLoop sets dst[i] = f(a[.], b[.]) over the broadcast bc (eachBinaryRow).
+func binaryLoop[A, B, U any](dst []U, a []A, b []B, bc *bcast, f func(A, B) U) {
+	eachBinaryRow(dst, a, b, bc, rowOps[A, B, U]{
+		vv: func(d []U, x []A, y []B) {
+			for i := range d {
+				d[i] = f(x[i], y[i])
+			}
+		},
+		vs: func(d []U, x []A, v B) {
+			for i := range d {
+				d[i] = f(x[i], v)
+			}
+		},
+		sv: func(d []U, v A, y []B) {
+			for i := range d {
+				d[i] = f(v, y[i])
+			}
+		},
+		one: f,
 	})
 }
 
@@ -82,24 +105,7 @@ const (
 
 // loop is binaryLoop for o.
 func (o arithF32) loop(dst, a, b []float32, bc *bcast) {
-	inner, sa, sb := bc.inner(), bc.step(0), bc.step(1)
-	eachRowPar(bc.dims, bc.strides, inner, func(row int, off []int) {
-		d := dst[row*inner : (row+1)*inner]
-		x, y := off[0], off[1]
-		switch {
-		case sa == 1 && sb == 1:
-			o.vv(d, a[x:x+inner], b[y:y+inner])
-		case sa == 1:
-			o.vs(d, a[x:x+inner], b[y])
-		case sb == 1:
-			o.sv(d, a[x], b[y:y+inner])
-		default:
-			v := o.one(a[x], b[y])
-			for i := range d {
-				d[i] = v
-			}
-		}
-	})
+	eachBinaryRow(dst, a, b, bc, rowOps[float32, float32, float32]{vv: o.vv, vs: o.vs, sv: o.sv, one: o.one})
 }
 
 // one returns a o b.
@@ -541,11 +547,16 @@ func opPow(c *opCtx, n *graph.Node, in []*Tensor) ([]*Tensor, error) {
 	}
 	out := c.alloc.New(x.DType, bc.out)
 	switch {
-	case storageOf(x.DType) == storeF32 && isScalarValue(y, 2):
+	case storageOf(x.DType) == storeF32 && isTwo(n, y):
 		// x² as one rounded product: what float32(math.Pow(x, 2)) gives, since a
-		// float32's exact square fits a float64 (the decomposed LayerNorm's Pow)
+		// float32's exact square fits a float64 (the decomposed LayerNorm's Pow);
+		// out has x's elements in x's order (y is one element)
 		xf := x.Floats()
-		mulF32.loop(out.F32, xf, xf, sameShape(bc))
+		self, err := newBcast(n, x.Shape, x.Shape)
+		if err != nil {
+			return nil, err
+		}
+		mulF32.loop(out.F32, xf, xf, self)
 	case storageOf(x.DType) == storeI64 && storageOf(y.DType) == storeI64:
 		binaryLoop(out.I64, x.I64, y.I64, bc, ipow)
 	case storageOf(x.DType) == storeF32 && storageOf(y.DType) == storeF32:
@@ -566,25 +577,10 @@ func opPow(c *opCtx, n *graph.Node, in []*Tensor) ([]*Tensor, error) {
 	return one(finish(out))
 }
 
-// isScalarValue reports whether t holds one element equal to v.
-func isScalarValue(t *Tensor, v float64) bool {
-	if t.Len() != 1 {
-		return false
-	}
-	switch storageOf(t.DType) {
-	case storeF32:
-		return float64(t.Floats()[0]) == v
-	case storeF64:
-		return t.F64[0] == v
-	}
-	return float64(t.I64[0]) == v
-}
-
-// sameShape returns the broadcast of an operand with itself over bc's output
-// (the first operand of bc must have that shape).
-func sameShape(bc *bcast) *bcast {
-	one := []int{1}
-	return &bcast{out: bc.out, dims: []int{numel(bc.out)}, strides: [][]int{one, one}}
+// isTwo reports whether the exponent y is the single value 2.
+func isTwo(n *graph.Node, y *Tensor) bool {
+	v, _, err := scalarOf(n, y, "exponent")
+	return err == nil && v == 2
 }
 
 // pyMod is the remainder with the divisor's sign (Python's %, numpy's mod).

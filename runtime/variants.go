@@ -247,6 +247,9 @@ func (s *Session) RunParts(ctx context.Context, inputs map[string]*Tensor, parts
 		sl := md.packed[k].slot
 		packedIndex[sl] = k
 		vals[sl] = resolved[0][k]
+		if d := md.packed[k].dense; d != nil && !diff[sl] {
+			vals[sl] = d // a small weight every part shares: its decoded copy, as Run uses
+		}
 		if diff[sl] {
 			j, err := md.jointWeight(k, parts, resolved)
 			if err != nil {
@@ -386,14 +389,14 @@ type jointPart struct {
 // for every row and adds each part's delta-only product to its rows: it reads
 // the base once instead of once per part, but decodes V+1 times (V parts)
 // where each part's fused base + delta decodes V times. On the CPU it pays only
-// where the weight streams from memory rather than cache, and with about one
-// row per part: `go test ./kernels -bench CrossModelSplit` (6 parts, 2 cores,
-// 2026-12-04) gave split/fused times of 1.01-1.90x at 1024 x 1024 and 2048 x
-// 2048 (a 2-8 MiB base), 0.69x at 4096 x 4096 (32 MiB) with one row per part,
-// 1.04x with two. (A GPU's ratio of arithmetic to bandwidth is far higher:
-// there the split always pays.) Tests lower splitMinBaseBytes to run the split
-// on the small families.
-var splitMinBaseBytes int64 = 16 << 20
+// where the base streams from memory rather than cache, and with about one row
+// per part: `go test ./kernels -bench CrossModelSplit` (6 parts sharing one
+// int16 base, 2 cores, 2026-12-04) gave split/fused times of 1.03-1.42x from
+// 1024 x 1024 to 4096 x 4096 (a 2-32 MiB base) and, at 8192 x 8192 (128 MiB),
+// 0.80x with one row per part, 0.98x with two, 1.12x with four. (A GPU's
+// ratio of arithmetic to bandwidth is far higher: there the split always
+// pays.) Tests lower splitMinBaseBytes to run the split on the small families.
+var splitMinBaseBytes int64 = 64 << 20
 
 // splitRowsPerPart is the most rows per part, on average, that a split run
 // takes.

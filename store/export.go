@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
-	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -61,13 +60,14 @@ func (s *Store) Export(ref, out string, opts ExportOptions) error {
 
 	tensors := m.Info()
 	convert := make([]bool, len(tensors))
+	to, toFloat := floatTarget(opts.DType)
 	if opts.DType != graph.DTypeInvalid {
-		if !halfOrSingle(opts.DType) {
+		if !toFloat {
 			return fmt.Errorf("store: export %s: --dtype %s: only F32, F16 and BF16 are supported", m.Ref(), opts.DType)
 		}
 		for i := range tensors {
 			t := &tensors[i]
-			if !halfOrSingle(t.DType) || t.DType == opts.DType {
+			if _, ok := floatTarget(t.DType); !ok || t.DType == opts.DType {
 				continue
 			}
 			if format == graph.FormatONNX {
@@ -99,7 +99,8 @@ func (s *Store) Export(ref, out string, opts ExportOptions) error {
 		if !convert[i] {
 			return write(i, w)
 		}
-		cw := &convertWriter{w: w, from: m.Tensors[i].DType, to: opts.DType}
+		from, _ := floatTarget(m.Tensors[i].DType)
+		cw := &convertWriter{w: w, from: from, to: to}
 		if err := write(i, cw); err != nil {
 			return err
 		}
@@ -123,15 +124,14 @@ func (s *Store) Export(ref, out string, opts ExportOptions) error {
 	})
 }
 
-func halfOrSingle(d graph.DType) bool { return d == graph.F32 || d == graph.F16 || d == graph.BF16 }
-
 // convertWriter converts a stream of little-endian elements of type from to
-// type to (F32, F16 or BF16) and writes them to w. A write may end inside an
-// element: its bytes wait for the next one.
+// type to and writes them to w. A write may end inside an element: its bytes
+// wait for the next one.
 type convertWriter struct {
 	w        io.Writer
-	from, to graph.DType
+	from, to quant.Target
 	part     []byte // the bytes of an element not yet complete
+	vals     []float32
 	buf      []byte
 	err      error
 }
@@ -163,28 +163,14 @@ func (c *convertWriter) convert(src []byte) {
 	if c.err != nil || len(src) == 0 {
 		return
 	}
-	es := c.from.Size()
-	c.buf = c.buf[:0]
-	for i := 0; i < len(src); i += es {
-		var f float32
-		switch c.from {
-		case graph.F32:
-			f = math.Float32frombits(binary.LittleEndian.Uint32(src[i:]))
-		case graph.F16:
-			f = quant.F16ToF32(binary.LittleEndian.Uint16(src[i:]))
-		default:
-			f = quant.BF16ToF32(binary.LittleEndian.Uint16(src[i:]))
-		}
-		switch c.to {
-		case graph.F32:
-			c.buf = binary.LittleEndian.AppendUint32(c.buf, math.Float32bits(f))
-		case graph.F16:
-			c.buf = binary.LittleEndian.AppendUint16(c.buf, quant.F32ToF16(f))
-		default:
-			c.buf = binary.LittleEndian.AppendUint16(c.buf, quant.F32ToBF16(f))
-		}
+	n := len(src) / c.from.Size()
+	if cap(c.vals) < n {
+		c.vals, c.buf = make([]float32, n), make([]byte, n*c.to.Size())
 	}
-	_, c.err = c.w.Write(c.buf)
+	vals, buf := c.vals[:n], c.buf[:n*c.to.Size()]
+	c.from.Decode(vals, src)
+	c.to.Encode(buf, vals)
+	_, c.err = c.w.Write(buf)
 }
 
 // close returns the first write error, or an error for a stream that ended

@@ -46,29 +46,10 @@ func halfModel() *memModel {
 
 // asFloats decodes little-endian elements of a float type.
 func asFloats(dt graph.DType, b []byte) []float32 {
-	var out []float32
-	for i := 0; i < len(b); i += dt.Size() {
-		switch dt {
-		case graph.F32:
-			out = append(out, math.Float32frombits(binary.LittleEndian.Uint32(b[i:])))
-		case graph.F16:
-			out = append(out, quant.F16ToF32(binary.LittleEndian.Uint16(b[i:])))
-		default:
-			out = append(out, quant.BF16ToF32(binary.LittleEndian.Uint16(b[i:])))
-		}
-	}
+	t, _ := floatTarget(dt)
+	out := make([]float32, len(b)/t.Size())
+	t.Decode(out, b)
 	return out
-}
-
-// roundTo returns v rounded to dt, as a float32.
-func roundTo(dt graph.DType, v float32) float32 {
-	switch dt {
-	case graph.F16:
-		return quant.F16ToF32(quant.F32ToF16(v))
-	case graph.BF16:
-		return quant.BF16ToF32(quant.F32ToBF16(v))
-	}
-	return v
 }
 
 func sameFloat(a, b float32) bool { return a == b || a != a && b != b }
@@ -111,7 +92,8 @@ func TestExportDType(t *testing.T) {
 				t.Fatalf("%s as %s: %d elements, want %d", ti.Name, to, len(have), len(want))
 			}
 			for k := range want {
-				if w := roundTo(to, want[k]); !sameFloat(have[k], w) {
+				tt, _ := floatTarget(to)
+				if w := tt.Round(want[k]); !sameFloat(have[k], w) {
 					t.Fatalf("%s as %s: element %d = %v, want %v (from %v)", ti.Name, to, k, have[k], w, want[k])
 				}
 			}
@@ -162,13 +144,13 @@ func TestConvertWriterChunks(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 3))
 	src := randBytes(r, 4*1000)
 	var whole bytes.Buffer
-	cw := &convertWriter{w: &whole, from: graph.F32, to: graph.BF16}
+	cw := &convertWriter{w: &whole, from: quant.TargetF32, to: quant.TargetBF16}
 	cw.Write(src)
 	if err := cw.close(); err != nil {
 		t.Fatal(err)
 	}
 	var parts bytes.Buffer
-	cw = &convertWriter{w: &parts, from: graph.F32, to: graph.BF16}
+	cw = &convertWriter{w: &parts, from: quant.TargetF32, to: quant.TargetBF16}
 	for p := src; len(p) > 0; {
 		k := min(len(p), r.IntN(7))
 		if n, err := cw.Write(p[:k]); n != k || err != nil {
@@ -182,7 +164,7 @@ func TestConvertWriterChunks(t *testing.T) {
 	if !bytes.Equal(whole.Bytes(), parts.Bytes()) || whole.Len() != 2000 {
 		t.Fatalf("chunked writes differ (%d vs %d bytes)", parts.Len(), whole.Len())
 	}
-	cw = &convertWriter{w: io.Discard, from: graph.F32, to: graph.F16}
+	cw = &convertWriter{w: io.Discard, from: quant.TargetF32, to: quant.TargetF16}
 	cw.Write(src[:6])
 	if err := cw.close(); err == nil {
 		t.Error("a stream ending inside an element: no error")
