@@ -237,3 +237,29 @@ func BenchmarkCrossModelSplit(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkSmallWeights compares a small transposed weight multiplied packed
+// (6-bit delta over an int16 base) with its decoded float32 copy, warm in
+// cache: the evidence for runtime's denseWeightElements.
+func BenchmarkSmallWeights(b *testing.B) {
+	rng := rand.New(rand.NewPCG(6, 6))
+	for _, size := range []int{128, 256, 512, 1024} {
+		w := randPacked(rng, size, size, "i16", 6, 64, 0)
+		d := make([]float32, size*size)
+		dense(d, w)
+		for _, m := range []int{1, 8, 32} {
+			a := randMat(rng, m*size)
+			c := make([]float32, m*size)
+			b.Run(fmt.Sprintf("%dx%d/rows%d/packed", size, size, m), func(b *testing.B) {
+				for b.Loop() {
+					matMulPacked(c, a, m, w, true)
+				}
+			})
+			b.Run(fmt.Sprintf("%dx%d/rows%d/dense", size, size, m), func(b *testing.B) {
+				for b.Loop() {
+					matMul(c, a, d, m, size, size, true)
+				}
+			})
+		}
+	}
+}
