@@ -54,14 +54,18 @@ type Index struct {
 }
 
 // New returns an empty index over vectors of dim elements.
-func New(dim int, p Params) (*Index, error) {
+func New(dim int, p Params) (*Index, error) { return newIndex(dim, p, SketchSize(dim)) }
+
+// newIndex is New for nodes of codeLen codes (SketchSize(dim), or the sketch size
+// an older index was written with).
+func newIndex(dim int, p Params, codeLen int) (*Index, error) {
 	if dim < 1 || dim > math.MaxInt32 {
 		return nil, fmt.Errorf("hnsw: bad dim %d", dim)
 	}
 	if err := p.validate(); err != nil {
 		return nil, err
 	}
-	x := &Index{dim: dim, p: p, pos: sketchPositions(dim), mult: 1,
+	x := &Index{dim: dim, p: p, pos: sketchPositions(dim, codeLen), mult: 1,
 		mL: 1 / math.Log(float64(p.M)), byID: map[ID]int32{}, entry: -1}
 	if x.pos != nil {
 		x.mult = float64(dim) / float64(len(x.pos))

@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -290,6 +291,55 @@ func TestLoadRoundTrip(t *testing.T) {
 		if !bytes.Equal(ra[i], rb[i]) {
 			t.Fatalf("node %d differs after inserts", i)
 		}
+	}
+}
+
+// TestLoadOldSketch loads an index written with the sketch size used before
+// 2026-12-04 (dim/64 codes): it keeps that size, searches as the original and
+// takes new inserts at it; records of two sizes in one index are refused.
+func TestLoadOldSketch(t *testing.T) {
+	const dim = 64 * 300
+	old := sketchSize(dim, oldSketchDiv)
+	if old == SketchSize(dim) {
+		t.Fatalf("dim %d: old and new sketch sizes agree (%d)", dim, old)
+	}
+	bases, queries, _ := family(15, dim, 60, 20)
+	x, err := newIndex(dim, DefaultParams(dim), old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range bases[:50] {
+		if _, err := x.Insert(ID(1000+i), v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	y, err := Load(dim, DefaultParams(dim), seqOf(records(t, x)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if y.codeLen() != old {
+		t.Fatalf("loaded index keeps %d codes, want %d", y.codeLen(), old)
+	}
+	for _, q := range queries {
+		a, _ := x.Search(q, 3)
+		b, _ := y.Search(q, 3)
+		if !slices.Equal(a, b) {
+			t.Fatalf("search differs: %v vs %v", a, b)
+		}
+	}
+	if _, err := y.Insert(ID(9000), bases[50]); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(y.nodes[y.byID[9000]].vec.code); n != old {
+		t.Fatalf("insert after load keeps %d codes, want %d", n, old)
+	}
+	z, _ := New(dim, DefaultParams(dim))
+	if _, err := z.Insert(ID(7777), bases[55]); err != nil {
+		t.Fatal(err)
+	}
+	mixed := append(records(t, x), records(t, z)...)
+	if _, err := Load(dim, DefaultParams(dim), seqOf(mixed)); !errors.Is(err, errCorrupt) || !strings.Contains(err.Error(), "codes") {
+		t.Fatalf("records of two sketch sizes: err %v, want corrupt code count", err)
 	}
 }
 

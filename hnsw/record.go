@@ -23,7 +23,8 @@ package hnsw
 // ver is the format version byte. level is the node's top HNSW layer (0..31). id is
 // the caller's node id, seq the node's insertion sequence number (Load orders nodes by
 // it, which restores the entry point and every tie-break exactly). n is the code
-// count: SketchSize(dim) (dim itself up to SketchThreshold). min and scale are the 8-bit
+// count: SketchSize(dim) (dim itself up to SketchThreshold; dim/64 clamped to
+// [64, 65536] in indexes written before 2026-12-04). min and scale are the 8-bit
 // quantizer's zero point and step (float32 bits); the two sums are over the codes.
 // Neighbour lists name neighbours by id.
 
@@ -87,6 +88,15 @@ var errCorrupt = errors.New("hnsw: corrupted node record")
 
 func corrupt(format string, a ...any) error {
 	return fmt.Errorf("%w: %s", errCorrupt, fmt.Sprintf(format, a...))
+}
+
+// recordCodeLen returns the code count a record claims, or -1 if it is too short
+// to say. decodeRecord checks the rest.
+func recordCodeLen(rec []byte) int {
+	if len(rec) < headerSize+4 {
+		return -1
+	}
+	return int(binary.LittleEndian.Uint32(rec[18:]))
 }
 
 // decodeRecord parses and checks one record for an index whose nodes keep codeLen
@@ -179,6 +189,16 @@ func Load(dim int, p Params, nodes func(yield func(rec []byte) bool)) (*Index, e
 	}
 	var recs []*record
 	nodes(func(rec []byte) bool {
+		if len(recs) == 0 {
+			// The first record says which sketch size the index was written
+			// with; every other record must agree.
+			if n := recordCodeLen(rec); n != x.codeLen() && n == sketchSize(dim, oldSketchDiv) {
+				x, err = newIndex(dim, p, n)
+				if err != nil {
+					return false
+				}
+			}
+		}
 		var r *record
 		r, err = decodeRecord(rec, x.codeLen())
 		if err != nil {
