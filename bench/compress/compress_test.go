@@ -75,6 +75,31 @@ func TestRunOnFamily(t *testing.T) {
 	}
 }
 
+func TestSweepStopsAtFirstDriftPastLimit(t *testing.T) {
+	drifts := []float64{0.1, -0.2, 0.4, MaxDrift + 0.1, 0.3, 0.2}
+	taus := []float64{1, 2, 3, 4, 5, 6}
+	var ran []float64
+	run := func(tau float64) (Row, error) {
+		ran = append(ran, tau)
+		d := drifts[int(tau)-1]
+		return Row{Method: fmt.Sprint(tau), Drift: &d}, nil
+	}
+	best, err := sweep(taus, run)
+	if err != nil || best == nil || best.Method != "3" {
+		t.Fatalf("best %+v, err %v; want the row of tau 3", best, err)
+	}
+	if len(ran) != 4 {
+		t.Errorf("ran taus %v, want to stop at the first past the limit (4)", ran)
+	}
+	drifts[0] = MaxDrift * 2
+	if best, _ := sweep(taus, run); best != nil {
+		t.Errorf("first tau past the limit: best %+v, want none", best)
+	}
+	if _, err := sweep(taus, func(float64) (Row, error) { return Row{}, fmt.Errorf("boom") }); err == nil {
+		t.Error("an error of run was dropped")
+	}
+}
+
 func TestLoadFamiliesErrors(t *testing.T) {
 	if _, _, err := loadFamilies("../../testdata/family", []string{"no-such-family"}); err == nil {
 		t.Error("an unknown family was accepted")

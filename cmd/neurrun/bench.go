@@ -53,7 +53,9 @@ originals and on the exports, and reports the worst metric drift. The default
 evaluation command is "/usr/bin/python3 ` + defaultEval + `" when that
 script exists (run from the repository root) and Debian's python3-torch is
 installed; otherwise the report has no metrics. --eval none turns it off.
---sweep also finds the largest tau whose drift stays within 0.5%.
+--sweep also tries taus from 1e-4 up (steps of 1.1-1.4x) and reports the
+largest one up to which every tau keeps the drift within 0.5%: it stops at
+the first tau past that.
 
 The user's store is not touched.`,
 		Args: cobra.NoArgs,
