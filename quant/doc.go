@@ -15,7 +15,8 @@
 //   - Encodings of codes (encode.go, entropy.go, pack.go): zig-zag, fixed-width bit
 //     packing with an escape list, byte planes entropy coded with huff0 / FSE / zstd
 //     (github.com/klauspost/compress), whichever is smallest, in a self-describing
-//     blob; and a fixed-width Packed form for compute kernels.
+//     blob; for matrices, optionally with rows of similar spread coded in groups
+//     (rows.go: EncodeRows); and a fixed-width Packed form for compute kernels.
 //   - The paper's rule (paper.go): per-tensor min-max 8-bit base plus a min-max
 //     b-bit delta, kept only as a baseline to compare against. Its error reaches
 //     about 2 tau; never use it to store data.

@@ -3,7 +3,7 @@ package quant
 // Encoded Codes: a self-describing blob (part of the format; do not change).
 //
 //	+---------+-------+-------+-------+
-//	| version | codec | width | flags |   4 bytes: version 1, codec 0|1, width 0..64, 0
+//	| version | codec | width | flags |   4 bytes: version 1, codec 0|1|2, width 0..64, 0
 //	+---------+-------+-------+-------+
 //	| count  uvarint                  |   number of elements
 //	+---------------------------------+
@@ -20,6 +20,8 @@ package quant
 //	|                                 |   codec 1: ceil(width/8) byte planes (plane k =
 //	|                                 |            byte k of every zig-zagged code), each
 //	|                                 |            an entropy stream (entropy.go)
+//	|                                 |   codec 2: the rows' groups, then codec 1's
+//	|                                 |            planes group by group (rows.go)
 //	+---------------------------------+
 //
 // Codes are zig-zagged (0,-1,1,-2.. -> 0,1,2,3..) so deltas near 0 stay small.
@@ -68,15 +70,7 @@ func Encode(c *Codes) ([]byte, error) {
 	}
 	// For entropy-coded byte planes the width only sets the number of planes:
 	// escape just the rare outliers (at most 1 in 4096) and round up to whole bytes.
-	planeWidth, over := 64, 0
-	for w := 64; w > 0; w-- {
-		if over+hist[w] > n/4096 {
-			break
-		}
-		over += hist[w]
-		planeWidth = w - 1
-	}
-	planeWidth = (planeWidth + 7) / 8 * 8
+	planeWidth := planesWidth(hist, n)
 
 	if width == 0 {
 		return encodeAs(c, codecPacked, 0, math.MaxInt)
@@ -95,35 +89,11 @@ func Encode(c *Codes) ([]byte, error) {
 // encodeAs writes the blob of codec and width for c. For the packed codec it
 // returns nil if the blob would not be smaller than limit bytes.
 func encodeAs(c *Codes, codec byte, width int, limit int) ([]byte, error) {
+	out, err := appendHeader(c, codec, width)
+	if err != nil {
+		return nil, err
+	}
 	n := len(c.Q)
-	var escIdx []int
-	if width < 64 {
-		for i, q := range c.Q {
-			if zigzag(q)>>width != 0 {
-				escIdx = append(escIdx, i)
-			}
-		}
-	}
-	out := []byte{formatVersion, codec, byte(width), 0}
-	out = binary.AppendUvarint(out, uint64(n))
-	out = binary.LittleEndian.AppendUint64(out, math.Float64bits(c.Tau))
-	out = binary.AppendUvarint(out, uint64(len(c.Exceptions)))
-	prev := -1
-	for _, e := range c.Exceptions {
-		if int(e.Index) <= prev || int(e.Index) >= n {
-			return nil, fmt.Errorf("quant: exceptions not sorted or out of range at %d", e.Index)
-		}
-		out = binary.AppendUvarint(out, uint64(int(e.Index)-prev-1))
-		out = binary.LittleEndian.AppendUint32(out, e.Bits)
-		prev = int(e.Index)
-	}
-	out = binary.AppendUvarint(out, uint64(len(escIdx)))
-	prev = -1
-	for _, i := range escIdx {
-		out = binary.AppendUvarint(out, uint64(i-prev-1))
-		out = binary.AppendUvarint(out, zigzag(c.Q[i]))
-		prev = i
-	}
 	var mask uint64 = math.MaxUint64
 	if width < 64 {
 		mask = 1<<width - 1
@@ -156,13 +126,48 @@ func encodeAs(c *Codes, codec byte, width int, limit int) ([]byte, error) {
 	return out, nil
 }
 
+// appendHeader returns the blob's fields before the payload: version, codec,
+// width, count, tau, exceptions, and the escapes of the codes wider than width.
+func appendHeader(c *Codes, codec byte, width int) ([]byte, error) {
+	n := len(c.Q)
+	var escIdx []int
+	if width < 64 {
+		for i, q := range c.Q {
+			if zigzag(q)>>width != 0 {
+				escIdx = append(escIdx, i)
+			}
+		}
+	}
+	out := []byte{formatVersion, codec, byte(width), 0}
+	out = binary.AppendUvarint(out, uint64(n))
+	out = binary.LittleEndian.AppendUint64(out, math.Float64bits(c.Tau))
+	out = binary.AppendUvarint(out, uint64(len(c.Exceptions)))
+	prev := -1
+	for _, e := range c.Exceptions {
+		if int(e.Index) <= prev || int(e.Index) >= n {
+			return nil, fmt.Errorf("quant: exceptions not sorted or out of range at %d", e.Index)
+		}
+		out = binary.AppendUvarint(out, uint64(int(e.Index)-prev-1))
+		out = binary.LittleEndian.AppendUint32(out, e.Bits)
+		prev = int(e.Index)
+	}
+	out = binary.AppendUvarint(out, uint64(len(escIdx)))
+	prev = -1
+	for _, i := range escIdx {
+		out = binary.AppendUvarint(out, uint64(i-prev-1))
+		out = binary.AppendUvarint(out, zigzag(c.Q[i]))
+		prev = i
+	}
+	return out, nil
+}
+
 // Decode parses a blob written by Encode. It refuses blobs of more than maxElems
 // elements and never allocates much more than maxElems codes or len(b) bytes.
 func Decode(b []byte, maxElems int) (*Codes, error) { return decode(b, maxElems, nil) }
 
 // decode is Decode writing the codes into buf's array when it holds enough.
 func decode(b []byte, maxElems int, buf []int64) (*Codes, error) {
-	if len(b) < 4 || b[0] != formatVersion || b[1] > codecPlanes || b[2] > 64 || b[3] != 0 {
+	if len(b) < 4 || b[0] != formatVersion || b[1] > codecGrouped || b[2] > 64 || b[3] != 0 {
 		return nil, errCorrupt
 	}
 	codec, width := b[1], int(b[2])
@@ -186,7 +191,10 @@ func decode(b []byte, maxElems int, buf []int64) (*Codes, error) {
 	if codec == codecPacked && uint64(len(p)) < uint64(PackedLen(n, width)) {
 		return nil, errCorrupt
 	}
-	if codec == codecPlanes && uint64(n) > uint64(len(p))*chunkSize {
+	if codec != codecPacked && uint64(n) > uint64(len(p))*chunkSize {
+		return nil, errCorrupt
+	}
+	if codec == codecGrouped && width == 0 {
 		return nil, errCorrupt
 	}
 	c := &Codes{Tau: tau}
@@ -270,6 +278,10 @@ func decode(b []byte, maxElems int, buf []int64) (*Codes, error) {
 		}
 		if len(p) != 0 {
 			return nil, errCorrupt
+		}
+	case codecGrouped:
+		if err := decodeGrouped(c.Q, p, width); err != nil {
+			return nil, err
 		}
 	}
 	for i, idx := range escIdx {

@@ -27,7 +27,15 @@ func fuzzSeedsDecode() [][]byte {
 		b, _ := Encode(c)
 		seeds = append(seeds, b)
 	}
-	return seeds
+	// a grouped blob: 64 rows of 100 codes, every other row all zero
+	g := &Codes{Tau: 1e-3, Q: make([]int64, 6400)}
+	for i := range g.Q {
+		if i/100%2 == 1 {
+			g.Q[i] = int64(i*7919%41) - 20
+		}
+	}
+	b, _ := EncodeRows(g, 100, 100)
+	return append(seeds, b)
 }
 
 func fuzzSeedsLossless() [][]byte {

@@ -20,6 +20,9 @@ package store
 //	EncGrid       quant.Encode(codes on the grid of step 2 tau)
 //	EncGridDelta  quant.Encode(codes - base codes)
 //
+// (quant.EncodeRows for tensors of two or more dimensions, with rows of the last
+// dimension; quant.Decode reads both.)
+//
 // Grid records keep in Params: tau (float64 LE), the id of the reconstructed tensor
 // (32 bytes: what a tensor id would be for the bytes export writes), and the widest
 // code width of any chunk (1 byte, for display).

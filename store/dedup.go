@@ -395,8 +395,19 @@ func (im *importer) encodeGrid(vals []float32, t graph.TensorInfo, cands []candi
 	}
 	hr.Sum(gp.Recon[:0])
 
+	// Rows are the last dimension of a matrix (or of a higher-rank tensor);
+	// quant codes rows of similar spread together where that pays.
+	rowLen := 0
+	if len(t.Shape) >= 2 {
+		rowLen = int(t.Shape[len(t.Shape)-1])
+	}
 	encode := func(cs []*quant.Codes) (parts, uint8, error) {
-		blobs, err := eachChunk(len(cs), func(i int) ([]byte, error) { return quant.Encode(cs[i]) })
+		blobs, err := eachChunk(len(cs), func(i int) ([]byte, error) {
+			if rowLen < 1 {
+				return quant.Encode(cs[i])
+			}
+			return quant.EncodeRows(cs[i], rowLen-i*chunkElems%rowLen, rowLen)
+		})
 		if err != nil {
 			return nil, 0, err
 		}

@@ -499,3 +499,57 @@ func TestCrossDTypeBases(t *testing.T) {
 	checkWithin(t, s, "bf16", half, 1e-2)
 	mustVerify(t, s)
 }
+
+// An embedding-like matrix whose rows differ in spread is stored with its rows in
+// groups (quant's grouped codec), on the real import path: a new base and a
+// fine-tune that moves only some rows, over two chunks of which the second starts
+// inside a row. Both read back within tau and verify.
+func TestLossyGroupedRows(t *testing.T) {
+	const rows, cols, tau = 1500, 300, 1e-3
+	r := rand.New(rand.NewPCG(21, 1))
+	base := make([]float32, rows*cols)
+	ft := make([]float32, rows*cols)
+	for i := range rows {
+		spread := 0.002 + 0.05*math.Pow(r.Float64(), 3)
+		move := 0.0
+		if i%5 == 0 {
+			move = 0.01
+		}
+		for j := range cols {
+			base[i*cols+j] = float32(r.NormFloat64() * spread)
+			ft[i*cols+j] = base[i*cols+j] + float32(r.NormFloat64()*move)
+		}
+	}
+	s := openTest(t)
+	for _, m := range []struct {
+		ref  string
+		vals []float32
+		enc  Encoding
+	}{{"emb-base", base, EncGrid}, {"emb-ft", ft, EncGridDelta}} {
+		mm := &memModel{}
+		b := make([]byte, 4*len(m.vals))
+		quant.EncodeF32(b, m.vals)
+		mm.add("tok_emb.weight", graph.F32, []int64{rows, cols}, b)
+		importOpts(t, s, mm, ImportOptions{Ref: m.ref, Tau: tau})
+		checkWithin(t, s, m.ref, mm, tau)
+		id := mustModel(t, s, m.ref).Tensors[0].ID
+		rec, err := getRecord(s.be, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rec.Encoding != m.enc {
+			t.Fatalf("%s: encoding %s, want %s", m.ref, rec.Encoding, m.enc)
+		}
+		var codecs []byte
+		if err := chunks(s.be, id, rec, func(i int, lo, hi int64, blob []byte) error {
+			codecs = append(codecs, blob[1])
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if len(codecs) != 2 || codecs[0] != 2 || codecs[1] != 2 {
+			t.Errorf("%s: chunk codecs %v, want two grouped (2) chunks", m.ref, codecs)
+		}
+	}
+	mustVerify(t, s)
+}
