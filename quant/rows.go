@@ -32,10 +32,11 @@ const (
 	codecGrouped = 2
 	maxGroups    = 8
 
-	// minGroupedElems and minGroupRows: smaller inputs are not worth a second
-	// encoding (their tables would eat the gain).
+	// Smaller inputs are not worth a second encoding (tables and the groups
+	// of the rows would eat the gain).
 	minGroupedElems = 4096
 	minGroupRows    = 16
+	minRowLen       = 16 // shorter rows (the 3 x 3 of a convolution) say little
 	// streamOverhead estimates the bytes a plane stream costs beyond its
 	// entropy (kind, length, Huffman or FSE table).
 	streamOverhead = 60
@@ -52,7 +53,7 @@ func EncodeRows(c *Codes, first, rowLen int) ([]byte, error) {
 	}
 	n := len(c.Q)
 	starts := rowStarts(n, first, rowLen)
-	if n < minGroupedElems || len(starts) < minGroupRows {
+	if n < minGroupedElems || len(starts) < minGroupRows || rowLen < minRowLen {
 		return plain, nil
 	}
 	planeWidth := int(BlobWidth(plain))

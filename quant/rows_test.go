@@ -77,6 +77,10 @@ func TestEncodeRowsKeepsPlainWhenRowsAlike(t *testing.T) {
 	if b, _ := EncodeRows(small, 100, 4000); b[1] == codecGrouped {
 		t.Error("grouped a matrix of one row")
 	}
+	short := &Codes{Tau: 1e-3, Q: spreadRows(r, 9, 9, 2000, false)}
+	if b, _ := EncodeRows(short, 9, 9); b[1] == codecGrouped {
+		t.Error("grouped rows of 9 codes")
+	}
 }
 
 func TestDecodeGroupedRejectsCorrupt(t *testing.T) {
