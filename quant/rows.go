@@ -209,17 +209,22 @@ func chooseGroups(c *Codes, starts []int, planeWidth int) (int, []uint8) {
 	return best, row
 }
 
-// entropyBits returns the order-0 entropy in bits of the symbols counted in h and
-// their number.
+// entropyBits returns the order-0 entropy in bits of the symbols counted in h,
+// with the Miller-Madow correction ((used symbols - 1) / 2 nats), and their
+// number. Without the correction a histogram of few samples looks cheaper than
+// it is, and splitting rows into groups always looks like a gain.
 func entropyBits(h []int) (float64, int) {
-	m := 0
+	m, used := 0, 0
 	for _, c := range h {
 		m += c
+		if c > 0 {
+			used++
+		}
 	}
 	if m == 0 {
 		return 0, 0
 	}
-	var bits float64
+	bits := float64(used-1) / (2 * math.Ln2)
 	for _, c := range h {
 		if c > 0 {
 			bits -= float64(c) * math.Log2(float64(c)/float64(m))
