@@ -126,25 +126,32 @@ func encodeChunks(src []byte) (out []byte, prefixIn, prefixOut int) {
 	for off := 0; off < len(src); off += chunkSize {
 		c := src[off:min(off+chunkSize, len(src))]
 		kind, payload := chunkRaw, c
-		if !nearlyRandom(c) {
+		// FSE (tANS) spends fractions of a bit where Huffman spends whole ones,
+		// which counts on skewed bytes: below 5 bits per byte it goes first and
+		// Huffman is tried only where FSE declines. Above that Huffman's loss is
+		// a fraction of a percent and its decoder is faster (FSE up to 7 bits
+		// kept text-medium at tau 1e-3 0.23% smaller but cost a fine-tune's
+		// import 5-10%, most of it decoding its base). Above 7.95 bits no coder
+		// gains a percent.
+		h := order0(c)
+		if h < 5 {
+			s.f.TableLog = fseTableLog
+			f, err := fse.Compress(c, &s.f)
+			switch {
+			case err == fse.ErrUseRLE:
+				kind, payload = chunkRLE, c[:1]
+			case err == nil && len(f) < len(payload):
+				kind, payload = chunkFSE, f
+			}
+		}
+		if kind == chunkRaw && h <= 7.95 || len(c) < 4096 && kind != chunkRLE {
 			s.h.Reuse = huff0.ReusePolicyNone
-			h, _, err := huff0.Compress4X(c, &s.h)
+			hb, _, err := huff0.Compress4X(c, &s.h)
 			switch {
 			case err == huff0.ErrUseRLE:
 				kind, payload = chunkRLE, c[:1]
-			case err == nil && len(h) < len(payload):
-				kind, payload = chunkHuff4X, h
-			}
-		}
-		// FSE (tANS) spends fractions of a bit where Huffman spends whole ones:
-		// on grid codes it keeps 0.8% fewer bytes than huff0 (text-medium, tau
-		// 1e-3: 10.36 -> 10.27 MB, 0.25% above the codes' order-0 entropy). On
-		// bytes that Huffman codes at 7 bits or more (float mantissas) it gains
-		// nothing and costs time.
-		if kind == chunkHuff4X && len(payload) < len(c)*7/8 {
-			s.f.TableLog = fseTableLog
-			if f, err := fse.Compress(c, &s.f); err == nil && len(f) < len(payload) {
-				kind, payload = chunkFSE, f
+			case err == nil && len(hb) < len(payload):
+				kind, payload = chunkHuff4X, hb
 			}
 		}
 		out = append(out, byte(kind))
@@ -157,13 +164,12 @@ func encodeChunks(src []byte) (out []byte, prefixIn, prefixOut int) {
 	return out, prefixIn, prefixOut
 }
 
-// nearlyRandom reports whether the bytes of c are so evenly spread (order-0
-// entropy above 7.95 bits per byte) that no entropy coder can gain a percent on
-// them; the low mantissa bytes of floats are. It costs one pass over c, a fraction
-// of a failed Huffman attempt.
-func nearlyRandom(c []byte) bool {
+// order0 returns the order-0 entropy of c in bits per byte, or 0 for inputs under
+// 4096 bytes (too short to judge: both coders get tried). It costs one pass over
+// c, a fraction of a failed Huffman attempt.
+func order0(c []byte) float64 {
 	if len(c) < 4096 {
-		return false
+		return 0
 	}
 	var hist [256]uint32
 	for _, b := range c {
@@ -177,7 +183,7 @@ func nearlyRandom(c []byte) bool {
 			h -= p * math.Log2(p)
 		}
 	}
-	return h > 7.95
+	return h
 }
 
 // readStream decodes one stream of exactly n bytes from b and returns the rest of b.
