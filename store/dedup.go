@@ -310,7 +310,7 @@ type encoded struct {
 	payload parts
 	base    *candidate
 	params  []byte
-	recon   []float32 // grid encodings: the reconstruction
+	recon   []float32 // a new grid base: its reconstruction (for the index)
 }
 
 // clearWin: a delta at most this fraction of its base's stored size is taken
@@ -381,13 +381,14 @@ func (im *importer) encodeGrid(vals []float32, t graph.TensorInfo, cands []candi
 		}
 		codes = append(codes, c)
 	}
-	// the reconstruction and its id, whatever the encoding
+	// the reconstruction's id, whatever the encoding, chunk by chunk (the whole
+	// reconstruction is built only for a new base, which the index needs)
 	gp := gridParams{Tau: tau}
-	recon := make([]float32, len(vals))
-	rb := make([]byte, min(chunkElems, len(vals))*dt.Size())
+	rv := make([]float32, min(chunkElems, len(vals)))
+	rb := make([]byte, len(rv)*dt.Size())
 	hr := newTensorHash(t)
-	for j, c := range codes {
-		r := recon[j*chunkElems : j*chunkElems+len(c.Q)]
+	for _, c := range codes {
+		r := rv[:len(c.Q)]
 		c.Dequantize(r)
 		b := rb[:len(r)*dt.Size()]
 		fromFloat32(b, r, dt)
@@ -439,7 +440,7 @@ func (im *importer) encodeGrid(vals []float32, t graph.TensorInfo, cands []candi
 		if best.payload == nil || p.size() < best.payload.size() {
 			dp := gp
 			dp.Width = width
-			best = encoded{enc: EncGridDelta, payload: p, base: c, params: dp.encode(), recon: recon}
+			best = encoded{enc: EncGridDelta, payload: p, base: c, params: dp.encode()}
 		}
 	}
 	if best.base != nil && float64(best.payload.size()) <= clearWin*float64(best.base.rec.Stored) {
@@ -451,6 +452,10 @@ func (im *importer) encodeGrid(vals []float32, t graph.TensorInfo, cands []candi
 	}
 	if best.payload == nil || p.size() <= best.payload.size() {
 		gp.Width = width
+		recon := make([]float32, len(vals))
+		for j, c := range codes {
+			c.Dequantize(recon[j*chunkElems : j*chunkElems+len(c.Q)])
+		}
 		best = encoded{enc: EncGrid, payload: p, params: gp.encode(), recon: recon}
 	}
 	return best, nil
