@@ -553,3 +553,54 @@ func TestLossyGroupedRows(t *testing.T) {
 	}
 	mustVerify(t, s)
 }
+
+// A lossless fine-tune of a large enough matrix is stored as a difference coded
+// in classes of its base's exponent (quant's mode 3), in f32 and in bf16, and
+// reads back bit for bit; verify checks it.
+func TestLosslessDeltaInBaseClasses(t *testing.T) {
+	const rows, cols = 256, 300 // 76,800 elements: one chunk
+	r := rand.New(rand.NewPCG(22, 1))
+	base := make([]float32, rows*cols)
+	ft := make([]float32, rows*cols)
+	for i := range base {
+		base[i] = float32(r.NormFloat64() * 0.03)
+		ft[i] = base[i] + float32(r.NormFloat64()*0.001)
+	}
+	s := openTest(t)
+	for _, dt := range []graph.DType{graph.F32, graph.BF16} {
+		for _, m := range []struct {
+			ref  string
+			vals []float32
+		}{{"base", base}, {"ft", ft}} {
+			ref := m.ref + "-" + dt.String()
+			mm := &memModel{}
+			b := make([]byte, dt.Size()*len(m.vals))
+			fromFloat32(b, m.vals, dt)
+			mm.add("w", dt, []int64{rows, cols}, b)
+			importOpts(t, s, mm, ImportOptions{Ref: ref})
+			checkModel(t, s, ref, mm)
+			if m.ref != "ft" {
+				continue
+			}
+			id := mustModel(t, s, ref).Tensors[0].ID
+			rec, err := getRecord(s.be, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rec.Encoding != EncXOR {
+				t.Fatalf("%s: encoding %s, want a lossless delta", ref, rec.Encoding)
+			}
+			var modes []byte
+			if err := chunks(s.be, id, rec, func(i int, lo, hi int64, blob []byte) error {
+				modes = append(modes, blob[2])
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if len(modes) != 1 || modes[0] != 3 {
+				t.Errorf("%s: chunk modes %v, want one in base classes (3)", ref, modes)
+			}
+		}
+	}
+	mustVerify(t, s)
+}
