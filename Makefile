@@ -50,6 +50,7 @@ fuzz:
 	$(GO) test ./store -run '^$$' -fuzz '^FuzzTensorPayload$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./quant -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./quant -run '^$$' -fuzz '^FuzzLosslessDecode$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./quant -run '^$$' -fuzz '^FuzzLosslessDecodeDiff$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./quant -run '^$$' -fuzz '^FuzzQuantizeFor$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./hnsw -run '^$$' -fuzz '^FuzzLoadNode$$' -fuzztime $(FUZZTIME)
 
