@@ -45,8 +45,15 @@ const (
 
 // Encode returns the smallest encoding of c it finds.
 func Encode(c *Codes) ([]byte, error) {
+	b, _, err := encode(c)
+	return b, err
+}
+
+// encode is Encode that also returns the width of c's byte-plane form (which
+// EncodeRows codes its groups at).
+func encode(c *Codes) (blob []byte, planeWidth int, err error) {
 	if err := checkTau(c.Tau); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	n := len(c.Q)
 	var hist [65]int
@@ -70,20 +77,38 @@ func Encode(c *Codes) ([]byte, error) {
 	}
 	// For entropy-coded byte planes the width only sets the number of planes:
 	// escape just the rare outliers (at most 1 in 4096) and round up to whole bytes.
-	planeWidth := planesWidth(hist, n)
+	planeWidth = planesWidth(hist, n)
 
 	if width == 0 {
-		return encodeAs(c, codecPacked, 0, math.MaxInt)
+		blob, err = encodeAs(c, codecPacked, 0, math.MaxInt)
+		return blob, planeWidth, err
 	}
 	planes, err := encodeAs(c, codecPlanes, planeWidth, math.MaxInt)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	// the packed form is only built when it would be smaller
 	if packed, err := encodeAs(c, codecPacked, width, len(planes)); err != nil || packed != nil {
-		return packed, err
+		return packed, planeWidth, err
 	}
-	return planes, nil
+	return planes, planeWidth, nil
+}
+
+// widthMask is the mask of the low width bits.
+func widthMask(width int) uint64 {
+	if width >= 64 {
+		return math.MaxUint64
+	}
+	return 1<<width - 1
+}
+
+// slotValue is what a code's slot holds in a payload of width bits: the
+// zig-zagged code, or 0 where the code is escaped.
+func slotValue(q int64, mask uint64) uint64 {
+	if u := zigzag(q); u&^mask == 0 {
+		return u
+	}
+	return 0
 }
 
 // encodeAs writes the blob of codec and width for c. For the packed codec it
@@ -94,10 +119,7 @@ func encodeAs(c *Codes, codec byte, width int, limit int) ([]byte, error) {
 		return nil, err
 	}
 	n := len(c.Q)
-	var mask uint64 = math.MaxUint64
-	if width < 64 {
-		mask = 1<<width - 1
-	}
+	mask := widthMask(width)
 	if codec == codecPacked {
 		if len(out)+PackedLen(n, width) >= limit {
 			return nil, nil
@@ -105,21 +127,14 @@ func encodeAs(c *Codes, codec byte, width int, limit int) ([]byte, error) {
 		// PackBits keeps only the low width bits; escaped slots must read as 0
 		zz := make([]uint64, n)
 		for i, q := range c.Q {
-			if u := zigzag(q); u&^mask == 0 {
-				zz[i] = u
-			}
+			zz[i] = slotValue(q, mask)
 		}
 		return append(out, PackBits(zz, width)...), nil
 	}
 	plane := make([]byte, n)
 	for k := 0; k < (width+7)/8; k++ {
-		sh := 8 * k
 		for i, q := range c.Q {
-			if u := zigzag(q); u&^mask == 0 {
-				plane[i] = byte(u >> sh)
-			} else {
-				plane[i] = 0
-			}
+			plane[i] = byte(slotValue(q, mask) >> (8 * k))
 		}
 		out = appendStream(out, plane)
 	}

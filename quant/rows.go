@@ -24,7 +24,6 @@ package quant
 import (
 	"encoding/binary"
 	"math"
-	"math/bits"
 	"slices"
 )
 
@@ -47,24 +46,13 @@ const (
 // differ enough in spread that coding them in groups is estimated to save more
 // than 0.5%, it also builds the grouped blob and keeps the smaller of the two.
 func EncodeRows(c *Codes, first, rowLen int) ([]byte, error) {
-	plain, err := Encode(c)
-	if err != nil || rowLen < 1 || first < 1 || first > rowLen {
+	plain, planeWidth, err := encode(c)
+	n := len(c.Q)
+	if err != nil || first < 1 || first > rowLen || rowLen < minRowLen || n < minGroupedElems || planeWidth == 0 {
 		return plain, err
 	}
-	n := len(c.Q)
 	starts := rowStarts(n, first, rowLen)
-	if n < minGroupedElems || len(starts) < minGroupRows || rowLen < minRowLen {
-		return plain, nil
-	}
-	planeWidth := int(BlobWidth(plain))
-	if plain[1] != codecPlanes {
-		var hist [65]int
-		for _, q := range c.Q {
-			hist[bits.Len64(zigzag(q))]++
-		}
-		planeWidth = planesWidth(hist, n)
-	}
-	if planeWidth == 0 {
+	if len(starts) < minGroupRows {
 		return plain, nil
 	}
 	groups, row := chooseGroups(c, starts, planeWidth)
@@ -124,10 +112,7 @@ func planesWidth(hist [65]int, n int) int {
 func chooseGroups(c *Codes, starts []int, planeWidth int) (int, []uint8) {
 	n, nrows := len(c.Q), len(starts)
 	stride := 1 + n/(1<<16)
-	mask := uint64(math.MaxUint64)
-	if planeWidth < 64 {
-		mask = 1<<planeWidth - 1
-	}
+	mask := widthMask(planeWidth)
 	mean := make([]float64, nrows)
 	for r, s := range starts {
 		e := rowEnd(starts, r, n)
@@ -162,10 +147,7 @@ func chooseGroups(c *Codes, starts []int, planeWidth int) (int, []uint8) {
 		h := hist[int(oct[r])*planes:]
 		e := rowEnd(starts, r, n)
 		for i := s; i < e; i += stride {
-			u := zigzag(c.Q[i])
-			if u&^mask != 0 {
-				u = 0
-			}
+			u := slotValue(c.Q[i], mask)
 			for k := range planes {
 				h[k][byte(u>>(8*k))]++
 			}
@@ -195,7 +177,7 @@ func chooseGroups(c *Codes, starts []int, planeWidth int) (int, []uint8) {
 			bestCost = cost
 			continue
 		}
-		if cost < bestCost*0.995 && (best == 1 || cost < bestCost) {
+		if cost < bestCost*0.995 {
 			best, bestCost = groups, cost
 		}
 	}
@@ -244,10 +226,7 @@ func encodeGrouped(c *Codes, starts []int, row []uint8, groups, first, rowLen, w
 	out = append(out, byte(groups))
 	out = appendStream(out, row)
 	n := len(c.Q)
-	mask := uint64(math.MaxUint64)
-	if width < 64 {
-		mask = 1<<width - 1
-	}
+	mask := widthMask(width)
 	plane := make([]byte, 0, n)
 	for g := range groups {
 		for k := 0; k < (width+7)/8; k++ {
@@ -257,11 +236,7 @@ func encodeGrouped(c *Codes, starts []int, row []uint8, groups, first, rowLen, w
 					continue
 				}
 				for _, q := range c.Q[s:rowEnd(starts, r, n)] {
-					u := zigzag(q)
-					if u&^mask != 0 {
-						u = 0
-					}
-					plane = append(plane, byte(u>>(8*k)))
+					plane = append(plane, byte(slotValue(q, mask)>>(8*k)))
 				}
 			}
 			if len(plane) > 0 {

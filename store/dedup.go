@@ -381,14 +381,23 @@ func (im *importer) encodeGrid(vals []float32, t graph.TensorInfo, cands []candi
 		}
 		codes = append(codes, c)
 	}
-	// the reconstruction's id, whatever the encoding, chunk by chunk (the whole
-	// reconstruction is built only for a new base, which the index needs)
+	// The reconstruction's id, whatever the encoding. The whole reconstruction
+	// is needed only by a new base (for the index): it is kept from this pass
+	// when there is no candidate (the tensor can only be a base), else built if
+	// a base wins; deltas hash it chunk by chunk.
 	gp := gridParams{Tau: tau}
+	var recon []float32
+	if len(cands) == 0 {
+		recon = make([]float32, len(vals))
+	}
 	rv := make([]float32, min(chunkElems, len(vals)))
 	rb := make([]byte, len(rv)*dt.Size())
 	hr := newTensorHash(t)
-	for _, c := range codes {
+	for j, c := range codes {
 		r := rv[:len(c.Q)]
+		if recon != nil {
+			r = recon[j*chunkElems : j*chunkElems+len(c.Q)]
+		}
 		c.Dequantize(r)
 		b := rb[:len(r)*dt.Size()]
 		fromFloat32(b, r, dt)
@@ -452,9 +461,11 @@ func (im *importer) encodeGrid(vals []float32, t graph.TensorInfo, cands []candi
 	}
 	if best.payload == nil || p.size() <= best.payload.size() {
 		gp.Width = width
-		recon := make([]float32, len(vals))
-		for j, c := range codes {
-			c.Dequantize(recon[j*chunkElems : j*chunkElems+len(c.Q)])
+		if recon == nil {
+			recon = make([]float32, len(vals))
+			for j, c := range codes {
+				c.Dequantize(recon[j*chunkElems : j*chunkElems+len(c.Q)])
+			}
 		}
 		best = encoded{enc: EncGrid, payload: p, params: gp.encode(), recon: recon}
 	}

@@ -532,20 +532,9 @@ func TestLossyGroupedRows(t *testing.T) {
 		mm.add("tok_emb.weight", graph.F32, []int64{rows, cols}, b)
 		importOpts(t, s, mm, ImportOptions{Ref: m.ref, Tau: tau})
 		checkWithin(t, s, m.ref, mm, tau)
-		id := mustModel(t, s, m.ref).Tensors[0].ID
-		rec, err := getRecord(s.be, id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if rec.Encoding != m.enc {
-			t.Fatalf("%s: encoding %s, want %s", m.ref, rec.Encoding, m.enc)
-		}
-		var codecs []byte
-		if err := chunks(s.be, id, rec, func(i int, lo, hi int64, blob []byte) error {
-			codecs = append(codecs, blob[1])
-			return nil
-		}); err != nil {
-			t.Fatal(err)
+		enc, codecs := chunkHeaderBytes(t, s, mustModel(t, s, m.ref).Tensors[0].ID, 1)
+		if enc != m.enc {
+			t.Fatalf("%s: encoding %s, want %s", m.ref, enc, m.enc)
 		}
 		if len(codecs) != 2 || codecs[0] != 2 || codecs[1] != 2 {
 			t.Errorf("%s: chunk codecs %v, want two grouped (2) chunks", m.ref, codecs)
@@ -582,20 +571,9 @@ func TestLosslessDeltaInBaseClasses(t *testing.T) {
 			if m.ref != "ft" {
 				continue
 			}
-			id := mustModel(t, s, ref).Tensors[0].ID
-			rec, err := getRecord(s.be, id)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if rec.Encoding != EncXOR {
-				t.Fatalf("%s: encoding %s, want a lossless delta", ref, rec.Encoding)
-			}
-			var modes []byte
-			if err := chunks(s.be, id, rec, func(i int, lo, hi int64, blob []byte) error {
-				modes = append(modes, blob[2])
-				return nil
-			}); err != nil {
-				t.Fatal(err)
+			enc, modes := chunkHeaderBytes(t, s, mustModel(t, s, ref).Tensors[0].ID, 2)
+			if enc != EncXOR {
+				t.Fatalf("%s: encoding %s, want a lossless delta", ref, enc)
 			}
 			if len(modes) != 1 || modes[0] != 3 {
 				t.Errorf("%s: chunk modes %v, want one in base classes (3)", ref, modes)
@@ -603,4 +581,22 @@ func TestLosslessDeltaInBaseClasses(t *testing.T) {
 		}
 	}
 	mustVerify(t, s)
+}
+
+// chunkHeaderBytes returns tensor id's encoding and byte k of each of its chunk
+// blobs (a quant blob's codec or a lossless blob's mode).
+func chunkHeaderBytes(t *testing.T, s *Store, id TensorID, k int) (Encoding, []byte) {
+	t.Helper()
+	rec, err := getRecord(s.be, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []byte
+	if err := chunks(s.be, id, rec, func(i int, lo, hi int64, blob []byte) error {
+		out = append(out, blob[k])
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return rec.Encoding, out
 }
