@@ -5,6 +5,9 @@ BIN      := bin/neurrun
 STORE    ?= ./neurstore-data
 OUT      ?= out/demo
 FUZZTIME ?= 2m
+# a new input is minimized for at most this long (large seeds otherwise stall
+# the fuzzer for a minute each)
+FUZZMIN  ?= 5s
 FAMILY   := testdata/family
 ADDR     ?= 127.0.0.1:8080
 
@@ -44,15 +47,15 @@ test:
 
 # Fuzz every parser for FUZZTIME each.
 fuzz:
-	$(GO) test ./graph -run '^$$' -fuzz '^FuzzSafetensorsHeader$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./graph -run '^$$' -fuzz '^FuzzONNX$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./store -run '^$$' -fuzz '^FuzzDecodeRecord$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./store -run '^$$' -fuzz '^FuzzTensorPayload$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./quant -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./quant -run '^$$' -fuzz '^FuzzLosslessDecode$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./quant -run '^$$' -fuzz '^FuzzLosslessDecodeDiff$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./quant -run '^$$' -fuzz '^FuzzQuantizeFor$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./hnsw -run '^$$' -fuzz '^FuzzLoadNode$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./graph -run '^$$' -fuzz '^FuzzSafetensorsHeader$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMIN)
+	$(GO) test ./graph -run '^$$' -fuzz '^FuzzONNX$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMIN)
+	$(GO) test ./store -run '^$$' -fuzz '^FuzzDecodeRecord$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMIN)
+	$(GO) test ./store -run '^$$' -fuzz '^FuzzTensorPayload$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMIN)
+	$(GO) test ./quant -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMIN)
+	$(GO) test ./quant -run '^$$' -fuzz '^FuzzLosslessDecode$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMIN)
+	$(GO) test ./quant -run '^$$' -fuzz '^FuzzLosslessDecodeDiff$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMIN)
+	$(GO) test ./quant -run '^$$' -fuzz '^FuzzQuantizeFor$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMIN)
+	$(GO) test ./hnsw -run '^$$' -fuzz '^FuzzLoadNode$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMIN)
 
 # Import/export throughput on a generated 512 MiB safetensors file (see bench/io.sh).
 bench: build

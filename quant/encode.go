@@ -3,7 +3,7 @@ package quant
 // Encoded Codes: a self-describing blob (part of the format; do not change).
 //
 //	+---------+-------+-------+-------+
-//	| version | codec | width | flags |   4 bytes: version 1, codec 0|1|2, width 0..64, 0
+//	| version | codec | width | flags |   4 bytes: version 1, codec 0..3, width 0..64, 0
 //	+---------+-------+-------+-------+
 //	| count  uvarint                  |   number of elements
 //	+---------------------------------+
@@ -21,7 +21,12 @@ package quant
 //	|                                 |            byte k of every zig-zagged code), each
 //	|                                 |            an entropy stream (entropy.go)
 //	|                                 |   codec 2: the rows' groups, then codec 1's
-//	|                                 |            planes group by group (rows.go)
+//	|                                 |            planes group by group (rows.go;
+//	|                                 |            read only)
+//	|                                 |   codec 3: the rows' and columns' groups and
+//	|                                 |            the class of each cell, then
+//	|                                 |            codec 1's planes class by class
+//	|                                 |            (cells.go)
 //	+---------------------------------+
 //
 // Codes are zig-zagged (0,-1,1,-2.. -> 0,1,2,3..) so deltas near 0 stay small.
@@ -79,7 +84,11 @@ func encode(c *Codes) (blob []byte, planeWidth int, err error) {
 	// escape just the rare outliers (at most 1 in 4096) and round up to whole bytes.
 	planeWidth = planesWidth(hist, n)
 
-	if width == 0 {
+	// Nothing to code but escapes (below 1 in 4096): the packed form at width 0
+	// is the escapes alone. Where the packed cost model picks width 0 for more
+	// escapes than that (a delta mostly 0, moved elsewhere), the planes may
+	// still be smaller, so both are built.
+	if planeWidth == 0 {
 		blob, err = encodeAs(c, codecPacked, 0, math.MaxInt)
 		return blob, planeWidth, err
 	}
@@ -182,7 +191,7 @@ func Decode(b []byte, maxElems int) (*Codes, error) { return decode(b, maxElems,
 
 // decode is Decode writing the codes into buf's array when it holds enough.
 func decode(b []byte, maxElems int, buf []int64) (*Codes, error) {
-	if len(b) < 4 || b[0] != formatVersion || b[1] > codecGrouped || b[2] > 64 || b[3] != 0 {
+	if len(b) < 4 || b[0] != formatVersion || b[1] > codecCells || b[2] > 64 || b[3] != 0 {
 		return nil, errCorrupt
 	}
 	codec, width := b[1], int(b[2])
@@ -209,7 +218,7 @@ func decode(b []byte, maxElems int, buf []int64) (*Codes, error) {
 	if codec != codecPacked && uint64(n) > uint64(len(p))*chunkSize {
 		return nil, errCorrupt
 	}
-	if codec == codecGrouped && width == 0 {
+	if (codec == codecGrouped || codec == codecCells) && width == 0 {
 		return nil, errCorrupt
 	}
 	c := &Codes{Tau: tau}
@@ -296,6 +305,10 @@ func decode(b []byte, maxElems int, buf []int64) (*Codes, error) {
 		}
 	case codecGrouped:
 		if err := decodeGrouped(c.Q, p, width); err != nil {
+			return nil, err
+		}
+	case codecCells:
+		if err := decodeCells(c.Q, p, width); err != nil {
 			return nil, err
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -27,14 +28,18 @@ func fuzzSeedsDecode() [][]byte {
 		b, _ := Encode(c)
 		seeds = append(seeds, b)
 	}
-	// a grouped blob: 64 rows of 100 codes, every other row all zero
+	// a grouped blob (codec 2, no longer written): 64 rows of 100 codes, every other row all zero
 	g := &Codes{Tau: 1e-3, Q: make([]int64, 6400)}
 	for i := range g.Q {
 		if i/100%2 == 1 {
 			g.Q[i] = int64(i*7919%41) - 20
 		}
 	}
-	b, _ := EncodeRows(g, 100, 100)
+	seeds = append(seeds, groupedBlob(g, 100, 100))
+	// a cells blob: 64 rows of 100 codes whose spread depends on the column
+	r := rand.New(rand.NewPCG(1, 2))
+	c := &Codes{Tau: 1e-3, Q: spreadCells(r, 100, 100, 64, func(_, _ int, rs, cs float64) float64 { return cs })}
+	b, _ := EncodeRows(c, 100, 100)
 	return append(seeds, b)
 }
 

@@ -1,10 +1,9 @@
 package quant
 
-// Row groups: the codes of a matrix whose rows differ in spread cost less when rows
-// of similar spread are entropy coded together, each group with its own tables.
-// Token embeddings and output heads are such matrices: in a fine-tune the rows of
-// tokens its data uses move far more than the rest (text-medium at tau 1e-3: 14%
-// smaller token-embedding deltas, 6% smaller head deltas).
+// Row groups, and the row helpers cells.go shares. Stores written before codec 3
+// hold matrices whose rows of similar spread were coded together (text-medium at
+// tau 1e-3: 14% smaller token-embedding deltas, 6% smaller head deltas); codec 3
+// (cells.go) does that and more, so this codec is only read now.
 //
 // A grouped blob (codec 2; part of the format, do not change) is a planes blob
 // (codec 1) with the rows' groups between the escapes and the payload:
@@ -21,53 +20,12 @@ package quant
 // short by the count. Streams are those of entropy.go. groups is 2 to
 // maxGroups.
 
-import (
-	"encoding/binary"
-	"math"
-	"slices"
-)
+import "math"
 
 const (
 	codecGrouped = 2
 	maxGroups    = 8
-
-	// Smaller inputs are not worth a second encoding (tables and the groups
-	// of the rows would eat the gain).
-	minGroupedElems = 4096
-	minGroupRows    = 16
-	minRowLen       = 16 // shorter rows (the 3 x 3 of a convolution) say little
-	// streamOverhead estimates the bytes a plane stream costs beyond its
-	// entropy (kind, length, Huffman or FSE table).
-	streamOverhead = 60
 )
-
-// EncodeRows is Encode for the codes of a matrix kept row by row: rows of rowLen
-// codes, the first one only first long (1 <= first <= rowLen). Where the rows
-// differ enough in spread that coding them in groups is estimated to save more
-// than 0.5%, it also builds the grouped blob and keeps the smaller of the two.
-func EncodeRows(c *Codes, first, rowLen int) ([]byte, error) {
-	plain, planeWidth, err := encode(c)
-	n := len(c.Q)
-	if err != nil || first < 1 || first > rowLen || rowLen < minRowLen || n < minGroupedElems || planeWidth == 0 {
-		return plain, err
-	}
-	starts := rowStarts(n, first, rowLen)
-	if len(starts) < minGroupRows {
-		return plain, nil
-	}
-	groups, row := chooseGroups(c, starts, planeWidth)
-	if groups < 2 {
-		return plain, nil
-	}
-	grouped, err := encodeGrouped(c, starts, row, groups, first, rowLen, planeWidth)
-	if err != nil {
-		return nil, err
-	}
-	if len(grouped) < len(plain) {
-		return grouped, nil
-	}
-	return plain, nil
-}
 
 // rowStarts returns the index of each row's first code.
 func rowStarts(n, first, rowLen int) []int {
@@ -103,94 +61,6 @@ func planesWidth(hist [65]int, n int) int {
 	return (w + 7) / 8 * 8
 }
 
-// chooseGroups sorts the rows into maxGroups classes by their mean zig-zagged
-// code (classes of equal row counts), estimates the coded size with 1, 2, 4 and 8
-// groups from the byte planes' order-0 entropies, and returns the best number of
-// groups with each row's group. It returns 1 when grouping is not estimated to
-// save 0.5%. Long inputs are estimated on every stride-th code, which keeps the
-// estimate's cost at a few percent of an import.
-func chooseGroups(c *Codes, starts []int, planeWidth int) (int, []uint8) {
-	n, nrows := len(c.Q), len(starts)
-	stride := 1 + n/(1<<16)
-	mask := widthMask(planeWidth)
-	mean := make([]float64, nrows)
-	for r, s := range starts {
-		e := rowEnd(starts, r, n)
-		var sum, cnt uint64
-		for i := s; i < e; i += stride {
-			sum += min(zigzag(c.Q[i]), 1<<20)
-			cnt++
-		}
-		mean[r] = float64(sum) / float64(cnt)
-	}
-	order := make([]int, nrows)
-	for i := range order {
-		order[i] = i
-	}
-	slices.SortStableFunc(order, func(a, b int) int {
-		switch {
-		case mean[a] < mean[b]:
-			return -1
-		case mean[a] > mean[b]:
-			return 1
-		}
-		return 0
-	})
-	// octile of each row; coarser groupings merge neighbouring octiles
-	oct := make([]uint8, nrows)
-	for rank, r := range order {
-		oct[r] = uint8(rank * maxGroups / nrows)
-	}
-	planes := (planeWidth + 7) / 8
-	hist := make([][256]int, maxGroups*planes)
-	for r, s := range starts {
-		h := hist[int(oct[r])*planes:]
-		e := rowEnd(starts, r, n)
-		for i := s; i < e; i += stride {
-			u := slotValue(c.Q[i], mask)
-			for k := range planes {
-				h[k][byte(u>>(8*k))]++
-			}
-		}
-	}
-	best, bestCost := 1, 0.0
-	for groups := 1; groups <= maxGroups; groups *= 2 {
-		per := maxGroups / groups
-		cost := 0.0
-		for g := range groups {
-			for k := range planes {
-				var merged [256]int
-				for o := g * per; o < (g+1)*per; o++ {
-					for v, cnt := range hist[o*planes+k] {
-						merged[v] += cnt
-					}
-				}
-				if b, m := entropyBits(merged[:]); m > 0 {
-					cost += b*float64(stride)/8 + streamOverhead
-				}
-			}
-		}
-		if groups > 1 {
-			cost += float64(nrows)*math.Log2(float64(groups))/8 + streamOverhead
-		}
-		if groups == 1 {
-			bestCost = cost
-			continue
-		}
-		if cost < bestCost*0.995 {
-			best, bestCost = groups, cost
-		}
-	}
-	if best == 1 {
-		return 1, nil
-	}
-	row := make([]uint8, nrows)
-	for r, o := range oct {
-		row[r] = o / uint8(maxGroups/best)
-	}
-	return best, row
-}
-
 // entropyBits returns the order-0 entropy in bits of the symbols counted in h,
 // with the Miller-Madow correction ((used symbols - 1) / 2 nats), and their
 // number. Without the correction a histogram of few samples looks cheaper than
@@ -215,48 +85,26 @@ func entropyBits(h []int) (float64, int) {
 	return bits, m
 }
 
-// encodeGrouped writes the grouped blob of c: row r in group row[r].
-func encodeGrouped(c *Codes, starts []int, row []uint8, groups, first, rowLen, width int) ([]byte, error) {
-	out, err := appendHeader(c, codecGrouped, width)
+// readRows reads a grouped or cells payload's first and rowLen (each a uvarint)
+// from *p, for n codes.
+func readRows(p *[]byte, n int) (first, rowLen int, err error) {
+	f, err := uvarint(p)
 	if err != nil {
-		return nil, err
+		return 0, 0, err
 	}
-	out = binary.AppendUvarint(out, uint64(first))
-	out = binary.AppendUvarint(out, uint64(rowLen))
-	out = append(out, byte(groups))
-	out = appendStream(out, row)
-	n := len(c.Q)
-	mask := widthMask(width)
-	plane := make([]byte, 0, n)
-	for g := range groups {
-		for k := 0; k < (width+7)/8; k++ {
-			plane = plane[:0]
-			for r, s := range starts {
-				if int(row[r]) != g {
-					continue
-				}
-				for _, q := range c.Q[s:rowEnd(starts, r, n)] {
-					plane = append(plane, byte(slotValue(q, mask)>>(8*k)))
-				}
-			}
-			if len(plane) > 0 {
-				out = appendStream(out, plane)
-			}
-		}
+	l, err := uvarint(p)
+	if err != nil || f < 1 || f > l || l > uint64(max(n, 1)) {
+		return 0, 0, errCorrupt
 	}
-	return out, nil
+	return int(f), int(l), nil
 }
 
 // decodeGrouped reads the grouped payload p (everything after the escapes) of
 // len(q) codes of width bits into q.
 func decodeGrouped(q []int64, p []byte, width int) error {
 	n := len(q)
-	first, err := uvarint(&p)
-	if err != nil {
-		return err
-	}
-	rowLen, err := uvarint(&p)
-	if err != nil || first < 1 || first > rowLen || rowLen > uint64(max(n, 1)) || len(p) < 1 {
+	first, rowLen, err := readRows(&p, n)
+	if err != nil || len(p) < 1 {
 		return errCorrupt
 	}
 	groups := int(p[0])
@@ -264,7 +112,7 @@ func decodeGrouped(q []int64, p []byte, width int) error {
 	if groups < 2 || groups > maxGroups {
 		return errCorrupt
 	}
-	starts := rowStarts(n, int(first), int(rowLen))
+	starts := rowStarts(n, first, rowLen)
 	var row []byte
 	if row, p, err = readStream(p, len(starts)); err != nil {
 		return err

@@ -1,103 +1,93 @@
 package quant
 
 import (
+	"encoding/binary"
 	"math/rand/v2"
 	"slices"
 	"testing"
 )
 
-// spreadRows returns codes of a rows x rowLen matrix (the first row only first
-// long) whose rows have Laplace-like codes of widely different spreads, as the
-// deltas of a fine-tune's token embedding do, or all one spread when same.
-func spreadRows(r *rand.Rand, first, rowLen, rows int, same bool) []int64 {
-	var q []int64
-	for i := range rows {
-		n := rowLen
-		if i == 0 {
-			n = first
-		}
-		scale := 0.3 + 40*r.Float64()*r.Float64()*r.Float64()
-		if same {
-			scale = 8
-		}
-		for range n {
-			q = append(q, int64(r.ExpFloat64()*scale)*int64(1-2*r.IntN(2)))
+// encodeGrouped writes the grouped blob (codec 2, which stores written before
+// codec 3 hold) of c: row r in group row[r]. Only tests write it now.
+func encodeGrouped(c *Codes, starts []int, row []uint8, groups, first, rowLen, width int) ([]byte, error) {
+	out, err := appendHeader(c, codecGrouped, width)
+	if err != nil {
+		return nil, err
+	}
+	out = binary.AppendUvarint(out, uint64(first))
+	out = binary.AppendUvarint(out, uint64(rowLen))
+	out = append(out, byte(groups))
+	out = appendStream(out, row)
+	n := len(c.Q)
+	mask := widthMask(width)
+	plane := make([]byte, 0, n)
+	for g := range groups {
+		for k := 0; k < (width+7)/8; k++ {
+			plane = plane[:0]
+			for r, s := range starts {
+				if int(row[r]) != g {
+					continue
+				}
+				for _, q := range c.Q[s:rowEnd(starts, r, n)] {
+					plane = append(plane, byte(slotValue(q, mask)>>(8*k)))
+				}
+			}
+			if len(plane) > 0 {
+				out = appendStream(out, plane)
+			}
 		}
 	}
-	return q
+	return out, nil
 }
 
-func TestEncodeRowsGroupsUnevenRows(t *testing.T) {
-	r := rand.New(rand.NewPCG(7, 1))
-	for _, tc := range []struct {
-		first, rowLen, rows int
-	}{{192, 192, 256}, {77, 192, 300}, {1, 1000, 40}, {500, 500, 17}} {
-		q := spreadRows(r, tc.first, tc.rowLen, tc.rows, false)
+// groupedBlob returns a codec 2 blob of q (rows of rowLen, the first one first
+// long), odd rows in group 1, and the blob's width.
+func groupedBlob(c *Codes, first, rowLen int) []byte {
+	starts := rowStarts(len(c.Q), first, rowLen)
+	row := make([]uint8, len(starts))
+	for r := range row {
+		row[r] = uint8(r % 2)
+	}
+	var hist [65]int
+	for _, q := range c.Q {
+		hist[len64(zigzag(q))]++
+	}
+	b, err := encodeGrouped(c, starts, row, 2, first, rowLen, max(planesWidth(hist, len(c.Q)), 8))
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+func len64(u uint64) int {
+	n := 0
+	for ; u != 0; u >>= 1 {
+		n++
+	}
+	return n
+}
+
+// TestDecodeGroupedLegacy: codec 2 blobs, which EncodeRows no longer writes, still
+// decode, and corrupt ones are refused.
+func TestDecodeGroupedLegacy(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 1))
+	for _, tc := range [][3]int{{192, 192, 64}, {77, 192, 40}, {1, 100, 30}} {
+		q := spreadRows(r, tc[0], tc[1], tc[2], false)
 		q[3] = 1 << 40 // an escape
-		c := &Codes{Tau: 1e-3, Q: q, Exceptions: []Exception{{5, 0x7fc00000}, {uint32(len(q) - 1), 0x7f800000}}}
-		plain, err := Encode(c)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := EncodeRows(c, tc.first, tc.rowLen)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if b[1] != codecGrouped {
-			t.Fatalf("%+v: codec %d, want grouped", tc, b[1])
-		}
-		if len(b) >= len(plain)*97/100 {
-			t.Errorf("%+v: grouped %d bytes, plain %d: want at least 3%% smaller", tc, len(b), len(plain))
-		}
+		c := &Codes{Tau: 1e-3, Q: q, Exceptions: []Exception{{5, 0x7fc00000}}}
+		c.Q[5] = 0
+		b := groupedBlob(c, tc[0], tc[1])
 		d, err := Decode(b, len(q))
 		if err != nil {
-			t.Fatalf("%+v: %v", tc, err)
+			t.Fatalf("%v: %v", tc, err)
 		}
-		if !slices.Equal(d.Q, c.Q) || !slices.Equal(d.Exceptions, c.Exceptions) || d.Tau != c.Tau {
-			t.Fatalf("%+v: round trip differs", tc)
-		}
-		if BlobWidth(b) < 8 || BlobWidth(b)%8 != 0 {
-			t.Errorf("%+v: width %d, want whole byte planes", tc, BlobWidth(b))
+		if !slices.Equal(d.Q, c.Q) || !slices.Equal(d.Exceptions, c.Exceptions) {
+			t.Fatalf("%v: round trip differs", tc)
 		}
 	}
-}
-
-func TestEncodeRowsKeepsPlainWhenRowsAlike(t *testing.T) {
-	r := rand.New(rand.NewPCG(8, 1))
-	c := &Codes{Tau: 1e-3, Q: spreadRows(r, 256, 256, 64, true)}
-	plain, _ := Encode(c)
-	for _, args := range [][2]int{{256, 256}, {0, 256}, {300, 256}, {1, 0}} {
-		b, err := EncodeRows(c, args[0], args[1])
-		if err != nil || !slices.Equal(b, plain) {
-			t.Errorf("first %d rowLen %d: err %v, grouped=%v; want the plain blob", args[0], args[1], err, b[1] == codecGrouped)
-		}
-	}
-	// too few rows or codes for a second encoding
-	small := &Codes{Tau: 1e-3, Q: spreadRows(r, 4000, 4000, 1, false)}
-	if b, _ := EncodeRows(small, 100, 4000); b[1] == codecGrouped {
-		t.Error("grouped a matrix of one row")
-	}
-	short := &Codes{Tau: 1e-3, Q: spreadRows(r, 9, 9, 2000, false)}
-	if b, _ := EncodeRows(short, 9, 9); b[1] == codecGrouped {
-		t.Error("grouped rows of 9 codes")
-	}
-}
-
-func TestDecodeGroupedRejectsCorrupt(t *testing.T) {
-	r := rand.New(rand.NewPCG(9, 1))
 	q := spreadRows(r, 192, 192, 64, false)
-	b, err := EncodeRows(&Codes{Tau: 1e-3, Q: q}, 192, 192)
-	if err != nil || b[1] != codecGrouped {
-		t.Fatalf("setup: %v", err)
-	}
-	for cut := 0; cut < len(b); cut += 1 + cut/8 {
-		if _, err := Decode(b[:cut], len(q)); err == nil {
-			t.Fatalf("truncated to %d of %d bytes: decoded", cut, len(b))
-		}
-	}
-	if _, err := Decode(append(slices.Clone(b), 0), len(q)); err == nil {
-		t.Error("a trailing byte was accepted")
-	}
+	b := groupedBlob(&Codes{Tau: 1e-3, Q: q}, 192, 192)
+	rejectsCutAndTrailing(t, b, len(q))
 	// the grouped fields follow the empty exception and escape lists: 4 header
 	// bytes, the count (2-byte uvarint), tau (8), two zero counts, then first and
 	// rowLen (192: 2-byte uvarints) and the group count
@@ -114,38 +104,5 @@ func TestDecodeGroupedRejectsCorrupt(t *testing.T) {
 		if _, err := Decode(m, len(q)); err == nil {
 			t.Errorf("%s: decoded", name)
 		}
-	}
-}
-
-func TestFuzzSeedsHoldAGroupedBlob(t *testing.T) {
-	seeds := fuzzSeedsDecode()
-	if b := seeds[len(seeds)-1]; b[1] != codecGrouped {
-		t.Fatalf("last seed has codec %d, want grouped", b[1])
-	}
-}
-
-// BenchmarkDecodeRows compares decoding a grouped blob with decoding the plain
-// blob of the same codes (a 1024 x 256 matrix of uneven rows).
-func BenchmarkDecodeRows(b *testing.B) {
-	r := rand.New(rand.NewPCG(10, 1))
-	c := &Codes{Tau: 1e-3, Q: spreadRows(r, 256, 256, 1024, false)}
-	plain, _ := Encode(c)
-	grouped, _ := EncodeRows(c, 256, 256)
-	if grouped[1] != codecGrouped {
-		b.Fatal("not grouped")
-	}
-	for _, bc := range []struct {
-		name string
-		blob []byte
-	}{{"plain", plain}, {"grouped", grouped}} {
-		b.Run(bc.name, func(b *testing.B) {
-			b.SetBytes(int64(4 * len(c.Q)))
-			for b.Loop() {
-				if _, err := Decode(bc.blob, len(c.Q)); err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.ReportMetric(float64(len(bc.blob)), "blob-bytes")
-		})
 	}
 }

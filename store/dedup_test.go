@@ -500,47 +500,56 @@ func TestCrossDTypeBases(t *testing.T) {
 	mustVerify(t, s)
 }
 
-// An embedding-like matrix whose rows differ in spread is stored with its rows in
-// groups (quant's grouped codec), on the real import path: a new base and a
-// fine-tune that moves only some rows, over two chunks of which the second starts
-// inside a row. Both read back within tau and verify.
-func TestLossyGroupedRows(t *testing.T) {
+// Matrices whose rows (a token embedding) or columns (an output head, by the
+// scale of its input features) differ in spread are stored with their codes in
+// classes (quant's cells codec), on the real import path: a new base and a
+// fine-tune that moves only some rows or columns, over two chunks of which the
+// second starts inside a row. Both read back within tau and verify.
+func TestLossyCodesInClasses(t *testing.T) {
 	const rows, cols, tau = 1500, 300, 1e-3
-	r := rand.New(rand.NewPCG(21, 1))
-	base := make([]float32, rows*cols)
-	ft := make([]float32, rows*cols)
-	for i := range rows {
-		spread := 0.002 + 0.05*math.Pow(r.Float64(), 3)
-		move := 0.0
-		if i%5 == 0 {
-			move = 0.01
+	for _, byCol := range []bool{false, true} {
+		r := rand.New(rand.NewPCG(21, 1))
+		spread, move := make([]float64, max(rows, cols)), make([]float64, max(rows, cols))
+		for i := range spread {
+			spread[i] = 0.002 + 0.05*math.Pow(r.Float64(), 3)
+			if i%5 == 0 {
+				move[i] = 0.01
+			}
 		}
-		for j := range cols {
-			base[i*cols+j] = float32(r.NormFloat64() * spread)
-			ft[i*cols+j] = base[i*cols+j] + float32(r.NormFloat64()*move)
+		base := make([]float32, rows*cols)
+		ft := make([]float32, rows*cols)
+		for i := range rows {
+			for j := range cols {
+				k := i
+				if byCol {
+					k = j
+				}
+				base[i*cols+j] = float32(r.NormFloat64() * spread[k])
+				ft[i*cols+j] = base[i*cols+j] + float32(r.NormFloat64()*move[k])
+			}
 		}
+		s := openTest(t)
+		for _, m := range []struct {
+			ref  string
+			vals []float32
+			enc  Encoding
+		}{{"base", base, EncGrid}, {"ft", ft, EncGridDelta}} {
+			mm := &memModel{}
+			b := make([]byte, 4*len(m.vals))
+			quant.EncodeF32(b, m.vals)
+			mm.add("w", graph.F32, []int64{rows, cols}, b)
+			importOpts(t, s, mm, ImportOptions{Ref: m.ref, Tau: tau})
+			checkWithin(t, s, m.ref, mm, tau)
+			enc, codecs := chunkHeaderBytes(t, s, mustModel(t, s, m.ref).Tensors[0].ID, 1)
+			if enc != m.enc {
+				t.Fatalf("by column %v, %s: encoding %s, want %s", byCol, m.ref, enc, m.enc)
+			}
+			if len(codecs) != 2 || codecs[0] != 3 || codecs[1] != 3 {
+				t.Errorf("by column %v, %s: chunk codecs %v, want two cells (3) chunks", byCol, m.ref, codecs)
+			}
+		}
+		mustVerify(t, s)
 	}
-	s := openTest(t)
-	for _, m := range []struct {
-		ref  string
-		vals []float32
-		enc  Encoding
-	}{{"emb-base", base, EncGrid}, {"emb-ft", ft, EncGridDelta}} {
-		mm := &memModel{}
-		b := make([]byte, 4*len(m.vals))
-		quant.EncodeF32(b, m.vals)
-		mm.add("tok_emb.weight", graph.F32, []int64{rows, cols}, b)
-		importOpts(t, s, mm, ImportOptions{Ref: m.ref, Tau: tau})
-		checkWithin(t, s, m.ref, mm, tau)
-		enc, codecs := chunkHeaderBytes(t, s, mustModel(t, s, m.ref).Tensors[0].ID, 1)
-		if enc != m.enc {
-			t.Fatalf("%s: encoding %s, want %s", m.ref, enc, m.enc)
-		}
-		if len(codecs) != 2 || codecs[0] != 2 || codecs[1] != 2 {
-			t.Errorf("%s: chunk codecs %v, want two grouped (2) chunks", m.ref, codecs)
-		}
-	}
-	mustVerify(t, s)
 }
 
 // A lossless fine-tune of a large enough matrix is stored as a difference coded
