@@ -55,6 +55,7 @@ fuzz:
 	$(GO) test ./quant -run '^$$' -fuzz '^FuzzLosslessDecode$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMIN)
 	$(GO) test ./quant -run '^$$' -fuzz '^FuzzLosslessDecodeDiff$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMIN)
 	$(GO) test ./quant -run '^$$' -fuzz '^FuzzQuantizeFor$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMIN)
+	$(GO) test ./quant -run '^$$' -fuzz '^FuzzDecodeLowRank$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMIN)
 	$(GO) test ./hnsw -run '^$$' -fuzz '^FuzzLoadNode$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMIN)
 
 # Import/export throughput on a generated 512 MiB safetensors file (see bench/io.sh).

@@ -204,6 +204,7 @@ func chooseClasses(c *Codes, starts []int, first, rowLen, planeWidth int) *class
 	const cells = cellSide * cellSide
 	hist := make([][256]int32, cells*planes)
 	var sum, cnt [cells]float64
+	top := make([]int, planes) // largest byte seen in each plane
 	for r, s := range starts {
 		rg := int(all.row[r]) * cellSide
 		off := rowOffset(starts, r, first, rowLen)
@@ -212,7 +213,9 @@ func chooseClasses(c *Codes, starts []int, first, rowLen, planeWidth int) *class
 			u := slotValue(c.Q[i], mask)
 			h := hist[k*planes:]
 			for p := range planes {
-				h[p][byte(u>>(8*p))]++
+				b := byte(u >> (8 * p))
+				h[p][b]++
+				top[p] = max(top[p], int(b))
 			}
 			sum[k] += float64(min(u, 1<<20))
 			cnt[k]++
@@ -270,17 +273,18 @@ func chooseClasses(c *Codes, starts []int, first, rowLen, planeWidth int) *class
 			m := merged[int(cell[k])*planes:]
 			for p := range planes {
 				h := &hist[k*planes+p]
-				for v, cnt := range h {
+				for v, cnt := range h[:top[p]+1] {
 					m[p][v] += cnt
 				}
 			}
 		}
 		counts := make([]int, 256)
-		for _, m := range merged {
-			for v, cnt := range m {
+		for j := range merged {
+			t := top[j%planes]
+			for v, cnt := range merged[j][:t+1] {
 				counts[v] = int(cnt)
 			}
-			if b, used := entropyBits(counts); used > 0 {
+			if b, used := entropyBits(counts[:t+1]); used > 0 {
 				bytes += b*float64(stride)/8 + streamOverhead
 			}
 		}

@@ -55,26 +55,86 @@ type gridParams struct {
 	Tau   float64
 	Recon TensorID // tensor id of the reconstruction
 	Width uint8    // widest code width of any chunk
+	// LowRank, for a grid delta only, is a quant.LowRank blob: the payload holds
+	// the delta codes minus its prediction (see lowRankOf).
+	LowRank []byte
 }
 
 func (p gridParams) encode() []byte {
 	b := binary.LittleEndian.AppendUint64(nil, math.Float64bits(p.Tau))
 	b = append(b, p.Recon[:]...)
-	return append(b, p.Width)
+	b = append(b, p.Width)
+	return append(b, p.LowRank...)
 }
+
+// gridParamsLen is the length of grid params without a low-rank prediction.
+const gridParamsLen = 41
 
 func decodeGridParams(b []byte) (gridParams, error) {
 	var p gridParams
-	if len(b) != 41 {
-		return p, corruptf("grid parameters of %d bytes, want 41", len(b))
+	if len(b) < gridParamsLen {
+		return p, corruptf("grid parameters of %d bytes, want %d or more", len(b), gridParamsLen)
 	}
 	p.Tau = math.Float64frombits(binary.LittleEndian.Uint64(b))
 	copy(p.Recon[:], b[8:40])
 	p.Width = b[40]
+	if len(b) > gridParamsLen {
+		p.LowRank = b[gridParamsLen:]
+	}
 	if !(p.Tau > 0) || math.IsInf(p.Tau, 0) {
 		return p, corruptf("grid record with tau %v", p.Tau)
 	}
 	return p, nil
+}
+
+// matrixShape returns the rows and columns a tensor of shape is coded as: rows
+// of its last dimension. ok is false for fewer than two dimensions.
+func matrixShape(shape []int64) (rows, cols int, ok bool) {
+	if len(shape) < 2 {
+		return 0, 0, false
+	}
+	n, err := graph.NumElements(shape)
+	if err != nil || shape[len(shape)-1] <= 0 {
+		return 0, 0, false
+	}
+	cols = int(shape[len(shape)-1])
+	return int(n) / cols, cols, true
+}
+
+// lowRankOf returns the low-rank prediction of grid delta id (record rec, its
+// params gp), or nil when it has none.
+func lowRankOf(id TensorID, rec *Record, gp gridParams) (*quant.LowRank, error) {
+	if len(gp.LowRank) == 0 {
+		return nil, nil
+	}
+	rows, cols, ok := matrixShape(rec.Shape)
+	if !ok || rec.Encoding != EncGridDelta {
+		return nil, corruptf("tensor %s: a low-rank prediction on a %s record of shape %v", id.Short(), rec.Encoding, rec.Shape)
+	}
+	lr, err := quant.DecodeLowRank(gp.LowRank, rows, cols)
+	if err != nil {
+		return nil, corruptf("tensor %s: low-rank prediction: %v", id.Short(), err)
+	}
+	return lr, nil
+}
+
+// decodeGridChunk decodes chunk i (elements lo..hi) of grid record id at tau,
+// adding lr's prediction when lr is not nil.
+func decodeGridChunk(id TensorID, i int, lo, hi int64, blob []byte, tau float64, lr *quant.LowRank) (*quant.Codes, error) {
+	c, err := quant.Decode(blob, int(hi-lo))
+	if err != nil {
+		return nil, corruptf("tensor %s: chunk %d: %v", id.Short(), i, err)
+	}
+	if int64(len(c.Q)) != hi-lo || c.Tau != tau {
+		return nil, corruptf("tensor %s: chunk %d has %d codes at tau %v, want %d at %v", id.Short(), i, len(c.Q), c.Tau, hi-lo, tau)
+	}
+	if lr != nil {
+		lr.AddTo(c.Q, int(lo))
+		for _, e := range c.Exceptions {
+			c.Q[e.Index] = 0
+		}
+	}
+	return c, nil
 }
 
 // gridID is the id of the record holding tensor exact (its exact id) on the grid of
@@ -314,15 +374,16 @@ func readTensor(r Reader, id TensorID, rec *Record, emit func([]byte) error) err
 				return err
 			}
 		}
+		lr, err := lowRankOf(id, rec, gp)
+		if err != nil {
+			return err
+		}
 		vals := make([]float32, min(chunkElems, numel(rec)))
 		out := make([]byte, len(vals)*rec.DType.Size())
 		return chunks(r, id, rec, func(i int, lo, hi int64, blob []byte) error {
-			c, err := quant.Decode(blob, int(hi-lo))
+			c, err := decodeGridChunk(id, i, lo, hi, blob, gp.Tau, lr)
 			if err != nil {
-				return corruptf("tensor %s: chunk %d: %v", id.Short(), i, err)
-			}
-			if int64(len(c.Q)) != hi-lo || c.Tau != gp.Tau {
-				return corruptf("tensor %s: chunk %d has %d codes at tau %v, want %d at %v", id.Short(), i, len(c.Q), c.Tau, hi-lo, gp.Tau)
+				return err
 			}
 			if base != nil {
 				if i >= len(base) {
@@ -473,6 +534,10 @@ type Storage struct {
 	Width    int       `json:"width,omitempty"`
 	Stored   int64     `json:"stored_bytes"` // payload bytes
 	Refs     int64     `json:"refs"`
+	// Rank and FactorBytes describe a grid delta's low-rank prediction (its
+	// factors are kept in the record, beside the payload of the rest).
+	Rank        int   `json:"low_rank,omitempty"`
+	FactorBytes int64 `json:"factor_bytes,omitempty"`
 }
 
 // MarshalText implements encoding.TextMarshaler.
@@ -496,6 +561,13 @@ func (s *Store) Storage(id TensorID) (*Storage, error) {
 			return nil, fmt.Errorf("tensor %s: %w", id.Short(), err)
 		}
 		st.Tau, st.Width = gp.Tau, int(gp.Width)
+		lr, err := lowRankOf(id, rec, gp)
+		if err != nil {
+			return nil, err
+		}
+		if lr != nil {
+			st.Rank, st.FactorBytes = lr.Rank, int64(len(gp.LowRank))
+		}
 	}
 	return st, nil
 }

@@ -15,6 +15,7 @@ package store
 
 import (
 	"encoding/binary"
+	"fmt"
 	"math"
 	"runtime"
 	"slices"
@@ -313,6 +314,38 @@ type encoded struct {
 	recon   []float32 // a new grid base: its reconstruction (for the index)
 }
 
+// size returns the bytes e costs beyond a record's fixed fields: its payload and
+// the parameters that grow with the tensor (a low-rank prediction's factors).
+func (e encoded) size() int {
+	return e.payload.size() + max(len(e.params)-gridParamsLen, 0)
+}
+
+// lowRankResidual returns the low-rank prediction quant.Fit finds for the delta
+// codes ds (the chunks of a rows x cols matrix) and the codes minus it, or nil.
+func lowRankResidual(ds []*quant.Codes, rows, cols int) (*quant.LowRank, []*quant.Codes) {
+	parts := make([][]int64, len(ds))
+	for j, c := range ds {
+		parts[j] = c.Q
+	}
+	lr := quant.Fit(parts, rows, cols)
+	if lr == nil {
+		return nil, nil
+	}
+	res := make([]*quant.Codes, len(ds))
+	for j, c := range ds {
+		q := make([]int64, len(c.Q))
+		lr.AddTo(q, j*chunkElems)
+		for i, v := range c.Q {
+			q[i] = v - q[i]
+		}
+		for _, e := range c.Exceptions {
+			q[e.Index] = 0
+		}
+		res[j] = &quant.Codes{Tau: c.Tau, Q: q, Exceptions: c.Exceptions}
+	}
+	return lr, res
+}
+
 // clearWin: a delta at most this fraction of its base's stored size is taken
 // without encoding the tensor as a new base to compare: the base is a close
 // estimate of what that would cost. Otherwise both are encoded and the smaller
@@ -446,20 +479,33 @@ func (im *importer) encodeGrid(vals []float32, t graph.TensorInfo, cands []candi
 		if err != nil {
 			return encoded{}, err
 		}
-		if best.payload == nil || p.size() < best.payload.size() {
-			dp := gp
-			dp.Width = width
+		dp := gp
+		dp.Width = width
+		// a delta close to low rank (a merged LoRA adapter) keeps its codes
+		// minus an integer low-rank prediction
+		if rows, cols, ok := matrixShape(t.Shape); ok {
+			if lr, res := lowRankResidual(ds, rows, cols); lr != nil {
+				rp, rw, err := encode(res)
+				if err != nil {
+					return encoded{}, err
+				}
+				if blob := lr.Encode(); rp.size()+len(blob) < p.size() {
+					p, dp.Width, dp.LowRank = rp, rw, blob
+				}
+			}
+		}
+		if best.payload == nil || p.size()+len(dp.LowRank) < best.size() {
 			best = encoded{enc: EncGridDelta, payload: p, base: c, params: dp.encode()}
 		}
 	}
-	if best.base != nil && float64(best.payload.size()) <= clearWin*float64(best.base.rec.Stored) {
+	if best.base != nil && float64(best.size()) <= clearWin*float64(best.base.rec.Stored) {
 		return best, nil
 	}
 	p, width, err := encode(codes)
 	if err != nil {
 		return encoded{}, err
 	}
-	if best.payload == nil || p.size() <= best.payload.size() {
+	if best.payload == nil || p.size() <= best.size() {
 		gp.Width = width
 		if recon == nil {
 			recon = make([]float32, len(vals))
@@ -539,16 +585,22 @@ func (im *importer) writeIndex(b *Batch) error {
 	return nil
 }
 
-// baseCodesOf decodes the codes of a grid record chunk by chunk.
+// baseCodesOf decodes the codes of a grid record chunk by chunk: a base's codes,
+// or a delta's own codes (its low-rank prediction added back).
 func baseCodesOf(r Reader, id TensorID, rec *Record, tau float64) ([]*quant.Codes, error) {
+	gp, err := decodeGridParams(rec.Params)
+	if err != nil {
+		return nil, fmt.Errorf("tensor %s: %w", id.Short(), err)
+	}
+	lr, err := lowRankOf(id, rec, gp)
+	if err != nil {
+		return nil, err
+	}
 	var out []*quant.Codes
-	err := chunks(r, id, rec, func(i int, lo, hi int64, blob []byte) error {
-		c, err := quant.Decode(blob, int(hi-lo))
+	err = chunks(r, id, rec, func(i int, lo, hi int64, blob []byte) error {
+		c, err := decodeGridChunk(id, i, lo, hi, blob, tau, lr)
 		if err != nil {
-			return corruptf("tensor %s: chunk %d: %v", id.Short(), i, err)
-		}
-		if int64(len(c.Q)) != hi-lo || c.Tau != tau {
-			return corruptf("tensor %s: chunk %d does not match its record", id.Short(), i)
+			return err
 		}
 		out = append(out, c)
 		return nil

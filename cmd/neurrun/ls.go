@@ -97,15 +97,19 @@ func showCmd() *cobra.Command {
 				if st.Width > 0 {
 					width = fmt.Sprint(st.Width)
 				}
+				stored, enc := st.Stored+st.FactorBytes, st.Encoding.String()
+				if st.Rank > 0 {
+					enc += fmt.Sprintf("+r%d", st.Rank) // a low-rank prediction of that rank
+				}
 				if n > 0 {
-					bits = fmt.Sprintf("%.2f", float64(st.Stored)*8/float64(n))
+					bits = fmt.Sprintf("%.2f", float64(stored)*8/float64(n))
 				}
 				id := "-"
 				if !t.Inline() {
 					id = t.ID.Short()
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%v\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.Name, t.DType, t.Shape, humanBytes(size),
-					id, st.Encoding, base, width, bits, humanBytes(st.Stored))
+					id, enc, base, width, bits, humanBytes(stored))
 			}
 			return tw.Flush()
 		},
