@@ -141,10 +141,10 @@ func octiles(v []float64) []uint8 {
 }
 
 // sampleStride returns the distance between the codes an estimate samples: about
-// 1 in n/65536, and prime to rowLen, so that the samples fall on every column
+// 1 in n/16384, and prime to rowLen, so that the samples fall on every column
 // (a stride that divides rowLen would see the same columns in every row).
 func sampleStride(n, rowLen int) int {
-	s := 1 + n/(1<<16)
+	s := 1 + n/(1<<14)
 	for gcd(s, rowLen) != 1 {
 		s++
 	}
@@ -158,8 +158,8 @@ func gcd(a, b int) int {
 	return a
 }
 
-// firstSample returns the first multiple of stride at or after s.
-func firstSample(s, stride int) int { return (s + stride - 1) / stride * stride }
+// firstSample returns the first index at or after s that is phase modulo stride.
+func firstSample(s, stride, phase int) int { return (s-phase+stride-1)/stride*stride + phase }
 
 // rowOffset returns the offset of row r: code i of the row is in column i-off.
 func rowOffset(starts []int, r, first, rowLen int) int {
@@ -185,7 +185,7 @@ func chooseClasses(c *Codes, starts []int, first, rowLen, planeWidth int) *class
 	for r, s := range starts {
 		off := rowOffset(starts, r, first, rowLen)
 		var sum, cnt float64
-		for i := firstSample(s, stride); i < rowEnd(starts, r, n); i += stride {
+		for i := firstSample(s, stride, 0); i < rowEnd(starts, r, n); i += stride {
 			u := float64(min(zigzag(c.Q[i]), 1<<20))
 			sum += u
 			cnt++
@@ -199,26 +199,31 @@ func chooseClasses(c *Codes, starts []int, first, rowLen, planeWidth int) *class
 	}
 	all := &classing{rowGroups: cellSide, colGroups: cellSide, row: octiles(rowMean), col: octiles(colMean)}
 
-	// histograms of each cell's planes, and each cell's code sum
-	planes := (planeWidth + 7) / 8
+	// Each cell's code sum, on the same samples, orders the cells into classes;
+	// the histograms of their planes that price the classings are taken on
+	// other samples (half a stride on), so that classes fitted to one sample's
+	// noise do not look cheaper than they are.
 	const cells = cellSide * cellSide
-	hist := make([][256]int32, cells*planes)
 	var sum, cnt [cells]float64
+	planes := (planeWidth + 7) / 8
+	hist := make([][256]int32, cells*planes)
 	top := make([]int, planes) // largest byte seen in each plane
 	for r, s := range starts {
 		rg := int(all.row[r]) * cellSide
 		off := rowOffset(starts, r, first, rowLen)
-		for i := firstSample(s, stride); i < rowEnd(starts, r, n); i += stride {
+		for i := firstSample(s, stride, 0); i < rowEnd(starts, r, n); i += stride {
 			k := rg + int(all.col[i-off])
+			sum[k] += float64(min(zigzag(c.Q[i]), 1<<20))
+			cnt[k]++
+		}
+		for i := firstSample(s, stride, stride/2); i < rowEnd(starts, r, n); i += stride {
 			u := slotValue(c.Q[i], mask)
-			h := hist[k*planes:]
+			h := hist[(rg+int(all.col[i-off]))*planes:]
 			for p := range planes {
 				b := byte(u >> (8 * p))
 				h[p][b]++
 				top[p] = max(top[p], int(b))
 			}
-			sum[k] += float64(min(u, 1<<20))
-			cnt[k]++
 		}
 	}
 
