@@ -33,6 +33,7 @@ package quant
 
 import (
 	"encoding/binary"
+	"math"
 	"slices"
 )
 
@@ -117,25 +118,19 @@ func (cl *classing) eachClass(starts []int, first, rowLen, n int, fn func(i int,
 	}
 }
 
-// octiles returns the octile (0..cellSide-1) of each value by rank, ties kept in
-// index order.
+// octiles returns the octile (0..cellSide-1) of each of the non-negative values
+// v by rank, ties kept in index order.
 func octiles(v []float64) []uint8 {
-	order := make([]int, len(v))
-	for i := range order {
-		order[i] = i
+	// sort (value as float32, index) pairs packed in one word: float32 keeps
+	// the order of non-negative values as its bits do
+	keys := make([]uint64, len(v))
+	for i, x := range v {
+		keys[i] = uint64(math.Float32bits(float32(x)))<<32 | uint64(i)
 	}
-	slices.SortStableFunc(order, func(a, b int) int {
-		switch {
-		case v[a] < v[b]:
-			return -1
-		case v[a] > v[b]:
-			return 1
-		}
-		return 0
-	})
+	slices.Sort(keys)
 	oct := make([]uint8, len(v))
-	for rank, i := range order {
-		oct[i] = uint8(rank * cellSide / len(v))
+	for rank, k := range keys {
+		oct[uint32(k)] = uint8(rank * cellSide / len(v))
 	}
 	return oct
 }
