@@ -9,6 +9,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/neurstore/neurstore/graph"
@@ -693,4 +694,34 @@ func TestLossyLowRankDelta(t *testing.T) {
 	}
 	t.Logf("bytes: base %d, LoRA delta %d, full-rank delta %d", cost["base"], cost["lora"], cost["full"])
 	mustVerify(t, s)
+
+	// Factors cut short or of another rank are corruption, found by verify and
+	// by every read, never a panic or a wrong tensor.
+	id := mustModel(t, s, "lora").Tensors[0].ID
+	good, err := s.Record(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, mut := range map[string]func(p []byte) []byte{
+		"cut":      func(p []byte) []byte { return p[:len(p)-3] },
+		"rank 0":   func(p []byte) []byte { p[gridParamsLen+1] = 0; return p },
+		"trailing": func(p []byte) []byte { return append(p, 1) },
+	} {
+		rec := *good
+		rec.Params = mut(slices.Clone(good.Params))
+		var b Batch
+		b.Set(recordKey(id), rec.encode())
+		if err := s.be.Apply(&b, true); err != nil {
+			t.Fatal(err)
+		}
+		if rep, err := s.Verify(nil); err != nil || rep.OK() {
+			t.Errorf("%s: verify: %v, %v; want a fault", name, rep, err)
+		}
+		if err := s.ReadTensor(id, io.Discard); !IsCorruption(err) {
+			t.Errorf("%s: read: %v, want ErrCorruption", name, err)
+		}
+		if _, _, err := s.GridDelta(id); !IsCorruption(err) {
+			t.Errorf("%s: GridDelta: %v, want ErrCorruption", name, err)
+		}
+	}
 }
