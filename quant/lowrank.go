@@ -36,8 +36,9 @@ import (
 const (
 	lowRankVersion = 1
 	maxRank        = 64
-	// factorLimit bounds a factor's magnitude (it is kept in 16 bits).
-	factorLimit = 1 << 14
+	// maxFactorBits bounds a factor's magnitude to 2^maxFactorBits (it is kept
+	// in 16 bits).
+	maxFactorBits = 14
 	// minLowRankSide: matrices with fewer columns (or fewer rows than
 	// fitSampleRows) are not tried.
 	minLowRankSide = 32
@@ -169,9 +170,10 @@ func (m *matrix) row(i int, fn func(j0 int, seg []int64)) {
 // fine-tune's delta they explain about rank/256 of it, so that look settles
 // most matrices at a small cost. Where the estimated saving of some rank, net of
 // what its factors cost, passes 5%, the factors of that rank are computed from
-// the whole matrix. It returns nil where no rank pays; the caller compares the
-// coded sizes with and without the prediction.
-func Fit(parts [][]int64, rows, cols int) *LowRank {
+// the whole matrix. It returns nil where no rank pays; the caller rounds the
+// factors (LowRankFit.Round) and compares the coded sizes with and without the
+// prediction.
+func Fit(parts [][]int64, rows, cols int) *LowRankFit {
 	n := 0
 	for _, p := range parts {
 		n += len(p)
@@ -259,8 +261,8 @@ func Fit(parts [][]int64, rows, cols int) *LowRank {
 }
 
 // fitRank computes rank-r factors of d by randomized subspace iteration (two
-// passes of the power method) and rounds them to integers.
-func fitRank(d *matrix, r int) *LowRank {
+// passes of the power method).
+func fitRank(d *matrix, r int) *LowRankFit {
 	rows, cols := d.rows, d.cols
 	p := min(r+8, rows, cols) // oversampled subspace
 	rng := rand.New(rand.NewPCG(uint64(rows), uint64(cols)))
@@ -315,7 +317,26 @@ func fitRank(d *matrix, r int) *LowRank {
 			bt[j*r+k] = s / f
 		}
 	}
-	// integer factors: scale each by a power of two to just under factorLimit
+	return &LowRankFit{rows: rows, cols: cols, rank: r, a: a, bt: bt}
+}
+
+// LowRankFit holds the real-valued factors Fit found.
+type LowRankFit struct {
+	rows, cols, rank int
+	a, bt            []float64 // rows x rank and cols x rank
+}
+
+// Rank returns the rank of the factors.
+func (f *LowRankFit) Rank() int { return f.rank }
+
+// Round returns the integer prediction of the factors kept to bits bits (each
+// factor scaled by a power of two to just under 2^bits, 4 <= bits <= 14), or nil
+// when the scales leave no shift of 1 to 62. Fewer bits cost less to keep and
+// predict less exactly: which pays depends on tau (see the store's use).
+func (f *LowRankFit) Round(bits int) *LowRank {
+	if bits < 4 || bits > maxFactorBits {
+		return nil
+	}
 	scale := func(v []float64) (int, bool) {
 		var m float64
 		for _, x := range v {
@@ -324,18 +345,18 @@ func fitRank(d *matrix, r int) *LowRank {
 		if m == 0 || math.IsNaN(m) || math.IsInf(m, 0) {
 			return 0, false
 		}
-		return int(math.Floor(math.Log2(factorLimit / m))), true
+		return int(math.Floor(float64(bits) - math.Log2(m))), true
 	}
-	sa, ok1 := scale(a)
-	sb, ok2 := scale(bt)
-	if !ok1 || !ok2 || sa+sb < 1 || sa+sb > 62 || sa < -30 || sb < -30 {
+	sa, ok1 := scale(f.a)
+	sb, ok2 := scale(f.bt)
+	if !ok1 || !ok2 || sa+sb < 1 || sa+sb > 62 || sa < -62 || sb < -62 {
 		return nil
 	}
-	lr := &LowRank{Rows: rows, Cols: cols, Rank: r, Shift: sa + sb, A: make([]int32, len(a)), Bt: make([]int32, len(bt))}
-	for i, x := range a {
+	lr := &LowRank{Rows: f.rows, Cols: f.cols, Rank: f.rank, Shift: sa + sb, A: make([]int32, len(f.a)), Bt: make([]int32, len(f.bt))}
+	for i, x := range f.a {
 		lr.A[i] = int32(math.Round(math.Ldexp(x, sa)))
 	}
-	for i, x := range bt {
+	for i, x := range f.bt {
 		lr.Bt[i] = int32(math.Round(math.Ldexp(x, sb)))
 	}
 	return lr

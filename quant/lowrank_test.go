@@ -46,10 +46,11 @@ func TestFitFindsLowRank(t *testing.T) {
 		{256, 320, 8, 1}, {300, 64, 4, 0}, {128, 512, 16, 1},
 	} {
 		d := loraCodes(r, tc.rows, tc.cols, tc.rank, 10, tc.noise)
-		lr := Fit([][]int64{d}, tc.rows, tc.cols)
-		if lr == nil {
+		fit := Fit([][]int64{d}, tc.rows, tc.cols)
+		if fit == nil {
 			t.Fatalf("%+v: no low-rank prediction found", tc)
 		}
+		lr := fit.Round(12)
 		if lr.Rank < tc.rank {
 			t.Errorf("%+v: rank %d, want at least %d", tc, lr.Rank, tc.rank)
 		}
@@ -74,7 +75,7 @@ func TestFitDeclinesFullRank(t *testing.T) {
 			d[i] = int64(r.NormFloat64() * 6)
 		}
 		if lr := Fit([][]int64{d}, shape[0], shape[1]); lr != nil {
-			t.Errorf("%v: found rank %d in noise", shape, lr.Rank)
+			t.Errorf("%v: found rank %d in noise", shape, lr.Rank())
 		}
 	}
 	if Fit([][]int64{make([]int64, 64*64)}, 64, 64) != nil {
@@ -90,10 +91,11 @@ func TestFitDeclinesFullRank(t *testing.T) {
 func TestLowRankAddToChunks(t *testing.T) {
 	r := rand.New(rand.NewPCG(33, 1))
 	const rows, cols = 128, 96
-	lr := Fit([][]int64{loraCodes(r, rows, cols, 6, 20, 0)}, rows, cols)
-	if lr == nil {
+	fit := Fit([][]int64{loraCodes(r, rows, cols, 6, 20, 0)}, rows, cols)
+	if fit == nil {
 		t.Fatal("no fit")
 	}
+	lr := fit.Round(10)
 	whole := make([]int64, rows*cols)
 	lr.AddTo(whole, 0)
 	for _, step := range []int{1, 7, 96, 1000, 4095} {
@@ -110,10 +112,11 @@ func TestLowRankAddToChunks(t *testing.T) {
 func TestLowRankBlob(t *testing.T) {
 	r := rand.New(rand.NewPCG(34, 1))
 	const rows, cols = 100, 70
-	lr := Fit([][]int64{loraCodes(r, rows, cols, 3, 50, 1)}, rows, cols)
-	if lr == nil {
+	fit := Fit([][]int64{loraCodes(r, rows, cols, 3, 50, 1)}, rows, cols)
+	if fit == nil {
 		t.Fatal("no fit")
 	}
+	lr := fit.Round(12)
 	b := lr.Encode()
 	got, err := DecodeLowRank(b, rows, cols)
 	if err != nil {
@@ -181,7 +184,7 @@ func TestSymEigen(t *testing.T) {
 
 func FuzzDecodeLowRank(f *testing.F) {
 	r := rand.New(rand.NewPCG(36, 1))
-	lr := Fit([][]int64{loraCodes(r, 64, 33, 2, 30, 0)}, 64, 33)
+	lr := Fit([][]int64{loraCodes(r, 64, 33, 2, 30, 0)}, 64, 33).Round(10)
 	f.Add(lr.Encode(), uint8(64), uint8(33))
 	f.Fuzz(func(t *testing.T, b []byte, rows, cols uint8) {
 		lr, err := DecodeLowRank(b, int(rows), int(cols))
@@ -202,16 +205,51 @@ func TestFitParts(t *testing.T) {
 	r := rand.New(rand.NewPCG(37, 1))
 	const rows, cols = 200, 130
 	d := loraCodes(r, rows, cols, 5, 15, 1)
-	whole := Fit([][]int64{d}, rows, cols)
+	whole := Fit([][]int64{d}, rows, cols).Round(12)
 	var parts [][]int64
 	for lo := 0; lo < len(d); lo += 4099 {
 		parts = append(parts, d[lo:min(lo+4099, len(d))])
 	}
-	cut := Fit(parts, rows, cols)
-	if whole == nil || cut == nil || !slices.Equal(whole.A, cut.A) || !slices.Equal(whole.Bt, cut.Bt) {
+	cf := Fit(parts, rows, cols)
+	if whole == nil || cf == nil {
+		t.Fatal("no fit")
+	}
+	if cut := cf.Round(12); !slices.Equal(whole.A, cut.A) || !slices.Equal(whole.Bt, cut.Bt) {
 		t.Fatal("fit over parts differs from the fit over the whole matrix")
 	}
 	if Fit([][]int64{d[:100], d[100:]}, rows, cols) != nil {
 		t.Error("fitted parts of unequal lengths")
+	}
+}
+
+// Fewer bits make smaller factors and a coarser prediction; bits out of range
+// give none.
+func TestLowRankRoundBits(t *testing.T) {
+	r := rand.New(rand.NewPCG(38, 1))
+	const rows, cols = 256, 200
+	d := loraCodes(r, rows, cols, 8, 30, 0)
+	fit := Fit([][]int64{d}, rows, cols)
+	if fit == nil || fit.Rank() < 8 {
+		t.Fatal("no rank-8 fit")
+	}
+	prevBlob, prevErr := 1<<30, -1.0
+	for _, bits := range []int{14, 12, 10, 8, 6} {
+		lr := fit.Round(bits)
+		pred := make([]int64, len(d))
+		lr.AddTo(pred, 0)
+		var e float64
+		for i := range d {
+			e += math.Abs(float64(d[i] - pred[i]))
+		}
+		blob := len(lr.Encode())
+		if blob >= prevBlob || e < prevErr {
+			t.Errorf("%d bits: factors %d bytes, error %.0f; at 2 bits more %d, %.0f", bits, blob, e, prevBlob, prevErr)
+		}
+		prevBlob, prevErr = blob, e
+	}
+	for _, bits := range []int{3, 15} {
+		if fit.Round(bits) != nil {
+			t.Errorf("rounded to %d bits", bits)
+		}
 	}
 }
