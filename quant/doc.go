@@ -15,8 +15,13 @@
 //   - Encodings of codes (encode.go, entropy.go, pack.go): zig-zag, fixed-width bit
 //     packing with an escape list, byte planes entropy coded with huff0 / FSE / zstd
 //     (github.com/klauspost/compress), whichever is smallest, in a self-describing
-//     blob; for matrices, optionally with rows of similar spread coded in groups
-//     (rows.go: EncodeRows); and a fixed-width Packed form for compute kernels.
+//     blob; for matrices, optionally with codes of similar spread coded in classes
+//     of row and column octiles (cells.go: EncodeRows; rows.go's row groups are
+//     only read); and a fixed-width Packed form for compute kernels.
+//   - Low-rank prediction of a matrix of delta codes (lowrank.go: Fit,
+//     LowRankFit.Round, LowRank): integer factors whose exact integer product the
+//     store subtracts before coding and adds back after decoding, for deltas close
+//     to low rank (merged LoRA adapters, fine-tunes' output heads).
 //   - The paper's rule (paper.go): per-tensor min-max 8-bit base plus a min-max
 //     b-bit delta, kept only as a baseline to compare against. Its error reaches
 //     about 2 tau; never use it to store data.

@@ -25,7 +25,9 @@ package store
 //
 // Grid records keep in Params: tau (float64 LE), the id of the reconstructed tensor
 // (32 bytes: what a tensor id would be for the bytes export writes), and the widest
-// code width of any chunk (1 byte, for display).
+// code width of any chunk (1 byte, for display); a grid delta may go on with a
+// quant.LowRank blob (its tensor taken as rows of its last dimension), and then
+// its chunks hold the delta codes minus that prediction.
 
 import (
 	"bufio"
