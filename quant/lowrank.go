@@ -65,14 +65,26 @@ func (lr *LowRank) AddTo(dst []int64, lo int) {
 		end := min(len(dst)-x, lr.Cols-j)
 		for t := range end {
 			b := lr.Bt[(j+t)*r : (j+t)*r+r]
-			var s int64
-			for k, av := range a {
-				s += int64(av) * int64(b[k])
-			}
-			dst[x+t] += (s + half) >> lr.Shift
+			dst[x+t] += (dot(a, b) + half) >> lr.Shift
 		}
 		x += end
 	}
+}
+
+// dot returns the exact integer dot product of a and b (len(b) >= len(a)).
+func dot(a, b []int32) int64 {
+	var s0, s1, s2, s3 int64
+	k := 0
+	for ; k+4 <= len(a); k += 4 {
+		s0 += int64(a[k]) * int64(b[k])
+		s1 += int64(a[k+1]) * int64(b[k+1])
+		s2 += int64(a[k+2]) * int64(b[k+2])
+		s3 += int64(a[k+3]) * int64(b[k+3])
+	}
+	for ; k < len(a); k++ {
+		s0 += int64(a[k]) * int64(b[k])
+	}
+	return s0 + s1 + s2 + s3
 }
 
 // Encode returns the blob of lr.
@@ -360,6 +372,58 @@ func (f *LowRankFit) Round(bits int) *LowRank {
 		lr.Bt[i] = int32(math.Round(math.Ldexp(x, sb)))
 	}
 	return lr
+}
+
+// Choose returns the rounding of f to one of bits (see Round) whose factors plus
+// residual codes are estimated to cost least, or nil if none rounds. The residual
+// is priced by its order-0 entropy on about 32768 codes of rows spread over the
+// matrix, parts as for Fit.
+func (f *LowRankFit) Choose(parts [][]int64, bits []int) *LowRank {
+	d := &matrix{parts: parts, partLen: len(parts[0]), rows: f.rows, cols: f.cols}
+	ns := min(f.rows, max(1, 32768/f.cols))
+	var best *LowRank
+	bestCost := math.Inf(1)
+	sample := make([]int64, 0, ns*f.cols)
+	for _, b := range bits {
+		lr := f.Round(b)
+		if lr == nil {
+			continue
+		}
+		sample = sample[:0]
+		for s := range ns {
+			i := s * f.rows / ns
+			row := make([]int64, f.cols)
+			lr.AddTo(row, i*f.cols)
+			d.row(i, func(j0 int, seg []int64) {
+				for t, v := range seg {
+					row[j0+t] = v - row[j0+t]
+				}
+			})
+			sample = append(sample, row...)
+		}
+		cost := entropy(sample)*float64(f.rows)*float64(f.cols)/float64(len(sample))/8 + float64(len(lr.Encode()))
+		if cost < bestCost {
+			best, bestCost = lr, cost
+		}
+	}
+	return best
+}
+
+// entropy returns the order-0 entropy of v in bits (it sorts v).
+func entropy(v []int64) float64 {
+	slices.Sort(v)
+	var h float64
+	n := float64(len(v))
+	for i := 0; i < len(v); {
+		j := i + 1
+		for j < len(v) && v[j] == v[i] {
+			j++
+		}
+		p := float64(j-i) / n
+		h -= float64(j-i) * math.Log2(p)
+		i = j
+	}
+	return h
 }
 
 // mulD returns d (rows x cols) times m (cols x p), rows x p, or with transposed

@@ -488,19 +488,16 @@ func (im *importer) encodeGrid(vals []float32, t graph.TensorInfo, cands []candi
 		// a delta close to low rank (a merged LoRA adapter) keeps its codes
 		// minus an integer low-rank prediction
 		if rows, cols, ok := matrixShape(t.Shape); ok {
-			if fit := quant.Fit(codeParts(ds), rows, cols); fit != nil {
-				// factors of fewer bits predict less exactly: at tau 1e-4
-				// a merged LoRA adapter did best at 10-12 bits, at 1e-3 at 8
-				for _, bits := range lowRankBits {
-					lr := fit.Round(bits)
-					if lr == nil {
-						continue
-					}
+			parts := codeParts(ds)
+			// factors of fewer bits predict less exactly: at tau 1e-4 a merged
+			// LoRA adapter did best at 10-12 bits, at 1e-3 at 8
+			if fit := quant.Fit(parts, rows, cols); fit != nil {
+				if lr := fit.Choose(parts, lowRankBits); lr != nil {
 					rp, rw, err := encode(lowRankResidual(ds, lr))
 					if err != nil {
 						return encoded{}, err
 					}
-					if blob := lr.Encode(); rp.size()+len(blob) < p.size()+len(dp.LowRank) {
+					if blob := lr.Encode(); rp.size()+len(blob) < p.size() {
 						p, dp.Width, dp.LowRank = rp, rw, blob
 					}
 				}
