@@ -31,6 +31,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"sync"
 )
 
 const (
@@ -426,30 +427,54 @@ func entropy(v []int64) float64 {
 	return h
 }
 
+// mulBlocks is how many row blocks mulD splits d into, run concurrently. It is
+// fixed, not the number of cores, so that the sums (and the factors) come out the
+// same on every machine.
+const mulBlocks = 4
+
 // mulD returns d (rows x cols) times m (cols x p), rows x p, or with transposed
 // d^T times m (rows x p), cols x p.
 func mulD(d *matrix, m []float64, p int, transposed bool) []float64 {
-	out := make([]float64, d.rows*p)
+	n := d.rows
 	if transposed {
-		out = make([]float64, d.cols*p)
+		n = d.cols
 	}
-	for i := range d.rows {
-		d.row(i, func(j0 int, seg []int64) {
-			for t, v := range seg {
-				if v == 0 {
-					continue
-				}
-				a, b := j0+t, i // out row b += d(i, j) * m row a
-				if transposed {
-					a, b = b, a
-				}
-				src, dst := m[a*p:a*p+p], out[b*p:b*p+p]
-				x := float64(v)
-				for c := range dst {
-					dst[c] += x * src[c]
-				}
+	outs := make([][]float64, mulBlocks)
+	var wg sync.WaitGroup
+	for blk := range mulBlocks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out := make([]float64, n*p)
+			for i := blk * d.rows / mulBlocks; i < (blk+1)*d.rows/mulBlocks; i++ {
+				d.row(i, func(j0 int, seg []int64) {
+					for t, v := range seg {
+						if v == 0 {
+							continue
+						}
+						a, b := j0+t, i // out row b += d(i, j) * m row a
+						if transposed {
+							a, b = b, a
+						}
+						src, dst := m[a*p:a*p+p], out[b*p:b*p+p]
+						x := float64(v)
+						for c := range dst {
+							dst[c] += x * src[c]
+						}
+					}
+				})
 			}
-		})
+			outs[blk] = out
+		}()
+	}
+	wg.Wait()
+	// the blocks' sums, added in block order (each row of a plain product comes
+	// from one block; the other blocks add zeros to it)
+	out := outs[0]
+	for _, o := range outs[1:] {
+		for k, v := range o {
+			out[k] += v
+		}
 	}
 	return out
 }
