@@ -410,7 +410,31 @@ func numel(rec *Record) int64 {
 	return n
 }
 
-// loadBase returns the record of rec's base, which must not itself be a delta.
+// maxChain bounds a chain of grid deltas: a grid delta's base may be a grid delta
+// (on the same grid) whose own chain is at most maxChain-1 deltas long, so that
+// decoding one tensor decodes at most maxChain deltas.
+const maxChain = 8
+
+// chainDepth returns how many deltas deep rec (record id) is: 0 for a base, 1 for
+// a delta against a base, more for a grid delta against a grid delta. Deeper than
+// maxChain (only corrupt records, or a cycle) is corruption.
+func chainDepth(r Reader, id TensorID, rec *Record) (int, error) {
+	d := 0
+	for ; rec.Encoding.isDelta(); d++ {
+		if d >= maxChain {
+			return d, corruptf("tensor %s: a chain of deltas deeper than %d", id.Short(), maxChain)
+		}
+		copy(id[:], rec.Base)
+		var err error
+		if rec, err = getRecord(r, id); err != nil {
+			return d, err
+		}
+	}
+	return d, nil
+}
+
+// loadBase returns the record of rec's base, which must not itself be a delta,
+// except that a grid delta's base may be a grid delta within maxChain.
 func loadBase(r Reader, id TensorID, rec *Record) (TensorID, *Record, error) {
 	var bid TensorID
 	if len(rec.Base) != len(bid) {
@@ -425,7 +449,12 @@ func loadBase(r Reader, id TensorID, rec *Record) (TensorID, *Record, error) {
 		return bid, nil, err
 	}
 	if brec.Encoding.isDelta() {
-		return bid, nil, corruptf("tensor %s: its base %s is itself a delta", id.Short(), bid.Short())
+		if rec.Encoding != EncGridDelta || brec.Encoding != EncGridDelta {
+			return bid, nil, corruptf("tensor %s: its base %s is itself a delta", id.Short(), bid.Short())
+		}
+		if _, err := chainDepth(r, bid, brec); err != nil {
+			return bid, nil, fmt.Errorf("tensor %s: %w", id.Short(), err)
+		}
 	}
 	if numel(brec) != numel(rec) {
 		return bid, nil, corruptf("tensor %s: base %s has another element count", id.Short(), bid.Short())
@@ -493,13 +522,17 @@ func baseCodes(r Reader, id TensorID, rec *Record, tau float64) ([]*quant.Codes,
 // on the grid. *vals holds the reconstruction when the caller has it already, and
 // is set when it had to be decoded.
 func gridCodesOf(r Reader, id TensorID, rec *Record, tau float64, vals *[]float32) ([]*quant.Codes, error) {
-	if rec.Encoding == EncGrid {
+	if rec.Encoding == EncGrid || rec.Encoding == EncGridDelta {
 		gp, err := decodeGridParams(rec.Params)
 		if err != nil {
 			return nil, fmt.Errorf("tensor %s: %w", id.Short(), err)
 		}
-		if gp.Tau == tau {
+		if gp.Tau == tau && rec.Encoding == EncGrid {
 			return baseCodesOf(r, id, rec, tau)
+		}
+		if gp.Tau == tau {
+			// a grid delta in a chain: its base's codes plus its own
+			return fullCodes(r, id, rec, tau)
 		}
 	}
 	if *vals == nil {
@@ -510,6 +543,28 @@ func gridCodesOf(r Reader, id TensorID, rec *Record, tau float64, vals *[]float3
 		*vals = v
 	}
 	return quantizeChunks(*vals, tau)
+}
+
+// fullCodes returns grid delta rec's codes on its grid (of tau), chunk by chunk:
+// its base's codes plus its own delta codes.
+func fullCodes(r Reader, id TensorID, rec *Record, tau float64) ([]*quant.Codes, error) {
+	base, err := baseCodes(r, id, rec, tau)
+	if err != nil {
+		return nil, err
+	}
+	own, err := baseCodesOf(r, id, rec, tau)
+	if err != nil {
+		return nil, err
+	}
+	if len(own) != len(base) {
+		return nil, corruptf("tensor %s: %d chunks, its base %d", id.Short(), len(own), len(base))
+	}
+	for i, d := range own {
+		if own[i], err = d.AddBase(base[i]); err != nil {
+			return nil, corruptf("tensor %s: chunk %d: %v", id.Short(), i, err)
+		}
+	}
+	return own, nil
 }
 
 // quantizeChunks puts reference values on the grid of tau, chunk by chunk.

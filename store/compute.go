@@ -11,7 +11,9 @@ import (
 // never rebuilds the float weights. Reconstruction is then integer addition:
 // w = (base code + delta code) * 2 tau, exceptions aside.
 
-// GridDelta is a grid-delta tensor's own codes and where its base is.
+// GridDelta is a grid-delta tensor's codes relative to its base, and where the
+// base is. For a delta in a chain, Base is the chain's root base and Delta the
+// tensor's codes minus the root's.
 type GridDelta struct {
 	Base  TensorID     // the base record; GridCodes(Base, Tau) gives its codes
 	Tau   float64      // the grid is of step 2*Tau
@@ -32,15 +34,38 @@ func (s *Store) GridDelta(id TensorID) (gd *GridDelta, ok bool, err error) {
 	if err != nil {
 		return nil, false, fmt.Errorf("tensor %s: %w", id.Short(), err)
 	}
-	bid, _, err := loadBase(s.be, id, rec)
+	bid, brec, err := loadBase(s.be, id, rec)
 	if err != nil {
 		return nil, false, err
 	}
-	parts, err := baseCodesOf(s.be, id, rec, gp.Tau)
+	if !brec.Encoding.isDelta() {
+		parts, err := baseCodesOf(s.be, id, rec, gp.Tau)
+		if err != nil {
+			return nil, false, err
+		}
+		return &GridDelta{Base: bid, Tau: gp.Tau, Delta: joinCodes(parts, gp.Tau)}, true, nil
+	}
+	// A chain: the delta against the chain's root base, which the runtime can
+	// share with the root's other deltas.
+	for brec.Encoding.isDelta() {
+		copy(bid[:], brec.Base)
+		if brec, err = getRecord(s.be, bid); err != nil {
+			return nil, false, err
+		}
+	}
+	full, err := fullCodes(s.be, id, rec, gp.Tau)
 	if err != nil {
 		return nil, false, err
 	}
-	return &GridDelta{Base: bid, Tau: gp.Tau, Delta: joinCodes(parts, gp.Tau)}, true, nil
+	root, err := s.GridCodes(bid, gp.Tau)
+	if err != nil {
+		return nil, false, err
+	}
+	d, err := quant.Delta(joinCodes(full, gp.Tau), root)
+	if err != nil {
+		return nil, false, corruptf("tensor %s: %v", id.Short(), err)
+	}
+	return &GridDelta{Base: bid, Tau: gp.Tau, Delta: d}, true, nil
 }
 
 // GridBase reports whether tensor id is a base stored on a grid (an EncGrid

@@ -30,16 +30,7 @@ func TestGridDeltaReconstructs(t *testing.T) {
 				continue
 			}
 			deltas++
-			base, err := s.GridCodes(gd.Base, gd.Tau)
-			if err != nil {
-				t.Fatal(err)
-			}
-			sum, err := gd.Delta.AddBase(base)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got := make([]float32, len(sum.Q))
-			sum.Dequantize(got)
+			got := gridDeltaValues(t, s, gd)
 			var buf bytes.Buffer
 			if err := s.ReadModelTensor(man, i, &buf); err != nil {
 				t.Fatal(err)
@@ -104,4 +95,21 @@ func TestJoinCodes(t *testing.T) {
 	if len(c.Q) != 5 || c.Q[4] != 5 || len(c.Exceptions) != 2 || c.Exceptions[1].Index != 3 || c.Exceptions[1].Bits != 9 {
 		t.Fatalf("joined %+v", c)
 	}
+}
+
+// gridDeltaValues returns what the runtime's compressed mode computes with: the
+// delta's codes added to its base's, dequantized.
+func gridDeltaValues(t *testing.T, s *Store, gd *GridDelta) []float32 {
+	t.Helper()
+	base, err := s.GridCodes(gd.Base, gd.Tau)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := gd.Delta.AddBase(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make([]float32, len(sum.Q))
+	sum.Dequantize(got)
+	return got
 }

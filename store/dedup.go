@@ -178,44 +178,53 @@ const closeFactor = 2
 
 // candidates returns the best bases for a tensor of dt with values vals, nearest
 // first: the same-named tensor of the --base model, then the index's nearest nodes.
-// When more than one qualifies they are ranked by exact distance. With sameDType
-// only bases of dtype dt qualify (an XOR delta needs equal element sizes).
-func (im *importer) candidates(name string, dt graph.DType, vals []float32, sameDType bool) ([]candidate, error) {
+// When more than one qualifies they are ranked by exact distance. For a lossy
+// (grid) encoding the --base model's tensor may be a grid delta itself (a chain:
+// a checkpoint against the one before it), up to maxChain deltas deep, and its
+// root base is a candidate too; otherwise only bases of dtype dt qualify (an XOR
+// delta needs equal element sizes) and a delta stands for its root base.
+func (im *importer) candidates(name string, dt graph.DType, vals []float32, lossy bool) ([]candidate, error) {
 	n := int64(len(vals))
 	var ids []TensorID
 	seen := map[TensorID]bool{}
-	consider := func(id TensorID) error {
+	add := func(id TensorID, rec *Record) {
 		if seen[id] {
-			return nil
+			return
 		}
 		seen[id] = true
+		if _, ok := floatTarget(rec.DType); !ok || numel(rec) != n || !lossy && rec.DType != dt {
+			return
+		}
+		ids = append(ids, id)
+	}
+	consider := func(id TensorID, chain bool) error {
 		rec, err := im.lookup(id)
 		if err != nil || rec == nil {
 			return err
 		}
-		if rec.Encoding.isDelta() {
-			// bases are never deltas: use this delta's own base
-			var bid TensorID
-			copy(bid[:], rec.Base)
-			if seen[bid] {
-				return nil
+		for depth := 0; rec.Encoding.isDelta(); depth++ {
+			if chain && lossy && rec.Encoding == EncGridDelta && depth == 0 {
+				if d, err := chainDepth(overlay{im}, id, rec); err != nil {
+					return err
+				} else if d < maxChain {
+					add(id, rec)
+				}
 			}
-			seen[bid] = true
-			if rec, err = im.lookup(bid); err != nil || rec == nil {
+			if depth > maxChain {
+				return corruptf("tensor %s: a chain of deltas deeper than %d", id.Short(), maxChain)
+			}
+			copy(id[:], rec.Base)
+			if rec, err = im.lookup(id); err != nil || rec == nil {
 				return err
 			}
-			id = bid
 		}
-		if _, ok := floatTarget(rec.DType); !ok || numel(rec) != n || sameDType && rec.DType != dt {
-			return nil
-		}
-		ids = append(ids, id)
+		add(id, rec)
 		return nil
 	}
 	if im.baseModel != nil {
 		for _, t := range im.baseModel.Tensors {
 			if t.Name == name {
-				if err := consider(t.ID); err != nil {
+				if err := consider(t.ID, true); err != nil {
 					return nil, err
 				}
 			}
@@ -248,7 +257,7 @@ func (im *importer) candidates(name string, dt graph.DType, vals []float32, same
 			} else if r.Dist > closeFactor*nearest {
 				break
 			}
-			if err := consider(ti.ids[r.ID]); err != nil {
+			if err := consider(ti.ids[r.ID], false); err != nil {
 				return nil, err
 			}
 		}

@@ -673,17 +673,7 @@ func TestLossyLowRankDelta(t *testing.T) {
 		if err != nil || !ok {
 			t.Fatalf("%s: GridDelta: ok %v, %v", m.ref, ok, err)
 		}
-		bc, err := s.GridCodes(gd.Base, gd.Tau)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sum, err := gd.Delta.AddBase(bc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rec := make([]float32, len(m.vals))
-		sum.Dequantize(rec)
-		for i, v := range rec {
+		for i, v := range gridDeltaValues(t, s, gd) {
 			if math.Abs(float64(v)-float64(m.vals[i])) > tau {
 				t.Fatalf("%s: element %d: %v from GridDelta, want within %v of %v", m.ref, i, v, tau, m.vals[i])
 			}
@@ -723,5 +713,101 @@ func TestLossyLowRankDelta(t *testing.T) {
 		if _, _, err := s.GridDelta(id); !IsCorruption(err) {
 			t.Errorf("%s: GridDelta: %v, want ErrCorruption", name, err)
 		}
+	}
+}
+
+// A run's checkpoints, each imported with --base the one before it, are kept as
+// a chain of grid deltas (each against the checkpoint before), smaller than
+// deltas against the first; every one reads back within tau, GridDelta gives
+// the codes against the chain's root, verify passes, removing a checkpoint in
+// the middle leaves the later ones readable, and no chain grows past maxChain.
+func TestLossyDeltaChain(t *testing.T) {
+	const rows, cols, tau, n = 1024, 300, 1e-3, 11
+	r := rand.New(rand.NewPCG(24, 1))
+	ckpt := make([][]float32, n)
+	ckpt[0] = make([]float32, rows*cols)
+	for i := range ckpt[0] {
+		ckpt[0][i] = float32(r.NormFloat64() * 0.05)
+	}
+	for k := 1; k < n; k++ {
+		ckpt[k] = slices.Clone(ckpt[k-1])
+		for i := range ckpt[k] {
+			ckpt[k][i] += float32(r.NormFloat64() * 0.004)
+		}
+	}
+	models := make([]*memModel, n)
+	for k := range models {
+		b := make([]byte, 4*rows*cols)
+		quant.EncodeF32(b, ckpt[k])
+		models[k] = &memModel{}
+		models[k].add("w", graph.F32, []int64{rows, cols}, b)
+	}
+	ref := func(k int) string { return fmt.Sprintf("c%d", k) }
+	chained, star := openTest(t), openTest(t)
+	var chainBytes, starBytes int64
+	for k, m := range models {
+		opts := ImportOptions{Ref: ref(k), Tau: tau}
+		if k > 0 {
+			opts.Base = ref(k - 1)
+		}
+		cb := importOpts(t, chained, m, opts).StoredBytes
+		if k > 0 {
+			opts.Base = ref(0)
+		}
+		sb := importOpts(t, star, m, opts).StoredBytes
+		if k > 0 { // the deltas
+			chainBytes, starBytes = chainBytes+cb, starBytes+sb
+		}
+		checkWithin(t, chained, ref(k), m, tau)
+	}
+	if chainBytes*10 > starBytes*8 {
+		t.Errorf("later checkpoints as a chain %d bytes, against the first %d: want at least 20%% less", chainBytes, starBytes)
+	}
+	t.Logf("later checkpoints' bytes: as a chain %d, against the first %d", chainBytes, starBytes)
+	id := func(k int) TensorID { return mustModel(t, chained, ref(k)).Tensors[0].ID }
+	for k := 1; k < n; k++ {
+		rec, err := chained.Record(id(k))
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := chainDepth(chained.be, id(k), rec)
+		if err != nil || d < 1 || d > maxChain {
+			t.Fatalf("c%d: chain depth %d, %v", k, d, err)
+		}
+		if prev := id(k - 1); k <= maxChain && (rec.Encoding != EncGridDelta || !bytes.Equal(rec.Base, prev[:])) {
+			t.Errorf("c%d: %s against %x, want a grid delta against c%d", k, rec.Encoding, rec.Base[:6], k-1)
+		}
+	}
+	// what the runtime reads: the codes against the chain's root
+	gd, ok, err := chained.GridDelta(id(3))
+	if err != nil || !ok || gd.Base != id(0) {
+		t.Fatalf("GridDelta: ok %v, base %s, %v; want c0's %s", ok, gd.Base.Short(), err, id(0).Short())
+	}
+	for i, v := range gridDeltaValues(t, chained, gd) {
+		if math.Abs(float64(v)-float64(ckpt[3][i])) > tau {
+			t.Fatalf("GridDelta of c3: element %d is %v, want within %v of %v", i, v, tau, ckpt[3][i])
+		}
+	}
+	mustVerify(t, chained)
+
+	// removing checkpoints in the middle keeps the later ones whole
+	for _, k := range []int{2, 5} {
+		if err := chained.Remove(ref(k)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, k := range []int{3, 4, 6, n - 1} {
+		checkWithin(t, chained, ref(k), models[k], tau)
+	}
+	mustVerify(t, chained)
+	for k := range n {
+		if k != 2 && k != 5 {
+			if err := chained.Remove(ref(k)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if st, err := chained.Stats(); err != nil || st.Tensors != 0 {
+		t.Fatalf("after removing every checkpoint: %v tensors, %v", st.Tensors, err)
 	}
 }

@@ -340,7 +340,7 @@ func (im *importer) dedupTensor(i int, t graph.TensorInfo) (TensorID, error) {
 	}
 
 	vals := floatView(data, t.DType)
-	cands, err := im.candidates(t.Name, t.DType, vals, !lossy)
+	cands, err := im.candidates(t.Name, t.DType, vals, lossy)
 	if err != nil {
 		return id, err
 	}
