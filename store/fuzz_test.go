@@ -1,13 +1,16 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"math"
 	"testing"
 
 	"github.com/neurstore/neurstore/graph"
+	"github.com/neurstore/neurstore/quant"
 )
 
 // memReader is a Reader over a map, for fuzzing the decoders without a database.
@@ -54,6 +57,20 @@ func FuzzTensorPayload(f *testing.F) {
 	f.Add(uint8(EncPlanes), uint8(graph.F32), uint16(300), []byte{containerMagic, containerVersion, 0x80, 0x80, 0x10, 3, 1, 2, 3})
 	f.Add(uint8(EncGrid), uint8(graph.F16), uint16(70), []byte{containerMagic, containerVersion, 0x80, 0x80, 0x10, 0})
 	f.Add(uint8(EncGridDelta), uint8(graph.F32), uint16(5), []byte{})
+	{
+		// a grid delta of a 2 x 32 matrix with rank-1 factors, then its payload
+		lr := &quant.LowRank{Rows: 2, Cols: 32, Rank: 1, Shift: 1, A: []int32{3, -1}, Bt: make([]int32, 32)}
+		for j := range lr.Bt {
+			lr.Bt[j] = int32(j - 16)
+		}
+		blob := lr.Encode()
+		codes, _ := quant.Encode(&quant.Codes{Tau: 1e-3, Q: make([]int64, 64)})
+		w := newContainer()
+		w.add(codes)
+		var pay bytes.Buffer
+		io.Copy(&pay, w.parts.reader())
+		f.Add(uint8(EncGridDelta-1), uint8(graph.F32-1), uint16(64), append(append([]byte{byte(len(blob))<<1 | 1}, blob...), pay.Bytes()...))
+	}
 	f.Fuzz(func(t *testing.T, enc, dt uint8, n uint16, payload []byte) {
 		e, d := Encoding(enc%5+1), graph.DType(dt%3+1) // F32, F16, BF16
 		if d == 2 {
@@ -62,8 +79,15 @@ func FuzzTensorPayload(f *testing.F) {
 			d = graph.BF16
 		}
 		size := int64(n) * int64(d.Size())
-		rec := &Record{Encoding: e, DType: d, Shape: []int64{int64(n)}, Size: size, Stored: int64(len(payload)),
-			Blob: 5, PageSize: 64, Refs: 1, Params: gridParams{Tau: 1e-3}.encode()}
+		gp, shape := gridParams{Tau: 1e-3}, []int64{int64(n)}
+		if e == EncGridDelta && n%2 == 0 && len(payload) > 0 && payload[0]&1 == 1 {
+			// a matrix of two rows with low-rank factors taken from the payload
+			k := min(int(payload[0]>>1), len(payload)-1)
+			gp.LowRank, payload = payload[1:1+k], payload[1+k:]
+			shape = []int64{2, int64(n / 2)}
+		}
+		rec := &Record{Encoding: e, DType: d, Shape: shape, Size: size, Stored: int64(len(payload)),
+			Blob: 5, PageSize: 64, Refs: 1, Params: gp.encode()}
 		rec.Pages = (rec.Stored + rec.PageSize - 1) / rec.PageSize
 		m := memReader{}
 		var baseID TensorID
