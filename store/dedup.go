@@ -329,6 +329,21 @@ func (e encoded) size() int {
 	return e.payload.size() + max(len(e.params)-gridParamsLen, 0)
 }
 
+// baseStored returns the stored size of candidate c's root base: what a new base
+// would cost, about (for a delta in a chain, its own size says nothing of that).
+func (im *importer) baseStored(c *candidate) int64 {
+	id, rec := c.id, c.rec
+	for d := 0; rec.Encoding.isDelta() && d < maxChain; d++ {
+		copy(id[:], rec.Base)
+		r, err := im.lookup(id)
+		if err != nil || r == nil {
+			return 0 // never a clear win: both are encoded
+		}
+		rec = r
+	}
+	return rec.Stored
+}
+
 // lowRankBits are the factor precisions a low-rank prediction is tried at.
 var lowRankBits = []int{8, 10, 12}
 
@@ -516,7 +531,7 @@ func (im *importer) encodeGrid(vals []float32, t graph.TensorInfo, cands []candi
 			best = encoded{enc: EncGridDelta, payload: p, base: c, params: dp.encode()}
 		}
 	}
-	if best.base != nil && float64(best.size()) <= clearWin*float64(best.base.rec.Stored) {
+	if best.base != nil && float64(best.size()) <= clearWin*float64(im.baseStored(best.base)) {
 		return best, nil
 	}
 	p, width, err := encode(codes)
