@@ -10,7 +10,9 @@
 // and the pages holding its payload. Records are keyed by the SHA-256 of the tensor's
 // dtype, shape and bytes (the tensor id), so a value already stored is never stored
 // again, inside one model or across models. A record counts its references (refs);
-// it lives while a manifest refers to it.
+// it lives while a manifest or a delta refers to it. A delta record names its base
+// record, which is a base, except that a grid delta's base may be a grid delta (a
+// chain of a run's checkpoints, at most maxChain deep; codec.go).
 //
 // # Key layout (part of the format; do not change)
 //
