@@ -356,22 +356,23 @@ func codeParts(cs []*quant.Codes) [][]int64 {
 	return parts
 }
 
-// lowRankResidual returns the delta codes ds (the chunks of a matrix) minus the
-// prediction lr, 0 at exceptions.
+// lowRankResidual subtracts the prediction lr from the delta codes ds (the
+// chunks of a matrix) in place, 0 at exceptions, and returns ds: a tensor close
+// to low rank needs no second copy of its codes.
 func lowRankResidual(ds []*quant.Codes, lr *quant.LowRank) []*quant.Codes {
-	res := make([]*quant.Codes, len(ds))
+	pred := make([]int64, min(chunkElems, len(ds[0].Q)))
 	for j, c := range ds {
-		q := make([]int64, len(c.Q))
-		lr.AddTo(q, j*chunkElems)
-		for i, v := range c.Q {
-			q[i] = v - q[i]
+		p := pred[:len(c.Q)]
+		clear(p)
+		lr.AddTo(p, j*chunkElems)
+		for i := range c.Q {
+			c.Q[i] -= p[i]
 		}
 		for _, e := range c.Exceptions {
-			q[e.Index] = 0
+			c.Q[e.Index] = 0
 		}
-		res[j] = &quant.Codes{Tau: c.Tau, Q: q, Exceptions: c.Exceptions}
 	}
-	return res
+	return ds
 }
 
 // clearWin: a delta at most this fraction of its base's stored size is taken
@@ -517,6 +518,7 @@ func (im *importer) encodeGrid(vals []float32, t graph.TensorInfo, cands []candi
 			// LoRA adapter did best at 10-12 bits, at 1e-3 at 8
 			if fit := quant.Fit(parts, rows, cols); fit != nil {
 				if lr := fit.Choose(parts, lowRankBits); lr != nil {
+					// ds is encoded (p) and no longer needed as it is
 					rp, rw, err := encode(lowRankResidual(ds, lr))
 					if err != nil {
 						return encoded{}, err
