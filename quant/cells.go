@@ -103,17 +103,13 @@ func (cl *classing) rowClasses(r int) []uint8 {
 func (cl *classing) eachClass(starts []int, first, rowLen, n int, fn func(i int, class uint8)) {
 	for r, s := range starts {
 		cls := cl.rowClasses(r)
-		col := 0
-		if r == 0 {
-			col = rowLen - first
-		}
+		off := rowOffset(starts, r, first, rowLen)
 		for i := s; i < rowEnd(starts, r, n); i++ {
 			if cl.col != nil {
-				fn(i, cls[cl.col[col]])
+				fn(i, cls[cl.col[i-off]])
 			} else {
 				fn(i, cls[0])
 			}
-			col++
 		}
 	}
 }
@@ -393,27 +389,13 @@ func decodeCells(q []int64, p []byte, width int) error {
 		return errCorrupt
 	}
 	starts := rowStarts(n, first, rowLen)
-	groups := func(count, limit int) ([]uint8, error) {
-		g, rest, err := readStream(p, count)
-		if err != nil {
-			return nil, err
-		}
-		p = rest
-		g = g[:count]
-		for _, v := range g {
-			if int(v) >= limit {
-				return nil, errCorrupt
-			}
-		}
-		return g, nil
-	}
 	if cl.rowGroups > 1 {
-		if cl.row, err = groups(len(starts), cl.rowGroups); err != nil {
+		if cl.row, err = readGroups(&p, len(starts), cl.rowGroups); err != nil {
 			return err
 		}
 	}
 	if cl.colGroups > 1 {
-		if cl.col, err = groups(rowLen, cl.colGroups); err != nil {
+		if cl.col, err = readGroups(&p, rowLen, cl.colGroups); err != nil {
 			return err
 		}
 	}
@@ -427,6 +409,30 @@ func decodeCells(q []int64, p []byte, width int) error {
 		}
 	}
 
+	return decodeClasses(q, p, width, starts, first, rowLen, cl)
+}
+
+// readGroups reads a stream of count groups, each below limit, from *p.
+func readGroups(p *[]byte, count, limit int) ([]uint8, error) {
+	g, rest, err := readStream(*p, count)
+	if err != nil {
+		return nil, err
+	}
+	*p = rest
+	g = g[:count]
+	for _, v := range g {
+		if int(v) >= limit {
+			return nil, errCorrupt
+		}
+	}
+	return g, nil
+}
+
+// decodeClasses reads, for each class of cl that has codes, ceil(width/8) plane
+// streams of its codes in element order from p (which they must fill exactly),
+// and puts the codes in their places in q.
+func decodeClasses(q []int64, p []byte, width int, starts []int, first, rowLen int, cl *classing) error {
+	n := len(q)
 	counts := make([]int, cl.classes)
 	cl.eachClass(starts, first, rowLen, n, func(_ int, k uint8) { counts[k]++ })
 	planes := (width + 7) / 8

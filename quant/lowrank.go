@@ -200,40 +200,29 @@ func Fit(parts [][]int64, rows, cols int) *LowRankFit {
 		}
 	}
 	d := &matrix{parts: parts, partLen: len(parts[0]), rows: rows, cols: cols}
-	// sampled rows (fit, then held out) and columns, spread evenly
+	// sampled rows, spread evenly, on at most 256 columns: the even ones find
+	// directions, the odd ones are held out to test them; kept as nc x ns
+	// matrices (a sampled row is a column)
 	const ns = fitSampleRows / 2
 	nc := min(cols, 256)
-	sample := func(s int) []float64 {
-		i := s * rows / fitSampleRows
-		row := make([]float64, nc)
-		for c := range row {
-			row[c] = float64(d.at(i*cols + c*cols/nc))
-		}
-		return row
-	}
-	fit, held := make([][]float64, ns), make([][]float64, ns)
+	fit, held := make([]float64, nc*ns), make([]float64, nc*ns)
 	var total, heldTotal float64
-	for s := range ns {
-		fit[s], held[s] = sample(2*s), sample(2*s+1)
+	for s := range fitSampleRows {
+		m, sum := fit, &total
+		if s%2 == 1 {
+			m, sum = held, &heldTotal
+		}
+		i := s * rows / fitSampleRows
 		for c := range nc {
-			total += fit[s][c] * fit[s][c]
-			heldTotal += held[s][c] * held[s][c]
+			v := float64(d.at(i*cols + c*cols/nc))
+			m[c*ns+s/2] = v
+			*sum += v * v
 		}
 	}
 	if total == 0 || heldTotal == 0 {
 		return nil
 	}
-	g := make([]float64, ns*ns)
-	for a := range ns {
-		for b := a; b < ns; b++ {
-			var s float64
-			for c, v := range fit[a] {
-				s += v * fit[b][c]
-			}
-			g[a*ns+b], g[b*ns+a] = s, s
-		}
-	}
-	eig, vec := symEigen(g, ns)
+	eig, vec := symEigen(gramCols(fit, nc, ns), ns)
 	// Bits per element of Gaussian codes of variance v (rounding adds 1/12).
 	bits := func(v float64) float64 { return 0.5 * math.Log2(2*math.Pi*math.E*(v+1.0/12)) }
 	elems := float64(n)
@@ -246,18 +235,13 @@ func Fit(parts [][]int64, rows, cols int) *LowRankFit {
 		if eig[r-1] <= 1e-9*total {
 			break
 		}
-		// the r-th right singular direction of the fitted rows
-		clear(dir)
+		// the r-th right singular direction of the fitted rows, and how much
+		// of each held-out row lies along it
+		colTimes(dir, 1, 0, fit, nc, ns, vec, r-1, 1/math.Sqrt(eig[r-1]))
 		for s := range ns {
-			for c, v := range fit[s] {
-				dir[c] += vec[s*ns+r-1] * v
-			}
-		}
-		inv := 1 / math.Sqrt(eig[r-1])
-		for _, row := range held {
 			var dot float64
-			for c, v := range row {
-				dot += v * dir[c] * inv
+			for c, v := range dir {
+				dot += v * held[c*ns+s]
 			}
 			explained += dot * dot
 		}
@@ -293,18 +277,8 @@ func fitRank(d *matrix, r int) *LowRankFit {
 	orthonormalize(y, rows, p)
 	// small = Q^T D (p x cols), kept transposed as cols x p
 	small := mulD(d, y, p, true)
-	// eigen-decompose small^T small's p x p Gram (= S S^T for S = Q^T D)
-	g := make([]float64, p*p)
-	for a := range p {
-		for b := a; b < p; b++ {
-			var s float64
-			for j := range cols {
-				s += small[j*p+a] * small[j*p+b]
-			}
-			g[a*p+b], g[b*p+a] = s, s
-		}
-	}
-	eig, vec := symEigen(g, p)
+	// eigen-decompose the p x p Gram S S^T of S = Q^T D
+	eig, vec := symEigen(gramCols(small, cols, p), p)
 	// S = U Sigma V^T with U = vec: D ~ Q U_r Sigma_r V_r^T. A = Q U_r Sigma_r^(1/2),
 	// B^T = V_r Sigma_r^(1/2) = S^T U_r Sigma_r^(-1/2).
 	a := make([]float64, rows*r)
@@ -313,24 +287,38 @@ func fitRank(d *matrix, r int) *LowRankFit {
 		if eig[k] <= 0 {
 			return nil
 		}
-		sig := math.Sqrt(eig[k])
-		f := math.Sqrt(sig)
-		for i := range rows {
-			var s float64
-			for c := range p {
-				s += y[i*p+c] * vec[c*p+k]
-			}
-			a[i*r+k] = s * f
-		}
-		for j := range cols {
-			var s float64
-			for c := range p {
-				s += small[j*p+c] * vec[c*p+k]
-			}
-			bt[j*r+k] = s / f
-		}
+		f := math.Sqrt(math.Sqrt(eig[k]))
+		colTimes(a, r, k, y, rows, p, vec, k, f)
+		colTimes(bt, r, k, small, cols, p, vec, k, 1/f)
 	}
 	return &LowRankFit{rows: rows, cols: cols, rank: r, a: a, bt: bt}
+}
+
+// gramCols returns the p x p Gram matrix of the columns of m (n x p, row-major).
+func gramCols(m []float64, n, p int) []float64 {
+	g := make([]float64, p*p)
+	for a := range p {
+		for b := a; b < p; b++ {
+			var s float64
+			for i := range n {
+				s += m[i*p+a] * m[i*p+b]
+			}
+			g[a*p+b], g[b*p+a] = s, s
+		}
+	}
+	return g
+}
+
+// colTimes sets column k of dst (n x stride) to f times m (n x p) times column c
+// of vec (p x p): dst[i*stride+k] = f * sum_j m[i*p+j] * vec[j*p+c].
+func colTimes(dst []float64, stride, k int, m []float64, n, p int, vec []float64, c int, f float64) {
+	for i := range n {
+		var s float64
+		for j := range p {
+			s += m[i*p+j] * vec[j*p+c]
+		}
+		dst[i*stride+k] = s * f
+	}
 }
 
 // LowRankFit holds the real-valued factors Fit found.
@@ -390,17 +378,17 @@ func (f *LowRankFit) Choose(parts [][]int64, bits []int) *LowRank {
 		if lr == nil {
 			continue
 		}
-		sample = sample[:0]
+		sample = sample[:ns*f.cols]
+		clear(sample)
 		for s := range ns {
 			i := s * f.rows / ns
-			row := make([]int64, f.cols)
+			row := sample[s*f.cols : (s+1)*f.cols]
 			lr.AddTo(row, i*f.cols)
 			d.row(i, func(j0 int, seg []int64) {
 				for t, v := range seg {
 					row[j0+t] = v - row[j0+t]
 				}
 			})
-			sample = append(sample, row...)
 		}
 		cost := entropy(sample)*float64(f.rows)*float64(f.cols)/float64(len(sample))/8 + float64(len(lr.Encode()))
 		if cost < bestCost {

@@ -31,6 +31,16 @@ func loraCodes(r *rand.Rand, rows, cols, rank int, scale float64, noise int) []i
 	return d
 }
 
+// mustFit returns Fit's factors for the rows x cols codes d, which must have some.
+func mustFit(t *testing.T, d []int64, rows, cols int) *LowRankFit {
+	t.Helper()
+	fit := Fit([][]int64{d}, rows, cols)
+	if fit == nil {
+		t.Fatalf("%d x %d: no low-rank prediction found", rows, cols)
+	}
+	return fit
+}
+
 func encodedSize(t *testing.T, q []int64, cols int) int {
 	t.Helper()
 	b, err := EncodeRows(&Codes{Tau: 1e-3, Q: q}, cols, cols)
@@ -46,11 +56,7 @@ func TestFitFindsLowRank(t *testing.T) {
 		{256, 320, 8, 1}, {300, 64, 4, 0}, {128, 512, 16, 1},
 	} {
 		d := loraCodes(r, tc.rows, tc.cols, tc.rank, 10, tc.noise)
-		fit := Fit([][]int64{d}, tc.rows, tc.cols)
-		if fit == nil {
-			t.Fatalf("%+v: no low-rank prediction found", tc)
-		}
-		lr := fit.Round(12)
+		lr := mustFit(t, d, tc.rows, tc.cols).Round(12)
 		if lr.Rank < tc.rank {
 			t.Errorf("%+v: rank %d, want at least %d", tc, lr.Rank, tc.rank)
 		}
@@ -91,11 +97,7 @@ func TestFitDeclinesFullRank(t *testing.T) {
 func TestLowRankAddToChunks(t *testing.T) {
 	r := rand.New(rand.NewPCG(33, 1))
 	const rows, cols = 128, 96
-	fit := Fit([][]int64{loraCodes(r, rows, cols, 6, 20, 0)}, rows, cols)
-	if fit == nil {
-		t.Fatal("no fit")
-	}
-	lr := fit.Round(10)
+	lr := mustFit(t, loraCodes(r, rows, cols, 6, 20, 0), rows, cols).Round(10)
 	whole := make([]int64, rows*cols)
 	lr.AddTo(whole, 0)
 	for _, step := range []int{1, 7, 96, 1000, 4095} {
@@ -112,11 +114,7 @@ func TestLowRankAddToChunks(t *testing.T) {
 func TestLowRankBlob(t *testing.T) {
 	r := rand.New(rand.NewPCG(34, 1))
 	const rows, cols = 100, 70
-	fit := Fit([][]int64{loraCodes(r, rows, cols, 3, 50, 1)}, rows, cols)
-	if fit == nil {
-		t.Fatal("no fit")
-	}
-	lr := fit.Round(12)
+	lr := mustFit(t, loraCodes(r, rows, cols, 3, 50, 1), rows, cols).Round(12)
 	b := lr.Encode()
 	got, err := DecodeLowRank(b, rows, cols)
 	if err != nil {

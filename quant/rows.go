@@ -113,47 +113,14 @@ func decodeGrouped(q []int64, p []byte, width int) error {
 		return errCorrupt
 	}
 	starts := rowStarts(n, first, rowLen)
-	var row []byte
-	if row, p, err = readStream(p, len(starts)); err != nil {
+	row, err := readGroups(&p, len(starts), groups)
+	if err != nil {
 		return err
 	}
-	row = row[:len(starts)]
-	counts := make([]int, groups)
-	for r, g := range row {
-		if int(g) >= groups {
-			return errCorrupt
-		}
-		counts[g] += rowEnd(starts, r, n) - starts[r]
+	// row groups are cells of one column group, a class each
+	cl := &classing{rowGroups: groups, colGroups: 1, classes: groups, row: row, cell: make([]uint8, groups)}
+	for g := range cl.cell {
+		cl.cell[g] = uint8(g)
 	}
-	clear(q)
-	for g := range groups {
-		if counts[g] == 0 {
-			continue
-		}
-		for k := 0; k < (width+7)/8; k++ {
-			var plane []byte
-			if plane, p, err = readStream(p, counts[g]); err != nil {
-				return err
-			}
-			plane = plane[:counts[g]]
-			sh, i := 8*k, 0
-			for r, s := range starts {
-				if int(row[r]) != g {
-					continue
-				}
-				dst := q[s:rowEnd(starts, r, n)]
-				for j, v := range plane[i : i+len(dst)] {
-					dst[j] |= int64(v) << sh
-				}
-				i += len(dst)
-			}
-		}
-	}
-	if len(p) != 0 {
-		return errCorrupt
-	}
-	for i, u := range q {
-		q[i] = unzigzag(uint64(u))
-	}
-	return nil
+	return decodeClasses(q, p, width, starts, first, rowLen, cl)
 }

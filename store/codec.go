@@ -415,22 +415,33 @@ func numel(rec *Record) int64 {
 // decoding one tensor decodes at most maxChain deltas.
 const maxChain = 8
 
-// chainDepth returns how many deltas deep rec (record id) is: 0 for a base, 1 for
-// a delta against a base, more for a grid delta against a grid delta. Deeper than
-// maxChain (only corrupt records, or a cycle) is corruption.
-func chainDepth(r Reader, id TensorID, rec *Record) (int, error) {
+// chainRoot follows record rec (of id) through its bases, read with get, to the
+// base at the end of its chain, and returns it with how many deltas led there: 0
+// for a base, 1 for a delta against a base, more for a chain of grid deltas.
+// Deeper than maxChain (only corrupt records, or a cycle) is corruption, and so is
+// a missing base.
+func chainRoot(get func(TensorID) (*Record, error), id TensorID, rec *Record) (TensorID, *Record, int, error) {
 	d := 0
 	for ; rec.Encoding.isDelta(); d++ {
 		if d >= maxChain {
-			return d, corruptf("tensor %s: a chain of deltas deeper than %d", id.Short(), maxChain)
+			return id, nil, d, corruptf("tensor %s: a chain of deltas deeper than %d", id.Short(), maxChain)
 		}
+		child := id
 		copy(id[:], rec.Base)
 		var err error
-		if rec, err = getRecord(r, id); err != nil {
-			return d, err
+		if rec, err = get(id); err != nil {
+			return id, nil, d, err
+		}
+		if rec == nil {
+			return id, nil, d, corruptf("tensor %s: its base %s is missing", child.Short(), id.Short())
 		}
 	}
-	return d, nil
+	return id, rec, d, nil
+}
+
+// recordGetter reads records from r, for chainRoot.
+func recordGetter(r Reader) func(TensorID) (*Record, error) {
+	return func(id TensorID) (*Record, error) { return getRecord(r, id) }
 }
 
 // loadBase returns the record of rec's base, which must not itself be a delta,
@@ -452,7 +463,7 @@ func loadBase(r Reader, id TensorID, rec *Record) (TensorID, *Record, error) {
 		if rec.Encoding != EncGridDelta || brec.Encoding != EncGridDelta {
 			return bid, nil, corruptf("tensor %s: its base %s is itself a delta", id.Short(), bid.Short())
 		}
-		if _, err := chainDepth(r, bid, brec); err != nil {
+		if _, _, _, err := chainRoot(recordGetter(r), bid, brec); err != nil {
 			return bid, nil, fmt.Errorf("tensor %s: %w", id.Short(), err)
 		}
 	}
@@ -522,17 +533,17 @@ func baseCodes(r Reader, id TensorID, rec *Record, tau float64) ([]*quant.Codes,
 // on the grid. *vals holds the reconstruction when the caller has it already, and
 // is set when it had to be decoded.
 func gridCodesOf(r Reader, id TensorID, rec *Record, tau float64, vals *[]float32) ([]*quant.Codes, error) {
-	if rec.Encoding == EncGrid || rec.Encoding == EncGridDelta {
+	if rec.Encoding.Lossy() {
 		gp, err := decodeGridParams(rec.Params)
 		if err != nil {
 			return nil, fmt.Errorf("tensor %s: %w", id.Short(), err)
 		}
-		if gp.Tau == tau && rec.Encoding == EncGrid {
-			return baseCodesOf(r, id, rec, tau)
-		}
-		if gp.Tau == tau {
-			// a grid delta in a chain: its base's codes plus its own
+		switch {
+		case gp.Tau != tau:
+		case rec.Encoding == EncGridDelta: // the parent in a chain
 			return fullCodes(r, id, rec, tau)
+		default:
+			return baseCodesOf(r, id, rec, tau)
 		}
 	}
 	if *vals == nil {

@@ -47,11 +47,8 @@ func (s *Store) GridDelta(id TensorID) (gd *GridDelta, ok bool, err error) {
 	}
 	// A chain: the delta against the chain's root base, which the runtime can
 	// share with the root's other deltas.
-	for brec.Encoding.isDelta() {
-		copy(bid[:], brec.Base)
-		if brec, err = getRecord(s.be, bid); err != nil {
-			return nil, false, err
-		}
+	if bid, _, _, err = chainRoot(recordGetter(s.be), bid, brec); err != nil {
+		return nil, false, err
 	}
 	full, err := fullCodes(s.be, id, rec, gp.Tau)
 	if err != nil {

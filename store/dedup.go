@@ -202,23 +202,14 @@ func (im *importer) candidates(name string, dt graph.DType, vals []float32, loss
 		if err != nil || rec == nil {
 			return err
 		}
-		for depth := 0; rec.Encoding.isDelta(); depth++ {
-			if chain && lossy && rec.Encoding == EncGridDelta && depth == 0 {
-				if d, err := chainDepth(overlay{im}, id, rec); err != nil {
-					return err
-				} else if d < maxChain {
-					add(id, rec)
-				}
-			}
-			if depth > maxChain {
-				return corruptf("tensor %s: a chain of deltas deeper than %d", id.Short(), maxChain)
-			}
-			copy(id[:], rec.Base)
-			if rec, err = im.lookup(id); err != nil || rec == nil {
-				return err
-			}
+		root, rrec, depth, err := chainRoot(im.lookup, id, rec)
+		if err != nil {
+			return err
 		}
-		add(id, rec)
+		if chain && lossy && rec.Encoding == EncGridDelta && depth < maxChain {
+			add(id, rec) // the next link of a chain
+		}
+		add(root, rrec)
 		return nil
 	}
 	if im.baseModel != nil {
@@ -332,28 +323,33 @@ func (e encoded) size() int {
 // baseStored returns the stored size of candidate c's root base: what a new base
 // would cost, about (for a delta in a chain, its own size says nothing of that).
 func (im *importer) baseStored(c *candidate) int64 {
-	id, rec := c.id, c.rec
-	for d := 0; rec.Encoding.isDelta() && d < maxChain; d++ {
-		copy(id[:], rec.Base)
-		r, err := im.lookup(id)
-		if err != nil || r == nil {
-			return 0 // never a clear win: both are encoded
-		}
-		rec = r
+	_, root, _, err := chainRoot(im.lookup, c.id, c.rec)
+	if err != nil {
+		return 0 // never a clear win: both are encoded
 	}
-	return rec.Stored
+	return root.Stored
 }
 
 // lowRankBits are the factor precisions a low-rank prediction is tried at.
 var lowRankBits = []int{8, 10, 12}
 
-// codeParts returns the codes of each chunk.
-func codeParts(cs []*quant.Codes) [][]int64 {
-	parts := make([][]int64, len(cs))
-	for j, c := range cs {
+// fitLowRank returns the low-rank prediction quant finds for the delta codes ds
+// (the chunks of a tensor of shape), or nil. Factors of fewer bits predict less
+// exactly: at tau 1e-4 a merged LoRA adapter did best at 10-12 bits, at 1e-3 at 8.
+func fitLowRank(ds []*quant.Codes, shape []int64) *quant.LowRank {
+	rows, cols, ok := matrixShape(shape)
+	if !ok {
+		return nil
+	}
+	parts := make([][]int64, len(ds))
+	for j, c := range ds {
 		parts[j] = c.Q
 	}
-	return parts
+	fit := quant.Fit(parts, rows, cols)
+	if fit == nil {
+		return nil
+	}
+	return fit.Choose(parts, lowRankBits)
 }
 
 // lowRankResidual subtracts the prediction lr from the delta codes ds (the
@@ -511,22 +507,15 @@ func (im *importer) encodeGrid(vals []float32, t graph.TensorInfo, cands []candi
 		dp := gp
 		dp.Width = width
 		// a delta close to low rank (a merged LoRA adapter) keeps its codes
-		// minus an integer low-rank prediction
-		if rows, cols, ok := matrixShape(t.Shape); ok {
-			parts := codeParts(ds)
-			// factors of fewer bits predict less exactly: at tau 1e-4 a merged
-			// LoRA adapter did best at 10-12 bits, at 1e-3 at 8
-			if fit := quant.Fit(parts, rows, cols); fit != nil {
-				if lr := fit.Choose(parts, lowRankBits); lr != nil {
-					// ds is encoded (p) and no longer needed as it is
-					rp, rw, err := encode(lowRankResidual(ds, lr))
-					if err != nil {
-						return encoded{}, err
-					}
-					if blob := lr.Encode(); rp.size()+len(blob) < p.size() {
-						p, dp.Width, dp.LowRank = rp, rw, blob
-					}
-				}
+		// minus an integer low-rank prediction where that is smaller
+		if lr := fitLowRank(ds, t.Shape); lr != nil {
+			// ds is encoded (p) and no longer needed as it is
+			rp, rw, err := encode(lowRankResidual(ds, lr))
+			if err != nil {
+				return encoded{}, err
+			}
+			if blob := lr.Encode(); rp.size()+len(blob) < p.size() {
+				p, dp.Width, dp.LowRank = rp, rw, blob
 			}
 		}
 		if best.payload == nil || p.size()+len(dp.LowRank) < best.size() {

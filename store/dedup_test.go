@@ -303,6 +303,13 @@ func f32bytes(v []float32) []byte {
 	return b
 }
 
+// matrixModel is a model of one F32 matrix "w" of rows x cols values.
+func matrixModel(rows, cols int, vals []float32) *memModel {
+	m := &memModel{}
+	m.add("w", graph.F32, []int64{int64(rows), int64(cols)}, f32bytes(vals))
+	return m
+}
+
 // NaN, Inf and extreme values come back bit for bit at tau > 0.
 func TestLossySpecialValues(t *testing.T) {
 	v := make([]float32, 32*32)
@@ -535,10 +542,7 @@ func TestLossyCodesInClasses(t *testing.T) {
 			vals []float32
 			enc  Encoding
 		}{{"base", base, EncGrid}, {"ft", ft, EncGridDelta}} {
-			mm := &memModel{}
-			b := make([]byte, 4*len(m.vals))
-			quant.EncodeF32(b, m.vals)
-			mm.add("w", graph.F32, []int64{rows, cols}, b)
+			mm := matrixModel(rows, cols, m.vals)
 			importOpts(t, s, mm, ImportOptions{Ref: m.ref, Tau: tau})
 			checkWithin(t, s, m.ref, mm, tau)
 			enc, codecs := chunkHeaderBytes(t, s, mustModel(t, s, m.ref).Tensors[0].ID, 1)
@@ -647,10 +651,7 @@ func TestLossyLowRankDelta(t *testing.T) {
 		ref  string
 		vals []float32
 	}{{"base", base}, {"lora", lora}, {"full", full}} {
-		mm := &memModel{}
-		buf := make([]byte, 4*len(m.vals))
-		quant.EncodeF32(buf, m.vals)
-		mm.add("w", graph.F32, []int64{rows, cols}, buf)
+		mm := matrixModel(rows, cols, m.vals)
 		importOpts(t, s, mm, ImportOptions{Ref: m.ref, Tau: tau})
 		checkWithin(t, s, m.ref, mm, tau)
 		id := mustModel(t, s, m.ref).Tensors[0].ID
@@ -737,10 +738,7 @@ func TestLossyDeltaChain(t *testing.T) {
 	}
 	models := make([]*memModel, n)
 	for k := range models {
-		b := make([]byte, 4*rows*cols)
-		quant.EncodeF32(b, ckpt[k])
-		models[k] = &memModel{}
-		models[k].add("w", graph.F32, []int64{rows, cols}, b)
+		models[k] = matrixModel(rows, cols, ckpt[k])
 	}
 	ref := func(k int) string { return fmt.Sprintf("c%d", k) }
 	chained, star := openTest(t), openTest(t)
@@ -770,9 +768,9 @@ func TestLossyDeltaChain(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		d, err := chainDepth(chained.be, id(k), rec)
-		if err != nil || d < 1 || d > maxChain {
-			t.Fatalf("c%d: chain depth %d, %v", k, d, err)
+		root, _, d, err := chainRoot(recordGetter(chained.be), id(k), rec)
+		if err != nil || d < 1 || d > maxChain || root != id(0) {
+			t.Fatalf("c%d: chain depth %d to %s, %v; want 1..%d to c0", k, d, root.Short(), err, maxChain)
 		}
 		if prev := id(k - 1); k <= maxChain && (rec.Encoding != EncGridDelta || !bytes.Equal(rec.Base, prev[:])) {
 			t.Errorf("c%d: %s against %x, want a grid delta against c%d", k, rec.Encoding, rec.Base[:6], k-1)
