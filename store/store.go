@@ -8,8 +8,16 @@ import (
 	"sync"
 )
 
-// formatVersion is the store format version kept under key "F".
-const formatVersion = 1
+// formatVersion is the store format version kept under key "F". Version 2 added
+// the codes in classes of cells (quant codec 3) and low-rank factors in grid
+// parameters, which a version 1 binary cannot decode. A version 1 store is read as
+// it is, since version 2 only adds encodings, and is marked version 2 when opened,
+// as its next import may write them; a binary that knows only version 1 then
+// refuses it with a clear error instead of reporting corrupt tensors.
+const formatVersion = 2
+
+// oldestFormat is the oldest format version this binary opens.
+const oldestFormat = 1
 
 // DefaultPageSize is the payload size of a full page.
 const DefaultPageSize = 1 << 20
@@ -74,8 +82,18 @@ func New(be Backend) (*Store, error) {
 		}
 	case err != nil:
 		return nil, err
-	case len(v) != 1 || v[0] != formatVersion:
-		return nil, fmt.Errorf("store: format version %v is not supported (want %d)", v, formatVersion)
+	case len(v) != 1:
+		return nil, corruptf("format version %x", v)
+	case v[0] > formatVersion:
+		return nil, fmt.Errorf("store: format version %d is newer than this binary's %d: use a newer neurrun", v[0], formatVersion)
+	case v[0] < oldestFormat:
+		return nil, fmt.Errorf("store: format version %d is older than this binary reads (%d to %d)", v[0], oldestFormat, formatVersion)
+	case v[0] < formatVersion:
+		var b Batch
+		b.Set([]byte{prefixFormat}, []byte{formatVersion})
+		if err := be.Apply(&b, true); err != nil {
+			return nil, err
+		}
 	}
 	v, err = be.Get([]byte{prefixNextBlob})
 	switch {

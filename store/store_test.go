@@ -9,6 +9,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"sync"
+	"strings"
 	"testing"
 
 	"github.com/neurstore/neurstore/graph"
@@ -577,5 +578,67 @@ func TestBlobReservationIsSynced(t *testing.T) {
 	mustImport(t, s, testModel(1), "m")
 	if spy.counterWrites == 0 || spy.unsynced != 0 {
 		t.Fatalf("%d blob counter writes, %d of them not synced", spy.counterWrites, spy.unsynced)
+	}
+}
+
+// TestFormatVersion: a new store is marked with the current version, a version 1
+// store opens and is marked current, and versions this binary cannot read are
+// refused with an error that says which.
+func TestFormatVersion(t *testing.T) {
+	dir := t.TempDir()
+	s := openDir(t, dir)
+	mustImport(t, s, testModel(1), "a")
+	s.Close()
+	setVersion := func(v []byte) {
+		t.Helper()
+		be, err := OpenPebble(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b Batch
+		b.Set([]byte{prefixFormat}, v)
+		if err := be.Apply(&b, true); err != nil {
+			t.Fatal(err)
+		}
+		be.Close()
+	}
+	version := func() byte {
+		t.Helper()
+		be, err := OpenPebble(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer be.Close()
+		v, err := be.Get([]byte{prefixFormat})
+		if err != nil || len(v) != 1 {
+			t.Fatalf("version %x, %v", v, err)
+		}
+		return v[0]
+	}
+	if v := version(); v != formatVersion {
+		t.Fatalf("new store has version %d, want %d", v, formatVersion)
+	}
+
+	setVersion([]byte{1})
+	s = openDir(t, dir)
+	checkModel(t, s, "a", testModel(1))
+	s.Close()
+	if v := version(); v != formatVersion {
+		t.Fatalf("version 1 store is %d after open, want %d", v, formatVersion)
+	}
+
+	for _, c := range []struct {
+		v    []byte
+		want string
+	}{
+		{[]byte{formatVersion + 1}, "newer than this binary"},
+		{[]byte{0}, "older than this binary reads"},
+		{[]byte{1, 0}, "corrupt"},
+	} {
+		setVersion(c.v)
+		_, err := Open(dir)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("version %x: error %v, want %q", c.v, err, c.want)
+		}
 	}
 }
