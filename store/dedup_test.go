@@ -131,6 +131,7 @@ func TestLosslessDeltasOnFamily(t *testing.T) {
 	if st.LogicalBytes != logical || st.Deltas == 0 || st.IndexBytes == 0 || st.KeptBytes >= logical {
 		t.Fatalf("stats %+v: want %d logical bytes, deltas, index bytes and a ratio above 1", st, logical)
 	}
+	checkBreakdown(t, st, "bit-delta", "planes", "inline")
 
 	// The index survives a reopen: a fine-tune imported later still finds its base.
 	dir := t.TempDir()
@@ -250,6 +251,13 @@ func TestRemoveKeepsBasesOfLiveDeltas(t *testing.T) {
 		}
 		checkWithin(t, s, "ft1", ft1, tau)
 		mustVerify(t, s)
+		if tau > 0 {
+			st, err := s.Stats()
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkBreakdown(t, st, "grid-delta", "inline")
+		}
 		if err := s.Remove("ft1"); err != nil {
 			t.Fatal(err)
 		}
@@ -807,5 +815,42 @@ func TestLossyDeltaChain(t *testing.T) {
 	}
 	if st, err := chained.Stats(); err != nil || st.Tensors != 0 {
 		t.Fatalf("after removing every checkpoint: %v tensors, %v", st.Tensors, err)
+	}
+}
+
+// checkBreakdown checks that st's breakdown adds up: its parts to the kept bytes,
+// its records to the tensors, deltas and stored bytes; and that it has each of
+// encodings.
+func checkBreakdown(t *testing.T, st *Stats, encodings ...string) {
+	t.Helper()
+	bd := st.Breakdown
+	sum := bd.Pages + bd.Records + bd.Manifests + bd.Graphs + bd.Index + bd.Other
+	var tensors, deltas int
+	var stored int64
+	for name, e := range bd.Encodings {
+		sum += e.Stored
+		if e.Tensors <= 0 || e.Elements <= 0 || e.Logical < e.Elements || e.Stored <= 0 {
+			t.Errorf("breakdown of %s: %+v", name, e)
+		}
+		if name == EncInline.String() {
+			continue
+		}
+		tensors += e.Tensors
+		stored += e.Stored
+		if name == EncXOR.String() || name == EncGridDelta.String() {
+			deltas += e.Tensors
+		}
+	}
+	if sum != st.KeptBytes || tensors != st.Tensors || deltas != st.Deltas || stored != st.StoredBytes || bd.Index != st.IndexBytes {
+		t.Errorf("breakdown %+v sums to %d kept bytes, %d tensors, %d deltas, %d stored; stats say %d, %d, %d, %d",
+			bd, sum, tensors, deltas, stored, st.KeptBytes, st.Tensors, st.Deltas, st.StoredBytes)
+	}
+	if bd.Pages <= 0 || bd.Records <= 0 || bd.Manifests <= 0 {
+		t.Errorf("breakdown %+v: pages, records and manifests must cost bytes", bd)
+	}
+	for _, name := range encodings {
+		if _, ok := bd.Encodings[name]; !ok {
+			t.Errorf("breakdown %+v has no %s tensors", bd, name)
+		}
 	}
 }

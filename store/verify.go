@@ -356,6 +356,79 @@ type Stats struct {
 	Ratio float64 `json:"ratio"`
 	// DiskRatio is LogicalBytes / PhysicalBytes.
 	DiskRatio float64 `json:"disk_ratio"`
+	// Breakdown says where KeptBytes go; its parts sum to KeptBytes.
+	Breakdown Breakdown `json:"breakdown"`
+}
+
+// Breakdown splits a store's kept bytes into tensor payloads, by encoding, and
+// everything around them. Its parts sum to Stats.KeptBytes.
+type Breakdown struct {
+	// Encodings holds the distinct stored tensors by encoding ("grid",
+	// "bit-delta", ...; "inline" for tiny tensors kept in manifests, counted
+	// once per manifest that holds one, their stored bytes being what they add
+	// to the compressed manifest).
+	Encodings map[string]EncodingBytes `json:"encodings"`
+	// Pages is the pages' keys and checksums, beyond the payloads.
+	Pages int64 `json:"pages"`
+	// Records is the tensor records' keys and values (low-rank factors included).
+	Records int64 `json:"records"`
+	// Manifests is the manifests' keys and values, less their inline tensors.
+	Manifests int64 `json:"manifests"`
+	// Graphs is the models' architecture blobs.
+	Graphs int64 `json:"graphs"`
+	// Index is the HNSW index (the same as Stats.IndexBytes).
+	Index int64 `json:"index"`
+	// Other is the store's own keys (format version, blob counter).
+	Other int64 `json:"other"`
+}
+
+// EncodingBytes counts the tensors of one encoding.
+type EncodingBytes struct {
+	Tensors  int   `json:"tensors"`
+	Elements int64 `json:"elements"`
+	Logical  int64 `json:"logical"` // their bytes as imported
+	Stored   int64 `json:"stored"`  // their payloads
+}
+
+func (b *Breakdown) add(enc string, n int, elems, logical, stored int64) {
+	if b.Encodings == nil {
+		b.Encodings = map[string]EncodingBytes{}
+	}
+	e := b.Encodings[enc]
+	e.Tensors += n
+	e.Elements += elems
+	e.Logical += logical
+	e.Stored += stored
+	b.Encodings[enc] = e
+}
+
+// inlineCost returns how many tensors manifest m keeps inline, their elements,
+// their bytes as imported, and the bytes they add to the encoded manifest (which
+// compresses them with the rest of it).
+func inlineCost(m *Manifest) (n int, elems, logical, cost int64, err error) {
+	bare := *m
+	bare.Tensors = slices.Clone(m.Tensors)
+	for i := range bare.Tensors {
+		if t := &bare.Tensors[i]; t.Inline() && t.Data != nil {
+			n++
+			k, _ := graph.NumElements(t.Shape)
+			elems += k
+			logical += int64(len(t.Data))
+			t.Data = nil
+		}
+	}
+	if n == 0 {
+		return 0, 0, 0, 0, nil
+	}
+	full, err := m.encode()
+	if err != nil {
+		return 0, 0, 0, 0, err
+	}
+	without, err := bare.encode()
+	if err != nil {
+		return 0, 0, 0, 0, err
+	}
+	return n, elems, logical, int64(len(full) - len(without)), nil
 }
 
 // Stats returns the store's sizes.
@@ -371,14 +444,26 @@ func (s *Store) Stats() (*Stats, error) {
 		return nil, err
 	}
 	st.Models = len(ms)
+	bd := &st.Breakdown
+	var inline int64
 	for _, m := range ms {
 		st.LogicalBytes += m.LogicalBytes()
+		n, elems, logical, cost, err := inlineCost(m)
+		if err != nil {
+			return nil, err
+		}
+		if n > 0 {
+			bd.add(EncInline.String(), n, elems, logical, cost)
+			inline += cost
+		}
 	}
+	var pages int64
 	err = snap.Scan(nil, []byte{0xff}, func(k, v []byte) error {
-		st.KeptBytes += int64(len(k) + len(v))
+		n := int64(len(k) + len(v))
+		st.KeptBytes += n
 		switch k[0] {
 		case prefixIndex:
-			st.IndexBytes += int64(len(k) + len(v))
+			st.IndexBytes += n
 		case prefixRecord:
 			rec, err := decodeRecord(v)
 			if err != nil {
@@ -389,12 +474,27 @@ func (s *Store) Stats() (*Stats, error) {
 			if rec.Encoding.isDelta() {
 				st.Deltas++
 			}
+			bd.Records += n
+			bd.add(rec.Encoding.String(), 1, numel(rec), numel(rec)*int64(rec.DType.Size()), rec.Stored)
+		case prefixPage:
+			pages += n
+		case prefixManifest:
+			bd.Manifests += n
+		case prefixGraph:
+			bd.Graphs += n
+		default:
+			bd.Other += n
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
+	// Payloads are counted by encoding; what is left of the pages is keys and
+	// checksums, and of the manifests what is not inline tensors.
+	bd.Pages = pages - st.StoredBytes
+	bd.Manifests -= inline
+	bd.Index = st.IndexBytes
 	if st.PhysicalBytes, err = s.be.DiskBytes(); err != nil {
 		return nil, err
 	}

@@ -37,6 +37,12 @@ func TestLossyImportFamily(t *testing.T) {
 	if s.LogicalBytes == 0 || s.PhysicalBytes == 0 {
 		t.Fatalf("stats: %+v", s)
 	}
+	text := mustRun(t, st, "stats")
+	for _, want := range []string{"where the kept bytes go", "grid-delta", "grid ", "inline", "tensor records", "index"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("stats lacks %q:\n%s", want, text)
+		}
+	}
 	mustRun(t, st, "verify")
 
 	// Bad --tau and --base leave the store alone.
