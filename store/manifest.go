@@ -1,23 +1,39 @@
 package store
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/neurstore/neurstore/graph"
+	"github.com/neurstore/neurstore/quant"
 )
 
 // Manifest formats (part of the format; do not change). A stored manifest is a
 // version byte and the Manifest as JSON: version 1 plain, version 2 compressed with
-// zstd (what Import writes: names, shapes and ids of many tensors compress well).
+// zstd (names, shapes and ids of many tensors compress well). Version 3, what
+// Import writes, keeps the inline tensors' bytes out of the JSON, in lossless
+// byte-plane streams after it:
+//
+//	0x03 | uvarint len(z) | z = zstd(JSON without inline data)
+//	     | for each element size 1, 2, 4, 8: uvarint len(blob) | blob
+//
+// A blob (empty when no inline tensor has that element size) is quant's lossless
+// encoding, without a base, of the bytes of every inline tensor of that size, in
+// manifest order, concatenated (8-byte elements as planes of 4). Floats of one
+// size share their sign and exponent planes, which then cost a few bits each,
+// instead of 8 bits in base64 inside JSON: the inline tensors of digits-cnn (batch
+// norms) take 20% fewer bytes.
 const (
-	manifestPlain = 1
-	manifestZstd  = 2
+	manifestPlain  = 1
+	manifestZstd   = 2
+	manifestPlanes = 3
 	// maxManifest bounds a decompressed manifest.
 	maxManifest = 256 << 20
 )
@@ -116,8 +132,31 @@ func (m *Manifest) Info() []graph.TensorInfo {
 	return out
 }
 
-func (m *Manifest) encode() ([]byte, error) {
-	j, err := json.Marshal(m)
+// inlineSizes are the element sizes whose inline tensors are kept as planes, in
+// the order of the planes section.
+var inlineSizes = [...]int{1, 2, 4, 8}
+
+func (m *Manifest) encode() ([]byte, error) { return m.encodeInline(true) }
+
+// encodeInline encodes m, with the inline tensors' bytes or (for Stats, to price
+// them) without.
+func (m *Manifest) encodeInline(withData bool) ([]byte, error) {
+	bare := *m
+	bare.Tensors = slices.Clone(m.Tensors)
+	var groups [len(inlineSizes)][]byte
+	for i := range bare.Tensors {
+		t := &bare.Tensors[i]
+		if !t.Inline() {
+			continue
+		}
+		g := slices.Index(inlineSizes[:], t.DType.Size())
+		if size, err := graph.ByteSize(t.DType, t.Shape); err != nil || g < 0 || size != int64(len(t.Data)) || size > InlineMax {
+			return nil, fmt.Errorf("store: encode manifest %s: inline tensor %s has %d bytes for %s %v", m.Ref(), t.Name, len(t.Data), t.DType, t.Shape)
+		}
+		groups[g] = append(groups[g], t.Data...)
+		t.Data = nil
+	}
+	j, err := json.Marshal(&bare)
 	if err != nil {
 		return nil, fmt.Errorf("store: encode manifest %s: %w", m.Ref(), err)
 	}
@@ -125,15 +164,36 @@ func (m *Manifest) encode() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return enc.EncodeAll(j, []byte{manifestZstd}), nil
+	z := enc.EncodeAll(j, nil)
+	out := binary.AppendUvarint([]byte{manifestPlanes}, uint64(len(z)))
+	out = append(out, z...)
+	for g, data := range groups {
+		var blob []byte
+		if withData && len(data) > 0 {
+			if blob, err = quant.LosslessEncode(data, nil, min(inlineSizes[g], 4)); err != nil {
+				return nil, fmt.Errorf("store: encode manifest %s: %w", m.Ref(), err)
+			}
+		}
+		out = binary.AppendUvarint(out, uint64(len(blob)))
+		out = append(out, blob...)
+	}
+	return out, nil
 }
 
 func decodeManifest(b []byte) (*Manifest, error) {
-	if len(b) == 0 || b[0] != manifestPlain && b[0] != manifestZstd {
+	if len(b) == 0 || b[0] < manifestPlain || b[0] > manifestPlanes {
 		return nil, corruptf("manifest: unsupported version")
 	}
 	j := b[1:]
-	if b[0] == manifestZstd {
+	var planes []byte
+	if b[0] == manifestPlanes {
+		n, k := binary.Uvarint(j)
+		if k <= 0 || n > uint64(len(j)-k) {
+			return nil, corruptf("manifest: bad length")
+		}
+		j, planes = j[k:k+int(n)], j[k+int(n):]
+	}
+	if b[0] != manifestPlain {
 		_, dec, err := manifestZ()
 		if err != nil {
 			return nil, err
@@ -146,7 +206,65 @@ func decodeManifest(b []byte) (*Manifest, error) {
 	if err := json.Unmarshal(j, m); err != nil {
 		return nil, corruptf("manifest: %v", err)
 	}
+	if b[0] == manifestPlanes {
+		if err := m.readInline(planes); err != nil {
+			return nil, err
+		}
+	}
 	return m, nil
+}
+
+// readInline fills the inline tensors' data from the blobs after a version 3
+// manifest's JSON, which must hold exactly their bytes.
+func (m *Manifest) readInline(p []byte) error {
+	for _, s := range inlineSizes {
+		var idx []int
+		var total int
+		for i := range m.Tensors {
+			t := &m.Tensors[i]
+			if !t.Inline() || t.DType.Size() != s {
+				continue
+			}
+			size, err := graph.ByteSize(t.DType, t.Shape)
+			if err != nil || size > InlineMax || t.Data != nil {
+				return corruptf("manifest: inline tensor %s", t.Name)
+			}
+			idx = append(idx, i)
+			total += int(size)
+		}
+		n, k := binary.Uvarint(p)
+		if k <= 0 || n > uint64(len(p)-k) {
+			return corruptf("manifest: bad inline length")
+		}
+		blob := p[k : k+int(n)]
+		p = p[k+int(n):]
+		var data []byte
+		if len(blob) > 0 {
+			var err error
+			if data, err = quant.LosslessDecode(blob, nil, total); err != nil {
+				return corruptf("manifest: inline tensors of %d-byte elements: %v", s, err)
+			}
+		}
+		if len(data) != total {
+			return corruptf("manifest: inline tensors need %d bytes of %d-byte elements, have %d", total, s, len(data))
+		}
+		for _, i := range idx {
+			t := &m.Tensors[i]
+			size, _ := graph.ByteSize(t.DType, t.Shape)
+			if size > 0 {
+				t.Data, data = data[:size:size], data[size:]
+			}
+		}
+	}
+	for _, t := range m.Tensors {
+		if t.Inline() && slices.Index(inlineSizes[:], t.DType.Size()) < 0 {
+			return corruptf("manifest: inline tensor %s of %s", t.Name, t.DType)
+		}
+	}
+	if len(p) != 0 {
+		return corruptf("manifest: %d bytes after the inline tensors", len(p))
+	}
+	return nil
 }
 
 var (

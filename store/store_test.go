@@ -4,15 +4,20 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/neurstore/neurstore/graph"
+	"github.com/neurstore/neurstore/quant"
 )
 
 // memModel is an in-memory model for tests.
@@ -639,6 +644,121 @@ func TestFormatVersion(t *testing.T) {
 		_, err := Open(dir)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("version %x: error %v, want %q", c.v, err, c.want)
+		}
+	}
+}
+
+// inlineManifest returns a manifest with inline tensors of every element size, an
+// empty one and a stored one between them, their bytes like a model's (F32 near 1,
+// small integers).
+func inlineManifest() *Manifest {
+	m := &Manifest{Name: "m", Tag: "latest", Format: graph.FormatSafetensors, Created: time.Unix(1700000000, 0).UTC()}
+	r := rand.New(rand.NewPCG(7, 7))
+	add := func(name string, dt graph.DType, n int64) {
+		data := make([]byte, n*int64(dt.Size()))
+		for i := range n {
+			switch dt {
+			case graph.F32: // a norm's weights: near 1
+				binary.LittleEndian.PutUint32(data[4*i:], math.Float32bits(float32(1+0.01*r.NormFloat64())))
+			default:
+				data[i*int64(dt.Size())] = byte(r.IntN(4))
+			}
+		}
+		if n == 0 {
+			data = nil
+		}
+		m.Tensors = append(m.Tensors, ManifestTensor{Name: name, DType: dt, Shape: []int64{n}, Data: data})
+	}
+	add("norm.weight", graph.F32, 64)
+	add("counter", graph.I64, 1)
+	add("half", graph.F16, 3)
+	m.Tensors = append(m.Tensors, ManifestTensor{Name: "w", DType: graph.F32, Shape: []int64{256, 256}, ID: TensorID{1, 2, 3}})
+	add("mask", graph.Bool, 5)
+	add("empty", graph.F32, 0)
+	add("norm.bias", graph.F32, 128)
+	return m
+}
+
+// encodeManifestAs encodes m in manifest format version v (1 and 2 are what
+// earlier builds wrote: the whole manifest, inline bytes included, as JSON).
+func encodeManifestAs(m *Manifest, v byte) ([]byte, error) {
+	if v == manifestPlanes {
+		return m.encode()
+	}
+	j, err := json.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	if v == manifestPlain {
+		return append([]byte{v}, j...), nil
+	}
+	enc, _, err := manifestZ()
+	if err != nil {
+		return nil, err
+	}
+	return enc.EncodeAll(j, []byte{v}), nil
+}
+
+// TestManifestVersions: manifests of every format version decode to the same
+// model, version 3 keeps inline bytes as planes, and a version 3 manifest whose
+// planes do not match its inline tensors is corrupt.
+func TestManifestVersions(t *testing.T) {
+	m := inlineManifest()
+	sizes := map[byte]int{}
+	for _, v := range []byte{manifestPlain, manifestZstd, manifestPlanes} {
+		b, err := encodeManifestAs(m, v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sizes[v] = len(b)
+		got, err := decodeManifest(b)
+		if err != nil {
+			t.Fatalf("version %d: %v", v, err)
+		}
+		if !reflect.DeepEqual(got, m) {
+			t.Fatalf("version %d decodes as\n%+v\nwant\n%+v", v, got, m)
+		}
+	}
+	if sizes[manifestPlanes] >= sizes[manifestZstd] {
+		t.Errorf("version 3 takes %d bytes, version 2 %d", sizes[manifestPlanes], sizes[manifestZstd])
+	}
+
+	// body builds a version 3 manifest of JSON js with f32 as the bytes of its
+	// 4-byte inline tensors, then tail.
+	body := func(js string, f32 []byte, tail ...byte) []byte {
+		enc, _, _ := manifestZ()
+		z := enc.EncodeAll([]byte(js), nil)
+		out := binary.AppendUvarint([]byte{manifestPlanes}, uint64(len(z)))
+		out = append(out, z...)
+		for _, size := range inlineSizes {
+			var blob []byte
+			if size == 4 && f32 != nil {
+				var err error
+				if blob, err = quant.LosslessEncode(f32, nil, 4); err != nil {
+					t.Fatal(err)
+				}
+			}
+			out = binary.AppendUvarint(out, uint64(len(blob)))
+			out = append(out, blob...)
+		}
+		return append(out, tail...)
+	}
+	const one = `{"name":"m","tag":"t","tensors":[{"name":"a","dtype":"F32","shape":[2],"id":"0000000000000000000000000000000000000000000000000000000000000000"}]}`
+	if got, err := decodeManifest(body(one, make([]byte, 8))); err != nil || len(got.Tensors[0].Data) != 8 {
+		t.Fatalf("a well-formed version 3 manifest: %+v, %v", got, err)
+	}
+	for name, b := range map[string][]byte{
+		"inline bytes short": body(one, make([]byte, 7)),
+		"inline bytes long":  body(one, make([]byte, 9)),
+		"inline bytes none":  body(one, nil),
+		"trailing bytes":     body(one, make([]byte, 8), 0),
+		"length past end":    binary.AppendUvarint([]byte{manifestPlanes}, 1000),
+		"data inside json":   body(`{"name":"m","tag":"t","tensors":[{"name":"a","dtype":"F32","shape":[2],"id":"0000000000000000000000000000000000000000000000000000000000000000","data":"AAAAAAAAAAA="}]}`, make([]byte, 8)),
+		"inline too big":     body(`{"name":"m","tag":"t","tensors":[{"name":"a","dtype":"F32","shape":[200],"id":"0000000000000000000000000000000000000000000000000000000000000000"}]}`, make([]byte, 800)),
+		"version 4":          {4, 0},
+	} {
+		if _, err := decodeManifest(b); !IsCorruption(err) {
+			t.Errorf("%s: error %v, want corruption", name, err)
 		}
 	}
 }

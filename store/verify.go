@@ -403,18 +403,15 @@ func (b *Breakdown) add(enc string, n int, elems, logical, stored int64) {
 }
 
 // inlineCost returns how many tensors manifest m keeps inline, their elements,
-// their bytes as imported, and the bytes they add to the encoded manifest (which
-// compresses them with the rest of it).
+// their bytes as imported, and the bytes their data adds to the encoded manifest
+// (which compresses it with the rest).
 func inlineCost(m *Manifest) (n int, elems, logical, cost int64, err error) {
-	bare := *m
-	bare.Tensors = slices.Clone(m.Tensors)
-	for i := range bare.Tensors {
-		if t := &bare.Tensors[i]; t.Inline() && t.Data != nil {
+	for _, t := range m.Tensors {
+		if t.Inline() && len(t.Data) > 0 {
 			n++
 			k, _ := graph.NumElements(t.Shape)
 			elems += k
 			logical += int64(len(t.Data))
-			t.Data = nil
 		}
 	}
 	if n == 0 {
@@ -424,7 +421,7 @@ func inlineCost(m *Manifest) (n int, elems, logical, cost int64, err error) {
 	if err != nil {
 		return 0, 0, 0, 0, err
 	}
-	without, err := bare.encode()
+	without, err := m.encodeInline(false)
 	if err != nil {
 		return 0, 0, 0, 0, err
 	}
