@@ -410,14 +410,15 @@ func numel(rec *Record) int64 {
 	return n
 }
 
-// maxChain bounds a chain of grid deltas: a grid delta's base may be a grid delta
-// (on the same grid) whose own chain is at most maxChain-1 deltas long, so that
-// decoding one tensor decodes at most maxChain deltas.
+// maxChain bounds a chain of deltas: a delta's base may be a delta of the same
+// encoding (a grid delta on the same grid, or a bit delta) whose own chain is at
+// most maxChain-1 deltas long, so that decoding one tensor decodes at most
+// maxChain deltas.
 const maxChain = 8
 
 // chainRoot follows record rec (of id) through its bases, read with get, to the
 // base at the end of its chain, and returns it with how many deltas led there: 0
-// for a base, 1 for a delta against a base, more for a chain of grid deltas.
+// for a base, 1 for a delta against a base, more for a chain of deltas.
 // Deeper than maxChain (only corrupt records, or a cycle) is corruption, and so is
 // a missing base.
 func chainRoot(get func(TensorID) (*Record, error), id TensorID, rec *Record) (TensorID, *Record, int, error) {
@@ -444,8 +445,8 @@ func recordGetter(r Reader) func(TensorID) (*Record, error) {
 	return func(id TensorID) (*Record, error) { return getRecord(r, id) }
 }
 
-// loadBase returns the record of rec's base, which must not itself be a delta,
-// except that a grid delta's base may be a grid delta within maxChain.
+// loadBase returns the record of rec's base, which may itself be a delta only of
+// rec's encoding (a chain), within maxChain.
 func loadBase(r Reader, id TensorID, rec *Record) (TensorID, *Record, error) {
 	var bid TensorID
 	if len(rec.Base) != len(bid) {
@@ -460,8 +461,8 @@ func loadBase(r Reader, id TensorID, rec *Record) (TensorID, *Record, error) {
 		return bid, nil, err
 	}
 	if brec.Encoding.isDelta() {
-		if rec.Encoding != EncGridDelta || brec.Encoding != EncGridDelta {
-			return bid, nil, corruptf("tensor %s: its base %s is itself a delta", id.Short(), bid.Short())
+		if brec.Encoding != rec.Encoding {
+			return bid, nil, corruptf("tensor %s: its base %s is a delta of another kind", id.Short(), bid.Short())
 		}
 		if _, _, _, err := chainRoot(recordGetter(r), bid, brec); err != nil {
 			return bid, nil, fmt.Errorf("tensor %s: %w", id.Short(), err)

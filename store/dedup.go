@@ -178,11 +178,13 @@ const closeFactor = 2
 
 // candidates returns the best bases for a tensor of dt with values vals, nearest
 // first: the same-named tensor of the --base model, then the index's nearest nodes.
-// When more than one qualifies they are ranked by exact distance. For a lossy
-// (grid) encoding the --base model's tensor may be a grid delta itself (a chain:
-// a checkpoint against the one before it), up to maxChain deltas deep, and its
-// root base is a candidate too; otherwise only bases of dtype dt qualify (an XOR
-// delta needs equal element sizes) and a delta stands for its root base.
+// When more than one qualifies they are ranked by exact distance. The --base
+// model's tensor may be a delta itself, of the kind this tensor would be (a grid
+// delta for a lossy encoding, a bit delta otherwise), up to maxChain deltas deep:
+// a chain, such as a checkpoint against the one before it, or a fine-tune's norm
+// against its base's, which is a bit delta against another layer's norm. The
+// root base of every candidate is a candidate too. Lossless candidates must have
+// dtype dt (a bit delta needs equal element sizes).
 func (im *importer) candidates(name string, dt graph.DType, vals []float32, lossy bool) ([]candidate, error) {
 	n := int64(len(vals))
 	var ids []TensorID
@@ -206,7 +208,11 @@ func (im *importer) candidates(name string, dt graph.DType, vals []float32, loss
 		if err != nil {
 			return err
 		}
-		if chain && lossy && rec.Encoding == EncGridDelta && depth < maxChain {
+		link := EncXOR
+		if lossy {
+			link = EncGridDelta
+		}
+		if chain && rec.Encoding == link && depth < maxChain {
 			add(id, rec) // the next link of a chain
 		}
 		add(root, rrec)

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/neurstore/neurstore/graph"
@@ -852,5 +853,87 @@ func checkBreakdown(t *testing.T, st *Stats, encodings ...string) {
 		if _, ok := bd.Encodings[name]; !ok {
 			t.Errorf("breakdown %+v has no %s tensors", bd, name)
 		}
+	}
+}
+
+// A fine-tune's norm is a bit delta against its base's norm even where that norm
+// is itself a bit delta (against another layer's norm, inside the base model): a
+// lossless chain. Without chains it was a delta against the other layer's norm,
+// about 4 bits per element larger on text-medium. At tau > 0 too, where 1-D
+// tensors are kept exact.
+func TestLosslessDeltaChain(t *testing.T) {
+	const n = 512
+	r := rand.New(rand.NewPCG(31, 4))
+	norm1 := make([]float32, n)
+	for i := range norm1 {
+		norm1[i] = float32(1 + 0.05*r.NormFloat64())
+	}
+	norm2 := slices.Clone(norm1)
+	for i := range norm2 {
+		norm2[i] += float32(1e-4 * r.NormFloat64())
+	}
+	nudge := func(v []float32) []float32 {
+		out := slices.Clone(v)
+		for i := range out {
+			out[i] += float32(1e-6 * r.NormFloat64())
+		}
+		return out
+	}
+	model := func(a, b []float32) *memModel {
+		m := &memModel{}
+		m.add("norm1", graph.F32, []int64{n}, f32bytes(a))
+		m.add("norm2", graph.F32, []int64{n}, f32bytes(b))
+		return m
+	}
+	for _, tau := range []float64{0, 1e-3} {
+		s := openTest(t)
+		base := model(norm1, norm2)
+		importOpts(t, s, base, ImportOptions{Ref: "base", Tau: tau})
+		bm := mustModel(t, s, "base")
+		brec, err := s.Record(bm.Tensors[1].ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if id1 := bm.Tensors[0].ID; brec.Encoding != EncXOR || !bytes.Equal(brec.Base, id1[:]) {
+			t.Fatalf("tau %g: base's norm2 is %s against %x; want a bit delta against norm1", tau, brec.Encoding, brec.Base)
+		}
+
+		ft := model(nudge(norm1), nudge(norm2))
+		importOpts(t, s, ft, ImportOptions{Ref: "ft", Tau: tau, Base: "base"})
+		rec, err := s.Record(mustModel(t, s, "ft").Tensors[1].ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if id2 := bm.Tensors[1].ID; rec.Encoding != EncXOR || !bytes.Equal(rec.Base, id2[:]) {
+			t.Fatalf("tau %g: ft's norm2 is %s against %x; want a bit delta against the base's norm2 %s", tau, rec.Encoding, rec.Base, id2.Short())
+		}
+		checkModel(t, s, "ft", ft)
+		mustVerify(t, s)
+		// the chain outlives the model that started it
+		if err := s.Remove("base"); err != nil {
+			t.Fatal(err)
+		}
+		checkModel(t, s, "ft", ft)
+		mustVerify(t, s)
+	}
+}
+
+// A delta's base may be a delta only of its own kind: a bit delta against a grid
+// delta (or the other way round) is corruption, never decoded.
+func TestMixedChainIsCorrupt(t *testing.T) {
+	var a, b, c TensorID
+	a[0], b[0], c[0] = 1, 2, 3
+	shape := []int64{4}
+	raw := &Record{Encoding: EncRaw, DType: graph.F32, Shape: shape, Size: 16, Stored: 16, Blob: 1, PageSize: 64, Pages: 1, Refs: 1}
+	grid := &Record{Encoding: EncGridDelta, DType: graph.F32, Shape: shape, Size: 16, Blob: 2, PageSize: 64, Refs: 1, Base: a[:], Params: gridParams{Tau: 1e-3}.encode()}
+	xor := &Record{Encoding: EncXOR, DType: graph.F32, Shape: shape, Size: 16, Blob: 3, PageSize: 64, Refs: 1, Base: b[:]}
+	m := memReader{string(recordKey(a)): raw.encode(), string(recordKey(b)): grid.encode(), string(recordKey(c)): xor.encode()}
+	if _, _, err := loadBase(m, c, xor); !IsCorruption(err) || !strings.Contains(err.Error(), "another kind") {
+		t.Fatalf("bit delta against a grid delta: %v, want corruption", err)
+	}
+	grid2 := *grid
+	grid2.Base = c[:]
+	if _, _, err := loadBase(m, b, &grid2); !IsCorruption(err) {
+		t.Fatalf("grid delta against a bit delta: %v, want corruption", err)
 	}
 }
