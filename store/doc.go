@@ -11,8 +11,10 @@
 // dtype, shape and bytes (the tensor id), so a value already stored is never stored
 // again, inside one model or across models. A record counts its references (refs);
 // it lives while a manifest or a delta refers to it. A delta record names its base
-// record, which is a base, except that a grid delta's base may be a grid delta (a
-// chain of a run's checkpoints, at most maxChain deep; codec.go).
+// record, which is a base or a delta of the same kind: a chain, at most maxChain
+// deep (codec.go), such as a run's checkpoints as grid deltas each against the one
+// before, or a fine-tune's norm as a bit delta against its base's norm, itself a
+// bit delta against another layer's.
 //
 // # Key layout (part of the format; do not change)
 //
