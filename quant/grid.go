@@ -107,13 +107,33 @@ func (c *Codes) Dequantize(dst []float32) {
 // Delta returns c - base on the common grid: Q = c.Q - base.Q, with c's exceptions
 // (Q is 0 there). Both must have the same tau and length.
 func Delta(c, base *Codes) (*Codes, error) {
+	if err := sameGrid(c, base); err != nil {
+		return nil, err
+	}
+	return delta(c, base, &Codes{Tau: c.Tau, Q: make([]int64, len(c.Q))}), nil
+}
+
+// DeltaOver is Delta written over base, for a caller done with base's codes: it
+// saves a copy of the codes (8 bytes an element) on a large tensor's import.
+func DeltaOver(c, base *Codes) (*Codes, error) {
+	if err := sameGrid(c, base); err != nil {
+		return nil, err
+	}
+	return delta(c, base, base), nil
+}
+
+func sameGrid(c, base *Codes) error {
 	if c.Tau != base.Tau {
-		return nil, fmt.Errorf("quant: delta across grids (tau %v vs %v)", c.Tau, base.Tau)
+		return fmt.Errorf("quant: delta across grids (tau %v vs %v)", c.Tau, base.Tau)
 	}
 	if len(c.Q) != len(base.Q) {
-		return nil, fmt.Errorf("quant: delta length %d vs base %d", len(c.Q), len(base.Q))
+		return fmt.Errorf("quant: delta length %d vs base %d", len(c.Q), len(base.Q))
 	}
-	d := &Codes{Tau: c.Tau, Q: make([]int64, len(c.Q))}
+	return nil
+}
+
+// delta sets d to c - base (d may be base) and returns it.
+func delta(c, base, d *Codes) *Codes {
 	for i, q := range c.Q {
 		d.Q[i] = q - base.Q[i]
 	}
@@ -123,7 +143,7 @@ func Delta(c, base *Codes) (*Codes, error) {
 			d.Q[e.Index] = 0
 		}
 	}
-	return d, nil
+	return d
 }
 
 // AddBase reverses Delta: it returns the codes base.Q + d.Q with d's exceptions. It

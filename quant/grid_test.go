@@ -3,6 +3,7 @@ package quant
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -176,6 +177,11 @@ func TestDeltaChain(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			// DeltaOver gives the same delta, in the base's place
+			scratch := &Codes{Tau: prev.Tau, Q: slices.Clone(prev.Q)}
+			if over, err := DeltaOver(c, scratch); err != nil || over != scratch || !slices.Equal(over.Q, d.Q) || !slices.Equal(over.Exceptions, d.Exceptions) {
+				t.Fatalf("DeltaOver differs from Delta (%v)", err)
+			}
 			b, err := Encode(d)
 			if err != nil {
 				t.Fatal(err)
@@ -202,6 +208,12 @@ func TestDeltaMismatch(t *testing.T) {
 		t.Error("tau mismatch accepted")
 	}
 	if _, err := Delta(a, c); err == nil {
+		t.Error("length mismatch accepted")
+	}
+	if _, err := DeltaOver(a, b); err == nil {
+		t.Error("tau mismatch accepted")
+	}
+	if _, err := DeltaOver(a, c); err == nil {
 		t.Error("length mismatch accepted")
 	}
 	if _, err := a.AddBase(b); err == nil {

@@ -502,7 +502,8 @@ func (im *importer) encodeGrid(vals []float32, t graph.TensorInfo, cands []candi
 		}
 		ds := make([]*quant.Codes, len(codes))
 		for j := range codes {
-			if ds[j], err = quant.Delta(codes[j], bc[j]); err != nil {
+			// bc was decoded for this comparison alone
+			if ds[j], err = quant.DeltaOver(codes[j], bc[j]); err != nil {
 				return encoded{}, err
 			}
 		}
