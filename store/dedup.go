@@ -32,7 +32,8 @@ const prefixIndex = 'h'
 const (
 	// minDedupElems: float tensors with fewer elements are kept raw.
 	minDedupElems = 64
-	// maxDedupBytes: float tensors above this size are kept raw, streamed, so import
+	// maxDedupBytes: float tensors above this size skip the dedup engine and are
+	// encoded on their own as they stream in (stream.go), so import
 	// memory stays bounded.
 	maxDedupBytes = 1 << 30
 	// searchK is how many nodes a lookup asks the index for; rerankK how many of
@@ -164,10 +165,10 @@ type candidate struct {
 }
 
 // dedupable reports whether tensor t goes through the dedup engine.
-func dedupable(t graph.TensorInfo) bool {
+func (im *importer) dedupable(t graph.TensorInfo) bool {
 	_, ok := floatTarget(t.DType)
 	n, _ := graph.NumElements(t.Shape)
-	return ok && n >= minDedupElems && n <= math.MaxInt32 && t.Size <= maxDedupBytes
+	return ok && n >= minDedupElems && n <= math.MaxInt32 && t.Size <= im.s.maxDedup
 }
 
 // closeFactor: index hits farther than this many times the nearest hit's (compact)

@@ -240,17 +240,20 @@ func (im *importer) inline(i int, t graph.TensorInfo) ([]byte, error) {
 
 // tensor stores tensor i (or finds it stored) and returns its id.
 func (im *importer) tensor(i int, t graph.TensorInfo) (TensorID, error) {
-	if dedupable(t) {
+	if im.dedupable(t) {
 		return im.dedupTensor(i, t)
+	}
+	if im.streamable(t) {
+		return im.streamTensor(i, t)
 	}
 	var data []byte // the whole tensor, for small ones
 	var firstCRC hash.Hash32
-	h := newTensorHash(t)
-	r, err := im.src.Open(i)
-	if err != nil {
-		return TensorID{}, err
-	}
+	var id TensorID
 	if t.Size <= im.s.smallTensor {
+		r, err := im.src.Open(i)
+		if err != nil {
+			return TensorID{}, err
+		}
 		if int64(cap(im.small)) < t.Size {
 			im.small = make([]byte, t.Size)
 		}
@@ -258,20 +261,15 @@ func (im *importer) tensor(i int, t graph.TensorInfo) (TensorID, error) {
 		if _, err := io.ReadFull(r, data); err != nil {
 			return TensorID{}, readErr(err, t.Size)
 		}
+		h := newTensorHash(t)
 		h.Write(data)
+		h.Sum(id[:0])
 	} else {
-		// A CRC of the first pass tells whether the second one read the same bytes.
-		firstCRC = crc32.New(crcTable)
-		n, err := io.CopyBuffer(io.MultiWriter(h, firstCRC), io.LimitReader(r, t.Size), im.pageBuf()[4:])
-		if err != nil {
-			return TensorID{}, err
-		}
-		if n != t.Size {
-			return TensorID{}, readErr(io.ErrUnexpectedEOF, t.Size)
+		var err error
+		if id, firstCRC, err = im.firstPass(i, t); err != nil {
+			return id, err
 		}
 	}
-	var id TensorID
-	h.Sum(id[:0])
 
 	if found, err := im.reuse(t, id); err != nil || found {
 		return id, err
@@ -285,8 +283,9 @@ func (im *importer) tensor(i int, t graph.TensorInfo) (TensorID, error) {
 		err = im.writePages(rec, bytes.NewReader(data), nil)
 	} else {
 		// Second pass over a large tensor; its CRC must match the first pass's.
-		if r, err = im.src.Open(i); err != nil {
-			return id, err
+		r, oerr := im.src.Open(i)
+		if oerr != nil {
+			return id, oerr
 		}
 		again := crc32.New(crcTable)
 		if err = im.writePages(rec, io.LimitReader(r, t.Size), again); err == nil {
@@ -303,6 +302,46 @@ func (im *importer) tensor(i int, t graph.TensorInfo) (TensorID, error) {
 	im.res.NewBytes += t.Size
 	im.res.StoredBytes += rec.Stored
 	return id, nil
+}
+
+// firstPass reads tensor i once, for a large tensor's two-pass import: it returns
+// the tensor's id and a CRC of its bytes, which tells whether the second pass read
+// the same bytes.
+func (im *importer) firstPass(i int, t graph.TensorInfo) (TensorID, hash.Hash32, error) {
+	var id TensorID
+	r, err := im.src.Open(i)
+	if err != nil {
+		return id, nil, err
+	}
+	h, crc := newTensorHash(t), crc32.New(crcTable)
+	n, err := io.CopyBuffer(io.MultiWriter(h, crc), io.LimitReader(r, t.Size), im.pageBuf()[4:])
+	if err != nil {
+		return id, nil, err
+	}
+	if n != t.Size {
+		return id, nil, readErr(io.ErrUnexpectedEOF, t.Size)
+	}
+	h.Sum(id[:0])
+	return id, crc, nil
+}
+
+// findStored looks for float tensor t, of exact id, among what is stored: as it
+// is, or, where t goes on the grid (lossy: a matrix imported with --tau), as the
+// grid record of the same tensor at this tau. It returns the id t is (or is to
+// be) stored under, whether t goes on the grid, and whether it was found.
+func (im *importer) findStored(t graph.TensorInfo, exact TensorID) (id TensorID, lossy, found bool, err error) {
+	lossy = im.opts.Tau > 0 && len(t.Shape) >= 2
+	ids := []TensorID{exact}
+	if lossy {
+		// an exact copy is as good as a grid one
+		ids = append(ids, gridID(exact, im.opts.Tau))
+	}
+	for _, id := range ids {
+		if found, err := im.reuse(t, id); err != nil || found {
+			return id, lossy, found, err
+		}
+	}
+	return ids[len(ids)-1], lossy, false, nil
 }
 
 // dedupTensor stores float tensor i through the dedup engine: exact dedup, then the
@@ -323,18 +362,10 @@ func (im *importer) dedupTensor(i int, t graph.TensorInfo) (TensorID, error) {
 	h.Write(data)
 	var id TensorID
 	h.Sum(id[:0])
-	lossy := im.opts.Tau > 0 && len(t.Shape) >= 2
-	ids := []TensorID{id}
-	if lossy {
-		// an exact copy is as good as a grid one
-		ids = append(ids, gridID(id, im.opts.Tau))
+	id, lossy, found, err := im.findStored(t, id)
+	if err != nil || found {
+		return id, err
 	}
-	for _, id := range ids {
-		if found, err := im.reuse(t, id); err != nil || found {
-			return id, err
-		}
-	}
-	id = ids[len(ids)-1]
 	if err := im.ctx.Err(); err != nil {
 		return id, err
 	}
@@ -458,23 +489,32 @@ func (im *importer) writePages(rec *Record, r io.Reader, h hash.Hash) error {
 		if h != nil {
 			h.Write(buf[4:])
 		}
-		binary.LittleEndian.PutUint32(buf, crc32.Checksum(buf[4:], crcTable))
-		if im.loader == nil {
-			var err error
-			if im.loader, err = im.s.be.NewLoader(); err != nil {
-				return err
-			}
-		}
-		if err := im.loader.Set(pageKey(rec.Blob, uint32(p)), buf); err != nil {
+		if err := im.putPage(rec.Blob, uint32(p), buf); err != nil {
 			return err
 		}
-		im.loaderBlobs[rec.Blob] = true
 		im.progress(n)
-		if im.loader.Bytes() >= loadBytes {
-			if err := im.finishLoad(); err != nil {
-				return err
-			}
+	}
+	return nil
+}
+
+// putPage writes page p of blob: buf is 4 bytes for its checksum, then the payload.
+func (im *importer) putPage(blob uint64, p uint32, buf []byte) error {
+	if err := im.ctx.Err(); err != nil {
+		return err
+	}
+	binary.LittleEndian.PutUint32(buf, crc32.Checksum(buf[4:], crcTable))
+	if im.loader == nil {
+		var err error
+		if im.loader, err = im.s.be.NewLoader(); err != nil {
+			return err
 		}
+	}
+	if err := im.loader.Set(pageKey(blob, p), buf); err != nil {
+		return err
+	}
+	im.loaderBlobs[blob] = true
+	if im.loader.Bytes() >= loadBytes {
+		return im.finishLoad()
 	}
 	return nil
 }

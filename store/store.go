@@ -52,6 +52,9 @@ type Store struct {
 	reserveBytes int64
 	// smallTensor is the size up to which import reads a tensor in one pass.
 	smallTensor int64
+	// maxDedup is the size above which a float tensor skips the dedup engine
+	// (maxDedupBytes; smaller in tests).
+	maxDedup int64
 	// indexes are the HNSW indexes loaded so far, by element count (guarded by mu).
 	indexes map[int64]*tensorIndex
 }
@@ -72,7 +75,7 @@ func Open(dir string) (*Store, error) {
 
 // New returns a Store over be, initialising an empty backend.
 func New(be Backend) (*Store, error) {
-	s := &Store{be: be, freeBytes: be.FreeBytes, reserveBytes: 64 << 20, smallTensor: defaultSmallTensor}
+	s := &Store{be: be, freeBytes: be.FreeBytes, reserveBytes: 64 << 20, smallTensor: defaultSmallTensor, maxDedup: maxDedupBytes}
 	v, err := be.Get([]byte{prefixFormat})
 	switch {
 	case errors.Is(err, ErrNotFound):

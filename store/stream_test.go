@@ -1,0 +1,170 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"math"
+	"math/rand/v2"
+	"runtime"
+	"runtime/debug"
+	"testing"
+
+	"github.com/neurstore/neurstore/graph"
+)
+
+// streamModel returns a model whose float tensors are all above testMaxDedup: a
+// matrix of more than one batch of chunks (with NaN, Inf and a huge value), a bf16
+// matrix, and a 1-D tensor, which stays exact at any tau.
+func streamModel(seed uint64) *memModel {
+	r := rand.New(rand.NewPCG(seed, 9))
+	normal := func(n int, scale float64) []float32 {
+		v := make([]float32, n)
+		for i := range v {
+			v[i] = float32(r.NormFloat64() * scale)
+		}
+		return v
+	}
+	m := &memModel{}
+	const rows, cols = 1100, 2000 // 2.2M elements: 9 chunks, two batches
+	w := normal(rows*cols, 0.02)
+	w[5], w[rows*cols-1], w[3*chunkElems+7] = float32(math.NaN()), float32(math.Inf(1)), 3e38
+	m.add("w", graph.F32, []int64{rows, cols}, f32bytes(w))
+	h := normal(700*1000, 0.05)
+	hb := make([]byte, 2*len(h))
+	fromFloat32(hb, h, graph.BF16)
+	m.add("h", graph.BF16, []int64{700, 1000}, hb)
+	m.add("v", graph.F32, []int64{300000}, f32bytes(normal(300000, 1)))
+	m.add("small", graph.F32, []int64{64, 64}, f32bytes(normal(64*64, 0.02)))
+	return m
+}
+
+const testMaxDedup = 1 << 20
+
+// Float tensors above the dedup engine's limit are encoded on their own as they
+// stream in: byte planes, or with --tau a matrix on the grid, read back exactly or
+// within tau, verified, deduplicated when imported again, never deltas.
+func TestStreamedTensors(t *testing.T) {
+	for _, tau := range []float64{0, 1e-3} {
+		s := openTest(t)
+		s.maxDedup = testMaxDedup
+		m := streamModel(1)
+		var raw int64
+		for _, d := range m.data {
+			raw += int64(len(d))
+		}
+		res := importOpts(t, s, m, ImportOptions{Ref: "a", Tau: tau})
+		if res.StoredBytes >= raw {
+			t.Errorf("tau %g: %d stored bytes for %d raw", tau, res.StoredBytes, raw)
+		}
+		t.Logf("tau %g: %d stored bytes for %d raw", tau, res.StoredBytes, raw)
+		checkWithin(t, s, "a", m, tau)
+		man := mustModel(t, s, "a")
+		for i, mt := range man.Tensors {
+			st, err := s.Storage(mt.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := EncPlanes
+			if tau > 0 && len(mt.Shape) >= 2 {
+				want = EncGrid
+			}
+			if st.Encoding != want {
+				t.Errorf("tau %g: %s is %s, want %s", tau, m.tensors[i].Name, st.Encoding, want)
+			}
+		}
+		mustVerify(t, s)
+		st, err := s.Stats()
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkBreakdown(t, st)
+
+		// the same model again adds no tensor; a fine-tune of it is no delta
+		if again := importOpts(t, s, m, ImportOptions{Ref: "b", Tau: tau}); again.NewTensors != 0 {
+			t.Errorf("tau %g: importing the same model again stored %d tensors", tau, again.NewTensors)
+		}
+		ft := streamModel(2)
+		if res := importOpts(t, s, ft, ImportOptions{Ref: "ft", Tau: tau, Base: "a"}); res.DeltaTensors != 0 {
+			t.Errorf("tau %g: %d deltas among streamed tensors", tau, res.DeltaTensors)
+		}
+		checkWithin(t, s, "ft", ft, tau)
+		mustVerify(t, s)
+	}
+}
+
+// A streamed tensor whose bytes change between the two passes fails the import
+// and leaves nothing behind.
+func TestStreamedTensorChanged(t *testing.T) {
+	s := openTest(t)
+	s.maxDedup = testMaxDedup
+	m := streamModel(3)
+	opens := 0
+	src := graph.NewSource(graph.FormatSafetensors, m.tensors, nil, func(i int) (io.Reader, error) {
+		data := m.data[i]
+		if i == 0 {
+			if opens++; opens > 1 {
+				data = bytes.Clone(data)
+				data[len(data)/2]++
+			}
+		}
+		return bytes.NewReader(data), nil
+	})
+	before := snapshotKeys(t, s)
+	if _, err := s.Import(context.Background(), src, ImportOptions{Ref: "m", Tau: 1e-3}); err == nil {
+		t.Fatal("import of a file that changed under it succeeded")
+	}
+	if after := snapshotKeys(t, s); after != before {
+		t.Errorf("a failed import changed the store")
+	}
+	mustVerify(t, s)
+}
+
+// normalReader yields n bytes of f32 normal values without holding them.
+type normalReader struct {
+	n, off int64
+	r      *rand.Rand
+}
+
+func (r *normalReader) Read(p []byte) (int, error) {
+	if r.off >= r.n {
+		return 0, io.EOF
+	}
+	p = p[:min(int64(len(p)), r.n-r.off)&^3]
+	for i := 0; i < len(p); i += 4 {
+		v := float32(r.r.NormFloat64() * 0.02)
+		p[i], p[i+1], p[i+2], p[i+3] = byte(math.Float32bits(v)), byte(math.Float32bits(v)>>8), byte(math.Float32bits(v)>>16), byte(math.Float32bits(v)>>24)
+	}
+	r.off += int64(len(p))
+	return len(p), nil
+}
+
+// A float tensor above the dedup limit is encoded at tau with a few chunks in
+// memory, not the whole tensor.
+func TestStreamedTensorMemory(t *testing.T) {
+	s := openTest(t)
+	s.smallTensor = defaultSmallTensor
+	s.maxDedup = 16 << 20
+	const size = 64 << 20
+	tensors := []graph.TensorInfo{{Name: "w", DType: graph.F32, Shape: []int64{4096, size / 4 / 4096}, Size: size}}
+	src := graph.NewSource(graph.FormatSafetensors, tensors, nil, func(i int) (io.Reader, error) {
+		return &normalReader{n: size, r: rand.New(rand.NewPCG(5, 5))}, nil
+	})
+	defer debug.SetGCPercent(debug.SetGCPercent(10))
+	runtime.GC()
+	var base runtime.MemStats
+	runtime.ReadMemStats(&base)
+	stop := peakHeap()
+	res, err := s.Import(context.Background(), src, ImportOptions{Ref: "big", Tau: 1e-3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	grew := int64(stop()) - int64(base.HeapInuse)
+	t.Logf("%d MiB tensor at tau 1e-3: %d stored bytes, live heap grew by at most %.1f MiB", size>>20, res.StoredBytes, float64(grew)/(1<<20))
+	// a batch of chunks (8 MiB), their reconstructions (8 MiB), each worker's
+	// codes and a page: well under the tensor's 64 MiB (the dedup engine: 6x it)
+	if limit := int64(40 << 20); grew > limit {
+		t.Fatalf("live heap grew by %d bytes importing a %d-byte tensor; limit %d", grew, size, limit)
+	}
+	mustVerify(t, s)
+}
