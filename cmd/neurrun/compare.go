@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"fmt"
 	"io"
@@ -124,54 +125,87 @@ func compareSources(a, b *graph.Source, tol float64) ([]string, float64, error) 
 
 func isFloat(dt graph.DType) bool { return dt == graph.F32 || dt == graph.F16 || dt == graph.BF16 }
 
-// readFloats reads tensor i of s as float32 values.
-func readFloats(s *graph.Source, i int) ([]float32, error) {
-	t := s.Tensors[i]
+// floatReader reads a float tensor's elements as float32, a block at a time.
+type floatReader struct {
+	r    io.Reader
+	t    graph.TensorInfo
+	left int64 // bytes
+	buf  []byte
+}
+
+func openFloats(s *graph.Source, i int) (*floatReader, error) {
 	r, err := s.Open(i)
 	if err != nil {
 		return nil, err
 	}
-	b := make([]byte, t.Size)
-	if _, err := io.ReadFull(r, b); err != nil {
-		return nil, fmt.Errorf("compare: %s: %v", t.Name, err)
-	}
-	v := make([]float32, int(t.Size)/t.DType.Size())
-	switch t.DType {
-	case graph.F32:
-		quant.DecodeF32(v, b)
-	case graph.F16:
-		quant.DecodeF16(v, b)
-	case graph.BF16:
-		quant.DecodeBF16(v, b)
-	}
-	return v, nil
+	t := s.Tensors[i]
+	return &floatReader{r: r, t: t, left: t.Size}, nil
 }
 
+// next fills v with the next len(v) elements (fewer at the end) and returns how
+// many.
+func (f *floatReader) next(v []float32) (int, error) {
+	es := f.t.DType.Size()
+	n := int(min(int64(len(v)), f.left/int64(es)))
+	if cap(f.buf) < n*es {
+		f.buf = make([]byte, n*es)
+	}
+	b := f.buf[:n*es]
+	if _, err := io.ReadFull(f.r, b); err != nil {
+		return 0, fmt.Errorf("compare: %s: %v", f.t.Name, err)
+	}
+	f.left -= int64(len(b))
+	switch f.t.DType {
+	case graph.F32:
+		quant.DecodeF32(v[:n], b)
+	case graph.F16:
+		quant.DecodeF16(v[:n], b)
+	case graph.BF16:
+		quant.DecodeBF16(v[:n], b)
+	}
+	return n, nil
+}
+
+// compareBlock is how many elements maxError holds of each tensor at a time.
+const compareBlock = 1 << 20
+
 // maxError returns the largest |a - b| over the finite elements of two float
-// tensors, and the first element where a NaN or Inf does not match bit for bit
-// (-1 if none).
+// tensors of the same element count, and the first element where a NaN or Inf
+// does not match bit for bit (-1 if none). It reads both a block at a time.
 func maxError(a *graph.Source, i int, b *graph.Source, j int) (float64, int, error) {
-	va, err := readFloats(a, i)
+	fa, err := openFloats(a, i)
 	if err != nil {
 		return 0, -1, err
 	}
-	vb, err := readFloats(b, j)
+	fb, err := openFloats(b, j)
 	if err != nil {
 		return 0, -1, err
 	}
+	va, vb := make([]float32, compareBlock), make([]float32, compareBlock)
 	var worst float64
-	for k, x := range va {
-		y := vb[k]
-		fx, fy := !math.IsNaN(float64(x)) && !math.IsInf(float64(x), 0), !math.IsNaN(float64(y)) && !math.IsInf(float64(y), 0)
-		if !fx || !fy {
-			if math.Float32bits(x) != math.Float32bits(y) {
-				return worst, k, nil
-			}
-			continue
+	for off := 0; ; off += compareBlock {
+		n, err := fa.next(va)
+		if err != nil {
+			return 0, -1, err
 		}
-		worst = max(worst, math.Abs(float64(x)-float64(y)))
+		if m, err := fb.next(vb[:n]); err != nil || m != n {
+			return 0, -1, cmp.Or(err, fmt.Errorf("compare: %s: element counts differ", fa.t.Name))
+		}
+		if n == 0 {
+			return worst, -1, nil
+		}
+		for k, x := range va[:n] {
+			y := vb[k]
+			fx, fy := !math.IsNaN(float64(x)) && !math.IsInf(float64(x), 0), !math.IsNaN(float64(y)) && !math.IsInf(float64(y), 0)
+			if !fx || !fy {
+				if math.Float32bits(x) != math.Float32bits(y) {
+					return worst, off + k, nil
+				}
+				continue
+			}
+			worst = max(worst, math.Abs(float64(x)-float64(y)))
+		}
 	}
-	return worst, -1, nil
 }
 
 func hashTensor(s *graph.Source, i int) ([]byte, error) {
