@@ -34,8 +34,10 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"math"
 	"unsafe"
 
@@ -340,18 +342,26 @@ func readTensor(r Reader, id TensorID, rec *Record, emit func([]byte) error) err
 		}
 		return nil
 	case EncPlanes, EncXOR:
-		var base []byte
+		var base func() ([]byte, error)
 		if rec.Encoding == EncXOR {
-			var err error
-			if base, err = baseBytes(r, id, rec); err != nil {
+			next, stop, err := baseByteChunks(r, id, rec)
+			if err != nil {
 				return err
 			}
+			defer stop()
+			base = next
 		}
 		es := int64(rec.DType.Size())
 		return chunks(r, id, rec, func(i int, lo, hi int64, blob []byte) error {
 			var b []byte
 			if base != nil {
-				b = base[lo*es : hi*es]
+				var err error
+				if b, err = base(); err != nil {
+					return err
+				}
+				if int64(len(b)) != (hi-lo)*es {
+					return corruptf("tensor %s: chunk %d: its base's chunk has %d bytes, want %d", id.Short(), i, len(b), (hi-lo)*es)
+				}
 			}
 			out, err := quant.LosslessDecode(blob, b, int((hi-lo)*es))
 			if err != nil {
@@ -363,39 +373,10 @@ func readTensor(r Reader, id TensorID, rec *Record, emit func([]byte) error) err
 			return emit(out)
 		})
 	case EncGrid, EncGridDelta:
-		gp, err := decodeGridParams(rec.Params)
-		if err != nil {
-			return fmt.Errorf("tensor %s: %w", id.Short(), err)
-		}
-		if _, ok := floatTarget(rec.DType); !ok {
-			return corruptf("tensor %s: grid record of dtype %s", id.Short(), rec.DType)
-		}
-		var base []*quant.Codes
-		if rec.Encoding == EncGridDelta {
-			if base, err = baseCodes(r, id, rec, gp.Tau); err != nil {
-				return err
-			}
-		}
-		lr, err := lowRankOf(id, rec, gp)
-		if err != nil {
-			return err
-		}
 		vals := make([]float32, min(chunkElems, numel(rec)))
 		out := make([]byte, len(vals)*rec.DType.Size())
-		return chunks(r, id, rec, func(i int, lo, hi int64, blob []byte) error {
-			c, err := decodeGridChunk(id, i, lo, hi, blob, gp.Tau, lr)
-			if err != nil {
-				return err
-			}
-			if base != nil {
-				if i >= len(base) {
-					return corruptf("tensor %s: chunk %d has no base chunk", id.Short(), i)
-				}
-				if c, err = c.AddBase(base[i]); err != nil {
-					return corruptf("tensor %s: chunk %d: %v", id.Short(), i, err)
-				}
-			}
-			v := vals[:hi-lo]
+		return gridCodeChunks(r, id, rec, func(c *quant.Codes) error {
+			v := vals[:len(c.Q)]
 			c.Dequantize(v)
 			o := out[:len(v)*rec.DType.Size()]
 			fromFloat32(o, v, rec.DType)
@@ -403,6 +384,166 @@ func readTensor(r Reader, id TensorID, rec *Record, emit func([]byte) error) err
 		})
 	}
 	return corruptf("tensor %s: unknown encoding %d", id.Short(), uint8(rec.Encoding))
+}
+
+// Decoding a delta streams its base chunk by chunk alongside its own chunks (a
+// delta and its base are cut at the same boundaries), so that no decode holds a
+// whole base, nor a whole chain of them.
+
+// gridCodeChunks calls fn with the codes of grid record rec (of id) on its grid,
+// chunk by chunk: a grid base's own codes, or a grid delta's plus its base's (its
+// low-rank prediction added back).
+func gridCodeChunks(r Reader, id TensorID, rec *Record, fn func(c *quant.Codes) error) error {
+	gp, err := decodeGridParams(rec.Params)
+	if err != nil {
+		return fmt.Errorf("tensor %s: %w", id.Short(), err)
+	}
+	if _, ok := floatTarget(rec.DType); !ok {
+		return corruptf("tensor %s: grid record of dtype %s", id.Short(), rec.DType)
+	}
+	lr, err := lowRankOf(id, rec, gp)
+	if err != nil {
+		return err
+	}
+	var base func() (*quant.Codes, error)
+	if rec.Encoding == EncGridDelta {
+		next, stop, err := baseCodeChunks(r, id, rec, gp.Tau)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		base = next
+	}
+	return chunks(r, id, rec, func(i int, lo, hi int64, blob []byte) error {
+		c, err := decodeGridChunk(id, i, lo, hi, blob, gp.Tau, lr)
+		if err != nil {
+			return err
+		}
+		if base != nil {
+			b, err := base()
+			if err != nil {
+				return err
+			}
+			if c, err = c.AddBase(b); err != nil {
+				return corruptf("tensor %s: chunk %d: %v", id.Short(), i, err)
+			}
+		}
+		return fn(c)
+	})
+}
+
+// errStopped ends a chunk iteration whose consumer stopped pulling.
+var errStopped = errors.New("store: stopped")
+
+// pull turns a push iteration of chunks into a pull: next returns the next chunk
+// (corruption once there is none), stop ends the iteration.
+func pull[T any](id TensorID, seq func(yield func(T) bool) error) (next func() (T, error), stop func()) {
+	var failed error
+	n, stop := iter.Pull(func(yield func(T) bool) {
+		if err := seq(yield); err != nil && err != errStopped {
+			failed = err
+		}
+	})
+	next = func() (T, error) {
+		v, ok := n()
+		if !ok {
+			if failed != nil {
+				return v, failed
+			}
+			return v, corruptf("tensor %s: its base has fewer chunks", id.Short())
+		}
+		return v, nil
+	}
+	return next, stop
+}
+
+// baseByteChunks returns a pull over the reconstruction of rec's base (of rec's
+// dtype), chunk by chunk. A chunk is valid until the next call.
+func baseByteChunks(r Reader, id TensorID, rec *Record) (next func() ([]byte, error), stop func(), err error) {
+	bid, brec, err := loadBase(r, id, rec)
+	if err != nil {
+		return nil, nil, err
+	}
+	if brec.DType != rec.DType {
+		return nil, nil, corruptf("tensor %s: XOR delta of %s against a %s base", id.Short(), rec.DType, brec.DType)
+	}
+	next, stop = pull(id, func(yield func([]byte) bool) error {
+		return byteChunks(r, bid, brec, func(b []byte) error {
+			if !yield(b) {
+				return errStopped
+			}
+			return nil
+		})
+	})
+	return next, stop, nil
+}
+
+// baseCodeChunks returns a pull over the codes on the grid of tau that grid delta
+// rec adds to, chunk by chunk: its base's own codes when the base is a grid record
+// of the same tau, else the base's reconstruction put on the grid.
+func baseCodeChunks(r Reader, id TensorID, rec *Record, tau float64) (next func() (*quant.Codes, error), stop func(), err error) {
+	bid, brec, err := loadBase(r, id, rec)
+	if err != nil {
+		return nil, nil, err
+	}
+	if _, ok := floatTarget(brec.DType); !ok {
+		return nil, nil, corruptf("tensor %s: base %s of dtype %s", id.Short(), bid.Short(), brec.DType)
+	}
+	sameGrid := false
+	if brec.Encoding.Lossy() {
+		gp, err := decodeGridParams(brec.Params)
+		if err != nil {
+			return nil, nil, fmt.Errorf("tensor %s: %w", bid.Short(), err)
+		}
+		sameGrid = gp.Tau == tau
+	}
+	next, stop = pull(id, func(yield func(*quant.Codes) bool) error {
+		give := func(c *quant.Codes) error {
+			if !yield(c) {
+				return errStopped
+			}
+			return nil
+		}
+		if sameGrid {
+			return gridCodeChunks(r, bid, brec, give)
+		}
+		vals := make([]float32, min(chunkElems, numel(brec)))
+		return byteChunks(r, bid, brec, func(b []byte) error {
+			v := vals[:len(b)/brec.DType.Size()]
+			toFloat32(v, b, brec.DType)
+			c, err := quant.Quantize(v, tau)
+			if err != nil {
+				return err
+			}
+			return give(c)
+		})
+	})
+	return next, stop, nil
+}
+
+// byteChunks calls fn with the reconstruction of record rec (of id) in pieces of
+// chunkElems elements (the last one shorter), whatever pieces readTensor emits.
+func byteChunks(r Reader, id TensorID, rec *Record, fn func([]byte) error) error {
+	size := chunkElems * rec.DType.Size()
+	buf := make([]byte, 0, min(int64(size), rec.Size))
+	err := readTensor(r, id, rec, func(b []byte) error {
+		for len(b) > 0 {
+			k := min(len(b), size-len(buf))
+			buf = append(buf, b[:k]...)
+			b = b[k:]
+			if len(buf) == size {
+				if err := fn(buf); err != nil {
+					return err
+				}
+				buf = buf[:0]
+			}
+		}
+		return nil
+	})
+	if err == nil && len(buf) > 0 {
+		err = fn(buf)
+	}
+	return err
 }
 
 func numel(rec *Record) int64 {
@@ -472,19 +613,6 @@ func loadBase(r Reader, id TensorID, rec *Record) (TensorID, *Record, error) {
 		return bid, nil, corruptf("tensor %s: base %s has another element count", id.Short(), bid.Short())
 	}
 	return bid, brec, nil
-}
-
-// baseBytes returns the whole reconstruction of rec's base, in the base's dtype,
-// which must be rec's dtype.
-func baseBytes(r Reader, id TensorID, rec *Record) ([]byte, error) {
-	bid, brec, err := loadBase(r, id, rec)
-	if err != nil {
-		return nil, err
-	}
-	if brec.DType != rec.DType {
-		return nil, corruptf("tensor %s: XOR delta of %s against a %s base", id.Short(), rec.DType, brec.DType)
-	}
-	return wholeTensor(r, bid, brec)
 }
 
 // wholeTensor returns the reconstruction of a tensor in one slice.

@@ -142,6 +142,9 @@ func (r *normalReader) Read(p []byte) (int, error) {
 // A float tensor above the dedup limit is encoded at tau with a few chunks in
 // memory, not the whole tensor.
 func TestStreamedTensorMemory(t *testing.T) {
+	if raceEnabled {
+		t.Skip("memory is measured without the race detector")
+	}
 	s := openTest(t)
 	s.smallTensor = defaultSmallTensor
 	s.maxDedup = 16 << 20
@@ -167,4 +170,48 @@ func TestStreamedTensorMemory(t *testing.T) {
 		t.Fatalf("live heap grew by %d bytes importing a %d-byte tensor; limit %d", grew, size, limit)
 	}
 	mustVerify(t, s)
+}
+
+// Decoding a delta streams its base chunk by chunk: reading a 36 MiB fine-tune
+// (a grid delta, or a bit delta, against its base) holds a few chunks and their
+// garbage, not the base's 72 MiB of codes or 36 MiB of bytes.
+func TestDeltaDecodeMemory(t *testing.T) {
+	if raceEnabled {
+		t.Skip("memory is measured without the race detector")
+	}
+	const rows, cols = 3072, 3072
+	r := rand.New(rand.NewPCG(8, 8))
+	w := make([]float32, rows*cols)
+	for i := range w {
+		w[i] = float32(r.NormFloat64() * 0.02)
+	}
+	ft := make([]float32, len(w))
+	for i := range ft {
+		ft[i] = w[i] + float32(r.NormFloat64()*0.002)
+	}
+	for _, tau := range []float64{1e-3, 0} {
+		s := openTest(t)
+		importOpts(t, s, matrixModel(rows, cols, w), ImportOptions{Ref: "base", Tau: tau})
+		res := importOpts(t, s, matrixModel(rows, cols, ft), ImportOptions{Ref: "ft", Tau: tau, Base: "base"})
+		if res.DeltaTensors != 1 {
+			t.Fatalf("tau %g: %d deltas", tau, res.DeltaTensors)
+		}
+		id := mustModel(t, s, "ft").Tensors[0].ID
+		func() {
+			defer debug.SetGCPercent(debug.SetGCPercent(10))
+			runtime.GC()
+			var base runtime.MemStats
+			runtime.ReadMemStats(&base)
+			stop := peakHeap()
+			if err := s.ReadTensor(id, io.Discard); err != nil {
+				t.Fatal(err)
+			}
+			grew := int64(stop()) - int64(base.HeapInuse)
+			t.Logf("tau %g: reading a %d MiB delta grew the live heap by %.1f MiB", tau, 4*rows*cols>>20, float64(grew)/(1<<20))
+			if limit := int64(40 << 20); grew > limit {
+				t.Errorf("tau %g: live heap grew by %d bytes reading a delta; limit %d", tau, grew, limit)
+			}
+		}()
+		checkWithin(t, s, "ft", matrixModel(rows, cols, ft), tau)
+	}
 }
