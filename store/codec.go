@@ -467,33 +467,45 @@ func baseByteChunks(r Reader, id TensorID, rec *Record) (next func() ([]byte, er
 	if brec.DType != rec.DType {
 		return nil, nil, corruptf("tensor %s: XOR delta of %s against a %s base", id.Short(), rec.DType, brec.DType)
 	}
-	next, stop = pull(id, func(yield func([]byte) bool) error {
-		return byteChunks(r, bid, brec, func(b []byte) error {
+	next, stop = byteChunkPull(r, bid, brec)
+	return next, stop, nil
+}
+
+// byteChunkPull returns a pull over the reconstruction of record rec (of id),
+// chunk by chunk. A chunk is valid until the next call.
+func byteChunkPull(r Reader, id TensorID, rec *Record) (next func() ([]byte, error), stop func()) {
+	return pull(id, func(yield func([]byte) bool) error {
+		return byteChunks(r, id, rec, func(b []byte) error {
 			if !yield(b) {
 				return errStopped
 			}
 			return nil
 		})
 	})
-	return next, stop, nil
 }
 
 // baseCodeChunks returns a pull over the codes on the grid of tau that grid delta
-// rec adds to, chunk by chunk: its base's own codes when the base is a grid record
-// of the same tau, else the base's reconstruction put on the grid.
+// rec adds to, chunk by chunk (see codeChunkPull).
 func baseCodeChunks(r Reader, id TensorID, rec *Record, tau float64) (next func() (*quant.Codes, error), stop func(), err error) {
 	bid, brec, err := loadBase(r, id, rec)
 	if err != nil {
 		return nil, nil, err
 	}
-	if _, ok := floatTarget(brec.DType); !ok {
-		return nil, nil, corruptf("tensor %s: base %s of dtype %s", id.Short(), bid.Short(), brec.DType)
+	return codeChunkPull(r, bid, brec, tau)
+}
+
+// codeChunkPull returns a pull over the codes of float record rec (of id) on the
+// grid of tau, chunk by chunk: its own codes when it is a grid record of that
+// tau, else its reconstruction put on the grid.
+func codeChunkPull(r Reader, id TensorID, rec *Record, tau float64) (next func() (*quant.Codes, error), stop func(), err error) {
+	if _, ok := floatTarget(rec.DType); !ok {
+		return nil, nil, corruptf("tensor %s: a grid base of dtype %s", id.Short(), rec.DType)
 	}
 	sameGrid := false
-	if brec.Encoding.Lossy() {
-		gp, err := decodeGridParams(brec.Params)
+	if rec.Encoding.Lossy() {
+		gp, err := decodeGridParams(rec.Params)
 		if err != nil {
-			return nil, nil, fmt.Errorf("tensor %s: %w", bid.Short(), err)
+			return nil, nil, fmt.Errorf("tensor %s: %w", id.Short(), err)
 		}
 		sameGrid = gp.Tau == tau
 	}
@@ -505,12 +517,12 @@ func baseCodeChunks(r Reader, id TensorID, rec *Record, tau float64) (next func(
 			return nil
 		}
 		if sameGrid {
-			return gridCodeChunks(r, bid, brec, give)
+			return gridCodeChunks(r, id, rec, give)
 		}
-		vals := make([]float32, min(chunkElems, numel(brec)))
-		return byteChunks(r, bid, brec, func(b []byte) error {
-			v := vals[:len(b)/brec.DType.Size()]
-			toFloat32(v, b, brec.DType)
+		vals := make([]float32, min(chunkElems, numel(rec)))
+		return byteChunks(r, id, rec, func(b []byte) error {
+			v := vals[:len(b)/rec.DType.Size()]
+			toFloat32(v, b, rec.DType)
 			c, err := quant.Quantize(v, tau)
 			if err != nil {
 				return err

@@ -4,9 +4,11 @@ package store
 //
 // The dedup engine holds a whole tensor, its codes and its candidates' while it
 // encodes it (several times the tensor's size), so tensors above maxDedup skip it.
-// They are still encoded, chunk by chunk as they are read, on their own: byte
-// planes (lossless), or with --tau a matrix on the grid. Memory stays a few chunks
-// per core. They are never deltas and never enter the index.
+// They are still encoded, chunk by chunk as they are read: byte planes (lossless),
+// or with --tau a matrix on the grid, or a delta against the --base model's tensor
+// of the same name, whose chunks are decoded alongside (the first batch of chunks
+// is encoded both ways and decides, for the whole tensor). Memory stays a few
+// chunks per core. They never enter the index, so only --base finds them a base.
 
 import (
 	"encoding/binary"
@@ -46,6 +48,10 @@ func (im *importer) streamTensor(i int, t graph.TensorInfo) (TensorID, error) {
 	if lossy {
 		enc = EncGrid
 	}
+	base, err := im.streamBase(t, lossy)
+	if err != nil {
+		return id, err
+	}
 	// The payload's size is known only at the end; raw size is the bound checked.
 	rec, err := im.newRecord(t, enc, t.Size, nil)
 	if err != nil {
@@ -56,15 +62,20 @@ func (im *importer) streamTensor(i int, t graph.TensorInfo) (TensorID, error) {
 		return id, err
 	}
 	again := crc32.New(crcTable)
-	gp, err := im.streamChunks(rec, t, io.TeeReader(io.LimitReader(r, t.Size), again), lossy)
-	if err != nil {
+	s := &streamer{im: im, rec: rec, t: t, lossy: lossy}
+	if err := s.run(io.TeeReader(io.LimitReader(r, t.Size), again), base); err != nil {
 		return id, err
 	}
 	if again.Sum32() != firstCRC.Sum32() {
 		return id, errors.New("the file changed while it was being imported")
 	}
 	if lossy {
-		rec.Params = gp.encode()
+		rec.Params = s.gp.encode()
+	}
+	if s.delta {
+		rec.Base = append([]byte(nil), base.id[:]...)
+		base.rec.Refs++
+		im.res.DeltaTensors++
 	}
 	im.pending[id] = rec
 	im.res.NewTensors++
@@ -73,78 +84,209 @@ func (im *importer) streamTensor(i int, t graph.TensorInfo) (TensorID, error) {
 	return id, nil
 }
 
-// streamChunks reads t's bytes from r a batch of chunks at a time, encodes the
+// streamBase returns the --base model's tensor of t's name where a streamed t can
+// be a delta against it (same element count; the same dtype for a bit delta; a
+// delta only of the kind t would be, in a chain shorter than maxChain), or nil.
+func (im *importer) streamBase(t graph.TensorInfo, lossy bool) (*candidate, error) {
+	if im.baseModel == nil {
+		return nil, nil
+	}
+	n, _ := graph.NumElements(t.Shape)
+	link := EncXOR
+	if lossy {
+		link = EncGridDelta
+	}
+	for _, mt := range im.baseModel.Tensors {
+		if mt.Name != t.Name || mt.Inline() {
+			continue
+		}
+		rec, err := im.lookup(mt.ID)
+		if err != nil || rec == nil {
+			return nil, err
+		}
+		_, _, depth, err := chainRoot(im.lookup, mt.ID, rec)
+		if err != nil {
+			return nil, err
+		}
+		_, isFloat := floatTarget(rec.DType)
+		switch {
+		case numel(rec) != n || !isFloat || !lossy && rec.DType != t.DType:
+			return nil, nil
+		case rec.Encoding.isDelta() && (rec.Encoding != link || depth >= maxChain):
+			return nil, nil
+		}
+		return &candidate{id: mt.ID, rec: rec}, nil
+	}
+	return nil, nil
+}
+
+// streamer encodes one tensor as it streams in.
+type streamer struct {
+	im    *importer
+	rec   *Record
+	t     graph.TensorInfo
+	lossy bool
+	gp    gridParams // of a grid record
+	delta bool       // the payload is a delta against the base given to run
+}
+
+// run reads the tensor's bytes from r a batch of chunks at a time, encodes the
 // chunks in parallel and writes them as rec's chunk container, setting rec's
-// stored size and pages. For a grid record it returns the grid parameters.
-func (im *importer) streamChunks(rec *Record, t graph.TensorInfo, r io.Reader, lossy bool) (gridParams, error) {
-	es := t.DType.Size()
+// stored size and pages. With a base, the first batch is encoded both on its own
+// and as a delta against the base's chunks, and the smaller decides for the rest.
+func (s *streamer) run(r io.Reader, base *candidate) error {
+	t, es := s.t, s.t.DType.Size()
 	target, _ := floatTarget(t.DType)
-	tau := gridTau(im.opts.Tau, t.DType)
-	gp := gridParams{Tau: tau}
+	tau := gridTau(s.im.opts.Tau, t.DType)
+	s.gp = gridParams{Tau: tau}
 	rowLen := int(t.Shape[len(t.Shape)-1])
 	hr := newTensorHash(t) // of the reconstruction
 	step := chunkElems * es
+
+	// the base's chunks: bytes for a bit delta, codes for a grid delta
+	var nextBytes func() ([]byte, error)
+	var nextCodes func() (*quant.Codes, error)
+	if base != nil {
+		var stop func()
+		if s.lossy {
+			var err error
+			if nextCodes, stop, err = codeChunkPull(overlay{s.im}, base.id, base.rec, tau); err != nil {
+				return err
+			}
+		} else {
+			nextBytes, stop = byteChunkPull(overlay{s.im}, base.id, base.rec)
+		}
+		defer func() { stop() }()
+	}
+
 	buf := make([]byte, streamBatch*step)
-	w := &pageWriter{im: im, rec: rec}
+	baseBytes := make([][]byte, streamBatch)
+	baseCodes := make([]*quant.Codes, streamBatch)
+	w := &pageWriter{im: s.im, rec: s.rec}
 	w.Write(newContainer().parts[0])
+	decided := base == nil
 	for chunk := 0; ; chunk += streamBatch {
 		n, err := io.ReadFull(r, buf)
 		if err == io.EOF || err == io.ErrUnexpectedEOF {
 			err = nil
 		}
 		if err != nil {
-			return gp, err
+			return err
 		}
 		if n%es != 0 || n < len(buf) && int64(chunk*step+n) != t.Size {
-			return gp, readErr(io.ErrUnexpectedEOF, t.Size)
+			return readErr(io.ErrUnexpectedEOF, t.Size)
 		}
 		if n == 0 {
 			break
 		}
 		data := buf[:n]
-		blobs, err := eachChunk((n+step-1)/step, func(j int) ([]byte, error) {
+		k := (n + step - 1) / step
+		useBase := !decided || s.delta
+		for j := range k {
+			if !useBase {
+				break
+			}
+			want := min((j+1)*step, n) - j*step
+			if s.lossy {
+				if baseCodes[j], err = nextCodes(); err != nil {
+					return err
+				}
+				if len(baseCodes[j].Q)*es != want {
+					return corruptf("tensor %s: a chunk of %d elements, want %d", base.id.Short(), len(baseCodes[j].Q), want/es)
+				}
+				continue
+			}
+			b, err := nextBytes()
+			if err != nil {
+				return err
+			}
+			if len(b) != want {
+				return corruptf("tensor %s: a chunk of %d bytes, want %d", base.id.Short(), len(b), want)
+			}
+			baseBytes[j] = append(baseBytes[j][:0], b...)
+		}
+		// one or both encodings of each chunk: on its own, and against the base
+		alone, against := make([][]byte, k), make([][]byte, k)
+		_, err = eachChunk(k, func(j int) ([]byte, error) {
 			part := data[j*step : min((j+1)*step, n)]
-			if !lossy {
-				return quant.LosslessEncode(part, nil, es)
+			var err error
+			if !s.lossy {
+				if !decided || !s.delta {
+					if alone[j], err = quant.LosslessEncode(part, nil, es); err != nil {
+						return nil, err
+					}
+				}
+				if useBase {
+					against[j], err = quant.LosslessEncodeDiff(part, baseBytes[j], es)
+				}
+				return nil, err
 			}
 			vals := floatView(part, t.DType)
 			c, err := quant.QuantizeFor(vals, tau, target)
 			if err != nil {
 				return nil, err
 			}
+			first := rowLen - (chunk+j)*chunkElems%rowLen
+			if !decided || !s.delta {
+				if alone[j], err = quant.EncodeRows(c, first, rowLen); err != nil {
+					return nil, err
+				}
+			}
+			if useBase {
+				d, err := quant.DeltaOver(c, baseCodes[j])
+				if err != nil {
+					return nil, err
+				}
+				if against[j], err = quant.EncodeRows(d, first, rowLen); err != nil {
+					return nil, err
+				}
+			}
 			// the chunk's bytes (read and checked) become its reconstruction's,
 			// for the reconstruction's id
 			c.Dequantize(vals)
 			fromFloat32(part, vals, t.DType)
-			first := (chunk + j) * chunkElems % rowLen
-			return quant.EncodeRows(c, rowLen-first, rowLen)
+			return nil, nil
 		})
 		if err != nil {
-			return gp, err
+			return err
+		}
+		if !decided {
+			s.delta = parts(against).size() < parts(alone).size()
+			decided = true
+		}
+		blobs := alone
+		if s.delta {
+			blobs = against
 		}
 		for _, b := range blobs {
 			w.Write(binary.AppendUvarint(nil, uint64(len(b))))
 			w.Write(b)
-			if lossy {
-				gp.Width = max(gp.Width, quant.BlobWidth(b))
+			if s.lossy {
+				s.gp.Width = max(s.gp.Width, quant.BlobWidth(b))
 			}
 		}
-		if lossy {
+		if s.lossy {
 			hr.Write(data)
 		}
 		if w.err != nil {
-			return gp, w.err
+			return w.err
 		}
-		im.progress(int64(n))
+		s.im.progress(int64(n))
 		if n < len(buf) {
 			break
 		}
 	}
 	if err := w.close(); err != nil {
-		return gp, err
+		return err
 	}
-	hr.Sum(gp.Recon[:0])
-	return gp, nil
+	if s.delta {
+		s.rec.Encoding = EncXOR
+		if s.lossy {
+			s.rec.Encoding = EncGridDelta
+		}
+	}
+	hr.Sum(s.gp.Recon[:0])
+	return nil
 }
 
 // pageWriter cuts what is written to it into rec's pages, writes them as they

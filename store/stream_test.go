@@ -80,17 +80,61 @@ func TestStreamedTensors(t *testing.T) {
 		}
 		checkBreakdown(t, st)
 
-		// the same model again adds no tensor; a fine-tune of it is no delta
+		// the same model again adds no tensor
 		if again := importOpts(t, s, m, ImportOptions{Ref: "b", Tau: tau}); again.NewTensors != 0 {
 			t.Errorf("tau %g: importing the same model again stored %d tensors", tau, again.NewTensors)
 		}
-		ft := streamModel(2)
-		if res := importOpts(t, s, ft, ImportOptions{Ref: "ft", Tau: tau, Base: "a"}); res.DeltaTensors != 0 {
-			t.Errorf("tau %g: %d deltas among streamed tensors", tau, res.DeltaTensors)
+		// an unrelated model with --base is no delta; a fine-tune is, and so is
+		// a fine-tune of the fine-tune (a chain); each outlives its base
+		other := streamModel(2)
+		if res := importOpts(t, s, other, ImportOptions{Ref: "other", Tau: tau, Base: "a"}); res.DeltaTensors != 0 {
+			t.Errorf("tau %g: %d deltas against an unrelated model", tau, res.DeltaTensors)
 		}
-		checkWithin(t, s, "ft", ft, tau)
+		ft, ft2 := nudged(m, 1), nudged(nudged(m, 1), 2)
+		res1 := importOpts(t, s, ft, ImportOptions{Ref: "ft", Tau: tau, Base: "a"})
+		res2 := importOpts(t, s, ft2, ImportOptions{Ref: "ft2", Tau: tau, Base: "ft"})
+		for _, r := range []*ImportResult{res1, res2} {
+			if r.DeltaTensors != len(m.tensors) || r.StoredBytes >= res.StoredBytes {
+				t.Errorf("tau %g: a fine-tune: %d deltas of %d tensors, %d stored bytes (its base %d)", tau, r.DeltaTensors, len(m.tensors), r.StoredBytes, res.StoredBytes)
+			}
+		}
+		t.Logf("tau %g: fine-tunes as deltas: %d and %d stored bytes", tau, res1.StoredBytes, res2.StoredBytes)
+		rec, err := s.Record(mustModel(t, s, "ft2").Tensors[0].ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ftID := mustModel(t, s, "ft").Tensors[0].ID; !bytes.Equal(rec.Base, ftID[:]) {
+			t.Errorf("tau %g: ft2's w is against %x, want ft's", tau, rec.Base)
+		}
+		for _, ref := range []string{"a", "b", "ft"} {
+			if err := s.Remove(ref); err != nil {
+				t.Fatal(err)
+			}
+		}
+		checkWithin(t, s, "ft2", ft2, tau)
+		checkWithin(t, s, "other", other, tau)
 		mustVerify(t, s)
 	}
+}
+
+// nudged returns m with every float element moved by about 1e-3 of N(0, 1)
+// (seeded): a fine-tune of m.
+func nudged(m *memModel, seed uint64) *memModel {
+	r := rand.New(rand.NewPCG(seed, 77))
+	out := &memModel{}
+	for i, ti := range m.tensors {
+		v := make([]float32, len(m.data[i])/ti.DType.Size())
+		toFloat32(v, m.data[i], ti.DType)
+		for j := range v {
+			if !math.IsNaN(float64(v[j])) && !math.IsInf(float64(v[j]), 0) && math.Abs(float64(v[j])) < 1e30 {
+				v[j] += float32(r.NormFloat64() * 1e-3)
+			}
+		}
+		b := make([]byte, len(m.data[i]))
+		fromFloat32(b, v, ti.DType)
+		out.add(ti.Name, ti.DType, ti.Shape, b)
+	}
+	return out
 }
 
 // A streamed tensor whose bytes change between the two passes fails the import
