@@ -114,9 +114,13 @@ func (s *Store) Export(ref, out string, opts ExportOptions) error {
 	}
 	return writeAtomicFile(out, func(w io.Writer) error {
 		if format == graph.FormatONNX {
-			g, err := snap.Get(graphKey(m.Name, m.Tag))
+			v, err := snap.Get(graphKey(m.Name, m.Tag))
 			if err != nil {
 				return fmt.Errorf("store: export %s: graph: %w", m.Ref(), err)
+			}
+			g, err := m.loadGraph(v)
+			if err != nil {
+				return err
 			}
 			return graph.WriteONNX(w, g, tensors, data)
 		}

@@ -203,12 +203,19 @@ func (im *importer) run(name, tag string, old *Manifest) (*ImportResult, error) 
 	if err := im.writeIndex(&b); err != nil {
 		return nil, err
 	}
+	var g []byte
+	if len(im.src.Graph) > 0 {
+		var err error
+		if g, err = m.storeGraph(im.src.Graph); err != nil {
+			return nil, err
+		}
+	}
 	enc, err := m.encode()
 	if err != nil {
 		return nil, err
 	}
-	if len(im.src.Graph) > 0 {
-		b.Set(graphKey(name, tag), im.src.Graph)
+	if g != nil {
+		b.Set(graphKey(name, tag), g)
 	} else {
 		b.Delete(graphKey(name, tag))
 	}

@@ -74,6 +74,9 @@ type Manifest struct {
 	Tensors []ManifestTensor `json:"tensors"`
 	// GraphBytes is the size of the graph blob.
 	GraphBytes int64 `json:"graph_bytes"`
+	// GraphZstd says the graph blob is stored compressed with zstd (what Import
+	// writes; an ONNX graph without its weights takes about a quarter).
+	GraphZstd bool `json:"graph_zstd,omitempty"`
 	// Metrics holds quality metrics the user measured (for example accuracy).
 	Metrics map[string]float64 `json:"metrics,omitempty"`
 }
@@ -130,6 +133,35 @@ func (m *Manifest) Info() []graph.TensorInfo {
 		out[i] = graph.TensorInfo{Name: t.Name, DType: t.DType, Shape: t.Shape, Size: size, Shard: t.Shard}
 	}
 	return out
+}
+
+// storeGraph returns the stored form of m's graph blob g, and marks m as holding
+// it compressed.
+func (m *Manifest) storeGraph(g []byte) ([]byte, error) {
+	enc, _, err := manifestZ()
+	if err != nil {
+		return nil, err
+	}
+	m.GraphBytes, m.GraphZstd = int64(len(g)), true
+	return enc.EncodeAll(g, nil), nil
+}
+
+// loadGraph returns m's graph blob from its stored form v.
+func (m *Manifest) loadGraph(v []byte) ([]byte, error) {
+	g := v
+	if m.GraphZstd {
+		_, dec, err := manifestZ()
+		if err != nil {
+			return nil, err
+		}
+		if g, err = dec.DecodeAll(v, nil); err != nil {
+			return nil, corruptf("model %s: graph: %v", m.Ref(), err)
+		}
+	}
+	if int64(len(g)) != m.GraphBytes {
+		return nil, corruptf("model %s: graph of %d bytes, manifest says %d", m.Ref(), len(g), m.GraphBytes)
+	}
+	return g, nil
 }
 
 // inlineSizes are the element sizes whose inline tensors are kept as planes, in

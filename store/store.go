@@ -235,11 +235,18 @@ func (s *Store) Graph(ref string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	g, err := s.be.Get(graphKey(name, tag))
+	v, err := s.be.Get(graphKey(name, tag))
 	if errors.Is(err, ErrNotFound) {
 		return nil, nil
 	}
-	return g, err
+	if err != nil {
+		return nil, err
+	}
+	m, err := getManifest(s.be, ref)
+	if err != nil {
+		return nil, err
+	}
+	return m.loadGraph(v)
 }
 
 // Remove deletes model ref. Tensors no other model uses are deleted with it, in the

@@ -762,3 +762,62 @@ func TestManifestVersions(t *testing.T) {
 		}
 	}
 }
+
+// A model's graph is stored compressed and read back as it was; a graph stored
+// by an earlier build (uncompressed, no graph_zstd in the manifest) still reads;
+// a damaged one is a verify fault and an export error.
+func TestGraphStoredCompressed(t *testing.T) {
+	s := openTest(t)
+	m := testModel(3)
+	g := bytes.Repeat([]byte("node { op_type: \"MatMul\" input: \"x\" input: \"w\" } "), 200)
+	src := graph.NewSource(graph.FormatSafetensors, m.tensors, g, func(i int) (io.Reader, error) { return bytes.NewReader(m.data[i]), nil })
+	if _, err := s.Import(context.Background(), src, ImportOptions{Ref: "g"}); err != nil {
+		t.Fatal(err)
+	}
+	stored, err := s.be.Get(graphKey("g", "latest"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if man := mustModel(t, s, "g"); !man.GraphZstd || man.GraphBytes != int64(len(g)) || len(stored)*4 > len(g) {
+		t.Fatalf("graph of %d bytes stored in %d (zstd %v)", len(g), len(stored), man.GraphZstd)
+	}
+	if got, err := s.Graph("g"); err != nil || !bytes.Equal(got, g) {
+		t.Fatalf("Graph: %d bytes, %v", len(got), err)
+	}
+	mustVerify(t, s)
+
+	// as an earlier build stored it
+	man := mustModel(t, s, "g")
+	man.GraphZstd = false
+	enc, err := man.encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b Batch
+	b.Set(manifestKey("g", "latest"), enc)
+	b.Set(graphKey("g", "latest"), g)
+	if err := s.be.Apply(&b, true); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Graph("g"); err != nil || !bytes.Equal(got, g) {
+		t.Fatalf("uncompressed graph: %d bytes, %v", len(got), err)
+	}
+	mustVerify(t, s)
+
+	// damaged: still marked compressed, bytes that are not a zstd frame
+	man.GraphZstd = true
+	if enc, err = man.encode(); err != nil {
+		t.Fatal(err)
+	}
+	b = Batch{}
+	b.Set(manifestKey("g", "latest"), enc)
+	if err := s.be.Apply(&b, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Graph("g"); !IsCorruption(err) {
+		t.Fatalf("damaged graph: %v, want corruption", err)
+	}
+	if rep, err := s.Verify(nil); err != nil || rep.OK() {
+		t.Fatalf("verify of a damaged graph: %+v, %v", rep, err)
+	}
+}
