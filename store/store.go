@@ -11,8 +11,8 @@ import (
 // formatVersion is the store format version kept under key "F". Version 2 added
 // the codes in classes of cells (quant codec 3), low-rank factors in grid
 // parameters, manifests with inline tensors as planes (manifest version 3),
-// compressed graphs (graph_zstd), chains of bit deltas and streamed deltas of
-// tensors above 1 GiB, which a version 1 binary cannot decode. A version 1 store is read as
+// compressed graphs (graph_zstd) and chains of bit deltas, which a version 1
+// binary cannot decode. A version 1 store is read as
 // it is, since version 2 only adds encodings, and is marked version 2 when opened,
 // as its next import may write them; a binary that knows only version 1 then
 // refuses it with a clear error instead of reporting corrupt tensors.
