@@ -11,14 +11,17 @@
 package compress
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -71,6 +74,27 @@ type Row struct {
 	Seconds       float64 `json:"import_seconds,omitempty"`
 	Deltas        int     `json:"deltas,omitempty"`
 	Note          string  `json:"note,omitempty"`
+	// Breakdown is where a NeurStore row's bytes go (store.Stats).
+	Breakdown *store.Breakdown `json:"breakdown,omitempty"`
+}
+
+// whereBytesGo sums up st's breakdown for a report's note: each encoding's share
+// of the kept bytes with its bits per element, largest first, then the rest.
+func whereBytesGo(st *store.Stats) string {
+	bd := st.Breakdown
+	pct := func(n int64) string { return fmt.Sprintf("%.1f%%", 100*float64(n)/float64(max(st.KeptBytes, 1))) }
+	names := slices.Collect(maps.Keys(bd.Encodings))
+	slices.SortFunc(names, func(a, b string) int {
+		return cmp.Or(cmp.Compare(bd.Encodings[b].Stored, bd.Encodings[a].Stored), cmp.Compare(a, b))
+	})
+	var parts []string
+	for _, n := range names {
+		e := bd.Encodings[n]
+		parts = append(parts, fmt.Sprintf("%s %s (%.2f bits/el)", n, pct(e.Stored), 8*float64(e.Stored)/float64(max(e.Elements, 1))))
+	}
+	parts = append(parts, "records, manifests, pages "+pct(bd.Records+bd.Manifests+bd.Pages+bd.Graphs+bd.Other),
+		fmt.Sprintf("index %s (%d bytes)", pct(bd.Index), bd.Index))
+	return strings.Join(parts, ", ")
 }
 
 // Family is the report of one family.
@@ -277,7 +301,7 @@ func runFamily(ctx context.Context, opts Options, name string, models []model) (
 			method = fmt.Sprintf("NeurStore tau %g", tau)
 		}
 		r := Row{Method: method, Bytes: st.KeptBytes, Seconds: secs, Deltas: deltas,
-			Note: fmt.Sprintf("index %d bytes", st.IndexBytes)}
+			Note: whereBytesGo(st), Breakdown: &st.Breakdown}
 		if tau > 0 && drift != nil {
 			paths := map[string]string{}
 			for _, m := range models {

@@ -68,6 +68,11 @@ func TestRunOnFamily(t *testing.T) {
 	if r := rows["NeurStore tau 0.001"]; r.Drift == nil || *r.Drift != 0 || r.Deltas == 0 || r.Bytes >= rows["NeurStore lossless"].Bytes {
 		t.Errorf("lossy row %+v", r)
 	}
+	// where a NeurStore row's bytes go: grid deltas for the fine-tunes, named in
+	// the note with their bits per element
+	if r := rows["NeurStore tau 0.001"]; r.Breakdown == nil || r.Breakdown.Encodings["grid-delta"].Tensors == 0 || !strings.Contains(r.Note, "grid-delta ") || !strings.Contains(r.Note, "bits/el") {
+		t.Errorf("lossy row's breakdown %+v, note %q", r.Breakdown, r.Note)
+	}
 	var out bytes.Buffer
 	Markdown(&out, fams)
 	if !strings.Contains(out.String(), "| NeurStore tau 0.001 |") || !strings.Contains(out.String(), "Before (original files): base") {
