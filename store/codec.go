@@ -394,6 +394,12 @@ func readTensor(r Reader, id TensorID, rec *Record, emit func([]byte) error) err
 // chunk by chunk: a grid base's own codes, or a grid delta's plus its base's (its
 // low-rank prediction added back).
 func gridCodeChunks(r Reader, id TensorID, rec *Record, fn func(c *quant.Codes) error) error {
+	return gridChunks(r, id, rec, true, fn)
+}
+
+// gridChunks is gridCodeChunks; without withBase, a grid delta's chunks are its
+// own codes (with its low-rank prediction), not added to its base's.
+func gridChunks(r Reader, id TensorID, rec *Record, withBase bool, fn func(c *quant.Codes) error) error {
 	gp, err := decodeGridParams(rec.Params)
 	if err != nil {
 		return fmt.Errorf("tensor %s: %w", id.Short(), err)
@@ -406,7 +412,7 @@ func gridCodeChunks(r Reader, id TensorID, rec *Record, fn func(c *quant.Codes) 
 		return err
 	}
 	var base func() (*quant.Codes, error)
-	if rec.Encoding == EncGridDelta {
+	if rec.Encoding == EncGridDelta && withBase {
 		next, stop, err := baseCodeChunks(r, id, rec, gp.Tau)
 		if err != nil {
 			return err

@@ -38,31 +38,44 @@ func (s *Store) GridDelta(id TensorID) (gd *GridDelta, ok bool, err error) {
 	if err != nil {
 		return nil, false, err
 	}
+	n := numel(rec)
 	if !brec.Encoding.isDelta() {
-		parts, err := baseCodesOf(s.be, id, rec, gp.Tau)
+		d, err := wholeCodes(n, gp.Tau, func(fn func(*quant.Codes) error) error {
+			return gridChunks(s.be, id, rec, false, fn)
+		})
 		if err != nil {
 			return nil, false, err
 		}
-		return &GridDelta{Base: bid, Tau: gp.Tau, Delta: joinCodes(parts, gp.Tau)}, true, nil
+		return &GridDelta{Base: bid, Tau: gp.Tau, Delta: d}, true, nil
 	}
 	// A chain: the delta against the chain's root base, which the runtime can
-	// share with the root's other deltas.
-	if bid, _, _, err = chainRoot(recordGetter(s.be), bid, brec); err != nil {
-		return nil, false, err
-	}
-	full, err := fullCodes(s.be, id, rec, gp.Tau)
+	// share with the root's other deltas: the full codes minus the root's, chunk
+	// by chunk.
+	root, rrec, _, err := chainRoot(recordGetter(s.be), bid, brec)
 	if err != nil {
 		return nil, false, err
 	}
-	root, err := s.GridCodes(bid, gp.Tau)
+	next, stop, err := codeChunkPull(s.be, root, rrec, gp.Tau)
 	if err != nil {
 		return nil, false, err
 	}
-	d, err := quant.Delta(joinCodes(full, gp.Tau), root)
+	defer stop()
+	d, err := wholeCodes(n, gp.Tau, func(fn func(*quant.Codes) error) error {
+		return gridCodeChunks(s.be, id, rec, func(c *quant.Codes) error {
+			rc, err := next()
+			if err != nil {
+				return err
+			}
+			if c, err = quant.DeltaOver(c, rc); err != nil {
+				return corruptf("tensor %s: %v", id.Short(), err)
+			}
+			return fn(c)
+		})
+	})
 	if err != nil {
-		return nil, false, corruptf("tensor %s: %v", id.Short(), err)
+		return nil, false, err
 	}
-	return &GridDelta{Base: bid, Tau: gp.Tau, Delta: d}, true, nil
+	return &GridDelta{Base: root, Tau: gp.Tau, Delta: d}, true, nil
 }
 
 // GridBase reports whether tensor id is a base stored on a grid (an EncGrid
@@ -94,30 +107,43 @@ func (s *Store) GridCodes(id TensorID, tau float64) (*quant.Codes, error) {
 	if _, ok := floatTarget(rec.DType); !ok {
 		return nil, fmt.Errorf("store: tensor %s of dtype %s has no grid codes", id.Short(), rec.DType)
 	}
-	var vals []float32
-	parts, err := gridCodesOf(s.be, id, rec, tau, &vals)
+	next, stop, err := codeChunkPull(s.be, id, rec, tau)
 	if err != nil {
 		return nil, err
 	}
-	return joinCodes(parts, tau), nil
+	defer stop()
+	return wholeCodes(numel(rec), tau, func(fn func(*quant.Codes) error) error {
+		for lo := int64(0); lo < numel(rec); lo += chunkElems {
+			c, err := next()
+			if err != nil {
+				return err
+			}
+			if err := fn(c); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
-// joinCodes concatenates per-chunk codes (chunk i starts at i*chunkElems).
-func joinCodes(parts []*quant.Codes, tau float64) *quant.Codes {
-	if len(parts) == 1 {
-		return parts[0]
-	}
-	n := 0
-	for _, p := range parts {
-		n += len(p.Q)
-	}
-	c := &quant.Codes{Tau: tau, Q: make([]int64, 0, n)}
-	for _, p := range parts {
-		off := uint32(len(c.Q))
-		c.Q = append(c.Q, p.Q...)
-		for _, e := range p.Exceptions {
-			c.Exceptions = append(c.Exceptions, quant.Exception{Index: e.Index + off, Bits: e.Bits})
+// wholeCodes gathers the codes of a tensor of n elements, which each gives chunk
+// by chunk, into one Codes, without holding the chunks.
+func wholeCodes(n int64, tau float64, each func(fn func(*quant.Codes) error) error) (*quant.Codes, error) {
+	out := &quant.Codes{Tau: tau, Q: make([]int64, 0, n)}
+	err := each(func(c *quant.Codes) error {
+		if int64(len(out.Q)+len(c.Q)) > n {
+			return corruptf("codes of more than %d elements", n)
 		}
+		off := uint32(len(out.Q))
+		out.Q = append(out.Q, c.Q...)
+		for _, e := range c.Exceptions {
+			out.Exceptions = append(out.Exceptions, quant.Exception{Index: e.Index + off, Bits: e.Bits})
+		}
+		return nil
+	})
+	if err == nil && int64(len(out.Q)) != n {
+		err = corruptf("codes of %d elements, want %d", len(out.Q), n)
 	}
-	return c
+	return out, err
 }
+

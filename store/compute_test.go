@@ -88,12 +88,25 @@ func TestGridDeltaReconstructs(t *testing.T) {
 	}
 }
 
-func TestJoinCodes(t *testing.T) {
+func TestWholeCodes(t *testing.T) {
 	a := &quant.Codes{Tau: 1, Q: []int64{1, 2, 0}, Exceptions: []quant.Exception{{Index: 2, Bits: 7}}}
 	b := &quant.Codes{Tau: 1, Q: []int64{0, 5}, Exceptions: []quant.Exception{{Index: 0, Bits: 9}}}
-	c := joinCodes([]*quant.Codes{a, b}, 1)
-	if len(c.Q) != 5 || c.Q[4] != 5 || len(c.Exceptions) != 2 || c.Exceptions[1].Index != 3 || c.Exceptions[1].Bits != 9 {
-		t.Fatalf("joined %+v", c)
+	chunks := func(fn func(*quant.Codes) error) error {
+		for _, c := range []*quant.Codes{a, b} {
+			if err := fn(c); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	c, err := wholeCodes(5, 1, chunks)
+	if err != nil || len(c.Q) != 5 || c.Q[4] != 5 || len(c.Exceptions) != 2 || c.Exceptions[1].Index != 3 || c.Exceptions[1].Bits != 9 {
+		t.Fatalf("joined %+v, %v", c, err)
+	}
+	for _, n := range []int64{4, 6} {
+		if _, err := wholeCodes(n, 1, chunks); !IsCorruption(err) {
+			t.Errorf("5 codes for %d elements: %v, want corruption", n, err)
+		}
 	}
 }
 
