@@ -29,6 +29,15 @@
 // Pages of one tensor share a blob number, so they are adjacent in key order and a
 // single range deletion removes them.
 //
+// # Memory
+//
+// Reading a tensor streams: pages are decoded chunk by chunk (payloads are chunk
+// containers, codec.go), and a delta pulls its base's chunks beside its own, down
+// a chain too, so a decode holds a few chunks. Import holds a float tensor whole
+// while the dedup engine encodes it (dedup.go; about 6-7 times its f32 size at
+// the peak); float tensors above maxDedupBytes (1 GiB) stream instead, encoded
+// chunk by chunk as they are read (stream.go).
+//
 // # Writes and crashes
 //
 // An import first writes the pages of its new tensors, under freshly reserved blob
