@@ -146,4 +146,3 @@ func wholeCodes(n int64, tau float64, each func(fn func(*quant.Codes) error) err
 	}
 	return out, err
 }
-
