@@ -4,6 +4,9 @@ GO       ?= go
 BIN      := bin/neurrun
 STORE    ?= ./neurstore-data
 OUT      ?= out/demo
+# Go before 1.27 can end a timed fuzz run with "context deadline exceeded" and no
+# crasher (golang/go#75804, a race in the fuzz coordinator): a failure that wrote
+# nothing under testdata/fuzz is that; a count (FUZZTIME=500000x) avoids it.
 FUZZTIME ?= 2m
 # a new input is minimized for at most this long (large seeds otherwise stall
 # the fuzzer for a minute each)
