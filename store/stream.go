@@ -128,6 +128,13 @@ type streamer struct {
 	lossy bool
 	gp    gridParams // of a grid record
 	delta bool       // the payload is a delta against the base given to run
+
+	// the base's chunks of the current batch, pulled in order: bytes for a bit
+	// delta, codes for a grid delta
+	nextBytes func() ([]byte, error)
+	nextCodes func() (*quant.Codes, error)
+	baseBytes [][]byte
+	baseCodes []*quant.Codes
 }
 
 // run reads the tensor's bytes from r a batch of chunks at a time, encodes the
@@ -136,32 +143,23 @@ type streamer struct {
 // and as a delta against the base's chunks, and the smaller decides for the rest.
 func (s *streamer) run(r io.Reader, base *candidate) error {
 	t, es := s.t, s.t.DType.Size()
-	target, _ := floatTarget(t.DType)
-	tau := gridTau(s.im.opts.Tau, t.DType)
-	s.gp = gridParams{Tau: tau}
-	rowLen := int(t.Shape[len(t.Shape)-1])
-	hr := newTensorHash(t) // of the reconstruction
-	step := chunkElems * es
-
-	// the base's chunks: bytes for a bit delta, codes for a grid delta
-	var nextBytes func() ([]byte, error)
-	var nextCodes func() (*quant.Codes, error)
+	s.gp = gridParams{Tau: gridTau(s.im.opts.Tau, t.DType)}
 	if base != nil {
 		var stop func()
 		if s.lossy {
 			var err error
-			if nextCodes, stop, err = codeChunkPull(overlay{s.im}, base.id, base.rec, tau); err != nil {
+			if s.nextCodes, stop, err = codeChunkPull(overlay{s.im}, base.id, base.rec, s.gp.Tau); err != nil {
 				return err
 			}
 		} else {
-			nextBytes, stop = byteChunkPull(overlay{s.im}, base.id, base.rec)
+			s.nextBytes, stop = byteChunkPull(overlay{s.im}, base.id, base.rec)
 		}
 		defer func() { stop() }()
 	}
-
+	hr := newTensorHash(t) // of the reconstruction
+	step := chunkElems * es
 	buf := make([]byte, streamBatch*step)
-	baseBytes := make([][]byte, streamBatch)
-	baseCodes := make([]*quant.Codes, streamBatch)
+	s.baseBytes, s.baseCodes = make([][]byte, streamBatch), make([]*quant.Codes, streamBatch)
 	w := &pageWriter{im: s.im, rec: s.rec}
 	w.Write(newContainer().parts[0])
 	decided := base == nil
@@ -181,71 +179,18 @@ func (s *streamer) run(r io.Reader, base *candidate) error {
 		}
 		data := buf[:n]
 		k := (n + step - 1) / step
-		useBase := !decided || s.delta
-		for j := range k {
-			if !useBase {
-				break
-			}
-			want := min((j+1)*step, n) - j*step
-			if s.lossy {
-				if baseCodes[j], err = nextCodes(); err != nil {
-					return err
-				}
-				if len(baseCodes[j].Q)*es != want {
-					return corruptf("tensor %s: a chunk of %d elements, want %d", base.id.Short(), len(baseCodes[j].Q), want/es)
-				}
-				continue
-			}
-			b, err := nextBytes()
-			if err != nil {
+		wantAlone, wantDelta := !decided || !s.delta, !decided || s.delta
+		if wantDelta {
+			if err := s.pullBase(base.id, data, step); err != nil {
 				return err
 			}
-			if len(b) != want {
-				return corruptf("tensor %s: a chunk of %d bytes, want %d", base.id.Short(), len(b), want)
-			}
-			baseBytes[j] = append(baseBytes[j][:0], b...)
 		}
 		// one or both encodings of each chunk: on its own, and against the base
 		alone, against := make([][]byte, k), make([][]byte, k)
 		_, err = eachChunk(k, func(j int) ([]byte, error) {
-			part := data[j*step : min((j+1)*step, n)]
 			var err error
-			if !s.lossy {
-				if !decided || !s.delta {
-					if alone[j], err = quant.LosslessEncode(part, nil, es); err != nil {
-						return nil, err
-					}
-				}
-				if useBase {
-					against[j], err = quant.LosslessEncodeDiff(part, baseBytes[j], es)
-				}
-				return nil, err
-			}
-			vals := floatView(part, t.DType)
-			c, err := quant.QuantizeFor(vals, tau, target)
-			if err != nil {
-				return nil, err
-			}
-			first := rowLen - (chunk+j)*chunkElems%rowLen
-			if !decided || !s.delta {
-				if alone[j], err = quant.EncodeRows(c, first, rowLen); err != nil {
-					return nil, err
-				}
-			}
-			if useBase {
-				d, err := quant.DeltaOver(c, baseCodes[j])
-				if err != nil {
-					return nil, err
-				}
-				if against[j], err = quant.EncodeRows(d, first, rowLen); err != nil {
-					return nil, err
-				}
-			}
-			// the chunk's bytes (read and checked) become its reconstruction's,
-			// for the reconstruction's id
-			c.Dequantize(vals)
-			fromFloat32(part, vals, t.DType)
-			return nil, nil
+			alone[j], against[j], err = s.encodeChunk(data[j*step:min((j+1)*step, n)], chunk+j, j, wantAlone, wantDelta)
+			return nil, err
 		})
 		if err != nil {
 			return err
@@ -266,7 +211,7 @@ func (s *streamer) run(r io.Reader, base *candidate) error {
 			}
 		}
 		if s.lossy {
-			hr.Write(data)
+			hr.Write(data) // the reconstruction, which encodeChunk left there
 		}
 		if w.err != nil {
 			return w.err
@@ -287,6 +232,77 @@ func (s *streamer) run(r io.Reader, base *candidate) error {
 	}
 	hr.Sum(s.gp.Recon[:0])
 	return nil
+}
+
+// pullBase pulls the base's chunks for the batch data, of chunks of step bytes.
+func (s *streamer) pullBase(bid TensorID, data []byte, step int) error {
+	es := s.t.DType.Size()
+	for j := 0; j*step < len(data); j++ {
+		want := min((j+1)*step, len(data)) - j*step
+		if s.lossy {
+			c, err := s.nextCodes()
+			if err != nil {
+				return err
+			}
+			if len(c.Q)*es != want {
+				return corruptf("tensor %s: a chunk of %d elements, want %d", bid.Short(), len(c.Q), want/es)
+			}
+			s.baseCodes[j] = c
+			continue
+		}
+		b, err := s.nextBytes()
+		if err != nil {
+			return err
+		}
+		if len(b) != want {
+			return corruptf("tensor %s: a chunk of %d bytes, want %d", bid.Short(), len(b), want)
+		}
+		s.baseBytes[j] = append(s.baseBytes[j][:0], b...)
+	}
+	return nil
+}
+
+// encodeChunk encodes chunk i of the tensor (part, the batch's chunk j) on its
+// own and (with delta) against the base's chunk j. For a grid encoding it leaves
+// the chunk's reconstruction in part, for the reconstruction's id.
+func (s *streamer) encodeChunk(part []byte, i, j int, alone, delta bool) (a, d []byte, err error) {
+	es := s.t.DType.Size()
+	if !s.lossy {
+		if alone {
+			if a, err = quant.LosslessEncode(part, nil, es); err != nil {
+				return nil, nil, err
+			}
+		}
+		if delta {
+			d, err = quant.LosslessEncodeDiff(part, s.baseBytes[j], es)
+		}
+		return a, d, err
+	}
+	target, _ := floatTarget(s.t.DType)
+	vals := floatView(part, s.t.DType)
+	c, err := quant.QuantizeFor(vals, s.gp.Tau, target)
+	if err != nil {
+		return nil, nil, err
+	}
+	rowLen := int(s.t.Shape[len(s.t.Shape)-1])
+	first := rowLen - i*chunkElems%rowLen
+	if alone {
+		if a, err = quant.EncodeRows(c, first, rowLen); err != nil {
+			return nil, nil, err
+		}
+	}
+	if delta {
+		dc, err := quant.DeltaOver(c, s.baseCodes[j])
+		if err != nil {
+			return nil, nil, err
+		}
+		if d, err = quant.EncodeRows(dc, first, rowLen); err != nil {
+			return nil, nil, err
+		}
+	}
+	c.Dequantize(vals)
+	fromFloat32(part, vals, s.t.DType)
+	return a, d, nil
 }
 
 // pageWriter cuts what is written to it into rec's pages, writes them as they
