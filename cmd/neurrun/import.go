@@ -48,7 +48,12 @@ measures it on model families). Check an export against its original with
 "neurrun compare --tol T".
 
 --base MODEL also tries MODEL's tensor of the same name as the base of each
-tensor (for example the model a fine-tune started from).`,
+tensor (for example the model a fine-tune started from, or the checkpoint
+before this one: a delta may have a delta as its base, 8 deep at most).
+
+Float tensors above 1 GiB are not held whole: they are encoded as they are read,
+on their own or, with --base, as a delta against MODEL's tensor of the same
+name, and are not added to the index.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if name != "" && len(args) > 1 {
