@@ -491,52 +491,55 @@ func byteChunkPull(r Reader, id TensorID, rec *Record) (next func() ([]byte, err
 }
 
 // baseCodeChunks returns a pull over the codes on the grid of tau that grid delta
-// rec adds to, chunk by chunk (see codeChunkPull).
+// rec adds to, chunk by chunk (see recordCodes).
 func baseCodeChunks(r Reader, id TensorID, rec *Record, tau float64) (next func() (*quant.Codes, error), stop func(), err error) {
 	bid, brec, err := loadBase(r, id, rec)
 	if err != nil {
 		return nil, nil, err
 	}
-	return codeChunkPull(r, bid, brec, tau)
+	next, stop = codeChunkPull(r, bid, brec, tau)
+	return next, stop, nil
 }
 
-// codeChunkPull returns a pull over the codes of float record rec (of id) on the
-// grid of tau, chunk by chunk: its own codes when it is a grid record of that
-// tau, else its reconstruction put on the grid.
-func codeChunkPull(r Reader, id TensorID, rec *Record, tau float64) (next func() (*quant.Codes, error), stop func(), err error) {
-	if _, ok := floatTarget(rec.DType); !ok {
-		return nil, nil, corruptf("tensor %s: a grid base of dtype %s", id.Short(), rec.DType)
-	}
-	sameGrid := false
-	if rec.Encoding.Lossy() {
-		gp, err := decodeGridParams(rec.Params)
-		if err != nil {
-			return nil, nil, fmt.Errorf("tensor %s: %w", id.Short(), err)
-		}
-		sameGrid = gp.Tau == tau
-	}
-	next, stop = pull(id, func(yield func(*quant.Codes) bool) error {
-		give := func(c *quant.Codes) error {
+// codeChunkPull returns a pull over recordCodes.
+func codeChunkPull(r Reader, id TensorID, rec *Record, tau float64) (next func() (*quant.Codes, error), stop func()) {
+	return pull(id, func(yield func(*quant.Codes) bool) error {
+		return recordCodes(r, id, rec, tau, func(c *quant.Codes) error {
 			if !yield(c) {
 				return errStopped
 			}
 			return nil
-		}
-		if sameGrid {
-			return gridCodeChunks(r, id, rec, give)
-		}
-		vals := make([]float32, min(chunkElems, numel(rec)))
-		return byteChunks(r, id, rec, func(b []byte) error {
-			v := vals[:len(b)/rec.DType.Size()]
-			toFloat32(v, b, rec.DType)
-			c, err := quant.Quantize(v, tau)
-			if err != nil {
-				return err
-			}
-			return give(c)
 		})
 	})
-	return next, stop, nil
+}
+
+// recordCodes calls fn with the codes of float record rec (of id) on the grid of
+// tau, chunk by chunk: its own codes when it is a grid record of that tau (a grid
+// delta's added to its base's), else its reconstruction put on the grid. These
+// are the codes a grid delta against rec adds to.
+func recordCodes(r Reader, id TensorID, rec *Record, tau float64, fn func(*quant.Codes) error) error {
+	if _, ok := floatTarget(rec.DType); !ok {
+		return corruptf("tensor %s: a grid base of dtype %s", id.Short(), rec.DType)
+	}
+	if rec.Encoding.Lossy() {
+		gp, err := decodeGridParams(rec.Params)
+		if err != nil {
+			return fmt.Errorf("tensor %s: %w", id.Short(), err)
+		}
+		if gp.Tau == tau {
+			return gridCodeChunks(r, id, rec, fn)
+		}
+	}
+	vals := make([]float32, min(chunkElems, numel(rec)))
+	return byteChunks(r, id, rec, func(b []byte) error {
+		v := vals[:len(b)/rec.DType.Size()]
+		toFloat32(v, b, rec.DType)
+		c, err := quant.Quantize(v, tau)
+		if err != nil {
+			return err
+		}
+		return fn(c)
+	})
 }
 
 // byteChunks calls fn with the reconstruction of record rec (of id) in pieces of
@@ -545,6 +548,13 @@ func byteChunks(r Reader, id TensorID, rec *Record, fn func([]byte) error) error
 	size := chunkElems * rec.DType.Size()
 	buf := make([]byte, 0, min(int64(size), rec.Size))
 	err := readTensor(r, id, rec, func(b []byte) error {
+		// encoded records emit whole chunks: those go on as they are
+		for len(buf) == 0 && len(b) >= size {
+			if err := fn(b[:size]); err != nil {
+				return err
+			}
+			b = b[size:]
+		}
 		for len(b) > 0 {
 			k := min(len(b), size-len(buf))
 			buf = append(buf, b[:k]...)
@@ -660,85 +670,26 @@ func wholeValues(r Reader, id TensorID, rec *Record) ([]float32, error) {
 	return v, nil
 }
 
-// baseCodes returns, chunk by chunk, the codes on the grid of tau that a grid delta
-// against rec's base adds to: the base's own codes when it is a grid record of the
-// same tau, else its reconstruction quantized onto the grid.
-func baseCodes(r Reader, id TensorID, rec *Record, tau float64) ([]*quant.Codes, error) {
-	bid, brec, err := loadBase(r, id, rec)
-	if err != nil {
-		return nil, err
-	}
-	if _, ok := floatTarget(brec.DType); !ok {
-		return nil, corruptf("tensor %s: base %s of dtype %s", id.Short(), bid.Short(), brec.DType)
-	}
-	var vals []float32
-	return gridCodesOf(r, bid, brec, tau, &vals)
-}
-
-// gridCodesOf returns base record rec's codes on the grid of tau, chunk by chunk:
-// its own codes when it is a grid record of that tau, else its reconstruction put
-// on the grid. *vals holds the reconstruction when the caller has it already, and
-// is set when it had to be decoded.
-func gridCodesOf(r Reader, id TensorID, rec *Record, tau float64, vals *[]float32) ([]*quant.Codes, error) {
-	if rec.Encoding.Lossy() {
-		gp, err := decodeGridParams(rec.Params)
-		if err != nil {
-			return nil, fmt.Errorf("tensor %s: %w", id.Short(), err)
-		}
-		switch {
-		case gp.Tau != tau:
-		case rec.Encoding == EncGridDelta: // the parent in a chain
-			return fullCodes(r, id, rec, tau)
-		default:
-			return baseCodesOf(r, id, rec, tau)
-		}
-	}
-	if *vals == nil {
-		v, err := wholeValues(r, id, rec)
-		if err != nil {
-			return nil, err
-		}
-		*vals = v
-	}
-	return quantizeChunks(*vals, tau)
-}
-
-// fullCodes returns grid delta rec's codes on its grid (of tau), chunk by chunk:
-// its base's codes plus its own delta codes.
-func fullCodes(r Reader, id TensorID, rec *Record, tau float64) ([]*quant.Codes, error) {
-	base, err := baseCodes(r, id, rec, tau)
-	if err != nil {
-		return nil, err
-	}
-	own, err := baseCodesOf(r, id, rec, tau)
-	if err != nil {
-		return nil, err
-	}
-	if len(own) != len(base) {
-		return nil, corruptf("tensor %s: %d chunks, its base %d", id.Short(), len(own), len(base))
-	}
-	for i, d := range own {
-		if own[i], err = d.AddBase(base[i]); err != nil {
-			return nil, corruptf("tensor %s: chunk %d: %v", id.Short(), i, err)
-		}
-	}
-	return own, nil
-}
-
-// quantizeChunks puts reference values on the grid of tau, chunk by chunk.
-func quantizeChunks(v []float32, tau float64) ([]*quant.Codes, error) {
+// gridCodesOf returns record rec's codes on the grid of tau, one Codes a chunk
+// (see recordCodes). *vals, when the caller has decoded rec already, is put on
+// the grid instead of decoding rec again.
+func gridCodesOf(r Reader, id TensorID, rec *Record, tau float64, vals []float32) ([]*quant.Codes, error) {
 	var out []*quant.Codes
-	for lo := 0; lo < len(v) || lo == 0; lo += chunkElems {
-		c, err := quant.Quantize(v[lo:min(lo+chunkElems, len(v))], tau)
-		if err != nil {
-			return nil, err
+	if vals != nil && !rec.Encoding.Lossy() {
+		for lo := 0; lo < len(vals); lo += chunkElems {
+			c, err := quant.Quantize(vals[lo:min(lo+chunkElems, len(vals))], tau)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, c)
 		}
-		out = append(out, c)
-		if len(v) == 0 {
-			break
-		}
+		return out, nil
 	}
-	return out, nil
+	err := recordCodes(r, id, rec, tau, func(c *quant.Codes) error {
+		out = append(out, c)
+		return nil
+	})
+	return out, err
 }
 
 // Storage says how a stored tensor is kept.

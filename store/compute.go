@@ -55,10 +55,7 @@ func (s *Store) GridDelta(id TensorID) (gd *GridDelta, ok bool, err error) {
 	if err != nil {
 		return nil, false, err
 	}
-	next, stop, err := codeChunkPull(s.be, root, rrec, gp.Tau)
-	if err != nil {
-		return nil, false, err
-	}
+	next, stop := codeChunkPull(s.be, root, rrec, gp.Tau)
 	defer stop()
 	d, err := wholeCodes(n, gp.Tau, func(fn func(*quant.Codes) error) error {
 		return gridCodeChunks(s.be, id, rec, func(c *quant.Codes) error {
@@ -107,22 +104,8 @@ func (s *Store) GridCodes(id TensorID, tau float64) (*quant.Codes, error) {
 	if _, ok := floatTarget(rec.DType); !ok {
 		return nil, fmt.Errorf("store: tensor %s of dtype %s has no grid codes", id.Short(), rec.DType)
 	}
-	next, stop, err := codeChunkPull(s.be, id, rec, tau)
-	if err != nil {
-		return nil, err
-	}
-	defer stop()
 	return wholeCodes(numel(rec), tau, func(fn func(*quant.Codes) error) error {
-		for lo := int64(0); lo < numel(rec); lo += chunkElems {
-			c, err := next()
-			if err != nil {
-				return err
-			}
-			if err := fn(c); err != nil {
-				return err
-			}
-		}
-		return nil
+		return recordCodes(s.be, id, rec, tau, fn)
 	})
 }
 

@@ -15,7 +15,6 @@ package store
 
 import (
 	"encoding/binary"
-	"fmt"
 	"math"
 	"runtime"
 	"slices"
@@ -564,9 +563,9 @@ func gridTau(tau float64, dt graph.DType) float64 {
 }
 
 // gridCodes returns a candidate's codes on the grid of tau (see gridCodesOf),
-// keeping its decoded values for a later candidate comparison.
+// from its values where the ranking of candidates decoded them.
 func (im *importer) gridCodes(c *candidate, tau float64) ([]*quant.Codes, error) {
-	return gridCodesOf(overlay{im}, c.id, c.rec, tau, &c.vals)
+	return gridCodesOf(overlay{im}, c.id, c.rec, tau, c.vals)
 }
 
 // indexBase adds a new base record to the index of its element count; the nodes
@@ -615,29 +614,6 @@ func (im *importer) writeIndex(b *Batch) error {
 		}
 	}
 	return nil
-}
-
-// baseCodesOf decodes the codes of a grid record chunk by chunk: a base's codes,
-// or a delta's own codes (its low-rank prediction added back).
-func baseCodesOf(r Reader, id TensorID, rec *Record, tau float64) ([]*quant.Codes, error) {
-	gp, err := decodeGridParams(rec.Params)
-	if err != nil {
-		return nil, fmt.Errorf("tensor %s: %w", id.Short(), err)
-	}
-	lr, err := lowRankOf(id, rec, gp)
-	if err != nil {
-		return nil, err
-	}
-	var out []*quant.Codes
-	err = chunks(r, id, rec, func(i int, lo, hi int64, blob []byte) error {
-		c, err := decodeGridChunk(id, i, lo, hi, blob, tau, lr)
-		if err != nil {
-			return err
-		}
-		out = append(out, c)
-		return nil
-	})
-	return out, err
 }
 
 // eachChunk runs encode for chunks 0..n-1 on up to GOMAXPROCS goroutines and

@@ -147,10 +147,7 @@ func (s *streamer) run(r io.Reader, base *candidate) error {
 	if base != nil {
 		var stop func()
 		if s.lossy {
-			var err error
-			if s.nextCodes, stop, err = codeChunkPull(overlay{s.im}, base.id, base.rec, s.gp.Tau); err != nil {
-				return err
-			}
+			s.nextCodes, stop = codeChunkPull(overlay{s.im}, base.id, base.rec, s.gp.Tau)
 		} else {
 			s.nextBytes, stop = byteChunkPull(overlay{s.im}, base.id, base.rec)
 		}
