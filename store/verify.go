@@ -2,10 +2,12 @@ package store
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
 	"hash"
+	"maps"
 	"slices"
 	"sort"
 
@@ -389,6 +391,15 @@ type EncodingBytes struct {
 	Elements int64 `json:"elements"`
 	Logical  int64 `json:"logical"` // their bytes as imported
 	Stored   int64 `json:"stored"`  // their payloads
+}
+
+// ByStored returns the encodings' names, the most stored bytes first.
+func (b *Breakdown) ByStored() []string {
+	names := slices.Collect(maps.Keys(b.Encodings))
+	slices.SortFunc(names, func(x, y string) int {
+		return cmp.Or(cmp.Compare(b.Encodings[y].Stored, b.Encodings[x].Stored), cmp.Compare(x, y))
+	})
+	return names
 }
 
 func (b *Breakdown) add(enc string, n int, elems, logical, stored int64) {

@@ -11,17 +11,14 @@
 package compress
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"math"
 	"os"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -83,10 +80,7 @@ type Row struct {
 func whereBytesGo(st *store.Stats) string {
 	bd := st.Breakdown
 	pct := func(n int64) string { return fmt.Sprintf("%.1f%%", 100*float64(n)/float64(max(st.KeptBytes, 1))) }
-	names := slices.Collect(maps.Keys(bd.Encodings))
-	slices.SortFunc(names, func(a, b string) int {
-		return cmp.Or(cmp.Compare(bd.Encodings[b].Stored, bd.Encodings[a].Stored), cmp.Compare(a, b))
-	})
+	names := bd.ByStored()
 	var parts []string
 	for _, n := range names {
 		e := bd.Encodings[n]

@@ -1,12 +1,9 @@
 package main
 
 import (
-	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
-	"maps"
-	"slices"
 
 	"github.com/neurstore/neurstore/store"
 
@@ -70,10 +67,7 @@ func printBreakdown(out io.Writer, st *store.Stats) {
 	fmt.Fprintf(out, "\nwhere the kept bytes go\n")
 	row := "%-22s %7s %10s %10s %6s %7s\n"
 	fmt.Fprintf(out, row, "", "tensors", "logical", "kept", "share", "bits/el")
-	encs := slices.Collect(maps.Keys(bd.Encodings))
-	slices.SortFunc(encs, func(a, b string) int {
-		return cmp.Or(cmp.Compare(bd.Encodings[b].Stored, bd.Encodings[a].Stored), cmp.Compare(a, b))
-	})
+	encs := bd.ByStored()
 	for _, name := range encs {
 		e := bd.Encodings[name]
 		bits := "-"
