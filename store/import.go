@@ -304,11 +304,22 @@ func (im *importer) tensor(i int, t graph.TensorInfo) (TensorID, error) {
 	if err != nil {
 		return id, err
 	}
+	im.added(id, rec, t, nil)
+	return id, nil
+}
+
+// added counts new record rec (of tensor t, stored under id) in the import,
+// and, for a delta, sets its base and the base's reference.
+func (im *importer) added(id TensorID, rec *Record, t graph.TensorInfo, base *candidate) {
+	if base != nil {
+		rec.Base = append([]byte(nil), base.id[:]...)
+		base.rec.Refs++
+		im.res.DeltaTensors++
+	}
 	im.pending[id] = rec
 	im.res.NewTensors++
 	im.res.NewBytes += t.Size
 	im.res.StoredBytes += rec.Stored
-	return id, nil
 }
 
 // firstPass reads tensor i once, for a large tensor's two-pass import: it returns
@@ -397,18 +408,10 @@ func (im *importer) dedupTensor(i int, t graph.TensorInfo) (TensorID, error) {
 	if err != nil {
 		return id, err
 	}
-	if e.base != nil {
-		rec.Base = append([]byte(nil), e.base.id[:]...)
-		e.base.rec.Refs++
-		im.res.DeltaTensors++
-	}
 	if err := im.writePages(rec, e.payload.reader(), nil); err != nil {
 		return id, err
 	}
-	im.pending[id] = rec
-	im.res.NewTensors++
-	im.res.NewBytes += t.Size
-	im.res.StoredBytes += stored
+	im.added(id, rec, t, e.base)
 	if e.base == nil {
 		recon := vals
 		if e.recon != nil {

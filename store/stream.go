@@ -72,15 +72,10 @@ func (im *importer) streamTensor(i int, t graph.TensorInfo) (TensorID, error) {
 	if lossy {
 		rec.Params = s.gp.encode()
 	}
-	if s.delta {
-		rec.Base = append([]byte(nil), base.id[:]...)
-		base.rec.Refs++
-		im.res.DeltaTensors++
+	if !s.delta {
+		base = nil
 	}
-	im.pending[id] = rec
-	im.res.NewTensors++
-	im.res.NewBytes += t.Size
-	im.res.StoredBytes += rec.Stored
+	im.added(id, rec, t, base)
 	return id, nil
 }
 
