@@ -99,19 +99,30 @@ func (cl *classing) rowClasses(r int) []uint8 {
 	return cl.cell[rg*cl.colGroups : (rg+1)*cl.colGroups]
 }
 
-// eachClass calls fn(i, class) for each of the n codes in order.
-func (cl *classing) eachClass(starts []int, first, rowLen, n int, fn func(i int, class uint8)) {
+// classOf returns the class of each of the n codes, and how many codes each
+// class has.
+func (cl *classing) classOf(starts []int, first, rowLen, n int) ([]uint8, []int) {
+	class := make([]uint8, n)
+	counts := make([]int, cl.classes)
 	for r, s := range starts {
 		cls := cl.rowClasses(r)
-		off := rowOffset(starts, r, first, rowLen)
-		for i := s; i < rowEnd(starts, r, n); i++ {
-			if cl.col != nil {
-				fn(i, cls[cl.col[i-off]])
-			} else {
-				fn(i, cls[0])
+		end := rowEnd(starts, r, n)
+		if cl.col == nil {
+			k := cls[0]
+			for i := s; i < end; i++ {
+				class[i] = k
 			}
+			counts[k] += end - s
+			continue
+		}
+		col := cl.col[s-rowOffset(starts, r, first, rowLen):]
+		for i := s; i < end; i++ {
+			k := cls[col[i-s]]
+			class[i] = k
+			counts[k]++
 		}
 	}
+	return class, counts
 }
 
 // octiles returns the octile (0..cellSide-1) of each of the non-negative values
@@ -336,27 +347,27 @@ func encodeCells(c *Codes, starts []int, first, rowLen, width int, cl *classing)
 	out = binary.AppendUvarint(out, uint64(rowLen))
 	out = append(out, byte(cl.rowGroups), byte(cl.colGroups), byte(cl.classes))
 	if cl.row != nil {
-		out = appendStream(out, cl.row)
+		out = appendStream(out, cl.row, false)
 	}
 	if cl.col != nil {
-		out = appendStream(out, cl.col)
+		out = appendStream(out, cl.col, false)
 	}
 	out = append(out, cl.cell...)
 
 	// sort the slot values by class (a counting sort, stable)
 	n := len(c.Q)
 	mask := widthMask(width)
+	class, counts := cl.classOf(starts, first, rowLen, n)
 	offs := make([]int, cl.classes+1)
-	cl.eachClass(starts, first, rowLen, n, func(_ int, k uint8) { offs[k+1]++ })
-	for k := range cl.classes {
-		offs[k+1] += offs[k]
+	for k, cnt := range counts {
+		offs[k+1] = offs[k] + cnt
 	}
 	sorted := make([]uint64, n)
 	next := slices.Clone(offs[:cl.classes])
-	cl.eachClass(starts, first, rowLen, n, func(i int, k uint8) {
+	for i, k := range class {
 		sorted[next[k]] = slotValue(c.Q[i], mask)
 		next[k]++
-	})
+	}
 	plane := make([]byte, 0, n)
 	for k := range cl.classes {
 		vals := sorted[offs[k]:offs[k+1]]
@@ -368,7 +379,7 @@ func encodeCells(c *Codes, starts []int, first, rowLen, width int, cl *classing)
 			for _, u := range vals {
 				plane = append(plane, byte(u>>(8*p)))
 			}
-			out = appendStream(out, plane)
+			out = appendStream(out, plane, false)
 		}
 	}
 	return out, nil
@@ -433,8 +444,7 @@ func readGroups(p *[]byte, count, limit int) ([]uint8, error) {
 // and puts the codes in their places in q.
 func decodeClasses(q []int64, p []byte, width int, starts []int, first, rowLen int, cl *classing) error {
 	n := len(q)
-	counts := make([]int, cl.classes)
-	cl.eachClass(starts, first, rowLen, n, func(_ int, k uint8) { counts[k]++ })
+	class, counts := cl.classOf(starts, first, rowLen, n)
 	planes := (width + 7) / 8
 	streams := make([][]byte, cl.classes*planes)
 	for k, cnt := range counts {
@@ -453,7 +463,14 @@ func decodeClasses(q []int64, p []byte, width int, starts []int, first, rowLen i
 		return errCorrupt
 	}
 	next := make([]int, cl.classes)
-	cl.eachClass(starts, first, rowLen, n, func(i int, k uint8) {
+	if planes == 1 {
+		for i, k := range class {
+			q[i] = unzigzag(uint64(streams[k][next[k]]))
+			next[k]++
+		}
+		return nil
+	}
+	for i, k := range class {
 		j := next[k]
 		next[k]++
 		var u uint64
@@ -461,6 +478,6 @@ func decodeClasses(q []int64, p []byte, width int, starts []int, first, rowLen i
 			u |= uint64(s[j]) << (8 * pl)
 		}
 		q[i] = unzigzag(u)
-	})
+	}
 	return nil
 }

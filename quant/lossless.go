@@ -186,7 +186,7 @@ func losslessEncode(w, base []byte, elemSize int, mode byte) ([]byte, error) {
 			for i := range n {
 				plane = append(plane, src[i*elemSize+k])
 			}
-			out = appendStream(out, plane)
+			out = appendStream(out, plane, true)
 		}
 		return append(out, src[whole:]...), nil
 	}
@@ -197,7 +197,7 @@ func losslessEncode(w, base []byte, elemSize int, mode byte) ([]byte, error) {
 			for _, i := range order[offs[c]:offs[c+1]] {
 				plane = append(plane, src[int(i)*elemSize+k])
 			}
-			out = appendStream(out, plane)
+			out = appendStream(out, plane, true)
 		}
 	}
 	return append(out, src[whole:]...), nil

@@ -99,7 +99,7 @@ func (lr *LowRank) Encode() []byte {
 			u := zigzag(int64(v))
 			lo[i], hi[i] = byte(u), byte(u>>8)
 		}
-		out = appendStream(appendStream(out, lo), hi)
+		out = appendStream(appendStream(out, lo, false), hi, false)
 	}
 	return out
 }

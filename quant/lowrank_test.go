@@ -251,3 +251,20 @@ func TestLowRankRoundBits(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkFit measures the sample test on a full fine-tune's delta (no low-rank
+// structure, so Fit returns nil): what every matrix of an import pays.
+func BenchmarkFit(b *testing.B) {
+	r := rand.New(rand.NewPCG(5, 6))
+	rows, cols := 768, 192
+	q := make([]int64, rows*cols)
+	for i := range q {
+		q[i] = int64(math.Round(r.NormFloat64() * 3))
+	}
+	b.SetBytes(int64(len(q)) * 4)
+	for b.Loop() {
+		if Fit([][]int64{q}, rows, cols) != nil {
+			b.Fatal("a full-rank delta was fitted")
+		}
+	}
+}

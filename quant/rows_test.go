@@ -17,7 +17,7 @@ func encodeGrouped(c *Codes, starts []int, row []uint8, groups, first, rowLen, w
 	out = binary.AppendUvarint(out, uint64(first))
 	out = binary.AppendUvarint(out, uint64(rowLen))
 	out = append(out, byte(groups))
-	out = appendStream(out, row)
+	out = appendStream(out, row, false)
 	n := len(c.Q)
 	mask := widthMask(width)
 	plane := make([]byte, 0, n)
@@ -33,7 +33,7 @@ func encodeGrouped(c *Codes, starts []int, row []uint8, groups, first, rowLen, w
 				}
 			}
 			if len(plane) > 0 {
-				out = appendStream(out, plane)
+				out = appendStream(out, plane, false)
 			}
 		}
 	}

@@ -200,6 +200,21 @@ func fromFloat32(dst []byte, src []float32, dt graph.DType) {
 	t.Encode(dst, src)
 }
 
+// floatBytes returns src as little-endian elements of float dtype dt: src's own
+// memory for f32 on a little-endian machine (valid while src is), else written
+// into buf, which must hold them.
+func floatBytes(buf []byte, src []float32, dt graph.DType) []byte {
+	if dt == graph.F32 && littleEndian {
+		if len(src) == 0 {
+			return nil
+		}
+		return unsafe.Slice((*byte)(unsafe.Pointer(&src[0])), 4*len(src))
+	}
+	b := buf[:len(src)*dt.Size()]
+	fromFloat32(b, src, dt)
+	return b
+}
+
 // containerWriter builds a chunk container.
 // The pieces are kept as they are and written to pages one after the other, never
 // joined into one slice (for a large tensor that copy costs as much as encoding).
@@ -378,9 +393,7 @@ func readTensor(r Reader, id TensorID, rec *Record, emit func([]byte) error) err
 		return gridCodeChunks(r, id, rec, func(c *quant.Codes) error {
 			v := vals[:len(c.Q)]
 			c.Dequantize(v)
-			o := out[:len(v)*rec.DType.Size()]
-			fromFloat32(o, v, rec.DType)
-			return emit(o)
+			return emit(floatBytes(out, v, rec.DType))
 		})
 	}
 	return corruptf("tensor %s: unknown encoding %d", id.Short(), uint8(rec.Encoding))
