@@ -136,8 +136,17 @@ func encodeChunks(src []byte) (out []byte, prefixIn, prefixOut int) {
 		// 280-320 MB/s). FSE up to 7 bits kept text-medium at tau 1e-3 0.23%
 		// smaller but cost a fine-tune's import 5-10%, most of it decoding its
 		// base. Above 7.95 bits no coder gains a percent.
-		h := order0(c)
-		if h < 5 {
+		h, used := order0(c)
+		// A short input (a bias's byte planes) is coded only where what order 0
+		// saves pays for a table of its symbols (about half a byte each): on
+		// text-medium's base and a fine-tune at tau 1e-3, coding saved 2 bytes
+		// on the 414 of 641 short planes over 6 bits per byte, and trying it
+		// cost the import 5%.
+		short := len(c) < 4096
+		if short && float64(len(c))*(8-h)/8 < float64(used)/2+16 {
+			short, h = false, 8 // kept raw
+		}
+		if h < 5 || short {
 			s.f.TableLog = fseTableLog
 			f, err := fse.Compress(c, &s.f)
 			switch {
@@ -147,7 +156,7 @@ func encodeChunks(src []byte) (out []byte, prefixIn, prefixOut int) {
 				kind, payload = chunkFSE, f
 			}
 		}
-		if kind == chunkRaw && h <= 7.95 || len(c) < 4096 && kind != chunkRLE {
+		if kind == chunkRaw && h <= 7.95 || short && kind != chunkRLE {
 			s.h.Reuse = huff0.ReusePolicyNone
 			hb, _, err := huff0.Compress4X(c, &s.h)
 			switch {
@@ -167,26 +176,22 @@ func encodeChunks(src []byte) (out []byte, prefixIn, prefixOut int) {
 	return out, prefixIn, prefixOut
 }
 
-// order0 returns the order-0 entropy of c in bits per byte, or 0 for inputs under
-// 4096 bytes (too short to judge: both coders get tried). It costs one pass over
-// c, a fraction of a failed Huffman attempt.
-func order0(c []byte) float64 {
-	if len(c) < 4096 {
-		return 0
-	}
+// order0 returns the order-0 entropy of c in bits per byte and how many byte
+// values c uses. It costs one pass over c, a fraction of a failed Huffman attempt.
+func order0(c []byte) (h float64, used int) {
 	var hist [256]uint32
 	for _, b := range c {
 		hist[b]++
 	}
 	n := float64(len(c))
-	var h float64
 	for _, k := range hist {
 		if k > 0 {
 			p := float64(k) / n
 			h -= p * math.Log2(p)
+			used++
 		}
 	}
-	return h
+	return h, used
 }
 
 // readStream decodes one stream of exactly n bytes from b and returns the rest of b.
