@@ -225,7 +225,7 @@ func appendHeader(c *Codes, codec byte, width int) ([]byte, error) {
 
 // Decode parses a blob written by Encode. It refuses blobs of more than maxElems
 // elements and never allocates much more than maxElems codes or len(b) bytes.
-func Decode(b []byte, maxElems int) (*Codes, error) { return decode(b, maxElems, nil) }
+func Decode(b []byte, maxElems int) (*Codes, error) { return decode(b, maxElems, takeCodes()) }
 
 // decode is Decode writing the codes into buf's array when it holds enough.
 func decode(b []byte, maxElems int, buf []int64) (*Codes, error) {

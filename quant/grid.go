@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sync"
 )
 
 // MaxCode is the largest magnitude of a grid code. Values with |w|/step above it are
@@ -48,13 +49,14 @@ func Quantize(w []float32, tau float64) (*Codes, error) {
 	}
 	step := 2 * tau
 	inv := 1 / step
-	c := &Codes{Tau: tau, Q: make([]int64, len(w))}
+	c := &Codes{Tau: tau, Q: codesOf(len(w))}
 	for i, v := range w {
 		x := float64(v)
 		r := math.RoundToEven(x * inv)
 		// r != r catches NaN; Inf and huge values fail the magnitude test.
 		if !(r <= MaxCode && r >= -MaxCode) {
 			c.Exceptions = append(c.Exceptions, Exception{uint32(i), math.Float32bits(v)})
+			c.Q[i] = 0
 			continue
 		}
 		q := int64(r)
@@ -63,12 +65,47 @@ func Quantize(w []float32, tau float64) (*Codes, error) {
 			var ok bool
 			if q, ok = fixCode(x, q, step, tau); !ok {
 				c.Exceptions = append(c.Exceptions, Exception{uint32(i), math.Float32bits(v)})
-				continue
+				q = 0
 			}
 		}
 		c.Q[i] = q
 	}
 	return c, nil
+}
+
+// codeBufs holds *[]int64 code arrays given back by Release, for Quantize,
+// QuantizeFor and Decode to fill again: an import quantizes and decodes a few
+// arrays of 8 bytes an element per tensor, and fresh ones cost it 6-10% (zeroing,
+// page faults, collections).
+var codeBufs sync.Pool
+
+// takeCodes returns a released code array (length 0), or nil.
+func takeCodes() []int64 {
+	if b, ok := codeBufs.Get().(*[]int64); ok {
+		return (*b)[:0]
+	}
+	return nil
+}
+
+// codesOf returns an array of n codes to be overwritten in full: a released one
+// when it is large enough, else a new one.
+func codesOf(n int) []int64 {
+	if b := takeCodes(); cap(b) >= n {
+		return b[:n]
+	}
+	return make([]int64, n)
+}
+
+// Release gives the array of c's codes back for later Quantize, QuantizeFor and
+// Decode calls to reuse, and clears c.Q. Nothing may use the array afterwards:
+// not c, nor Codes that share it (DeltaOver's result shares its base's).
+func Release(c *Codes) {
+	if c == nil || cap(c.Q) == 0 {
+		return
+	}
+	q := c.Q[:0]
+	c.Q = nil
+	codeBufs.Put(&q)
 }
 
 // fixCode looks at the neighbours of q for a code whose float32 reconstruction is

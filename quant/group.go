@@ -22,7 +22,6 @@ import (
 	"math"
 	"math/bits"
 	"slices"
-	"sync"
 )
 
 // GroupPacked is the per-group fixed-width form of Codes (see above).
@@ -389,15 +388,8 @@ func DecodeGroupPacked(blob []byte, maxElems, bits, group int) (*GroupPacked, er
 	if group < 1 {
 		return nil, fmt.Errorf("quant: group size %d < 1", group)
 	}
-	var buf []int64
-	if b, ok := codeBufs.Get().(*[]int64); ok {
-		buf = *b
-	}
-	c, err := decode(blob, maxElems, buf)
+	c, err := decode(blob, maxElems, takeCodes())
 	if err != nil {
-		if buf != nil {
-			codeBufs.Put(&buf)
-		}
 		return nil, err
 	}
 	var zero []int32
@@ -407,12 +399,6 @@ func DecodeGroupPacked(blob []byte, maxElems, bits, group int) (*GroupPacked, er
 		bits = 16 // packGroups refuses the exceptions below
 	}
 	p, err := c.packGroups(bits, group, zero)
-	if cap(c.Q) > 0 {
-		q := c.Q[:0]
-		codeBufs.Put(&q)
-	}
+	Release(c)
 	return p, err
 }
-
-// codeBufs holds *[]int64 scratch code buffers for DecodeGroupPacked.
-var codeBufs sync.Pool

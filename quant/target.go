@@ -152,7 +152,7 @@ func QuantizeFor(w []float32, tau float64, t Target) (*Codes, error) {
 	}
 	step := 2 * tau
 	inv := 1 / step
-	c := &Codes{Tau: tau, Q: make([]int64, len(w))}
+	c := &Codes{Tau: tau, Q: codesOf(len(w))}
 	// Two copies of one loop so that the rounding inlines.
 	if t == TargetF16 {
 		for i, v := range w {
@@ -160,6 +160,7 @@ func QuantizeFor(w []float32, tau float64, t Target) (*Codes, error) {
 			r := math.RoundToEven(x * inv)
 			if !(r <= MaxCode && r >= -MaxCode) {
 				c.Exceptions = append(c.Exceptions, Exception{uint32(i), math.Float32bits(v)})
+				c.Q[i] = 0
 				continue
 			}
 			q := int64(r)
@@ -174,7 +175,7 @@ func QuantizeFor(w []float32, tau float64, t Target) (*Codes, error) {
 				var ok bool
 				if q, ok = fixCodeFor(x, q, step, tau, t); !ok {
 					c.Exceptions = append(c.Exceptions, Exception{uint32(i), math.Float32bits(v)})
-					continue
+					q = 0
 				}
 			}
 			c.Q[i] = q
@@ -186,6 +187,7 @@ func QuantizeFor(w []float32, tau float64, t Target) (*Codes, error) {
 		r := math.RoundToEven(x * inv)
 		if !(r <= MaxCode && r >= -MaxCode) {
 			c.Exceptions = append(c.Exceptions, Exception{uint32(i), math.Float32bits(v)})
+			c.Q[i] = 0
 			continue
 		}
 		q := int64(r)
@@ -194,7 +196,7 @@ func QuantizeFor(w []float32, tau float64, t Target) (*Codes, error) {
 			var ok bool
 			if q, ok = fixCodeFor(x, q, step, tau, t); !ok {
 				c.Exceptions = append(c.Exceptions, Exception{uint32(i), math.Float32bits(v)})
-				continue
+				q = 0
 			}
 		}
 		c.Q[i] = q

@@ -391,6 +391,13 @@ const clearWin = 0.75
 // the second encoding this way.
 const clearEstimate = 0.85
 
+// releaseAll gives the code arrays of cs back to quant for reuse (quant.Release).
+func releaseAll(cs []*quant.Codes) {
+	for _, c := range cs {
+		quant.Release(c)
+	}
+}
+
 // planeBytes is quant.PlaneBytes summed over a tensor's chunks.
 func planeBytes(cs []*quant.Codes) float64 {
 	var n float64
@@ -454,7 +461,10 @@ func (im *importer) encodeGrid(vals []float32, t graph.TensorInfo, cands []candi
 	dt := t.DType
 	target, _ := floatTarget(dt)
 	tau := gridTau(im.opts.Tau, dt)
+	// Every Codes made here is encoded and given back (quant.Release) before
+	// this returns: what it returns holds bytes and floats only.
 	var codes []*quant.Codes
+	defer func() { releaseAll(codes) }()
 	for lo := 0; lo < len(vals); lo += chunkElems {
 		c, err := quant.QuantizeFor(vals[lo:min(lo+chunkElems, len(vals))], tau, target)
 		if err != nil {
@@ -522,11 +532,13 @@ func (im *importer) encodeGrid(vals []float32, t graph.TensorInfo, cands []candi
 		for j := range codes {
 			// bc was decoded for this comparison alone
 			if ds[j], err = quant.DeltaOver(codes[j], bc[j]); err != nil {
+				releaseAll(bc)
 				return encoded{}, err
 			}
 		}
 		p, width, err := encode(ds)
 		if err != nil {
+			releaseAll(ds)
 			return encoded{}, err
 		}
 		dp := gp
@@ -543,6 +555,7 @@ func (im *importer) encodeGrid(vals []float32, t graph.TensorInfo, cands []candi
 				p, dp.Width, dp.LowRank = rp, rw, blob
 			}
 		}
+		releaseAll(ds) // ds is bc, written over
 		if best.payload == nil || p.size()+len(dp.LowRank) < best.size() {
 			best = encoded{enc: EncGridDelta, payload: p, base: c, params: dp.encode()}
 		}
