@@ -213,11 +213,13 @@ func Fit(parts [][]int64, rows, cols int) *LowRankFit {
 			m, sum = held, &heldTotal
 		}
 		i := s * rows / fitSampleRows
+		var rowSum float64
 		for c := range nc {
 			v := float64(d.at(i*cols + c*cols/nc))
 			m[c*ns+s/2] = v
-			*sum += v * v
+			rowSum += v * v
 		}
+		*sum += rowSum
 	}
 	if total == 0 || heldTotal == 0 {
 		return nil
@@ -499,56 +501,27 @@ func orthonormalize(m []float64, n, p int) {
 
 // symEigen returns the eigenvalues of the symmetric n x n matrix g (row-major;
 // overwritten) in decreasing order and their eigenvectors as the columns of an
-// n x n matrix, by cyclic Jacobi rotations.
+// n x n matrix. It reduces g to tridiagonal form with Householder reflections,
+// then diagonalizes that with implicit QR steps (Wilkinson shifts), keeping the
+// product of every transformation as the eigenvectors: on Fit's 32 x 32 Gram
+// matrices a tenth of the work of cyclic Jacobi rotations.
 func symEigen(g []float64, n int) ([]float64, []float64) {
-	v := make([]float64, n*n)
+	z := make([]float64, n*n) // the transformations' product: eigenvectors in the end
 	for i := range n {
-		v[i*n+i] = 1
+		z[i*n+i] = 1
 	}
-	for sweep := 0; sweep < 50; sweep++ {
-		var off, diag float64
-		for i := range n {
-			diag += g[i*n+i] * g[i*n+i]
-			for j := i + 1; j < n; j++ {
-				off += g[i*n+j] * g[i*n+j]
-			}
-		}
-		if off <= 1e-22*diag {
-			break
-		}
-		for i := range n {
-			for j := i + 1; j < n; j++ {
-				if g[i*n+j] == 0 {
-					continue
-				}
-				theta := (g[j*n+j] - g[i*n+i]) / (2 * g[i*n+j])
-				t := math.Copysign(1, theta) / (math.Abs(theta) + math.Sqrt(theta*theta+1))
-				c := 1 / math.Sqrt(t*t+1)
-				s := t * c
-				for k := range n {
-					gki, gkj := g[k*n+i], g[k*n+j]
-					g[k*n+i], g[k*n+j] = c*gki-s*gkj, s*gki+c*gkj
-				}
-				for k := range n {
-					gik, gjk := g[i*n+k], g[j*n+k]
-					g[i*n+k], g[j*n+k] = c*gik-s*gjk, s*gik+c*gjk
-				}
-				for k := range n {
-					vki, vkj := v[k*n+i], v[k*n+j]
-					v[k*n+i], v[k*n+j] = c*vki-s*vkj, s*vki+c*vkj
-				}
-			}
-		}
-	}
+	d, e := tridiagonalize(g, z, n)
+	diagonalize(d, e, z, n)
+
 	order := make([]int, n)
 	for i := range order {
 		order[i] = i
 	}
 	slices.SortStableFunc(order, func(a, b int) int {
 		switch {
-		case g[a*n+a] > g[b*n+b]:
+		case d[a] > d[b]:
 			return -1
-		case g[a*n+a] < g[b*n+b]:
+		case d[a] < d[b]:
 			return 1
 		}
 		return 0
@@ -556,10 +529,136 @@ func symEigen(g []float64, n int) ([]float64, []float64) {
 	eig := make([]float64, n)
 	vec := make([]float64, n*n)
 	for c, o := range order {
-		eig[c] = g[o*n+o]
+		eig[c] = d[o]
 		for k := range n {
-			vec[k*n+c] = v[k*n+o]
+			vec[k*n+c] = z[k*n+o]
 		}
 	}
 	return eig, vec
+}
+
+// tridiagonalize reduces the symmetric n x n matrix a (overwritten) to a
+// tridiagonal one, H a H with H = I - 2 v v^T for column after column, and
+// multiplies z by each H on the right. It returns the diagonal d and the
+// off-diagonal e (e[i] joins i and i+1).
+func tridiagonalize(a, z []float64, n int) (d, e []float64) {
+	v, p := make([]float64, n), make([]float64, n)
+	for k := 0; k+2 < n; k++ {
+		// x = a[k+1:, k] is to become alpha e_0 (|alpha| = |x|)
+		m := n - k - 1
+		x := v[:m]
+		var norm float64
+		for i := range m {
+			x[i] = a[(k+1+i)*n+k]
+			norm += x[i] * x[i]
+		}
+		if norm == 0 {
+			continue
+		}
+		alpha := -math.Copysign(math.Sqrt(norm), x[0])
+		x[0] -= alpha
+		var vn float64
+		for _, xi := range x {
+			vn += xi * xi
+		}
+		if vn == 0 {
+			continue
+		}
+		vn = math.Sqrt(vn)
+		for i := range x {
+			x[i] /= vn
+		}
+		// with p = A v and w = p - (v.p) v on the trailing block,
+		// H A H = A - 2 v w^T - 2 w v^T
+		var vp float64
+		for i := range m {
+			row := a[(k+1+i)*n+k+1 : (k+2+i)*n]
+			var s float64
+			for j, vj := range x {
+				s += row[j] * vj
+			}
+			p[i] = s
+			vp += x[i] * s
+		}
+		for i := range m {
+			p[i] -= vp * x[i]
+		}
+		for i := range m {
+			row := a[(k+1+i)*n+k+1 : (k+2+i)*n]
+			for j := range m {
+				row[j] -= 2 * (x[i]*p[j] + p[i]*x[j])
+			}
+		}
+		a[(k+1)*n+k], a[k*n+k+1] = alpha, alpha
+		for i := 1; i < m; i++ {
+			a[(k+1+i)*n+k], a[k*n+k+1+i] = 0, 0
+		}
+		for r := range n {
+			row := z[r*n+k+1 : (r+1)*n]
+			var t float64
+			for i, vi := range x {
+				t += row[i] * vi
+			}
+			for i, vi := range x {
+				row[i] -= 2 * t * vi
+			}
+		}
+	}
+	d, e = make([]float64, n), make([]float64, n)
+	for i := range n {
+		d[i] = a[i*n+i]
+		if i+1 < n {
+			e[i] = a[i*n+i+1]
+		}
+	}
+	return d, e
+}
+
+// diagonalize brings the symmetric tridiagonal matrix (d, e) to diagonal form d
+// by implicit QR steps with Wilkinson shifts, each a chase of Givens rotations,
+// and multiplies z by every rotation on the right.
+func diagonalize(d, e, z []float64, n int) {
+	const eps = 0x1p-52
+	negligible := func(i int) bool { return math.Abs(e[i]) <= eps*(math.Abs(d[i])+math.Abs(d[i+1])) }
+	for m, steps := n-1, 0; m > 0 && steps < 64*n; {
+		if negligible(m - 1) {
+			e[m-1] = 0
+			m--
+			continue
+		}
+		l := m - 1 // the unreduced block is l..m
+		for l > 0 && !negligible(l-1) {
+			l--
+		}
+		steps++
+		// the shift: the eigenvalue of the trailing 2 x 2 closer to d[m]
+		delta, b := (d[m-1]-d[m])/2, e[m-1]
+		mu := d[m] - b*b/(delta+math.Copysign(math.Hypot(delta, b), delta))
+		x, y := d[l]-mu, e[l]
+		for k := l; k < m; k++ {
+			// G = [c s; -s c] on k, k+1 with G^T (x, y) = (r, 0)
+			r := math.Hypot(x, y)
+			c, s := 1.0, 0.0
+			if r != 0 {
+				c, s = x/r, -y/r
+			}
+			if k > l {
+				e[k-1] = r
+			}
+			a, bk, cc := d[k], e[k], d[k+1]
+			d[k] = c*c*a - 2*c*s*bk + s*s*cc
+			d[k+1] = s*s*a + 2*c*s*bk + c*c*cc
+			e[k] = c*s*(a-cc) + (c*c-s*s)*bk
+			if k+1 < m {
+				y = -s * e[k+1] // the bulge at (k, k+2)
+				e[k+1] *= c
+				x = e[k]
+			}
+			for i := range n {
+				zi := z[i*n : (i+1)*n]
+				zk, zk1 := zi[k], zi[k+1]
+				zi[k], zi[k+1] = c*zk-s*zk1, s*zk+c*zk1
+			}
+		}
+	}
 }

@@ -1,6 +1,7 @@
 package quant
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -150,31 +151,76 @@ func TestLowRankBlob(t *testing.T) {
 }
 
 func TestSymEigen(t *testing.T) {
-	// a random symmetric matrix: V diag(eig) V^T must rebuild it
+	// V diag(eig) V^T must rebuild the matrix, V be orthonormal and eig decrease:
+	// random symmetric, Gram (as Fit makes), diagonal, zero and repeated-eigenvalue
+	// matrices of several sizes
 	r := rand.New(rand.NewPCG(35, 1))
-	const n = 12
-	g := make([]float64, n*n)
-	for i := range n {
-		for j := i; j < n; j++ {
-			g[i*n+j] = r.NormFloat64()
-			g[j*n+i] = g[i*n+j]
-		}
+	type tc struct {
+		name string
+		n    int
+		g    []float64
 	}
-	orig := slices.Clone(g)
-	eig, vec := symEigen(g, n)
-	for i := 1; i < n; i++ {
-		if eig[i] > eig[i-1] {
-			t.Fatalf("eigenvalues not decreasing: %v", eig)
-		}
-	}
-	for i := range n {
-		for j := range n {
-			var s float64
-			for k := range n {
-				s += vec[i*n+k] * eig[k] * vec[j*n+k]
+	var cases []tc
+	for _, n := range []int{1, 2, 3, 12, 32, 40} {
+		g := make([]float64, n*n)
+		for i := range n {
+			for j := i; j < n; j++ {
+				g[i*n+j] = r.NormFloat64()
+				g[j*n+i] = g[i*n+j]
 			}
-			if math.Abs(s-orig[i*n+j]) > 1e-9 {
-				t.Fatalf("(%d,%d): rebuilt %v, want %v", i, j, s, orig[i*n+j])
+		}
+		cases = append(cases, tc{fmt.Sprint("random ", n), n, g})
+		m := make([]float64, 3*n*n)
+		for i := range m {
+			m[i] = math.Round(r.NormFloat64() * 3)
+		}
+		cases = append(cases, tc{fmt.Sprint("gram ", n), n, gramCols(m, 3*n, n)})
+	}
+	diag := make([]float64, 25)
+	for i := range 5 {
+		diag[i*5+i] = float64(5 - 2*i)
+	}
+	cases = append(cases, tc{"diagonal", 5, diag}, tc{"zero", 6, make([]float64, 36)})
+	// I + u u^T: eigenvalue 1 repeated n-1 times
+	rep := make([]float64, 64)
+	for i := range 8 {
+		for j := range 8 {
+			rep[i*8+j] = float64((i+1)*(j+1)) / 64
+		}
+		rep[i*8+i]++
+	}
+	cases = append(cases, tc{"repeated", 8, rep})
+
+	for _, c := range cases {
+		n := c.n
+		orig := slices.Clone(c.g)
+		eig, vec := symEigen(c.g, n)
+		for i := 1; i < n; i++ {
+			if eig[i] > eig[i-1] {
+				t.Fatalf("%s: eigenvalues not decreasing: %v", c.name, eig)
+			}
+		}
+		var scale float64
+		for _, x := range orig {
+			scale = max(scale, math.Abs(x))
+		}
+		for i := range n {
+			for j := range n {
+				var s, dot float64
+				for k := range n {
+					s += vec[i*n+k] * eig[k] * vec[j*n+k]
+					dot += vec[k*n+i] * vec[k*n+j]
+				}
+				if math.Abs(s-orig[i*n+j]) > 1e-9*max(scale, 1) {
+					t.Fatalf("%s (%d,%d): rebuilt %v, want %v", c.name, i, j, s, orig[i*n+j])
+				}
+				want := 0.0
+				if i == j {
+					want = 1
+				}
+				if math.Abs(dot-want) > 1e-9 {
+					t.Fatalf("%s: columns %d and %d: dot %v, want %v", c.name, i, j, dot, want)
+				}
 			}
 		}
 	}
