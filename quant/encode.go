@@ -110,16 +110,24 @@ func encode(c *Codes) (blob []byte, planeWidth int, err error) {
 // (Huffman's whole bits, tables, planes near 8 bits kept raw); row groups
 // (EncodeRows) a few percent under it on matrices whose rows differ in spread.
 func PlaneBytes(c *Codes) float64 {
+	// Long inputs are estimated on every 4th code: with 8,192 samples or more
+	// the bias of the estimate is under 0.03 bit a plane.
+	stride := 1
+	if len(c.Q) >= 1<<15 {
+		stride = 4
+	}
 	var hist [8][256]uint32
-	for _, q := range c.Q {
-		u := zigzag(q)
+	samples := 0
+	for i := 0; i < len(c.Q); i += stride {
+		u := zigzag(c.Q[i])
+		samples++
 		hist[0][byte(u)]++
 		for k := 1; u>>8 != 0 && k < 8; k++ {
 			u >>= 8
 			hist[k][byte(u)]++
 		}
 	}
-	n := float64(len(c.Q))
+	n := float64(samples)
 	var bits float64
 	for k := range hist {
 		// codes that ended before plane k have a 0 byte there
@@ -130,7 +138,7 @@ func PlaneBytes(c *Codes) float64 {
 		if seen == 0 {
 			break
 		}
-		hist[k][0] += uint32(len(c.Q)) - seen
+		hist[k][0] += uint32(samples) - seen
 		for _, m := range hist[k] {
 			if m > 0 {
 				p := float64(m) / n
@@ -138,7 +146,7 @@ func PlaneBytes(c *Codes) float64 {
 			}
 		}
 	}
-	return bits / 8
+	return bits / 8 * float64(len(c.Q)) / max(n, 1)
 }
 
 // widthMask is the mask of the low width bits.
