@@ -481,7 +481,10 @@ func (im *importer) encodeGrid(vals []float32, t graph.TensorInfo, cands []candi
 	if len(cands) == 0 {
 		recon = make([]float32, len(vals))
 	}
-	rv := make([]float32, min(chunkElems, len(vals)))
+	if n := min(chunkElems, len(vals)); cap(im.rv) < n {
+		im.rv = make([]float32, n)
+	}
+	rv := im.rv
 	var rb []byte // for floatBytes, where it converts
 	if dt != graph.F32 || !littleEndian {
 		rb = make([]byte, len(rv)*dt.Size())

@@ -146,6 +146,7 @@ type importer struct {
 	loader  Loader               // nil until the first new page
 	buf     []byte               // one page, reused
 	small   []byte               // a whole small tensor, reused
+	rv      []float32            // a chunk's reconstruction, reused
 	done    int64
 	total   int64
 	res     ImportResult
