@@ -537,9 +537,13 @@ func TestRecordEncoding(t *testing.T) {
 }
 
 func TestParseRef(t *testing.T) {
+	long := strings.Repeat("n", 128)
+	longTag := strings.Repeat("t", 64)
 	for ref, want := range map[string]string{
-		"a": "a:latest", "llama-7b.v2:ft_1": "llama-7b.v2:ft_1",
-		"": "", "a/b": "", "..": "", ".hidden": "", "a:": "", "a:b:c": "", "a b": "",
+		"a": "a:latest", "llama-7b.v2:ft_1": "llama-7b.v2:ft_1", "a-:b.": "a-:b.",
+		long + ":" + longTag: long + ":" + longTag, long + "n": "", "a:" + longTag + "t": "",
+		"": "", "a/b": "", "..": "", ".hidden": "", "-a": "", "a:_b": "", "a:": "", "a:b:c": "",
+		"a b": "", "caf\u00e9": "", "a\n": "",
 	} {
 		n, tag, err := ParseRef(ref)
 		if got := n + ":" + tag; err == nil && got != want || err != nil && want != "" {
