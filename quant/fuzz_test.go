@@ -74,6 +74,13 @@ func FuzzDecode(f *testing.F) {
 		}
 		dst := make([]float32, len(c.Q))
 		c.Dequantize(dst)
+		// decoding into an array given back dirty gives the same codes
+		q := slices.Clone(c.Q)
+		dirty(c)
+		dirty(d)
+		if e, err := Decode(b, 1<<16); err != nil || !slices.Equal(e.Q, q) {
+			t.Fatalf("decoded again into a released array: %v", err)
+		}
 	})
 }
 

@@ -512,7 +512,23 @@ func FuzzQuantizeFor(f *testing.F) {
 			t.Fatal(err)
 		}
 		checkBoundFor(t, w, c, tau, tg)
+		// an array given back dirty must not leak into the next codes
+		q := slices.Clone(c.Q)
+		dirty(c)
+		again, err := QuantizeFor(w, tau, tg)
+		if err != nil || !slices.Equal(again.Q, q) {
+			t.Fatalf("quantized again from a released array: %v", err)
+		}
 	})
+}
+
+// dirty fills c's codes with garbage and gives the array back (Release), so that
+// the next Quantize or Decode is likely to get it.
+func dirty(c *Codes) {
+	for i := range c.Q {
+		c.Q[i] = 0x5a5a5a5a5a5a
+	}
+	Release(c)
 }
 
 func BenchmarkQuantizeFor(b *testing.B) {
