@@ -937,3 +937,67 @@ func TestMixedChainIsCorrupt(t *testing.T) {
 		t.Fatalf("grid delta against a bit delta: %v, want corruption", err)
 	}
 }
+
+// A fine-tune's matrix is stored as a delta only where that is smaller than
+// storing it as a new base: checked against the size the same matrix takes
+// imported on its own, for deltas far cheaper than a base (taken on the base's
+// size or on quant.PlaneBytes' estimate, without encoding the base), close to
+// one, and dearer than one.
+func TestDeltaOnlyWhereSmaller(t *testing.T) {
+	r := rand.New(rand.NewPCG(41, 42))
+	const n = 256 * 256
+	base := make([]float32, n)
+	for i := range base {
+		base[i] = float32(r.NormFloat64() * 0.02)
+	}
+	for _, tau := range []float64{1e-4, 1e-3} {
+		deltas, bases := 0, 0
+		// a fine-tune moved by N(0, moved) from the base, or (kept < 1) kept times
+		// the base plus noise: a delta against the base then costs more than the
+		// tensor on its own
+		for _, c := range []struct{ kept, moved float64 }{
+			{1, 0.0005}, {1, 0.002}, {1, 0.004}, {1, 0.008}, {1, 0.016}, {1, 0.06},
+			{0, 0.005}, {0, 0.03}, {0.5, 0.01}, {-1, 0.001},
+		} {
+			moved := c.moved
+			ft := make([]float32, n)
+			for i := range ft {
+				ft[i] = float32(c.kept*float64(base[i]) + r.NormFloat64()*moved)
+			}
+			bm, fm := &memModel{}, &memModel{}
+			bm.add("w", graph.F32, []int64{256, 256}, f32bytes(base))
+			fm.add("w", graph.F32, []int64{256, 256}, f32bytes(ft))
+
+			s := openTest(t)
+			importOpts(t, s, bm, ImportOptions{Ref: "base", Tau: tau})
+			importOpts(t, s, fm, ImportOptions{Ref: "ft", Tau: tau, Base: "base"})
+			rec := mustRecord(t, s, mustModel(t, s, "ft").Tensors[0].ID)
+
+			alone := openTest(t)
+			importOpts(t, alone, fm, ImportOptions{Ref: "ft", Tau: tau})
+			own := mustRecord(t, alone, mustModel(t, alone, "ft").Tensors[0].ID)
+
+			t.Logf("tau %g, %+v: %s %d bytes, alone %d", tau, c, rec.Encoding, rec.Stored, own.Stored)
+			if rec.Encoding == EncGridDelta {
+				deltas++
+				if rec.Stored > own.Stored {
+					t.Errorf("tau %g, %+v: a delta of %d bytes where a base takes %d", tau, c, rec.Stored, own.Stored)
+				}
+			} else {
+				bases++
+			}
+		}
+		if deltas == 0 || bases == 0 {
+			t.Errorf("tau %g: %d deltas and %d bases; the distances should give both", tau, deltas, bases)
+		}
+	}
+}
+
+func mustRecord(t *testing.T, s *Store, id TensorID) *Record {
+	t.Helper()
+	rec, err := s.Record(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rec
+}
