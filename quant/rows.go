@@ -67,22 +67,36 @@ func planesWidth(hist [65]int, n int) int {
 // it is, and splitting rows into groups always looks like a gain.
 func entropyBits(h []int) (float64, int) {
 	m, used := 0, 0
+	var sum float64 // of c log2 c
 	for _, c := range h {
-		m += c
 		if c > 0 {
+			m += c
 			used++
+			sum += xlog2x(c)
 		}
 	}
 	if m == 0 {
 		return 0, 0
 	}
-	bits := float64(used-1) / (2 * math.Ln2)
-	for _, c := range h {
-		if c > 0 {
-			bits -= float64(c) * math.Log2(float64(c)/float64(m))
-		}
+	// -sum c log2(c/m) = m log2 m - sum c log2 c
+	return xlog2x(m) - sum + float64(used-1)/(2*math.Ln2), m
+}
+
+// xlog2xTable holds x log2 x for x below its length: the counts of a sampled
+// histogram mostly are, and chooseClasses prices thousands of them per matrix.
+var xlog2xTable = func() []float64 {
+	t := make([]float64, 4096)
+	for x := 2; x < len(t); x++ {
+		t[x] = float64(x) * math.Log2(float64(x))
 	}
-	return bits, m
+	return t
+}()
+
+func xlog2x(x int) float64 {
+	if x < len(xlog2xTable) {
+		return xlog2xTable[x]
+	}
+	return float64(x) * math.Log2(float64(x))
 }
 
 // readRows reads a grouped or cells payload's first and rowLen (each a uvarint)
