@@ -163,6 +163,16 @@ type matrix struct {
 // at returns element e (row-major).
 func (m *matrix) at(e int) int64 { return m.parts[e/m.partLen][e%m.partLen] }
 
+// sampleRow sets dst[k] to element (i, col[k]) for each k; col is increasing.
+func (m *matrix) sampleRow(dst []float64, i int, col []int) {
+	k := 0
+	m.row(i, func(j0 int, seg []int64) {
+		for ; k < len(col) && col[k] < j0+len(seg); k++ {
+			dst[k] = float64(seg[col[k]-j0])
+		}
+	})
+}
+
 // row calls fn with the pieces of row i in order: seg holds its columns j0 on.
 func (m *matrix) row(i int, fn func(j0 int, seg []int64)) {
 	e, j := i*m.cols, 0
@@ -201,25 +211,32 @@ func Fit(parts [][]int64, rows, cols int) *LowRankFit {
 	}
 	d := &matrix{parts: parts, partLen: len(parts[0]), rows: rows, cols: cols}
 	// sampled rows, spread evenly, on at most 256 columns: the even ones find
-	// directions, the odd ones are held out to test them; kept as nc x ns
-	// matrices (a sampled row is a column)
+	// directions, kept as an nc x ns matrix (a sampled row is a column); the
+	// odd ones are held out to test them, kept as ns rows of nc
 	const ns = fitSampleRows / 2
 	nc := min(cols, 256)
-	fit, held := make([]float64, nc*ns), make([]float64, nc*ns)
+	col := make([]int, nc)
+	for c := range col {
+		col[c] = c * cols / nc
+	}
+	fit, held := make([]float64, nc*ns), make([]float64, ns*nc)
 	var total, heldTotal float64
+	row := make([]float64, nc)
 	for s := range fitSampleRows {
-		m, sum := fit, &total
-		if s%2 == 1 {
-			m, sum = held, &heldTotal
-		}
-		i := s * rows / fitSampleRows
+		d.sampleRow(row, s*rows/fitSampleRows, col)
 		var rowSum float64
-		for c := range nc {
-			v := float64(d.at(i*cols + c*cols/nc))
-			m[c*ns+s/2] = v
+		for _, v := range row {
 			rowSum += v * v
 		}
-		*sum += rowSum
+		if s%2 == 1 {
+			copy(held[s/2*nc:], row)
+			heldTotal += rowSum
+			continue
+		}
+		for c, v := range row {
+			fit[c*ns+s/2] = v
+		}
+		total += rowSum
 	}
 	if total == 0 || heldTotal == 0 {
 		return nil
@@ -242,8 +259,8 @@ func Fit(parts [][]int64, rows, cols int) *LowRankFit {
 		colTimes(dir, 1, 0, fit, nc, ns, vec, r-1, 1/math.Sqrt(eig[r-1]))
 		for s := range ns {
 			var dot float64
-			for c, v := range dir {
-				dot += v * held[c*ns+s]
+			for c, v := range held[s*nc : (s+1)*nc] {
+				dot += v * dir[c]
 			}
 			explained += dot * dot
 		}
@@ -299,13 +316,19 @@ func fitRank(d *matrix, r int) *LowRankFit {
 // gramCols returns the p x p Gram matrix of the columns of m (n x p, row-major).
 func gramCols(m []float64, n, p int) []float64 {
 	g := make([]float64, p*p)
-	for a := range p {
-		for b := a; b < p; b++ {
-			var s float64
-			for i := range n {
-				s += m[i*p+a] * m[i*p+b]
+	// row by row (each sum still runs over i in order), upper triangle
+	for i := range n {
+		row := m[i*p : (i+1)*p]
+		for a, x := range row {
+			ga := g[a*p : (a+1)*p]
+			for b := a; b < p; b++ {
+				ga[b] += x * row[b]
 			}
-			g[a*p+b], g[b*p+a] = s, s
+		}
+	}
+	for a := range p {
+		for b := a + 1; b < p; b++ {
+			g[b*p+a] = g[a*p+b]
 		}
 	}
 	return g
@@ -314,10 +337,14 @@ func gramCols(m []float64, n, p int) []float64 {
 // colTimes sets column k of dst (n x stride) to f times m (n x p) times column c
 // of vec (p x p): dst[i*stride+k] = f * sum_j m[i*p+j] * vec[j*p+c].
 func colTimes(dst []float64, stride, k int, m []float64, n, p int, vec []float64, c int, f float64) {
+	v := make([]float64, p) // column c, contiguous
+	for j := range v {
+		v[j] = vec[j*p+c]
+	}
 	for i := range n {
 		var s float64
-		for j := range p {
-			s += m[i*p+j] * vec[j*p+c]
+		for j, x := range m[i*p : (i+1)*p] {
+			s += x * v[j]
 		}
 		dst[i*stride+k] = s * f
 	}
