@@ -1001,3 +1001,40 @@ func mustRecord(t *testing.T, s *Store, id TensorID) *Record {
 	}
 	return rec
 }
+
+// Fine-tunes of one base imported by one process reuse the base's codes from
+// the store's cache; what they store must be what a fresh process stores.
+func TestBaseCodeCache(t *testing.T) {
+	base := familyModel(t, "digits-mlp-base.safetensors")
+	fts := []string{"ft1", "ft2", "ft3"}
+	const tau = 1e-3
+	one := openTest(t)
+	importOpts(t, one, base, ImportOptions{Ref: "base", Tau: tau})
+	for _, ft := range fts {
+		importOpts(t, one, familyModel(t, "digits-mlp-"+ft+".safetensors"), ImportOptions{Ref: ft, Tau: tau, Base: "base"})
+	}
+	if one.baseCodes.used == 0 {
+		t.Fatal("no base codes were cached")
+	}
+	mustVerify(t, one)
+	for _, ft := range fts {
+		m := familyModel(t, "digits-mlp-"+ft+".safetensors")
+		checkWithin(t, one, ft, m, tau)
+		fresh := openTest(t)
+		importOpts(t, fresh, base, ImportOptions{Ref: "base", Tau: tau})
+		importOpts(t, fresh, m, ImportOptions{Ref: ft, Tau: tau, Base: "base"})
+		a, b := mustModel(t, one, ft), mustModel(t, fresh, ft)
+		for i := range a.Tensors {
+			if a.Tensors[i].ID != b.Tensors[i].ID {
+				t.Fatalf("%s %s: id %s after cached imports, %s fresh", ft, a.Tensors[i].Name, a.Tensors[i].ID.Short(), b.Tensors[i].ID.Short())
+			}
+			if a.Tensors[i].Inline() {
+				continue
+			}
+			ra, rb := mustRecord(t, one, a.Tensors[i].ID), mustRecord(t, fresh, b.Tensors[i].ID)
+			if ra.Encoding != rb.Encoding || ra.Stored != rb.Stored || !bytes.Equal(ra.Base, rb.Base) {
+				t.Errorf("%s %s: %s %d bytes after cached imports, %s %d fresh", ft, a.Tensors[i].Name, ra.Encoding, ra.Stored, rb.Encoding, rb.Stored)
+			}
+		}
+	}
+}
