@@ -288,7 +288,8 @@ func chunks(r Reader, id TensorID, rec *Record, fn func(i int, lo, hi int64, blo
 	if err != nil {
 		return corruptf("tensor %s: %v", id.Short(), err)
 	}
-	br := bufio.NewReaderSize(&pageReader{r: r, id: id, rec: rec}, 1<<16)
+	// a small tensor's whole payload, at most 64 KiB (bufio takes 16 at least)
+	br := bufio.NewReaderSize(&pageReader{r: r, id: id, rec: rec}, int(min(max(rec.Stored, 0), 1<<16)))
 	var hdr [2]byte
 	if _, err := io.ReadFull(br, hdr[:]); err != nil {
 		return payloadErr(id, err)
