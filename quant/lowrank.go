@@ -427,18 +427,41 @@ func (f *LowRankFit) Choose(parts [][]int64, bits []int) *LowRank {
 	return best
 }
 
-// entropy returns the order-0 entropy of v in bits (it sorts v).
+// entropy returns the order-0 entropy of v in bits. Values within a span of
+// 2^16 are counted in an array; wider ones are sorted (v is reordered then).
 func entropy(v []int64) float64 {
-	slices.Sort(v)
-	var h float64
+	if len(v) == 0 {
+		return 0
+	}
+	lo, hi := v[0], v[0]
+	for _, x := range v {
+		lo, hi = min(lo, x), max(hi, x)
+	}
 	n := float64(len(v))
+	var h float64
+	add := func(count int) {
+		p := float64(count) / n
+		h -= float64(count) * math.Log2(p)
+	}
+	if uint64(hi-lo) < 1<<16 {
+		counts := make([]int, hi-lo+1)
+		for _, x := range v {
+			counts[x-lo]++
+		}
+		for _, c := range counts {
+			if c > 0 {
+				add(c)
+			}
+		}
+		return h
+	}
+	slices.Sort(v)
 	for i := 0; i < len(v); {
 		j := i + 1
 		for j < len(v) && v[j] == v[i] {
 			j++
 		}
-		p := float64(j-i) / n
-		h -= float64(j-i) * math.Log2(p)
+		add(j - i)
 		i = j
 	}
 	return h

@@ -314,3 +314,24 @@ func BenchmarkFit(b *testing.B) {
 		}
 	}
 }
+
+// entropy counts narrow values in an array and sorts wide ones: both give the
+// order-0 entropy in bits.
+func TestEntropy(t *testing.T) {
+	for _, c := range []struct {
+		v    []int64
+		want float64
+	}{
+		{nil, 0},
+		{[]int64{7, 7, 7}, 0},
+		{[]int64{0, 0, 1, 1}, 4},
+		{[]int64{-3, 5, 5, -3}, 4},
+		{[]int64{0, 1 << 40, 0, 1 << 40}, 4},
+		{[]int64{-1 << 50, 1 << 50, 2, 3}, 8},
+		{[]int64{1, 2, 2, 3, 3, 3, 3, 1}, 12},
+	} {
+		if got := entropy(slices.Clone(c.v)); math.Abs(got-c.want) > 1e-9 {
+			t.Errorf("entropy(%v) = %v, want %v", c.v, got, c.want)
+		}
+	}
+}
