@@ -36,9 +36,7 @@
 // a chain too, so a decode holds a few chunks. Import holds a float tensor whole
 // while the dedup engine encodes it (dedup.go; about 6-7 times its f32 size at
 // the peak); float tensors above maxDedupBytes (1 GiB) stream instead, encoded
-// chunk by chunk as they are read (stream.go). A Store also keeps up to 64 MiB of
-// the grid codes its imports compared against (codecache.go), so that the next
-// fine-tune of the same base does not decode them again.
+// chunk by chunk as they are read (stream.go).
 //
 // # Writes and crashes
 //
