@@ -147,7 +147,7 @@ func Delta(c, base *Codes) (*Codes, error) {
 	if err := sameGrid(c, base); err != nil {
 		return nil, err
 	}
-	return delta(c, base, &Codes{Tau: c.Tau, Q: codesOf(len(c.Q))}), nil
+	return delta(c, base, &Codes{Tau: c.Tau, Q: make([]int64, len(c.Q))}), nil
 }
 
 // DeltaOver is Delta written over base, for a caller done with base's codes: it

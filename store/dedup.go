@@ -527,22 +527,15 @@ func (im *importer) encodeGrid(vals []float32, t graph.TensorInfo, cands []candi
 	var best encoded
 	for i := range cands {
 		c := &cands[i]
-		bc, cached, err := im.gridCodes(c, tau)
+		bc, err := im.gridCodes(c, tau)
 		if err != nil {
 			return encoded{}, err
 		}
 		ds := make([]*quant.Codes, len(codes))
 		for j := range codes {
-			// bc, unless cached, was decoded for this comparison alone
-			if cached {
-				ds[j], err = quant.Delta(codes[j], bc[j])
-			} else {
-				ds[j], err = quant.DeltaOver(codes[j], bc[j])
-			}
-			if err != nil {
-				if !cached {
-					releaseAll(bc)
-				}
+			// bc was decoded for this comparison alone
+			if ds[j], err = quant.DeltaOver(codes[j], bc[j]); err != nil {
+				releaseAll(bc)
 				return encoded{}, err
 			}
 		}
@@ -565,7 +558,7 @@ func (im *importer) encodeGrid(vals []float32, t graph.TensorInfo, cands []candi
 				p, dp.Width, dp.LowRank = rp, rw, blob
 			}
 		}
-		releaseAll(ds) // new codes, or bc written over
+		releaseAll(ds) // ds is bc, written over
 		if best.payload == nil || p.size()+len(dp.LowRank) < best.size() {
 			best = encoded{enc: EncGridDelta, payload: p, base: c, params: dp.encode()}
 		}
@@ -608,17 +601,8 @@ func gridTau(tau float64, dt graph.DType) float64 {
 
 // gridCodes returns a candidate's codes on the grid of tau (see gridCodesOf),
 // from its values where the ranking of candidates decoded them.
-// The codes come from the store's cache where it has them (cached is then true:
-// they must not be written to nor released), and are put in it where they fit.
-func (im *importer) gridCodes(c *candidate, tau float64) (cs []*quant.Codes, cached bool, err error) {
-	k := codeKey{c.id, tau}
-	if cs := im.s.baseCodes.get(k); cs != nil {
-		return cs, true, nil
-	}
-	if cs, err = gridCodesOf(overlay{im}, c.id, c.rec, tau, c.vals); err != nil {
-		return nil, false, err
-	}
-	return cs, im.s.baseCodes.put(k, cs), nil
+func (im *importer) gridCodes(c *candidate, tau float64) ([]*quant.Codes, error) {
+	return gridCodesOf(overlay{im}, c.id, c.rec, tau, c.vals)
 }
 
 // indexBase adds a new base record to the index of its element count; the nodes

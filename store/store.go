@@ -58,8 +58,6 @@ type Store struct {
 	maxDedup int64
 	// indexes are the HNSW indexes loaded so far, by element count (guarded by mu).
 	indexes map[int64]*tensorIndex
-	// baseCodes are the grid codes imports compared against (guarded by mu).
-	baseCodes codeCache
 }
 
 // Open opens the store in dir with the embedded Pebble backend, creating it if needed.
