@@ -257,26 +257,14 @@ func (im *importer) tensor(i int, t graph.TensorInfo) (TensorID, error) {
 	var data []byte // the whole tensor, for small ones
 	var firstCRC hash.Hash32
 	var id TensorID
+	var err error
 	if t.Size <= im.s.smallTensor {
-		r, err := im.src.Open(i)
-		if err != nil {
-			return TensorID{}, err
-		}
-		if int64(cap(im.small)) < t.Size {
-			im.small = make([]byte, t.Size)
-		}
-		data = im.small[:t.Size]
-		if _, err := io.ReadFull(r, data); err != nil {
-			return TensorID{}, readErr(err, t.Size)
-		}
-		h := newTensorHash(t)
-		h.Write(data)
-		h.Sum(id[:0])
+		data, id, err = im.readWhole(i, t)
 	} else {
-		var err error
-		if id, firstCRC, err = im.firstPass(i, t); err != nil {
-			return id, err
-		}
+		id, firstCRC, err = im.firstPass(i, t)
+	}
+	if err != nil {
+		return id, err
 	}
 
 	if found, err := im.reuse(t, id); err != nil || found {
@@ -288,7 +276,7 @@ func (im *importer) tensor(i int, t graph.TensorInfo) (TensorID, error) {
 		return id, err
 	}
 	if data != nil {
-		err = im.writePages(rec, bytes.NewReader(data), nil)
+		err = im.writePages(rec, bytes.NewReader(data), true)
 	} else {
 		// Second pass over a large tensor; its CRC must match the first pass's.
 		r, oerr := im.src.Open(i)
@@ -296,7 +284,7 @@ func (im *importer) tensor(i int, t graph.TensorInfo) (TensorID, error) {
 			return id, oerr
 		}
 		again := crc32.New(crcTable)
-		if err = im.writePages(rec, io.LimitReader(r, t.Size), again); err == nil {
+		if err = im.writePages(rec, io.TeeReader(io.LimitReader(r, t.Size), again), true); err == nil {
 			if again.Sum32() != firstCRC.Sum32() {
 				err = errors.New("the file changed while it was being imported")
 			}
@@ -321,6 +309,27 @@ func (im *importer) added(id TensorID, rec *Record, t graph.TensorInfo, base *ca
 	im.res.NewTensors++
 	im.res.NewBytes += t.Size
 	im.res.StoredBytes += rec.Stored
+}
+
+// readWhole reads tensor i whole into the importer's buffer (valid until the
+// next tensor) and returns it with its id.
+func (im *importer) readWhole(i int, t graph.TensorInfo) ([]byte, TensorID, error) {
+	var id TensorID
+	r, err := im.src.Open(i)
+	if err != nil {
+		return nil, id, err
+	}
+	if int64(cap(im.small)) < t.Size {
+		im.small = make([]byte, t.Size)
+	}
+	data := im.small[:t.Size]
+	if _, err := io.ReadFull(r, data); err != nil {
+		return nil, id, readErr(err, t.Size)
+	}
+	h := newTensorHash(t)
+	h.Write(data)
+	h.Sum(id[:0])
+	return data, id, nil
 }
 
 // firstPass reads tensor i once, for a large tensor's two-pass import: it returns
@@ -366,21 +375,10 @@ func (im *importer) findStored(t graph.TensorInfo, exact TensorID) (id TensorID,
 // dedupTensor stores float tensor i through the dedup engine: exact dedup, then the
 // smallest of raw bytes, a new base, or a delta against a similar stored base.
 func (im *importer) dedupTensor(i int, t graph.TensorInfo) (TensorID, error) {
-	r, err := im.src.Open(i)
+	data, id, err := im.readWhole(i, t)
 	if err != nil {
-		return TensorID{}, err
+		return id, err
 	}
-	if int64(cap(im.small)) < t.Size {
-		im.small = make([]byte, t.Size)
-	}
-	data := im.small[:t.Size]
-	if _, err := io.ReadFull(r, data); err != nil {
-		return TensorID{}, readErr(err, t.Size)
-	}
-	h := newTensorHash(t)
-	h.Write(data)
-	var id TensorID
-	h.Sum(id[:0])
 	id, lossy, found, err := im.findStored(t, id)
 	if err != nil || found {
 		return id, err
@@ -409,9 +407,10 @@ func (im *importer) dedupTensor(i int, t graph.TensorInfo) (TensorID, error) {
 	if err != nil {
 		return id, err
 	}
-	if err := im.writePages(rec, e.payload.reader(), nil); err != nil {
+	if err := im.writePages(rec, e.payload.reader(), false); err != nil {
 		return id, err
 	}
+	im.progress(t.Size)
 	im.added(id, rec, t, e.base)
 	if e.base == nil {
 		recon := vals
@@ -485,27 +484,18 @@ func (im *importer) lookup(id TensorID) (*Record, error) {
 	return rec, nil
 }
 
-// writePages reads rec.Stored bytes from r into pages of rec's blob, hashing them
-// into h when h is not nil.
-func (im *importer) writePages(rec *Record, r io.Reader, h hash.Hash) error {
-	for p := int64(0); p < rec.Pages; p++ {
-		if err := im.ctx.Err(); err != nil {
-			return err
-		}
-		n := min(rec.PageSize, rec.Stored-p*rec.PageSize)
-		buf := im.pageBuf()[:n+4]
-		if _, err := io.ReadFull(r, buf[4:]); err != nil {
-			return readErr(err, rec.Stored)
-		}
-		if h != nil {
-			h.Write(buf[4:])
-		}
-		if err := im.putPage(rec.Blob, uint32(p), buf); err != nil {
-			return err
-		}
-		im.progress(n)
+// writePages reads rec.Stored bytes from r into pages of rec's blob. raw says
+// the payload is the tensor's own bytes, which then count as progress.
+func (im *importer) writePages(rec *Record, r io.Reader, raw bool) error {
+	w := &pageWriter{im: im, rec: rec, progress: raw}
+	n, err := w.readFrom(io.LimitReader(r, rec.Stored))
+	if err == nil && n != rec.Stored {
+		err = readErr(io.ErrUnexpectedEOF, rec.Stored)
 	}
-	return nil
+	if cerr := w.close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // putPage writes page p of blob: buf is 4 bytes for its checksum, then the payload.

@@ -825,3 +825,34 @@ func TestGraphStoredCompressed(t *testing.T) {
 		t.Fatalf("verify of a damaged graph: %+v, %v", rep, err)
 	}
 }
+
+// Progress counts the source's bytes whatever a tensor becomes (raw pages, an
+// encoded base or delta, a manifest inline tensor, a duplicate) and ends at the
+// total.
+func TestImportProgressReachesTotal(t *testing.T) {
+	s := openTest(t)
+	for _, c := range []struct {
+		ref string
+		m   *memModel
+		tau float64
+	}{
+		{"raw", testModel(2), 0},
+		{"base", familyModel(t, "digits-mlp-base.safetensors"), 0},
+		{"ft", familyModel(t, "digits-mlp-ft1.safetensors"), 1e-3},
+		{"again", familyModel(t, "digits-mlp-ft1.safetensors"), 1e-3},
+	} {
+		var last, total int64
+		_, err := s.Import(context.Background(), c.m.source(), ImportOptions{Ref: c.ref, Tau: c.tau, Progress: func(done, tot int64) {
+			if done < last {
+				t.Errorf("%s: progress went back from %d to %d", c.ref, last, done)
+			}
+			last, total = done, tot
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if last != total || total == 0 {
+			t.Errorf("%s: progress ended at %d of %d", c.ref, last, total)
+		}
+	}
+}

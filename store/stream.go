@@ -297,28 +297,58 @@ func (s *streamer) encodeChunk(part []byte, i, j int, alone, delta bool) (a, d [
 	return a, d, nil
 }
 
-// pageWriter cuts what is written to it into rec's pages, writes them as they
-// fill, and at close sets rec's stored size and page count.
+// pageWriter cuts a record's payload into rec's pages, written as they fill
+// (Write, or readFrom straight into the page), and at close sets rec's stored
+// size and page count. With progress, the payload is the tensor's own bytes and
+// counts as the import's progress.
 type pageWriter struct {
-	im    *importer
-	rec   *Record
-	page  []byte // the page being filled
-	pages int64
-	n     int64
-	err   error
+	im       *importer
+	rec      *Record
+	progress bool
+	page     []byte // the page being filled
+	pages    int64
+	n        int64
+	err      error
 }
 
 func (w *pageWriter) Write(p []byte) {
 	for len(p) > 0 && w.err == nil {
-		if w.page == nil {
-			w.page = w.im.pageBuf()[:4]
-		}
-		k := min(len(p), int(w.rec.PageSize)+4-len(w.page))
-		w.page = append(w.page, p[:k]...)
+		k := copy(w.room(), p)
+		w.filled(k)
 		p = p[k:]
-		if len(w.page) == int(w.rec.PageSize)+4 {
-			w.flush()
+	}
+}
+
+// readFrom fills pages from r until it ends, and returns how many bytes it read.
+func (w *pageWriter) readFrom(r io.Reader) (int64, error) {
+	var total int64
+	for w.err == nil {
+		k, err := io.ReadFull(r, w.room())
+		w.filled(k)
+		total += int64(k)
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			break
 		}
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, w.err
+}
+
+// room returns the free part of the page being filled.
+func (w *pageWriter) room() []byte {
+	if w.page == nil {
+		w.page = w.im.pageBuf()[:4]
+	}
+	return w.page[len(w.page) : int(w.rec.PageSize)+4]
+}
+
+// filled takes k bytes written into room, and writes the page once it is full.
+func (w *pageWriter) filled(k int) {
+	w.page = w.page[:len(w.page)+k]
+	if len(w.page) == int(w.rec.PageSize)+4 {
+		w.flush()
 	}
 }
 
@@ -328,12 +358,15 @@ func (w *pageWriter) flush() {
 	if w.n > w.rec.Size+int64(w.rec.Size>>4)+(1<<20) {
 		// far more than the raw bytes (checked against the free space): never
 		// for floats, whose planes cost at most a few bytes more than raw
-		w.err = errors.New("store: streamed encoding grew past the tensor's size")
+		w.err = errors.New("store: encoded payload grew past the tensor's size")
 		return
 	}
 	w.err = w.im.putPage(w.rec.Blob, uint32(w.pages), w.page)
 	w.pages++
 	w.page = nil
+	if w.progress && w.err == nil {
+		w.im.progress(payload)
+	}
 }
 
 func (w *pageWriter) close() error {
