@@ -160,9 +160,6 @@ type matrix struct {
 	rows, cols int
 }
 
-// at returns element e (row-major).
-func (m *matrix) at(e int) int64 { return m.parts[e/m.partLen][e%m.partLen] }
-
 // sampleRow sets dst[k] to element (i, col[k]) for each k; col is increasing.
 func (m *matrix) sampleRow(dst []float64, i int, col []int) {
 	k := 0

@@ -393,6 +393,14 @@ type EncodingBytes struct {
 	Stored   int64 `json:"stored"`  // their payloads
 }
 
+// BitsPerElement returns the stored bits per element, 0 without elements.
+func (e EncodingBytes) BitsPerElement() float64 {
+	if e.Elements == 0 {
+		return 0
+	}
+	return 8 * float64(e.Stored) / float64(e.Elements)
+}
+
 // ByStored returns the encodings' names, the most stored bytes first.
 func (b *Breakdown) ByStored() []string {
 	names := slices.Collect(maps.Keys(b.Encodings))

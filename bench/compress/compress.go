@@ -84,7 +84,7 @@ func whereBytesGo(st *store.Stats) string {
 	var parts []string
 	for _, n := range names {
 		e := bd.Encodings[n]
-		parts = append(parts, fmt.Sprintf("%s %s (%.2f bits/el)", n, pct(e.Stored), 8*float64(e.Stored)/float64(max(e.Elements, 1))))
+		parts = append(parts, fmt.Sprintf("%s %s (%.2f bits/el)", n, pct(e.Stored), e.BitsPerElement()))
 	}
 	parts = append(parts, "records, manifests, pages "+pct(bd.Records+bd.Manifests+bd.Pages+bd.Graphs+bd.Other),
 		fmt.Sprintf("index %s (%d bytes)", pct(bd.Index), bd.Index))

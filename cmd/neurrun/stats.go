@@ -72,7 +72,7 @@ func printBreakdown(out io.Writer, st *store.Stats) {
 		e := bd.Encodings[name]
 		bits := "-"
 		if e.Elements > 0 {
-			bits = fmt.Sprintf("%.2f", 8*float64(e.Stored)/float64(e.Elements))
+			bits = fmt.Sprintf("%.2f", e.BitsPerElement())
 		}
 		fmt.Fprintf(out, row, name, fmt.Sprint(e.Tensors), humanBytes(e.Logical), humanBytes(e.Stored), share(e.Stored), bits)
 	}
