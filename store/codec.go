@@ -685,7 +685,7 @@ func wholeValues(r Reader, id TensorID, rec *Record) ([]float32, error) {
 }
 
 // gridCodesOf returns record rec's codes on the grid of tau, one Codes a chunk
-// (see recordCodes). *vals, when the caller has decoded rec already, is put on
+// (see recordCodes). vals, when the caller has decoded rec already, is put on
 // the grid instead of decoding rec again.
 func gridCodesOf(r Reader, id TensorID, rec *Record, tau float64, vals []float32) ([]*quant.Codes, error) {
 	var out []*quant.Codes
