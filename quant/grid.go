@@ -142,12 +142,13 @@ func (c *Codes) Dequantize(dst []float32) {
 }
 
 // Delta returns c - base on the common grid: Q = c.Q - base.Q, with c's exceptions
-// (Q is 0 there). Both must have the same tau and length.
+// (Q is 0 there). Both must have the same tau and length. The result's array may
+// be given back with Release.
 func Delta(c, base *Codes) (*Codes, error) {
 	if err := sameGrid(c, base); err != nil {
 		return nil, err
 	}
-	return delta(c, base, &Codes{Tau: c.Tau, Q: make([]int64, len(c.Q))}), nil
+	return delta(c, base, &Codes{Tau: c.Tau, Q: codesOf(len(c.Q))}), nil
 }
 
 // DeltaOver is Delta written over base, for a caller done with base's codes: it
@@ -157,6 +158,47 @@ func DeltaOver(c, base *Codes) (*Codes, error) {
 		return nil, err
 	}
 	return delta(c, base, base), nil
+}
+
+// Narrow is a copy of a base's codes at 2 bytes a code, for a caller that keeps
+// them between deltas (a quarter of Codes' memory, and of the page faults of
+// filling it). It has no exceptions: Delta reads only a base's Q, which is 0 at
+// its exceptions.
+type Narrow struct {
+	Tau float64
+	Q   []int16
+}
+
+// NarrowOf copies c's codes into a Narrow, or returns nil if one does not fit in
+// an int16.
+func NarrowOf(c *Codes) *Narrow {
+	q := make([]int16, len(c.Q))
+	for i, v := range c.Q {
+		if v < math.MinInt16 || v > math.MaxInt16 {
+			return nil
+		}
+		q[i] = int16(v)
+	}
+	return &Narrow{Tau: c.Tau, Q: q}
+}
+
+// DeltaNarrow is Delta against a base kept as a Narrow.
+func DeltaNarrow(c *Codes, base *Narrow) (*Codes, error) {
+	if c.Tau != base.Tau || len(c.Q) != len(base.Q) {
+		return nil, fmt.Errorf("quant: delta against a narrow base of tau %v and %d codes, not %v and %d", base.Tau, len(base.Q), c.Tau, len(c.Q))
+	}
+	d := &Codes{Tau: c.Tau, Q: codesOf(len(c.Q))}
+	b := base.Q[:len(c.Q)]
+	for i, q := range c.Q {
+		d.Q[i] = q - int64(b[i])
+	}
+	d.Exceptions = append([]Exception(nil), c.Exceptions...)
+	for _, e := range d.Exceptions {
+		if int(e.Index) < len(d.Q) {
+			d.Q[e.Index] = 0
+		}
+	}
+	return d, nil
 }
 
 func sameGrid(c, base *Codes) error {

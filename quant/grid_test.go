@@ -182,6 +182,16 @@ func TestDeltaChain(t *testing.T) {
 			if over, err := DeltaOver(c, scratch); err != nil || over != scratch || !slices.Equal(over.Q, d.Q) || !slices.Equal(over.Exceptions, d.Exceptions) {
 				t.Fatalf("DeltaOver differs from Delta (%v)", err)
 			}
+			// and so does DeltaNarrow, where the base's codes fit in 16 bits
+			if nb := NarrowOf(prev); nb != nil {
+				nd, err := DeltaNarrow(c, nb)
+				if err != nil || !slices.Equal(nd.Q, d.Q) || !slices.Equal(nd.Exceptions, d.Exceptions) {
+					t.Fatalf("DeltaNarrow differs from Delta (%v)", err)
+				}
+				Release(nd)
+			} else if !slices.ContainsFunc(prev.Q, func(q int64) bool { return q != int64(int16(q)) }) {
+				t.Fatal("NarrowOf refused codes that fit in 16 bits")
+			}
 			b, err := Encode(d)
 			if err != nil {
 				t.Fatal(err)
@@ -215,6 +225,15 @@ func TestDeltaMismatch(t *testing.T) {
 	}
 	if _, err := DeltaOver(a, c); err == nil {
 		t.Error("length mismatch accepted")
+	}
+	if _, err := DeltaNarrow(a, NarrowOf(b)); err == nil {
+		t.Error("tau mismatch accepted")
+	}
+	if _, err := DeltaNarrow(a, NarrowOf(c)); err == nil {
+		t.Error("length mismatch accepted")
+	}
+	if NarrowOf(&Codes{Tau: 1e-3, Q: []int64{1, math.MaxInt16 + 1}}) != nil || NarrowOf(&Codes{Tau: 1e-3, Q: []int64{math.MinInt16 - 1}}) != nil {
+		t.Error("a code past 16 bits narrowed")
 	}
 	if _, err := a.AddBase(b); err == nil {
 		t.Error("tau mismatch accepted")

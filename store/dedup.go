@@ -527,15 +527,23 @@ func (im *importer) encodeGrid(vals []float32, t graph.TensorInfo, cands []candi
 	var best encoded
 	for i := range cands {
 		c := &cands[i]
-		bc, err := im.gridCodes(c, tau)
+		bc, kept, err := im.gridCodes(c, tau)
 		if err != nil {
 			return encoded{}, err
 		}
 		ds := make([]*quant.Codes, len(codes))
 		for j := range codes {
-			// bc was decoded for this comparison alone
-			if ds[j], err = quant.DeltaOver(codes[j], bc[j]); err != nil {
-				releaseAll(bc)
+			if kept != nil {
+				ds[j], err = quant.DeltaNarrow(codes[j], kept[j])
+			} else { // bc was decoded for this comparison alone
+				ds[j], err = quant.DeltaOver(codes[j], bc[j])
+			}
+			if err != nil {
+				if kept != nil {
+					releaseAll(ds)
+				} else {
+					releaseAll(bc) // ds shares its arrays
+				}
 				return encoded{}, err
 			}
 		}
@@ -558,7 +566,7 @@ func (im *importer) encodeGrid(vals []float32, t graph.TensorInfo, cands []candi
 				p, dp.Width, dp.LowRank = rp, rw, blob
 			}
 		}
-		releaseAll(ds) // ds is bc, written over
+		releaseAll(ds) // ds is bc written over, or new arrays
 		if best.payload == nil || p.size()+len(dp.LowRank) < best.size() {
 			best = encoded{enc: EncGridDelta, payload: p, base: c, params: dp.encode()}
 		}
@@ -600,9 +608,28 @@ func gridTau(tau float64, dt graph.DType) float64 {
 }
 
 // gridCodes returns a candidate's codes on the grid of tau (see gridCodesOf),
-// from its values where the ranking of candidates decoded them.
-func (im *importer) gridCodes(c *candidate, tau float64) ([]*quant.Codes, error) {
-	return gridCodesOf(overlay{im}, c.id, c.rec, tau, c.vals)
+// from its values where the ranking of candidates decoded them: the caller's
+// (cs), or the store's cache's (kept, read only) where it kept them.
+func (im *importer) gridCodes(c *candidate, tau float64) (cs []*quant.Codes, kept []*quant.Narrow, err error) {
+	rec := c.rec
+	if rec == nil {
+		if rec, err = im.lookup(c.id); err != nil {
+			return nil, nil, err
+		}
+		if rec == nil {
+			return nil, nil, corruptf("candidate base %s has no record", c.id.Short())
+		}
+	}
+	k := codeKey{id: c.id, blob: rec.Blob, tau: tau}
+	if kept := im.s.baseCodes.get(k); kept != nil {
+		return nil, kept, nil
+	}
+	cs, err = gridCodesOf(overlay{im}, c.id, rec, tau, c.vals)
+	if err != nil {
+		return nil, nil, err
+	}
+	im.s.baseCodes.offer(k, cs)
+	return cs, nil, nil
 }
 
 // indexBase adds a new base record to the index of its element count; the nodes

@@ -58,6 +58,8 @@ type Store struct {
 	maxDedup int64
 	// indexes are the HNSW indexes loaded so far, by element count (guarded by mu).
 	indexes map[int64]*tensorIndex
+	// baseCodes keeps decoded grid codes of bases between imports.
+	baseCodes codeCache
 }
 
 // Open opens the store in dir with the embedded Pebble backend, creating it if needed.
@@ -328,6 +330,7 @@ func (s *Store) writeRecordsLocked(b *Batch, pending map[TensorID]*Record) error
 			continue
 		}
 		b.Delete(recordKey(id))
+		s.baseCodes.drop(rec.Blob)
 		start, end := blobRange(rec.Blob)
 		b.DeleteRange(start, end)
 		if err := s.markRemovedLocked(b, rec); err != nil {

@@ -1,0 +1,114 @@
+package store
+
+import (
+	"sync"
+
+	"github.com/neurstore/neurstore/quant"
+)
+
+// baseCodeBudget bounds the bytes of grid codes a store keeps decoded between
+// imports (2 bytes an element: 256 MiB holds a 134M-element base).
+const baseCodeBudget = 256 << 20
+
+// maxSeenCodes bounds how many once-decoded tensors codeCache remembers.
+const maxSeenCodes = 1 << 16
+
+// codeKey names the grid codes of one stored tensor: blob numbers are never
+// handed out twice, so a key always means the same reconstruction, and thus the
+// same codes on the grid of tau.
+type codeKey struct {
+	id   TensorID
+	blob uint64
+	tau  float64
+}
+
+// codeCache keeps the decoded grid codes of bases that imports keep using: the
+// fine-tunes of one base, imported one after another by one process (`neurrun
+// import --base B ft1 ft2 ...`, or a long-lived caller of Store.Import), each
+// decode the base's tensors to subtract them, and decoding is 10-15% of such an
+// import. Codes are kept as quant.Narrow copies (2 bytes a code; a tensor whose
+// codes do not fit is not kept) from their second decode on: a one-model import,
+// which decodes each base once, pays nothing, and fresh memory, whose page
+// faults cost about 10 us each on our machines, is filled only once a base has
+// shown it is reused. When the budget is spent nothing more is kept (the tensors
+// of a model come in the same order every time, and evicting the oldest would
+// leave nothing for the next pass to hit).
+type codeCache struct {
+	mu    sync.Mutex
+	seen  map[codeKey]bool
+	kept  map[codeKey][]*quant.Narrow
+	bytes int64
+	// budget replaces baseCodeBudget where set (tests), hits counts gets that
+	// found codes
+	budget int64
+	hits   int
+}
+
+// get returns the kept codes of k, or nil. The caller must not change them.
+func (cc *codeCache) get(k codeKey) []*quant.Narrow {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	cs := cc.kept[k]
+	if cs != nil {
+		cc.hits++
+	}
+	return cs
+}
+
+// offer is told that k was decoded to cs, which stay the caller's; it keeps a
+// narrow copy of them from the second call for k on, within the budget.
+func (cc *codeCache) offer(k codeKey, cs []*quant.Codes) {
+	var n int64
+	for _, c := range cs {
+		n += int64(len(c.Q)) * 2
+	}
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if cc.kept[k] != nil {
+		return
+	}
+	if !cc.seen[k] {
+		if len(cc.seen) >= maxSeenCodes {
+			clear(cc.seen)
+		}
+		if cc.seen == nil {
+			cc.seen = map[codeKey]bool{}
+		}
+		cc.seen[k] = true
+		return
+	}
+	budget := cc.budget
+	if budget == 0 {
+		budget = baseCodeBudget
+	}
+	if cc.bytes+n > budget {
+		return
+	}
+	ns := make([]*quant.Narrow, len(cs))
+	for i, c := range cs {
+		if ns[i] = quant.NarrowOf(c); ns[i] == nil {
+			return
+		}
+	}
+	if cc.kept == nil {
+		cc.kept = map[codeKey][]*quant.Narrow{}
+	}
+	cc.kept[k] = ns
+	cc.bytes += n
+}
+
+// drop forgets the codes of the tensor kept in blob, whose record is being
+// deleted (a miss costs only a decode, so a failed deletion does no harm). Its
+// mark in seen stays: blob numbers are not reused.
+func (cc *codeCache) drop(blob uint64) {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	for k, cs := range cc.kept {
+		if k.blob == blob {
+			delete(cc.kept, k)
+			for _, c := range cs {
+				cc.bytes -= int64(len(c.Q)) * 2
+			}
+		}
+	}
+}

@@ -1,0 +1,125 @@
+package store
+
+import (
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"github.com/neurstore/neurstore/quant"
+)
+
+// Fine-tunes imported one after another against one base: from the third on, the
+// base's codes come from the cache, and nothing the store keeps depends on it.
+func TestBaseCodesKeptAcrossImports(t *testing.T) {
+	base, _ := transformerPair()
+	const tau = 1e-3
+	cached, fresh := openTest(t), openTest(t)
+	importOpts(t, cached, base, ImportOptions{Ref: "base", Tau: tau})
+	importOpts(t, fresh, base, ImportOptions{Ref: "base", Tau: tau})
+	matrices := 0 // the grid deltas, whose base codes are decoded
+	for _, ti := range base.tensors {
+		if len(ti.Shape) >= 2 {
+			matrices++
+		}
+	}
+	fts := map[string]*memModel{}
+	for i, ref := range []string{"ft1", "ft2", "ft3", "ft4"} {
+		ft := moved(base, uint64(i))
+		fts[ref] = ft
+		before := cached.baseCodes.hits
+		got := importOpts(t, cached, ft, ImportOptions{Ref: ref, Tau: tau, Base: "base"})
+		// a store that has never kept codes imports the same fine-tune the same way
+		want := importOpts(t, fresh, ft, ImportOptions{Ref: "ft", Tau: tau, Base: "base", Force: true})
+		if got.StoredBytes != want.StoredBytes || got.DeltaTensors != want.DeltaTensors {
+			t.Fatalf("%s: %d bytes in %d deltas, a fresh store %d in %d", ref, got.StoredBytes, got.DeltaTensors, want.StoredBytes, want.DeltaTensors)
+		}
+		if err := fresh.Remove("ft"); err != nil {
+			t.Fatal(err)
+		}
+		fresh.baseCodes = codeCache{}
+		hits := cached.baseCodes.hits - before
+		if i < 2 && hits != 0 || i >= 2 && hits != matrices {
+			t.Fatalf("%s: %d cache hits for %d matrices", ref, hits, matrices)
+		}
+		checkWithin(t, cached, ref, ft, tau)
+	}
+	for ref, ft := range fts {
+		checkWithin(t, cached, ref, ft, tau)
+	}
+	// the kept codes are still the base's: decoding it again gives the same
+	man := mustModel(t, cached, "base")
+	checked := 0
+	for _, mt := range man.Tensors {
+		rec := mustRecord(t, cached, mt.ID)
+		kept := cached.baseCodes.get(codeKey{id: mt.ID, blob: rec.Blob, tau: tau})
+		if kept == nil {
+			continue
+		}
+		cs, err := gridCodesOf(cached.be, mt.ID, rec, tau, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j := range cs {
+			if !slices.Equal(quant.NarrowOf(cs[j]).Q, kept[j].Q) {
+				t.Fatalf("%s: kept codes changed", mt.Name)
+			}
+		}
+		checked++
+	}
+	if checked == 0 {
+		t.Fatal("no codes kept")
+	}
+
+	// Removing every model deletes the base's records, and their codes go too.
+	for _, ref := range []string{"ft1", "ft2", "ft3", "ft4", "base"} {
+		if err := cached.Remove(ref); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(cached.baseCodes.kept); n != 0 || cached.baseCodes.bytes != 0 {
+		t.Fatalf("%d kept tensors (%d bytes) after their records went", n, cached.baseCodes.bytes)
+	}
+}
+
+// The cache keeps nothing past its budget, and a second decode is what it keeps.
+func TestCodeCacheBudget(t *testing.T) {
+	cc := codeCache{budget: 800}
+	big := func(n int) []*quant.Codes { return []*quant.Codes{{Tau: 1, Q: make([]int64, n)}} }
+	k1, k2, k3 := codeKey{blob: 1, tau: 1}, codeKey{blob: 2, tau: 1}, codeKey{blob: 3, tau: 1}
+	if cc.offer(k1, big(10)); cc.get(k1) != nil {
+		t.Fatal("kept on first decode")
+	}
+	if cc.offer(k1, big(10)); cc.get(k1) == nil {
+		t.Fatal("not kept on second decode")
+	}
+	cc.offer(k2, big(400))
+	if cc.offer(k2, big(400)); cc.get(k2) != nil {
+		t.Fatal("kept past the budget")
+	}
+	wide := big(10)
+	wide[0].Q[3] = 1 << 20
+	cc.offer(k3, wide)
+	if cc.offer(k3, wide); cc.get(k3) != nil {
+		t.Fatal("kept codes wider than 16 bits")
+	}
+	cc.drop(1)
+	if cc.get(k1) != nil || cc.bytes != 0 {
+		t.Fatalf("dropped codes still kept (%d bytes)", cc.bytes)
+	}
+}
+
+// moved returns m with each element of its float32 tensors moved by N(0, 0.004),
+// drawn from seed: a fine-tune of m.
+func moved(m *memModel, seed uint64) *memModel {
+	r := rand.New(rand.NewPCG(seed, 17))
+	out := &memModel{}
+	for i, ti := range m.tensors {
+		v := make([]float32, len(m.data[i])/4)
+		quant.DecodeF32(v, m.data[i])
+		for j := range v {
+			v[j] += float32(r.NormFloat64() * 0.004)
+		}
+		out.add(ti.Name, ti.DType, ti.Shape, f32bytes(v))
+	}
+	return out
+}
