@@ -245,6 +245,23 @@ func Fit(parts [][]int64, rows, cols int) *LowRankFit {
 	perElem := heldTotal / float64(ns*nc)
 	before := elems * bits(perElem)
 	bestRank, bestGain := 0, 0.05*before
+	// The fitted rows themselves first: the share of their energy that the top
+	// r directions hold is what those directions explain of the held-out rows
+	// at best (fitted to the sample, they flatter it). Where even that gains too
+	// little, as in a small full fine-tune's delta, the held-out test is skipped.
+	promising, inSample := false, 0.0
+	for r := 1; r <= ns/2 && eig[r-1] > 1e-9*total; r++ {
+		inSample += eig[r-1]
+		res := max(total-inSample, 0) / float64(ns*nc)
+		fitBefore := elems * bits(total/float64(ns*nc))
+		if fitBefore-elems*bits(res)-float64(r*(rows+cols))*12 > 0.05*fitBefore {
+			promising = true
+			break
+		}
+	}
+	if !promising {
+		return nil
+	}
 	var explained float64
 	dir := make([]float64, nc)
 	for r := 1; r <= ns/2; r++ {
