@@ -272,15 +272,27 @@ func chooseClasses(c *Codes, starts []int, first, rowLen, planeWidth int) *class
 		cands = append(cands, cand)
 	}
 
-	// cost in bytes of the codes in the classes of cell
-	cost := func(classes int, cell *[cells]uint8) float64 {
+	// The histograms of each row octile and of each column octile, summed
+	// once: a classing of rows alone or columns alone merges 8 of them, not 64.
+	rowHist, colHist := make([][256]int32, cellSide*planes), make([][256]int32, cellSide*planes)
+	for k := range cells {
+		r, cg := rowHist[k/cellSide*planes:], colHist[k%cellSide*planes:]
+		for p := range planes {
+			for v, cnt := range hist[k*planes+p][:top[p]+1] {
+				r[p][v] += cnt
+				cg[p][v] += cnt
+			}
+		}
+	}
+	// cost in bytes of the codes in classes, unit u (a row octile, a column
+	// octile or a cell, whose histograms are units) in class classOf(u)
+	cost := func(classes int, units [][256]int32, classOf func(u int) int) float64 {
 		var bytes float64
 		merged := make([][256]int32, classes*planes)
-		for k := range cells {
-			m := merged[int(cell[k])*planes:]
+		for u := range len(units) / planes {
+			m := merged[classOf(u)*planes:]
 			for p := range planes {
-				h := &hist[k*planes+p]
-				for v, cnt := range h[:top[p]+1] {
+				for v, cnt := range units[u*planes+p][:top[p]+1] {
 					m[p][v] += cnt
 				}
 			}
@@ -297,12 +309,19 @@ func chooseClasses(c *Codes, starts []int, first, rowLen, planeWidth int) *class
 		}
 		return bytes
 	}
-	var one [cells]uint8
-	plain := cost(1, &one)
+	plain := cost(1, rowHist, func(int) int { return 0 })
 	best, bestCost := -1, plain*0.995
 	for i := range cands {
 		cd := &cands[i]
-		cc := cost(cd.classes, &cd.cell)
+		var cc float64
+		switch {
+		case cd.rows && cd.cols:
+			cc = cost(cd.classes, hist, func(u int) int { return int(cd.cell[u]) })
+		case cd.rows:
+			cc = cost(cd.classes, rowHist, func(u int) int { return int(cd.cell[u*cellSide]) })
+		default:
+			cc = cost(cd.classes, colHist, func(u int) int { return int(cd.cell[u]) })
+		}
 		if cd.rows {
 			cc += float64(nrows)*3/8 + streamOverhead
 		}
