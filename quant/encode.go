@@ -169,13 +169,13 @@ func slotValue(q int64, mask uint64) uint64 {
 // encodeAs writes the blob of codec and width for c. For the packed codec it
 // returns nil if the blob would not be smaller than limit bytes.
 func encodeAs(c *Codes, codec byte, width int, limit int) ([]byte, error) {
-	out, err := appendHeader(c, codec, width)
-	if err != nil {
-		return nil, err
-	}
 	n := len(c.Q)
 	mask := widthMask(width)
 	if codec == codecPacked {
+		out, err := appendHeader(c, codec, width)
+		if err != nil {
+			return nil, err
+		}
 		if len(out)+PackedLen(n, width) >= limit {
 			return nil, nil
 		}
@@ -186,12 +186,45 @@ func encodeAs(c *Codes, codec byte, width int, limit int) ([]byte, error) {
 		}
 		return append(out, PackBits(zz, width)...), nil
 	}
-	plane := make([]byte, n)
-	for k := 0; k < (width+7)/8; k++ {
+	// one pass over the codes fills every plane and finds the escapes
+	np := (width + 7) / 8
+	planes := make([]byte, np*n)
+	var escIdx []int
+	switch np {
+	case 1:
 		for i, q := range c.Q {
-			plane[i] = byte(slotValue(q, mask) >> (8 * k))
+			u := zigzag(q)
+			if u&^mask != 0 {
+				escIdx, u = append(escIdx, i), 0
+			}
+			planes[i] = byte(u)
 		}
-		out = appendStream(out, plane, false)
+	case 2:
+		p0, p1 := planes[:n], planes[n:2*n]
+		for i, q := range c.Q {
+			u := zigzag(q)
+			if u&^mask != 0 {
+				escIdx, u = append(escIdx, i), 0
+			}
+			p0[i], p1[i] = byte(u), byte(u>>8)
+		}
+	default:
+		for i, q := range c.Q {
+			u := zigzag(q)
+			if u&^mask != 0 {
+				escIdx, u = append(escIdx, i), 0
+			}
+			for k := range np {
+				planes[k*n+i] = byte(u >> (8 * k))
+			}
+		}
+	}
+	out, err := appendHeaderEscapes(c, codec, width, escIdx)
+	if err != nil {
+		return nil, err
+	}
+	for k := range np {
+		out = appendStream(out, planes[k*n:(k+1)*n], false)
 	}
 	return out, nil
 }
@@ -199,7 +232,6 @@ func encodeAs(c *Codes, codec byte, width int, limit int) ([]byte, error) {
 // appendHeader returns the blob's fields before the payload: version, codec,
 // width, count, tau, exceptions, and the escapes of the codes wider than width.
 func appendHeader(c *Codes, codec byte, width int) ([]byte, error) {
-	n := len(c.Q)
 	var escIdx []int
 	if width < 64 {
 		for i, q := range c.Q {
@@ -208,6 +240,13 @@ func appendHeader(c *Codes, codec byte, width int) ([]byte, error) {
 			}
 		}
 	}
+	return appendHeaderEscapes(c, codec, width, escIdx)
+}
+
+// appendHeaderEscapes is appendHeader given the indices of the codes wider than
+// width, in order.
+func appendHeaderEscapes(c *Codes, codec byte, width int, escIdx []int) ([]byte, error) {
+	n := len(c.Q)
 	out := []byte{formatVersion, codec, byte(width), 0}
 	out = binary.AppendUvarint(out, uint64(n))
 	out = binary.LittleEndian.AppendUint64(out, math.Float64bits(c.Tau))

@@ -290,9 +290,11 @@ func (im *importer) candidates(name string, dt graph.DType, vals []float32, loss
 	return out, nil
 }
 
+// finiteAll reports whether no element of v is NaN or infinite (all exponent
+// bits set).
 func finiteAll(v []float32) bool {
 	for _, x := range v {
-		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+		if math.Float32bits(x)&0x7f800000 == 0x7f800000 {
 			return false
 		}
 	}

@@ -1001,3 +1001,21 @@ func mustRecord(t *testing.T, s *Store, id TensorID) *Record {
 	}
 	return rec
 }
+
+func TestFiniteAll(t *testing.T) {
+	for _, c := range []struct {
+		v    []float32
+		want bool
+	}{
+		{nil, true},
+		{[]float32{0, -1, math.MaxFloat32, -math.MaxFloat32, math.SmallestNonzeroFloat32}, true},
+		{[]float32{1, float32(math.Inf(1))}, false},
+		{[]float32{float32(math.Inf(-1)), 1}, false},
+		{[]float32{2, float32(math.NaN()), 3}, false},
+		{[]float32{math.Float32frombits(0xffc00001)}, false}, // a negative NaN
+	} {
+		if got := finiteAll(c.v); got != c.want {
+			t.Errorf("finiteAll(%v) = %v", c.v, got)
+		}
+	}
+}
