@@ -40,6 +40,7 @@ import (
 	"fmt"
 	"math"
 	"math/bits"
+	"sync"
 )
 
 const (
@@ -188,7 +189,9 @@ func encodeAs(c *Codes, codec byte, width int, limit int) ([]byte, error) {
 	}
 	// one pass over the codes fills every plane and finds the escapes
 	np := (width + 7) / 8
-	planes := make([]byte, np*n)
+	pb := takePlanes(np * n)
+	defer planeBufs.Put(pb)
+	planes := (*pb)[:np*n]
 	var escIdx []int
 	switch np {
 	case 1:
@@ -227,6 +230,20 @@ func encodeAs(c *Codes, codec byte, width int, limit int) ([]byte, error) {
 		out = appendStream(out, planes[k*n:(k+1)*n], false)
 	}
 	return out, nil
+}
+
+// planeBufs holds encodeAs' byte-plane buffers (*[]byte): the planes are
+// built, coded and dropped, chunk after chunk.
+var planeBufs sync.Pool
+
+// takePlanes returns a buffer of at least n bytes (contents undefined) for
+// planeBufs.Put once done.
+func takePlanes(n int) *[]byte {
+	if b, ok := planeBufs.Get().(*[]byte); ok && cap(*b) >= n {
+		return b
+	}
+	b := make([]byte, n)
+	return &b
 }
 
 // appendHeader returns the blob's fields before the payload: version, codec,

@@ -73,8 +73,9 @@ func zstdCodecs() (*zstd.Encoder, *zstd.Decoder, error) {
 }
 
 type scratch struct {
-	h huff0.Scratch
-	f fse.Scratch
+	h   huff0.Scratch
+	f   fse.Scratch
+	out []byte // encodeChunks' output, reused
 }
 
 var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
@@ -85,7 +86,9 @@ var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
 func appendStream(dst, src []byte, withZstd bool) []byte {
 	best := streamRaw
 	var bestPayload = src
-	ch, prefixIn, prefixOut := encodeChunks(src)
+	s := scratchPool.Get().(*scratch)
+	defer scratchPool.Put(s)
+	ch, prefixIn, prefixOut := encodeChunks(s, src) // valid until s goes back
 	if len(ch) < len(bestPayload) {
 		best, bestPayload = streamChunked, ch
 	}
@@ -119,12 +122,12 @@ func appendStream(dst, src []byte, withZstd bool) []byte {
 // the probe costs a third of a full try).
 const probeSize = chunkSize
 
-// encodeChunks codes src chunk by chunk; it also returns how many input bytes the
-// first probeSize bytes' chunks hold and their coded size (capped at raw size).
-func encodeChunks(src []byte) (out []byte, prefixIn, prefixOut int) {
-	s := scratchPool.Get().(*scratch)
-	defer scratchPool.Put(s)
-	out = make([]byte, 0, len(src)/2+16)
+// encodeChunks codes src chunk by chunk into s.out, which it returns; it also
+// returns how many input bytes the first probeSize bytes' chunks hold and their
+// coded size (capped at raw size).
+func encodeChunks(s *scratch, src []byte) (out []byte, prefixIn, prefixOut int) {
+	out = s.out[:0]
+	defer func() { s.out = out }()
 	for off := 0; off < len(src); off += chunkSize {
 		c := src[off:min(off+chunkSize, len(src))]
 		kind, payload := chunkRaw, c
