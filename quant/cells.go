@@ -466,12 +466,16 @@ func decodeClasses(q []int64, p []byte, width int, starts []int, first, rowLen i
 	class, counts := cl.classOf(starts, first, rowLen, n)
 	planes := (width + 7) / 8
 	streams := make([][]byte, cl.classes*planes)
+	pb := takePlanes(n * planes) // room for every stream, one after another
+	defer planeBufs.Put(pb)
+	room := (*pb)[:n*planes]
 	for k, cnt := range counts {
 		if cnt == 0 {
 			continue
 		}
 		for pl := range planes {
-			s, rest, err := readStream(p, cnt)
+			s, rest, err := readStreamInto(p, cnt, room[:cnt:cnt])
+			room = room[cnt:]
 			if err != nil {
 				return err
 			}

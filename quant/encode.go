@@ -376,9 +376,11 @@ func decode(b []byte, maxElems int, buf []int64) (*Codes, error) {
 		if planes == 0 {
 			clear(c.Q)
 		}
+		pb := takePlanes(n)
+		defer planeBufs.Put(pb)
 		for k := 0; k < planes; k++ {
 			var plane []byte
-			if plane, p, err = readStream(p, n); err != nil {
+			if plane, p, err = readStreamInto(p, n, *pb); err != nil {
 				return nil, err
 			}
 			plane = plane[:n]

@@ -200,7 +200,11 @@ func order0(c []byte) (h float64, used int) {
 }
 
 // readStream decodes one stream of exactly n bytes from b and returns the rest of b.
-func readStream(b []byte, n int) (out, rest []byte, err error) {
+func readStream(b []byte, n int) (out, rest []byte, err error) { return readStreamInto(b, n, nil) }
+
+// readStreamInto is readStream decoding into buf where it holds n bytes (out may
+// then be buf, or a piece of b for a raw stream).
+func readStreamInto(b []byte, n int, buf []byte) (out, rest []byte, err error) {
 	if len(b) < 1 {
 		return nil, nil, errCorrupt
 	}
@@ -218,7 +222,7 @@ func readStream(b []byte, n int) (out, rest []byte, err error) {
 		}
 		return payload, rest, nil
 	case streamChunked:
-		out, err = decodeChunks(payload, n)
+		out, err = decodeChunks(payload, n, buf)
 		return out, rest, err
 	case streamZstd:
 		_, dec, err := zstdCodecs()
@@ -230,7 +234,10 @@ func readStream(b []byte, n int) (out, rest []byte, err error) {
 		if n > 0 && len(payload) == 0 {
 			return nil, nil, errCorrupt
 		}
-		out, err = dec.DecodeAll(payload, make([]byte, 0, n))
+		if cap(buf) < n {
+			buf = make([]byte, 0, n)
+		}
+		out, err = dec.DecodeAll(payload, buf[:0])
 		if err != nil || len(out) != n {
 			return nil, nil, errCorrupt
 		}
@@ -239,15 +246,29 @@ func readStream(b []byte, n int) (out, rest []byte, err error) {
 	return nil, nil, fmt.Errorf("quant: unknown stream kind %d", kind)
 }
 
-func decodeChunks(b []byte, n int) ([]byte, error) {
+// decScratch holds the entropy decoders' tables and buffers between decodes.
+type decScratch struct {
+	h huff0.Scratch
+	f fse.Scratch
+}
+
+var decScratchPool = sync.Pool{New: func() any { return new(decScratch) }}
+
+// decodeChunks decodes the chunks of a stream of n bytes, into buf where it holds
+// n bytes.
+func decodeChunks(b []byte, n int, buf []byte) ([]byte, error) {
 	// Every chunk costs at least 2 bytes and holds at most chunkSize bytes: check
 	// that before allocating the output.
 	if uint64(n) > uint64(len(b))/2*chunkSize+chunkSize {
 		return nil, errCorrupt
 	}
-	out := make([]byte, 0, n)
-	var hs huff0.Scratch
-	var fs fse.Scratch
+	out := buf[:0]
+	if cap(out) < n {
+		out = make([]byte, 0, n)
+	}
+	ds := decScratchPool.Get().(*decScratch)
+	defer decScratchPool.Put(ds)
+	hs, fs := &ds.h, &ds.f
 	for len(out) < n {
 		want := min(chunkSize, n-len(out))
 		if len(b) < 1 {
@@ -277,18 +298,24 @@ func decodeChunks(b []byte, n int) ([]byte, error) {
 			hs.MaxDecodedSize = want
 			var s *huff0.Scratch
 			var remain []byte
-			s, remain, err = huff0.ReadTable(p, &hs)
+			s, remain, err = huff0.ReadTable(p, hs)
 			if err != nil {
 				return nil, errCorrupt
 			}
+			// straight into out: the decoders fill dst up to its capacity
+			dst := out[len(out) : len(out) : len(out)+want]
 			if kind == chunkHuff4X {
-				got, err = s.Decoder().Decompress4X(make([]byte, 0, want), remain)
+				got, err = s.Decoder().Decompress4X(dst, remain)
 			} else {
-				got, err = s.Decoder().Decompress1X(make([]byte, 0, want), remain)
+				got, err = s.Decoder().Decompress1X(dst, remain)
+			}
+			if err == nil && len(got) == want && want > 0 && &got[0] == &out[:len(out)+1][len(out)] {
+				out = out[:len(out)+want]
+				continue
 			}
 		case chunkFSE:
 			fs.DecompressLimit = want
-			got, err = fse.Decompress(p, &fs)
+			got, err = fse.Decompress(p, fs)
 		default:
 			return nil, errCorrupt
 		}
