@@ -119,6 +119,36 @@ func TestEncodeRowsClassesCodes(t *testing.T) {
 	}
 }
 
+// Whether or not the plain blob is built too, EncodeRows keeps a blob no larger
+// than the plain one but for the estimate's error, from rows all alike to rows
+// of very different spreads.
+func TestEncodeRowsNeverMuchLarger(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 1))
+	for _, alpha := range []float64{0, 0.05, 0.1, 0.2, 0.3, 0.5, 1} {
+		for _, rowLen := range []int{64, 192, 768} {
+			q := spreadCells(r, rowLen, rowLen, 150000/rowLen, func(_, _ int, rs, cs float64) float64 {
+				return 6 * math.Pow(rs*cs/100, alpha)
+			})
+			c := &Codes{Tau: 1e-3, Q: q}
+			plain, err := Encode(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := EncodeRows(c, rowLen, rowLen)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(b) > len(plain)+len(plain)/200 {
+				t.Errorf("alpha %g, rows of %d: %d bytes, the plain blob %d", alpha, rowLen, len(b), len(plain))
+			}
+			d, err := Decode(b, len(q))
+			if err != nil || !slices.Equal(d.Q, q) {
+				t.Fatalf("alpha %g, rows of %d: round trip differs (%v)", alpha, rowLen, err)
+			}
+		}
+	}
+}
+
 func TestEncodeRowsKeepsPlainWhenRowsAlike(t *testing.T) {
 	r := rand.New(rand.NewPCG(8, 1))
 	c := &Codes{Tau: 1e-3, Q: spreadRows(r, 256, 256, 64, true)}

@@ -61,6 +61,14 @@ func encode(c *Codes) (blob []byte, planeWidth int, err error) {
 	if err := checkTau(c.Tau); err != nil {
 		return nil, 0, err
 	}
+	width, planeWidth := widths(c)
+	blob, err = encodeWidths(c, width, planeWidth)
+	return blob, planeWidth, err
+}
+
+// widths returns the width of c's packed form (the cheapest with its escapes)
+// and of its byte-plane form, in one pass over the codes.
+func widths(c *Codes) (width, planeWidth int) {
 	n := len(c.Q)
 	var hist [65]int
 	for _, q := range c.Q {
@@ -68,7 +76,8 @@ func encode(c *Codes) (blob []byte, planeWidth int, err error) {
 	}
 	// width minimizing n*width + the escapes' bits (a gap of about 2 bytes and
 	// the value as a uvarint)
-	width, bestCost := 64, uint64(math.MaxUint64)
+	width = 64
+	bestCost := uint64(math.MaxUint64)
 	var escCost uint64 // bits of escaping every element longer than w
 	for l := 1; l <= 64; l++ {
 		escCost += uint64(hist[l]) * uint64(8*(2+(l+6)/7))
@@ -83,25 +92,28 @@ func encode(c *Codes) (blob []byte, planeWidth int, err error) {
 	}
 	// For entropy-coded byte planes the width only sets the number of planes:
 	// escape just the rare outliers (at most 1 in 4096) and round up to whole bytes.
-	planeWidth = planesWidth(hist, n)
+	return width, planesWidth(hist, n)
+}
+
+// encodeWidths is encode given widths' results.
+func encodeWidths(c *Codes, width, planeWidth int) (blob []byte, err error) {
 
 	// Nothing to code but escapes (below 1 in 4096): the packed form at width 0
 	// is the escapes alone. Where the packed cost model picks width 0 for more
 	// escapes than that (a delta mostly 0, moved elsewhere), the planes may
 	// still be smaller, so both are built.
 	if planeWidth == 0 {
-		blob, err = encodeAs(c, codecPacked, 0, math.MaxInt)
-		return blob, planeWidth, err
+		return encodeAs(c, codecPacked, 0, math.MaxInt)
 	}
 	planes, err := encodeAs(c, codecPlanes, planeWidth, math.MaxInt)
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
 	// the packed form is only built when it would be smaller
 	if packed, err := encodeAs(c, codecPacked, width, len(planes)); err != nil || packed != nil {
-		return packed, planeWidth, err
+		return packed, err
 	}
-	return planes, planeWidth, nil
+	return planes, nil
 }
 
 // PlaneBytes estimates what Encode's byte-plane form of c costs, in bytes: the
