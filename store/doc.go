@@ -36,7 +36,10 @@
 // a chain too, so a decode holds a few chunks. Import holds a float tensor whole
 // while the dedup engine encodes it (dedup.go; about 6-7 times its f32 size at
 // the peak); float tensors above maxDedupBytes (1 GiB) stream instead, encoded
-// chunk by chunk as they are read (stream.go).
+// chunk by chunk as they are read (stream.go). A store also keeps, between
+// imports, 16-bit copies of the grid codes of bases it has decoded twice, up to
+// 256 MiB (codecache.go), so that the fine-tunes of one base imported by one
+// process do not each decode it again.
 //
 // # Writes and crashes
 //
