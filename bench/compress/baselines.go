@@ -158,9 +158,13 @@ const paperRangeRule = 0.16
 // such base, or whose delta range exceeds 0.16, becomes a new base, stored as its
 // 8-bit min-max version plus the residual. New bases join only after the whole
 // model, as in the authors' code, so tensors of one model never dedup against
-// each other. Two choices are kinder than their code: the nearest base is found
-// exactly (not by HNSW), and the range rule is applied always instead of with a
-// probability. Other tensors and file headers are counted raw.
+// each other. The nearest base is found exactly (not by HNSW), which is kinder
+// than their code; the range rule is applied always instead of with a
+// probability, which is not always kinder: at tau 1e-3, never applying it keeps
+// text-medium in 2.2% fewer bytes (14,430,064 against 14,747,120;
+// text-medium-light 12,707,624 against 13,024,680), at tau 1e-4 in 1.4% more.
+// Their code's expected size lies between. Other tensors and file headers are
+// counted raw.
 func paperRule(models []model, tau float64, tmp string, eval func(map[string]string) (map[string]float64, error), drift func(*Row, map[string]float64)) (Row, error) {
 	var total int64
 	bases := map[int][][]float32{}
