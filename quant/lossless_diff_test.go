@@ -160,3 +160,40 @@ func FuzzLosslessDecodeDiff(f *testing.F) {
 		}
 	})
 }
+
+// LosslessPlaneBytes comes close to what LosslessEncode keeps, on floats of
+// several spreads and on bytes with little to code.
+func TestLosslessPlaneBytes(t *testing.T) {
+	r := rand.New(rand.NewPCG(4, 4))
+	for _, tc := range []struct {
+		name string
+		n    int
+		gen  func(i int) float32
+	}{
+		{"weights", 100000, func(int) float32 { return float32(r.NormFloat64() * 0.02) }},
+		{"norm gains", 3000, func(int) float32 { return float32(1 + r.NormFloat64()*0.05) }},
+		{"small ints", 50000, func(int) float32 { return float32(r.IntN(4)) }},
+		{"constant", 40000, func(int) float32 { return 0.5 }},
+	} {
+		w := make([]float32, tc.n)
+		for i := range w {
+			w[i] = tc.gen(i)
+		}
+		b := make([]byte, 4*len(w)+3) // and a tail
+		EncodeF32(b, w)
+		enc, err := LosslessEncode(b, nil, 4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		est := LosslessPlaneBytes(b, 4)
+		if r := float64(len(enc)) / est; tc.name != "constant" && (r < 0.95 || r > 1.06) {
+			t.Errorf("%s: encoded %d bytes, estimate %.0f (%.3f)", tc.name, len(enc), est, r)
+		}
+		if tc.name == "constant" && est > 8 {
+			t.Errorf("constant: estimate %.0f bytes", est)
+		}
+	}
+	if got := LosslessPlaneBytes([]byte{1, 2, 3}, 4); got != 3 {
+		t.Errorf("a tail alone: %v, want its 3 raw bytes", got)
+	}
+}
