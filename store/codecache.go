@@ -6,40 +6,42 @@ import (
 	"github.com/neurstore/neurstore/quant"
 )
 
-// baseCodeBudget bounds the bytes of grid codes a store keeps decoded between
-// imports (2 bytes an element: 256 MiB holds a 134M-element base).
+// baseCodeBudget bounds the bytes of decoded bases a store keeps between
+// imports (grid codes at 2 bytes an element, lossless bases at their own size:
+// 256 MiB holds a 134M-element grid base or a 67M-element f32 one).
 const baseCodeBudget = 256 << 20
 
 // maxSeenCodes bounds how many once-decoded tensors codeCache remembers.
 const maxSeenCodes = 1 << 16
 
-// codeKey names the grid codes of one stored tensor: blob numbers are never
-// handed out twice, so a key always means the same reconstruction, and thus the
-// same codes on the grid of tau.
+// codeKey names the decoded form of one stored tensor: its grid codes at tau, or
+// its bytes (tau 0). Blob numbers are never handed out twice, so a key always
+// means the same reconstruction, and thus the same codes on the grid of tau.
 type codeKey struct {
 	id   TensorID
 	blob uint64
 	tau  float64
 }
 
-// codeCache keeps the decoded grid codes of bases that imports keep using: the
-// fine-tunes of one base, imported one after another by one process (`neurrun
-// import --base B ft1 ft2 ...`, or a long-lived caller of Store.Import), each
-// decode the base's tensors to subtract them, and decoding is 10-15% of such an
-// import. Codes are kept as quant.Narrow copies (2 bytes a code; a tensor whose
-// codes do not fit is not kept) from their second decode on: a one-model import,
-// which decodes each base once, pays nothing, and fresh memory, whose page
-// faults cost about 10 us each on our machines, is filled only once a base has
-// shown it is reused. When the budget is spent nothing more is kept (the tensors
-// of a model come in the same order every time, and evicting the oldest would
-// leave nothing for the next pass to hit).
+// codeCache keeps the decoded bases that imports keep using: the fine-tunes of
+// one base, imported one after another by one process (`neurrun import --base B
+// ft1 ft2 ...`, or a long-lived caller of Store.Import), each decode the base's
+// tensors to subtract them, and decoding is 10-20% of such an import. Grid codes
+// are kept as quant.Narrow copies (2 bytes a code; a tensor whose codes do not
+// fit is not kept), a lossless base as its bytes. Both from their second decode
+// on: a one-model import, which decodes each base once, pays nothing, and fresh
+// memory, whose page faults cost about 10 us each on our machines, is filled only
+// once a base has shown it is reused. When the budget is spent nothing more is
+// kept (the tensors of a model come in the same order every time, and evicting
+// the oldest would leave nothing for the next pass to hit).
 type codeCache struct {
 	mu    sync.Mutex
 	seen  map[codeKey]bool
 	kept  map[codeKey][]*quant.Narrow
+	raw   map[codeKey][]byte
 	bytes int64
 	// budget replaces baseCodeBudget where set (tests), hits counts gets that
-	// found codes
+	// found codes or bytes
 	budget int64
 	hits   int
 }
@@ -64,24 +66,7 @@ func (cc *codeCache) offer(k codeKey, cs []*quant.Codes) {
 	}
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
-	if cc.kept[k] != nil {
-		return
-	}
-	if !cc.seen[k] {
-		if len(cc.seen) >= maxSeenCodes {
-			clear(cc.seen)
-		}
-		if cc.seen == nil {
-			cc.seen = map[codeKey]bool{}
-		}
-		cc.seen[k] = true
-		return
-	}
-	budget := cc.budget
-	if budget == 0 {
-		budget = baseCodeBudget
-	}
-	if cc.bytes+n > budget {
+	if cc.kept[k] != nil || !cc.secondLocked(k, n) {
 		return
 	}
 	ns := make([]*quant.Narrow, len(cs))
@@ -97,6 +82,54 @@ func (cc *codeCache) offer(k codeKey, cs []*quant.Codes) {
 	cc.bytes += n
 }
 
+// getRaw returns the kept bytes of the lossless base of key k, or nil. The caller
+// must not change them.
+func (cc *codeCache) getRaw(k codeKey) []byte {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	b := cc.raw[k]
+	if b != nil {
+		cc.hits++
+	}
+	return b
+}
+
+// offerRaw is told that the lossless base of key k decoded to b; from the second
+// call for k on it keeps b itself (within the budget), which the caller must
+// then no longer change.
+func (cc *codeCache) offerRaw(k codeKey, b []byte) {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if cc.raw[k] != nil || !cc.secondLocked(k, int64(len(b))) {
+		return
+	}
+	if cc.raw == nil {
+		cc.raw = map[codeKey][]byte{}
+	}
+	cc.raw[k] = b
+	cc.bytes += int64(len(b))
+}
+
+// secondLocked notes a decode of k and reports whether it is the second (or a
+// later one) and n more bytes fit the budget.
+func (cc *codeCache) secondLocked(k codeKey, n int64) bool {
+	if !cc.seen[k] {
+		if len(cc.seen) >= maxSeenCodes {
+			clear(cc.seen)
+		}
+		if cc.seen == nil {
+			cc.seen = map[codeKey]bool{}
+		}
+		cc.seen[k] = true
+		return false
+	}
+	budget := cc.budget
+	if budget == 0 {
+		budget = baseCodeBudget
+	}
+	return cc.bytes+n <= budget
+}
+
 // drop forgets the codes of the tensor kept in blob, whose record is being
 // deleted (a miss costs only a decode, so a failed deletion does no harm). Its
 // mark in seen stays: blob numbers are not reused.
@@ -109,6 +142,12 @@ func (cc *codeCache) drop(blob uint64) {
 			for _, c := range cs {
 				cc.bytes -= int64(len(c.Q)) * 2
 			}
+		}
+	}
+	for k, b := range cc.raw {
+		if k.blob == blob {
+			delete(cc.raw, k)
+			cc.bytes -= int64(len(b))
 		}
 	}
 }

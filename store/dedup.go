@@ -447,7 +447,7 @@ func (im *importer) encodeLossless(data []byte, dt graph.DType, cands []candidat
 		if c.rec.DType != dt {
 			continue
 		}
-		base, err := wholeTensor(overlay{im}, c.id, c.rec)
+		base, err := im.baseBytes(c)
 		if err != nil {
 			return best, wrapf(err, "base %s", c.id.Short())
 		}
@@ -642,6 +642,21 @@ func (im *importer) gridCodes(c *candidate, tau float64) (cs []*quant.Codes, kep
 	}
 	im.s.baseCodes.offer(k, cs)
 	return cs, nil, nil
+}
+
+// baseBytes returns a candidate's bytes, read only: the store's cache keeps them
+// from their second decode on.
+func (im *importer) baseBytes(c *candidate) ([]byte, error) {
+	k := codeKey{id: c.id, blob: c.rec.Blob}
+	if b := im.s.baseCodes.getRaw(k); b != nil {
+		return b, nil
+	}
+	b, err := wholeTensor(overlay{im}, c.id, c.rec)
+	if err != nil {
+		return nil, err
+	}
+	im.s.baseCodes.offerRaw(k, b)
+	return b, nil
 }
 
 // indexBase adds a new base record to the index of its element count; the nodes
