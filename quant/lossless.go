@@ -214,28 +214,59 @@ func losslessEncode(w, base []byte, elemSize int, mode byte) ([]byte, error) {
 			src[j] = w[j] ^ base[j]
 		}
 	}
-	plane := make([]byte, 0, n)
+	pb := takePlanes(whole)
+	defer planeBufs.Put(pb)
 	if mode != modeClass {
-		for k := 0; k < elemSize; k++ {
-			plane = plane[:0]
-			for i := range n {
-				plane = append(plane, src[i*elemSize+k])
-			}
-			out = appendStream(out, plane, true)
-		}
+		out = appendPlanes(out, src[:whole], elemSize, nil, (*pb)[:whole])
 		return append(out, src[whole:]...), nil
 	}
 	order, offs := baseClasses(base, n, elemSize)
 	for c := 0; c+1 < len(offs); c++ {
-		for k := 0; k < elemSize; k++ {
-			plane = plane[:0]
-			for _, i := range order[offs[c]:offs[c+1]] {
-				plane = append(plane, src[int(i)*elemSize+k])
-			}
-			out = appendStream(out, plane, true)
-		}
+		idx := order[offs[c]:offs[c+1]]
+		out = appendPlanes(out, src[:whole], elemSize, idx, (*pb)[:len(idx)*elemSize])
 	}
 	return append(out, src[whole:]...), nil
+}
+
+// appendPlanes appends the elemSize plane streams of the elements of src (all of
+// them, or those at idx, in that order) to out, cutting the planes into buf (one
+// plane after another, elemSize times the elements' count).
+func appendPlanes(out, src []byte, elemSize int, idx []int32, buf []byte) []byte {
+	m := len(src) / elemSize
+	if idx != nil {
+		m = len(idx)
+	}
+	switch {
+	case elemSize == 4 && idx == nil:
+		p0, p1, p2, p3 := buf[:m], buf[m:2*m], buf[2*m:3*m], buf[3*m:4*m]
+		for i := range m {
+			e := src[4*i : 4*i+4]
+			p0[i], p1[i], p2[i], p3[i] = e[0], e[1], e[2], e[3]
+		}
+	case elemSize == 4:
+		p0, p1, p2, p3 := buf[:m], buf[m:2*m], buf[2*m:3*m], buf[3*m:4*m]
+		for j, i := range idx {
+			e := src[4*int(i) : 4*int(i)+4]
+			p0[j], p1[j], p2[j], p3[j] = e[0], e[1], e[2], e[3]
+		}
+	default:
+		for k := range elemSize {
+			plane := buf[k*m : (k+1)*m]
+			if idx == nil {
+				for i := range m {
+					plane[i] = src[i*elemSize+k]
+				}
+				continue
+			}
+			for j, i := range idx {
+				plane[j] = src[int(i)*elemSize+k]
+			}
+		}
+	}
+	for k := range elemSize {
+		out = appendStream(out, buf[k*m:(k+1)*m], true)
+	}
+	return out
 }
 
 // LosslessDecode reverses LosslessEncode; base must be the one used to encode (nil
