@@ -237,3 +237,31 @@ func BenchmarkChunkDecode(b *testing.B) {
 		b.ReportMetric(float64(len(f)), "coded-bytes")
 	})
 }
+
+// order0 is the order-0 entropy of its input in bits per byte.
+func TestOrder0(t *testing.T) {
+	for _, c := range []struct {
+		in   []byte
+		h    float64
+		used int
+	}{
+		{nil, 0, 0},
+		{[]byte{7, 7, 7, 7}, 0, 1},
+		{[]byte{1, 2, 1, 2}, 1, 2},
+		{[]byte{0, 1, 2, 3, 0, 1, 2, 3}, 2, 4},
+		{[]byte{5, 5, 5, 9}, 0.8112781244591328, 2},
+	} {
+		h, used := order0(c.in)
+		if math.Abs(h-c.h) > 1e-9 || used != c.used {
+			t.Errorf("order0(%v) = %v, %d; want %v, %d", c.in, h, used, c.h, c.used)
+		}
+	}
+	// counts past xlog2x's table
+	big := make([]byte, 100000)
+	for i := range big {
+		big[i] = byte(i % 2)
+	}
+	if h, _ := order0(big); math.Abs(h-1) > 1e-9 {
+		t.Errorf("two symbols, 50000 each: %v bits", h)
+	}
+}

@@ -19,7 +19,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"math"
 	"sync"
 
 	"github.com/klauspost/compress/fse"
@@ -188,15 +187,19 @@ func order0(c []byte) (h float64, used int) {
 	for _, b := range c {
 		hist[b]++
 	}
-	n := float64(len(c))
+	// -sum p log2 p = (n log2 n - sum k log2 k) / n, from xlog2x's table (a
+	// chunk has up to 128 Ki bytes, so most counts are in it)
+	var sum float64
 	for _, k := range hist {
 		if k > 0 {
-			p := float64(k) / n
-			h -= p * math.Log2(p)
+			sum += xlog2x(int(k))
 			used++
 		}
 	}
-	return h, used
+	if len(c) == 0 {
+		return 0, 0
+	}
+	return max((xlog2x(len(c))-sum)/float64(len(c)), 0), used
 }
 
 // readStream decodes one stream of exactly n bytes from b and returns the rest of b.
