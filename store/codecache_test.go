@@ -2,11 +2,14 @@ package store
 
 import (
 	"bytes"
+	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"slices"
 	"testing"
 
+	"github.com/neurstore/neurstore/graph"
 	"github.com/neurstore/neurstore/quant"
 )
 
@@ -152,4 +155,46 @@ func moved(m *memModel, seed uint64) *memModel {
 		out.add(ti.Name, ti.DType, ti.Shape, f32bytes(v))
 	}
 	return out
+}
+
+// A failed import leaves nothing of its new bases in the cache.
+func TestFailedImportDropsKeptBases(t *testing.T) {
+	for _, tau := range []float64{1e-3, 0} {
+		s := openTest(t)
+		r := rand.New(rand.NewPCG(2, 3))
+		a := make([]float32, 256*128)
+		for i := range a {
+			a[i] = float32(r.NormFloat64() * 0.02)
+		}
+		m := &memModel{}
+		m.add("a", graph.F32, []int64{256, 128}, f32bytes(a))
+		for _, name := range []string{"b", "c", "d"} { // each a delta against a
+			v := slices.Clone(a)
+			for i := range v {
+				v[i] += float32(r.NormFloat64() * 0.002)
+			}
+			m.add(name, graph.F32, []int64{256, 128}, f32bytes(v))
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		src := m.source()
+		open := src.Open
+		n := 0
+		src = graph.NewSource(src.Format, src.Tensors, nil, func(i int) (io.Reader, error) {
+			if n++; n == len(m.tensors) {
+				cancel()
+			}
+			return open(i)
+		})
+		if _, err := s.Import(ctx, src, ImportOptions{Ref: "m", Tau: tau}); err == nil {
+			t.Fatal("cancelled import succeeded")
+		}
+		if k := len(s.baseCodes.kept) + len(s.baseCodes.raw); k != 0 || s.baseCodes.bytes != 0 {
+			t.Fatalf("tau %g: %d tensors (%d bytes) of a failed import kept", tau, k, s.baseCodes.bytes)
+		}
+		// and the same import, whole, keeps a's decode from its second use on
+		res := importOpts(t, s, m, ImportOptions{Ref: "m", Tau: tau})
+		if res.DeltaTensors != 3 || len(s.baseCodes.kept)+len(s.baseCodes.raw) != 1 {
+			t.Fatalf("tau %g: %d deltas, %d tensors kept; want 3 and a", tau, res.DeltaTensors, len(s.baseCodes.kept)+len(s.baseCodes.raw))
+		}
+	}
 }

@@ -557,6 +557,7 @@ func (im *importer) cleanup() {
 	for _, blob := range im.blobs {
 		start, end := blobRange(blob)
 		b.DeleteRange(start, end)
+		im.s.baseCodes.drop(blob) // what the cache kept of the import's new bases
 	}
 	if b.Len() > 0 {
 		im.s.be.Apply(&b, false)
