@@ -51,6 +51,10 @@ measures it on model families). Check an export against its original with
 tensor (for example the model a fine-tune started from, or the checkpoint
 before this one: a delta may have a delta as its base, 8 deep at most).
 
+Several files in one import go faster than one import each: the process starts
+once, and a base that keeps being subtracted (the fine-tunes of one model) is
+kept decoded from its second use on, up to 256 MiB.
+
 Float tensors above 1 GiB are not held whole: they are encoded as they are read,
 on their own or, with --base, as a delta against MODEL's tensor of the same
 name, and are not added to the index.`,
