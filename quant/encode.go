@@ -97,7 +97,6 @@ func widths(c *Codes) (width, planeWidth int) {
 
 // encodeWidths is encode given widths' results.
 func encodeWidths(c *Codes, width, planeWidth int) (blob []byte, err error) {
-
 	// Nothing to code but escapes (below 1 in 4096): the packed form at width 0
 	// is the escapes alone. Where the packed cost model picks width 0 for more
 	// escapes than that (a delta mostly 0, moved elsewhere), the planes may
@@ -244,8 +243,8 @@ func encodeAs(c *Codes, codec byte, width int, limit int) ([]byte, error) {
 	return out, nil
 }
 
-// planeBufs holds encodeAs' byte-plane buffers (*[]byte): the planes are
-// built, coded and dropped, chunk after chunk.
+// planeBufs holds byte-plane buffers (*[]byte) for encoding and decoding: planes
+// are cut, coded and dropped (or decoded, read and dropped), chunk after chunk.
 var planeBufs sync.Pool
 
 // takePlanes returns a buffer of at least n bytes (contents undefined) for
