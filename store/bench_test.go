@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/neurstore/neurstore/graph"
@@ -141,6 +144,45 @@ func transformerPair() (base, ft *memModel) {
 func BenchmarkImportTransformer(b *testing.B) {
 	base, ft := transformerPair()
 	for _, tau := range []float64{1e-4, 1e-3} {
+		b.Run(fmt.Sprintf("tau=%g", tau), func(b *testing.B) {
+			benchFineTune(b, base, ft, ImportOptions{Tau: tau, Base: "base"}, 0)
+		})
+	}
+}
+
+// BenchmarkImportFamilyFineTune measures importing a real fine-tune against its
+// stored base, in one process, the figure bench/REPORT.md gives for text-medium:
+// NEURSTORE_FAMILY names a folder made by bench/family/text_small.py and its
+// family (say /tmp/text-medium:text-medium); the base is imported at each tau
+// and ft1 imported again and again. It is skipped without NEURSTORE_FAMILY. Run
+// with -cpu 1 for the per-core figure.
+func BenchmarkImportFamilyFineTune(b *testing.B) {
+	dir, fam, ok := strings.Cut(os.Getenv("NEURSTORE_FAMILY"), ":")
+	if !ok {
+		b.Skip("NEURSTORE_FAMILY (DIR:FAMILY) not set")
+	}
+	load := func(role string) *memModel {
+		src, err := graph.OpenFile(filepath.Join(dir, fam+"-"+role+".safetensors"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer src.Close()
+		m := &memModel{}
+		for i, ti := range src.Tensors {
+			r, err := src.Open(i)
+			if err != nil {
+				b.Fatal(err)
+			}
+			data, err := io.ReadAll(r)
+			if err != nil {
+				b.Fatal(err)
+			}
+			m.add(ti.Name, ti.DType, ti.Shape, data)
+		}
+		return m
+	}
+	base, ft := load("base"), load("ft1")
+	for _, tau := range []float64{0, 1e-4, 1e-3} {
 		b.Run(fmt.Sprintf("tau=%g", tau), func(b *testing.B) {
 			benchFineTune(b, base, ft, ImportOptions{Tau: tau, Base: "base"}, 0)
 		})
