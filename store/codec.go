@@ -39,6 +39,7 @@ import (
 	"io"
 	"iter"
 	"math"
+	"sync"
 	"unsafe"
 
 	"github.com/neurstore/neurstore/graph"
@@ -288,8 +289,10 @@ func chunks(r Reader, id TensorID, rec *Record, fn func(i int, lo, hi int64, blo
 	if err != nil {
 		return corruptf("tensor %s: %v", id.Short(), err)
 	}
-	// a small tensor's whole payload, at most 64 KiB (bufio takes 16 at least)
-	br := bufio.NewReaderSize(&pageReader{r: r, id: id, rec: rec}, int(min(max(rec.Stored, 0), 1<<16)))
+	cr := chunkReaders.Get().(*chunkReader)
+	defer cr.release()
+	br := cr.br
+	br.Reset(&pageReader{r: r, id: id, rec: rec})
 	var hdr [2]byte
 	if _, err := io.ReadFull(br, hdr[:]); err != nil {
 		return payloadErr(id, err)
@@ -304,7 +307,8 @@ func chunks(r Reader, id TensorID, rec *Record, fn func(i int, lo, hi int64, blo
 	if ce != chunkElems {
 		return corruptf("tensor %s: chunks of %d elements, want %d", id.Short(), ce, chunkElems)
 	}
-	var blob []byte
+	blob := cr.blob[:0]
+	defer func() { cr.blob = blob }()
 	for i, lo := 0, int64(0); lo < n || i == 0; i, lo = i+1, lo+chunkElems {
 		hi := min(lo+chunkElems, n)
 		l, err := binary.ReadUvarint(br)
@@ -332,6 +336,25 @@ func chunks(r Reader, id TensorID, rec *Record, fn func(i int, lo, hi int64, blo
 		return corruptf("tensor %s: payload runs past its last chunk", id.Short())
 	}
 	return nil
+}
+
+// chunkReader is what chunks reads a payload with: a 64 KiB buffer over its
+// pages and room for one chunk blob. Reads of many small records (a model's
+// load, an import's bases) reuse them instead of allocating both each time.
+type chunkReader struct {
+	br   *bufio.Reader
+	blob []byte
+}
+
+var chunkReaders = sync.Pool{New: func() any { return &chunkReader{br: bufio.NewReaderSize(nil, 1<<16)} }}
+
+// release gives cr back for reuse; a blob room above 4 MiB is dropped.
+func (cr *chunkReader) release() {
+	cr.br.Reset(nil)
+	if cap(cr.blob) > 4<<20 {
+		cr.blob = nil
+	}
+	chunkReaders.Put(cr)
 }
 
 func payloadErr(id TensorID, err error) error {
