@@ -161,26 +161,7 @@ func BenchmarkImportFamilyFineTune(b *testing.B) {
 	if !ok {
 		b.Skip("NEURSTORE_FAMILY (DIR:FAMILY) not set")
 	}
-	load := func(role string) *memModel {
-		src, err := graph.OpenFile(filepath.Join(dir, fam+"-"+role+".safetensors"))
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer src.Close()
-		m := &memModel{}
-		for i, ti := range src.Tensors {
-			r, err := src.Open(i)
-			if err != nil {
-				b.Fatal(err)
-			}
-			data, err := io.ReadAll(r)
-			if err != nil {
-				b.Fatal(err)
-			}
-			m.add(ti.Name, ti.DType, ti.Shape, data)
-		}
-		return m
-	}
+	load := func(role string) *memModel { return loadModel(b, filepath.Join(dir, fam+"-"+role+".safetensors")) }
 	base, ft := load("base"), load("ft1")
 	for _, tau := range []float64{0, 1e-4, 1e-3} {
 		b.Run(fmt.Sprintf("tau=%g", tau), func(b *testing.B) {

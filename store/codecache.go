@@ -37,77 +37,80 @@ type codeKey struct {
 type codeCache struct {
 	mu    sync.Mutex
 	seen  map[codeKey]bool
-	kept  map[codeKey][]*quant.Narrow
-	raw   map[codeKey][]byte
+	kept  map[codeKey]keptBase
 	bytes int64
 	// budget replaces baseCodeBudget where set (tests), hits counts gets that
-	// found codes or bytes
+	// found something
 	budget int64
 	hits   int
 }
 
-// get returns the kept codes of k, or nil. The caller must not change them.
-func (cc *codeCache) get(k codeKey) []*quant.Narrow {
-	cc.mu.Lock()
-	defer cc.mu.Unlock()
-	cs := cc.kept[k]
-	if cs != nil {
-		cc.hits++
-	}
-	return cs
+// keptBase is one decoded base: grid codes or, lossless, its bytes; n is what
+// they take.
+type keptBase struct {
+	codes []*quant.Narrow
+	raw   []byte
+	n     int64
 }
 
-// offer is told that k was decoded to cs, which stay the caller's; it keeps a
-// narrow copy of them from the second call for k on, within the budget.
+// get returns what is kept of k (zero if nothing). The caller must not change it.
+func (cc *codeCache) get(k codeKey) keptBase {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	kb, ok := cc.kept[k]
+	if ok {
+		cc.hits++
+	}
+	return kb
+}
+
+// offer is told that grid codes k were decoded to cs, which stay the caller's;
+// from the second call for k on it keeps narrow copies of them.
 func (cc *codeCache) offer(k codeKey, cs []*quant.Codes) {
+	cc.keep(k, func() keptBase {
+		ns := make([]*quant.Narrow, len(cs))
+		for i, c := range cs {
+			if ns[i] = quant.NarrowOf(c); ns[i] == nil {
+				return keptBase{}
+			}
+		}
+		return keptBase{codes: ns}
+	}, codesBytes(cs))
+}
+
+// offerRaw is told that the lossless base k decoded to b; from the second call
+// for k on it keeps b itself, which the caller must then no longer change.
+func (cc *codeCache) offerRaw(k codeKey, b []byte) {
+	cc.keep(k, func() keptBase { return keptBase{raw: b} }, int64(len(b)))
+}
+
+// keep notes a decode of k and, from the second one on and within the budget,
+// keeps what build returns for it (n bytes; nothing when build gives nothing).
+func (cc *codeCache) keep(k codeKey, build func() keptBase, n int64) {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if _, ok := cc.kept[k]; ok || !cc.secondLocked(k, n) {
+		return
+	}
+	kb := build()
+	if kb.codes == nil && kb.raw == nil {
+		return
+	}
+	if cc.kept == nil {
+		cc.kept = map[codeKey]keptBase{}
+	}
+	kb.n = n
+	cc.kept[k] = kb
+	cc.bytes += n
+}
+
+// codesBytes is what narrow copies of cs take.
+func codesBytes(cs []*quant.Codes) int64 {
 	var n int64
 	for _, c := range cs {
 		n += int64(len(c.Q)) * 2
 	}
-	cc.mu.Lock()
-	defer cc.mu.Unlock()
-	if cc.kept[k] != nil || !cc.secondLocked(k, n) {
-		return
-	}
-	ns := make([]*quant.Narrow, len(cs))
-	for i, c := range cs {
-		if ns[i] = quant.NarrowOf(c); ns[i] == nil {
-			return
-		}
-	}
-	if cc.kept == nil {
-		cc.kept = map[codeKey][]*quant.Narrow{}
-	}
-	cc.kept[k] = ns
-	cc.bytes += n
-}
-
-// getRaw returns the kept bytes of the lossless base of key k, or nil. The caller
-// must not change them.
-func (cc *codeCache) getRaw(k codeKey) []byte {
-	cc.mu.Lock()
-	defer cc.mu.Unlock()
-	b := cc.raw[k]
-	if b != nil {
-		cc.hits++
-	}
-	return b
-}
-
-// offerRaw is told that the lossless base of key k decoded to b; from the second
-// call for k on it keeps b itself (within the budget), which the caller must
-// then no longer change.
-func (cc *codeCache) offerRaw(k codeKey, b []byte) {
-	cc.mu.Lock()
-	defer cc.mu.Unlock()
-	if cc.raw[k] != nil || !cc.secondLocked(k, int64(len(b))) {
-		return
-	}
-	if cc.raw == nil {
-		cc.raw = map[codeKey][]byte{}
-	}
-	cc.raw[k] = b
-	cc.bytes += int64(len(b))
+	return n
 }
 
 // secondLocked notes a decode of k and reports whether it is the second (or a
@@ -136,18 +139,10 @@ func (cc *codeCache) secondLocked(k codeKey, n int64) bool {
 func (cc *codeCache) drop(blob uint64) {
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
-	for k, cs := range cc.kept {
+	for k, kb := range cc.kept {
 		if k.blob == blob {
 			delete(cc.kept, k)
-			for _, c := range cs {
-				cc.bytes -= int64(len(c.Q)) * 2
-			}
-		}
-	}
-	for k, b := range cc.raw {
-		if k.blob == blob {
-			delete(cc.raw, k)
-			cc.bytes -= int64(len(b))
+			cc.bytes -= kb.n
 		}
 	}
 }

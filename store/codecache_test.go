@@ -61,7 +61,7 @@ func baseCodesKept(t *testing.T, tau float64) {
 		rec := mustRecord(t, cached, mt.ID)
 		k := codeKey{id: mt.ID, blob: rec.Blob, tau: tau}
 		if rec.Encoding.Lossy() {
-			kept := cached.baseCodes.get(k)
+			kept := cached.baseCodes.get(k).codes
 			if kept == nil {
 				continue
 			}
@@ -78,7 +78,7 @@ func baseCodesKept(t *testing.T, tau float64) {
 			continue
 		}
 		k.tau = 0
-		kept := cached.baseCodes.getRaw(k)
+		kept := cached.baseCodes.get(k).raw
 		if kept == nil {
 			continue
 		}
@@ -101,7 +101,7 @@ func baseCodesKept(t *testing.T, tau float64) {
 			t.Fatal(err)
 		}
 	}
-	if n := len(cached.baseCodes.kept) + len(cached.baseCodes.raw); n != 0 || cached.baseCodes.bytes != 0 {
+	if n := len(cached.baseCodes.kept); n != 0 || cached.baseCodes.bytes != 0 {
 		t.Fatalf("%d kept tensors (%d bytes) after their records went", n, cached.baseCodes.bytes)
 	}
 }
@@ -111,32 +111,32 @@ func TestCodeCacheBudget(t *testing.T) {
 	cc := codeCache{budget: 800}
 	big := func(n int) []*quant.Codes { return []*quant.Codes{{Tau: 1, Q: make([]int64, n)}} }
 	k1, k2, k3 := codeKey{blob: 1, tau: 1}, codeKey{blob: 2, tau: 1}, codeKey{blob: 3, tau: 1}
-	if cc.offer(k1, big(10)); cc.get(k1) != nil {
+	if cc.offer(k1, big(10)); cc.get(k1).codes != nil {
 		t.Fatal("kept on first decode")
 	}
-	if cc.offer(k1, big(10)); cc.get(k1) == nil {
+	if cc.offer(k1, big(10)); cc.get(k1).codes == nil {
 		t.Fatal("not kept on second decode")
 	}
 	cc.offer(k2, big(400))
-	if cc.offer(k2, big(400)); cc.get(k2) != nil {
+	if cc.offer(k2, big(400)); cc.get(k2).codes != nil {
 		t.Fatal("kept past the budget")
 	}
 	wide := big(10)
 	wide[0].Q[3] = 1 << 20
 	cc.offer(k3, wide)
-	if cc.offer(k3, wide); cc.get(k3) != nil {
+	if cc.offer(k3, wide); cc.get(k3).codes != nil {
 		t.Fatal("kept codes wider than 16 bits")
 	}
 	k4 := codeKey{blob: 4}
-	if cc.offerRaw(k4, make([]byte, 100)); cc.getRaw(k4) != nil {
+	if cc.offerRaw(k4, make([]byte, 100)); cc.get(k4).raw != nil {
 		t.Fatal("bytes kept on first decode")
 	}
-	if cc.offerRaw(k4, make([]byte, 100)); cc.getRaw(k4) == nil {
+	if cc.offerRaw(k4, make([]byte, 100)); cc.get(k4).raw == nil {
 		t.Fatal("bytes not kept on second decode")
 	}
 	cc.drop(1)
 	cc.drop(4)
-	if cc.get(k1) != nil || cc.getRaw(k4) != nil || cc.bytes != 0 {
+	if cc.get(k1).codes != nil || cc.get(k4).raw != nil || cc.bytes != 0 {
 		t.Fatalf("dropped codes still kept (%d bytes)", cc.bytes)
 	}
 }
@@ -188,13 +188,13 @@ func TestFailedImportDropsKeptBases(t *testing.T) {
 		if _, err := s.Import(ctx, src, ImportOptions{Ref: "m", Tau: tau}); err == nil {
 			t.Fatal("cancelled import succeeded")
 		}
-		if k := len(s.baseCodes.kept) + len(s.baseCodes.raw); k != 0 || s.baseCodes.bytes != 0 {
+		if k := len(s.baseCodes.kept); k != 0 || s.baseCodes.bytes != 0 {
 			t.Fatalf("tau %g: %d tensors (%d bytes) of a failed import kept", tau, k, s.baseCodes.bytes)
 		}
 		// and the same import, whole, keeps a's decode from its second use on
 		res := importOpts(t, s, m, ImportOptions{Ref: "m", Tau: tau})
-		if res.DeltaTensors != 3 || len(s.baseCodes.kept)+len(s.baseCodes.raw) != 1 {
-			t.Fatalf("tau %g: %d deltas, %d tensors kept; want 3 and a", tau, res.DeltaTensors, len(s.baseCodes.kept)+len(s.baseCodes.raw))
+		if res.DeltaTensors != 3 || len(s.baseCodes.kept) != 1 {
+			t.Fatalf("tau %g: %d deltas, %d tensors kept; want 3 and a", tau, res.DeltaTensors, len(s.baseCodes.kept))
 		}
 	}
 }

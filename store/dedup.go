@@ -159,7 +159,7 @@ func (o overlay) Scan(lower, upper []byte, fn func(k, v []byte) error) error {
 // candidate is a possible base for a new tensor.
 type candidate struct {
 	id   TensorID
-	rec  *Record
+	rec  *Record   // never nil
 	vals []float32 // its reconstruction, when it was needed to rank candidates
 }
 
@@ -623,20 +623,11 @@ func gridTau(tau float64, dt graph.DType) float64 {
 // from its values where the ranking of candidates decoded them: the caller's
 // (cs), or the store's cache's (kept, read only) where it kept them.
 func (im *importer) gridCodes(c *candidate, tau float64) (cs []*quant.Codes, kept []*quant.Narrow, err error) {
-	rec := c.rec
-	if rec == nil {
-		if rec, err = im.lookup(c.id); err != nil {
-			return nil, nil, err
-		}
-		if rec == nil {
-			return nil, nil, corruptf("candidate base %s has no record", c.id.Short())
-		}
-	}
-	k := codeKey{id: c.id, blob: rec.Blob, tau: tau}
-	if kept := im.s.baseCodes.get(k); kept != nil {
+	k := codeKey{id: c.id, blob: c.rec.Blob, tau: tau}
+	if kept := im.s.baseCodes.get(k).codes; kept != nil {
 		return nil, kept, nil
 	}
-	cs, err = gridCodesOf(overlay{im}, c.id, rec, tau, c.vals)
+	cs, err = gridCodesOf(overlay{im}, c.id, c.rec, tau, c.vals)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -648,7 +639,7 @@ func (im *importer) gridCodes(c *candidate, tau float64) (cs []*quant.Codes, kep
 // from their second decode on.
 func (im *importer) baseBytes(c *candidate) ([]byte, error) {
 	k := codeKey{id: c.id, blob: c.rec.Blob}
-	if b := im.s.baseCodes.getRaw(k); b != nil {
+	if b := im.s.baseCodes.get(k).raw; b != nil {
 		return b, nil
 	}
 	b, err := wholeTensor(overlay{im}, c.id, c.rec)

@@ -23,20 +23,26 @@ const familyDir = "../testdata/family"
 // familyModel loads a safetensors file of the test families into memory.
 func familyModel(t *testing.T, file string) *memModel {
 	t.Helper()
-	src, err := graph.OpenSafetensors(filepath.Join(familyDir, file))
+	return loadModel(t, filepath.Join(familyDir, file))
+}
+
+// loadModel loads a model file (any format graph.OpenFile reads) into memory.
+func loadModel(tb testing.TB, path string) *memModel {
+	tb.Helper()
+	src, err := graph.OpenFile(path)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	defer src.Close()
 	m := &memModel{}
 	for i, ti := range src.Tensors {
 		r, err := src.Open(i)
 		if err != nil {
-			t.Fatal(err)
+			tb.Fatal(err)
 		}
 		b := make([]byte, ti.Size)
 		if _, err := io.ReadFull(r, b); err != nil {
-			t.Fatal(err)
+			tb.Fatal(err)
 		}
 		m.add(ti.Name, ti.DType, ti.Shape, b)
 	}
