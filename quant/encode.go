@@ -151,12 +151,8 @@ func PlaneBytes(c *Codes) float64 {
 			break
 		}
 		hist[k][0] += uint32(samples) - seen
-		for _, m := range hist[k] {
-			if m > 0 {
-				p := float64(m) / n
-				bits -= float64(m) * math.Log2(p)
-			}
-		}
+		b, _ := histBits(&hist[k], samples)
+		bits += b
 	}
 	return bits / 8 * float64(len(c.Q)) / max(n, 1)
 }

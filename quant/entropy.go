@@ -187,8 +187,17 @@ func order0(c []byte) (h float64, used int) {
 	for _, b := range c {
 		hist[b]++
 	}
-	// -sum p log2 p = (n log2 n - sum k log2 k) / n, from xlog2x's table (a
-	// chunk has up to 128 Ki bytes, so most counts are in it)
+	if len(c) == 0 {
+		return 0, 0
+	}
+	bits, used := histBits(&hist, len(c))
+	return bits / float64(len(c)), used
+}
+
+// histBits returns the order-0 entropy in bits of the total symbols counted in
+// hist, (total log2 total - sum k log2 k) from xlog2x's table (most counts of a
+// chunk or a sample are in it), and how many byte values it uses.
+func histBits(hist *[256]uint32, total int) (bits float64, used int) {
 	var sum float64
 	for _, k := range hist {
 		if k > 0 {
@@ -196,10 +205,7 @@ func order0(c []byte) (h float64, used int) {
 			used++
 		}
 	}
-	if len(c) == 0 {
-		return 0, 0
-	}
-	return max((xlog2x(len(c))-sum)/float64(len(c)), 0), used
+	return max(xlog2x(total)-sum, 0), used
 }
 
 // readStream decodes one stream of exactly n bytes from b and returns the rest of b.

@@ -33,7 +33,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"math"
 	"slices"
 )
 
@@ -99,11 +98,8 @@ func LosslessPlaneBytes(w []byte, elemSize int) float64 {
 	}
 	var bits float64
 	for k := range elemSize {
-		for _, m := range hist[k] {
-			if m > 0 {
-				bits -= float64(m) * math.Log2(float64(m)/float64(samples))
-			}
-		}
+		b, _ := histBits(&hist[k], samples)
+		bits += b
 	}
 	return bits/8*float64(n)/float64(max(samples, 1)) + float64(len(w)-n*elemSize)
 }
